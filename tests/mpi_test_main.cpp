@@ -1,0 +1,46 @@
+// main() for tests that run under mpirun: initializes MPI once (through
+// MpiRuntime, as the binaries do), runs the tests on every rank, and makes the
+// process exit non-zero if any test failed on this rank (mpirun then exits
+// non-zero too). Ranks other than 0 print only failures.
+#include "tests/mpi_test_support.h"
+
+#include <gtest/gtest.h>
+
+#include "common/process.h"
+#include "glog/logging.h"
+
+namespace memtrain::testing {
+namespace {
+parallel::MpiRuntime* g_runtime = nullptr;
+}  // namespace
+
+parallel::MpiRuntime& Runtime() {
+  TORCH_INTERNAL_ASSERT(g_runtime != nullptr, "MPI tests must link tests/mpi_test_main.cpp");
+  return *g_runtime;
+}
+
+std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOptions options) {
+  auto world = Runtime().CreateWorld(options);
+  TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
+  return *std::move(world);
+}
+
+}  // namespace memtrain::testing
+
+int main(int argc, char** argv) {
+  memtrain::ConfigureProcess();
+  google::InitGoogleLogging(argv[0]);
+  auto runtime = memtrain::parallel::MpiRuntime::Initialize(&argc, &argv, {});
+  if (!runtime.ok()) {
+    LOG(ERROR) << runtime.status();
+    return 1;
+  }
+  memtrain::testing::g_runtime = runtime->get();
+  // Read by InitGoogleTest when it picks the result printer.
+  if ((*runtime)->world_rank() != 0) GTEST_FLAG_SET(brief, true);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int result = RUN_ALL_TESTS();
+  memtrain::testing::g_runtime = nullptr;
+  runtime->reset();
+  return result;
+}

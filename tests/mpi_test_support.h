@@ -1,0 +1,22 @@
+// Support for tests that run under mpirun (linked with tests/mpi_test_main.cpp).
+#ifndef MEMTRAIN_TESTS_MPI_TEST_SUPPORT_H_
+#define MEMTRAIN_TESTS_MPI_TEST_SUPPORT_H_
+
+#include <memory>
+
+#include "parallel/mpi_runtime.h"
+
+namespace memtrain::testing {
+
+/// The process's MPI runtime, initialized by main().
+parallel::MpiRuntime& Runtime();
+
+/// A fresh world communicator (collective). Tests use a short timeout, so a
+/// rank that fails an assertion and skips a collective ends the job quickly
+/// instead of hanging it.
+std::unique_ptr<parallel::MpiCommunicator> NewWorld(
+    parallel::CommunicatorOptions options = {absl::Seconds(60), /*verify_collectives=*/true});
+
+}  // namespace memtrain::testing
+
+#endif  // MEMTRAIN_TESTS_MPI_TEST_SUPPORT_H_
