@@ -133,10 +133,10 @@ void CollectiveWatchdog::MarkFinishedLocked(const CollectiveCall& call) {
 
 void CollectiveWatchdog::PublishSignalSummaryLocked() {
   std::vector<std::string> lines;
-  const absl::Time now = absl::Now();
   for (const auto& [ticket, pending] : pending_) {
-    lines.push_back(absl::StrCat(DescribeCall(pending.call), " pending for ",
-                                 absl::FormatDuration(now - pending.started)));
+    lines.push_back(absl::StrCat(DescribeCall(pending.call), " started at ",
+                                 absl::FormatTime("%H:%M:%E3S", pending.started,
+                                                  absl::LocalTimeZone())));
   }
   PublishSummary(lines.empty() ? std::string("no collective pending")
                                : absl::StrJoin(lines, "; "));

@@ -52,7 +52,10 @@ std::string MpiRuntime::LibraryVersion() {
   std::vector<std::string> lines = absl::StrSplit(std::string(text, static_cast<size_t>(length)), '\n');
   int major = 0, minor = 0;
   MPI_Get_version(&major, &minor);
-  return absl::StrCat(lines.empty() ? std::string("unknown MPI") : lines.front(), " (MPI ", major,
+  // "Open MPI v4.1.4, package: ..., ident: ..." -> "Open MPI v4.1.4".
+  const std::string name =
+      lines.empty() ? std::string("unknown MPI") : lines.front().substr(0, lines.front().find(','));
+  return absl::StrCat(name, " (MPI ", major,
                       ".", minor, ")");
 }
 

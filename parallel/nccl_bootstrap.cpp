@@ -4,6 +4,10 @@
 
 #include <cstring>
 
+#ifdef MEMTRAIN_WITH_CUDA
+#include <nccl.h>
+#endif
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -54,6 +58,19 @@ absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int devic
         " ranks per host (mpirun --map-by ppr:N:node, srun --ntasks-per-node=N) or check "
         "CUDA_VISIBLE_DEVICES."));
   }
+}
+
+std::string NcclDescription() {
+#ifdef MEMTRAIN_WITH_CUDA
+  int version = 0;
+  ncclGetVersion(&version);
+  auto format = [](int v) {
+    return absl::StrCat(v / 10000, ".", (v / 100) % 100, ".", v % 100);
+  };
+  return absl::StrCat("NCCL ", format(version), " (runtime), built against ", format(NCCL_VERSION_CODE));
+#else
+  return "NCCL not built (configured without the CUDA toolkit or with MEMTRAIN_WITH_CUDA=OFF)";
+#endif
 }
 
 }  // namespace memtrain::parallel

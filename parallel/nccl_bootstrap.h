@@ -12,6 +12,7 @@
 
 #include <array>
 #include <functional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "parallel/mpi_communicator.h"
@@ -34,6 +35,10 @@ absl::StatusOr<NcclUniqueIdBytes> ExchangeUniqueId(
 /// to GPUs with CUDA_VISIBLE_DEVICES). kFailedPrecondition otherwise, when
 /// there are fewer devices than local ranks.
 absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int device_count);
+
+/// "NCCL 2.30.7 (runtime), built against 2.30.7" when the GPU code is built,
+/// "not built (...)" otherwise.
+std::string NcclDescription();
 
 }  // namespace memtrain::parallel
 

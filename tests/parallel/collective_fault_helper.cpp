@@ -1,0 +1,52 @@
+// A small job for collective_timeout_test.cpp: every rank all-reduces in a
+// loop; with --fault=stall rank --faulty_rank stops calling collectives
+// (sleeps) before collective --fault_at, with --fault=kill it SIGKILLs itself
+// there. The surviving ranks must end the job, naming the collective.
+#include <ATen/ATen.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "common/binary.h"
+#include "glog/logging.h"
+#include "launch/signals.h"
+#include "parallel/mpi_runtime.h"
+
+ABSL_FLAG(std::string, fault, "none", "none | stall | kill");
+ABSL_FLAG(int, faulty_rank, 1, "Rank that misbehaves.");
+ABSL_FLAG(int, fault_at, 3, "The faulty rank misbehaves before this (1-based) all-reduce.");
+ABSL_FLAG(double, collective_timeout, 2.0, "Seconds.");
+ABSL_FLAG(int, steps, 5, "All-reduces to run.");
+
+int main(int argc, char** argv) {
+  memtrain::InitBinary(argc, argv, "Fault-injection job for the collective timeout tests.");
+  auto runtime = memtrain::parallel::MpiRuntime::Initialize(&argc, &argv, {});
+  CHECK(runtime.ok()) << runtime.status();
+  memtrain::launch::InstallTerminationReport((*runtime)->world_rank());
+  memtrain::parallel::CommunicatorOptions options;
+  options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+  auto world = (*runtime)->CreateWorld(options);
+  CHECK(world.ok()) << world.status();
+  const std::string fault = absl::GetFlag(FLAGS_fault);
+  const bool faulty = (*world)->rank() == absl::GetFlag(FLAGS_faulty_rank);
+  for (int step = 1; step <= absl::GetFlag(FLAGS_steps); ++step) {
+    if (faulty && step == absl::GetFlag(FLAGS_fault_at)) {
+      if (fault == "stall") {
+        LOG(INFO) << "[test] rank " << (*world)->rank() << " stalls before all-reduce " << step;
+        std::this_thread::sleep_for(std::chrono::seconds(120));
+      } else if (fault == "kill") {
+        LOG(INFO) << "[test] rank " << (*world)->rank() << " kills itself before all-reduce " << step;
+        raise(SIGKILL);
+      }
+    }
+    at::Tensor tensor = at::ones({1024});
+    CHECK((*world)->allreduce(tensor, memtrain::parallel::ReduceOp::kSum).ok());
+  }
+  LOG(INFO) << "[test] rank " << (*world)->rank() << " finished";
+  world->reset();
+  return 0;
+}

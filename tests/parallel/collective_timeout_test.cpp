@@ -1,0 +1,70 @@
+// Whole-job fault tests: a 2-rank job under real mpirun in which one rank
+// stalls or is SIGKILLed mid-run must end non-zero, well before the stalled
+// rank would have woken up, and its log must name the collective.
+//
+// Sequence numbers: creating the world communicator is collective #1 on it,
+// so the helper's all-reduce k is collective #k+1.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+using ::testing::HasSubstr;
+
+struct JobResult {
+  int exit_code = -1;
+  double seconds = 0;
+  std::string output;
+};
+
+JobResult RunJob(const std::string& helper_flags) {
+  const std::string command = std::string(MEMTRAIN_MPIEXEC) + " " + MEMTRAIN_MPIEXEC_FLAGS +
+                              " -n 2 " + MEMTRAIN_FAULT_HELPER + " " + helper_flags + " 2>&1";
+  const auto start = std::chrono::steady_clock::now();
+  FILE* pipe = popen(command.c_str(), "r");
+  JobResult result;
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+TEST(CollectiveTimeoutTest, HealthyJobSucceeds) {
+  const JobResult job = RunJob("--fault=none");
+  EXPECT_EQ(job.exit_code, 0) << job.output;
+  EXPECT_THAT(job.output, HasSubstr("rank 1 finished"));
+}
+
+TEST(CollectiveTimeoutTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
+  // Rank 1 sleeps 120 s before all-reduce #3; the timeout is 2 s.
+  const JobResult job = RunJob("--fault=stall --collective_timeout=2 --fault_at=3");
+  EXPECT_NE(job.exit_code, 0) << job.output;
+  // 2 s timeout + 3 s answer grace + start-up; far below the 120 s stall.
+  EXPECT_LT(job.seconds, 30) << job.output;
+  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world' (float32[1024]) did not "
+                                    "complete within 2s"));
+  EXPECT_THAT(job.output, HasSubstr("ranks that had not arrived: [1]"));
+  EXPECT_THAT(job.output, HasSubstr("rank 1 (world 1): NOT arrived; outside any collective; last finished on this group: #3"));
+  EXPECT_THAT(job.output, HasSubstr("MPI_ABORT"));
+}
+
+TEST(CollectiveTimeoutTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
+  const JobResult job = RunJob("--fault=kill --collective_timeout=20 --fault_at=3");
+  EXPECT_NE(job.exit_code, 0) << job.output;
+  EXPECT_LT(job.seconds, 30) << job.output;
+  // Either mpirun tore rank 0 down (its termination report names the
+  // collective it was in) or rank 0's watchdog fired first.
+  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world'")) << job.output;
+}
+
+}  // namespace
