@@ -134,9 +134,10 @@ void CollectiveWatchdog::MarkFinishedLocked(const CollectiveCall& call) {
 void CollectiveWatchdog::PublishSignalSummaryLocked() {
   std::vector<std::string> lines;
   for (const auto& [ticket, pending] : pending_) {
-    lines.push_back(absl::StrCat(DescribeCall(pending.call), " started at ",
-                                 absl::FormatTime("%H:%M:%E3S", pending.started,
-                                                  absl::LocalTimeZone())));
+    // Unix milliseconds: formatting a local time costs more than a small
+    // all-reduce, and this runs for every collective.
+    lines.push_back(absl::StrCat(DescribeCall(pending.call), " started at unix ms ",
+                                 absl::ToUnixMillis(pending.started)));
   }
   PublishSummary(lines.empty() ? std::string("no collective pending")
                                : absl::StrJoin(lines, "; "));
