@@ -5,7 +5,5 @@
 # Open MPI refuses to run as root without these (CI and containers are root).
 export OMPI_ALLOW_RUN_AS_ROOT=1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# ccache with precompiled headers needs these sloppiness settings, or every
-# LibTorch translation unit misses the cache.
-export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
+# Room for a few builds of the LibTorch-heavy translation units.
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
