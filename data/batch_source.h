@@ -1,0 +1,123 @@
+// File: data/batch_source.h
+//
+// `BatchSource`: this rank's batches of a memtrain HDF5 corpus, in a global
+// order fixed by (seed, epoch), resumable from a few bytes of state.
+//
+//   BatchSourceOptions options;  options.rank = 1;  options.world_size = 2;
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto source, OpenBatchSource("wiki.train.h5", options));
+//   while (true) {
+//     MEMTRAIN_ASSIGN_OR_RETURN(std::optional<Batch> batch, source->Next());
+//     if (!batch) { source->StartEpoch(source->epoch() + 1); continue; }
+//     ...
+//     checkpoint.data_state = source->SaveState();
+//   }
+//
+// Two kinds, chosen by the file's task:
+//   - lm (Transformer-XL / Memorizing Transformer streams): `streams` rows per
+//     rank; each row continues one document across steps in segments of
+//     `segment_length` tokens and never mixes two documents in a segment (the
+//     rest of a document's last segment is padding); `new_document` marks the
+//     rows whose document starts at this step, so memories can be cleared.
+//   - seq2seq: length-bucketed batches whose padded size (rows × longest side)
+//     stays within `max_tokens` (fairseq's --max-tokens), dealt round-robin so
+//     that every rank runs the same number of steps (a rank without a batch at
+//     the last step gets an empty one).
+//
+// Every rank computes the same global plan from the offsets alone and reads
+// only its own rows' tokens (hyperslab reads); memory does not grow with the
+// corpus beyond 8 bytes per record of offsets.
+//
+// State: SaveState() returns the position after the last batch returned;
+// LoadState() on a source with the same world size continues exactly as an
+// uninterrupted run. With another world size nothing is repeated or skipped
+// within the epoch: lm streams carry their unfinished documents over, from the
+// token where they stopped, to the new streams (then the untouched documents
+// follow in order); seq2seq continues with the next batch of the global list.
+// docs/DATA.md, "BatchSource", has the details.
+#ifndef MEMTRAIN_DATA_BATCH_SOURCE_H_
+#define MEMTRAIN_DATA_BATCH_SOURCE_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace memtrain::data {
+
+/// One step's data for this rank. Token tensors are int64, masks bool.
+struct Batch {
+  /// lm: [streams, L] inputs / next-token targets. seq2seq: decoder side
+  /// [rows, T]: inputs = bos + target[:-1], targets = target.
+  at::Tensor inputs, targets;
+  /// Positions whose target counts in the loss.
+  at::Tensor loss_mask;
+  /// lm only: [streams, L] target is a long-range token (demo corpus).
+  at::Tensor long_range;
+  /// lm only: [streams] this row's document starts at this step.
+  at::Tensor new_document;
+  /// seq2seq only: [rows, S] encoder input and its mask (true = token).
+  at::Tensor source, source_mask;
+  /// Record index of each row (-1: no record), for evaluation and debugging.
+  std::vector<int64_t> records;
+  int64_t loss_tokens = 0;
+  int64_t step = 0;  ///< within the epoch
+};
+
+enum class TruncationPolicy {
+  kTruncate,  ///< keep the first max-1 tokens and the eos
+  kSkip,      ///< leave the example out (counted)
+};
+
+struct BatchSourceOptions {
+  int rank = 0;
+  int world_size = 1;
+  uint64_t seed = 1;
+  int64_t epoch = 0;
+  // lm
+  int streams = 8;              ///< rows per rank
+  int segment_length = 512;     ///< tokens per row and step
+  // seq2seq
+  int64_t max_tokens = 4096;    ///< padded tokens per batch, the larger side
+  int64_t max_source_length = 1024;
+  int64_t max_target_length = 1024;
+  TruncationPolicy truncation = TruncationPolicy::kTruncate;
+  /// HDF5 chunk cache; the default holds the chunks of 64 streams.
+  int64_t chunk_cache_bytes = int64_t{32} << 20;
+};
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  /// This rank's next batch, or nullopt when the epoch is over.
+  virtual absl::StatusOr<std::optional<Batch>> Next() = 0;
+  /// Starts `epoch` from its beginning (a new global order).
+  virtual absl::Status StartEpoch(int64_t epoch) = 0;
+  virtual int64_t epoch() const = 0;
+  /// Steps in the current epoch, the same on every rank.
+  virtual int64_t steps_in_epoch() const = 0;
+  /// Steps already taken in the current epoch.
+  virtual int64_t step() const = 0;
+  /// The position after the last batch returned, as bytes (JSON).
+  virtual std::string SaveState() const = 0;
+  /// kFailedPrecondition when the state belongs to another corpus or another
+  /// kind of source; kInvalidArgument when it does not parse.
+  virtual absl::Status LoadState(const std::string& state) = 0;
+};
+
+/// Opens `path` and picks the kind by the file's task.
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,
+                                                             const BatchSourceOptions& options);
+
+/// Runs `source` on a background thread, `depth` batches ahead. All of the
+/// inner source's calls (and so all HDF5 calls) happen on that thread; errors
+/// come back from Next() with their message. SaveState() is the state after
+/// the last batch returned to the caller, not the last one prefetched.
+std::unique_ptr<BatchSource> Prefetch(std::unique_ptr<BatchSource> source, int depth = 2);
+
+}  // namespace memtrain::data
+
+#endif  // MEMTRAIN_DATA_BATCH_SOURCE_H_
