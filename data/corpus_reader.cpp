@@ -55,8 +55,8 @@ bool IsBlank(absl::string_view text) {
   return true;
 }
 
-// SentencePiece and HDF5 string attributes need valid UTF-8; rejecting it here
-// names the line instead of failing somewhere downstream.
+// SentencePiece expects valid UTF-8; rejecting it here names the line instead
+// of failing, or silently mangling text, in the tokenizer.
 bool IsValidUtf8(absl::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
