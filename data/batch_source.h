@@ -85,8 +85,11 @@ struct BatchSourceOptions {
   int64_t max_source_length = 1024;
   int64_t max_target_length = 1024;
   TruncationPolicy truncation = TruncationPolicy::kTruncate;
-  /// HDF5 chunk cache; the default holds the chunks of 64 streams.
-  int64_t chunk_cache_bytes = int64_t{32} << 20;
+  /// HDF5 chunk cache per dataset; 0 = automatic: for lm, room for 4 token
+  /// chunks (64 KiB each) per stream, at least 4 MiB; for seq2seq, whose
+  /// batches read examples all over the file, 32 MiB. Memory use is bounded by
+  /// this, not by the corpus size.
+  int64_t chunk_cache_bytes = 0;
 };
 
 class BatchSource {

@@ -20,16 +20,30 @@
 namespace memtrain::data {
 namespace {
 
-// Dataset layout (docs/DATA.md). Chunk sizes in elements: token chunks of
-// 256 KiB decompress fast and a BatchSource stream touches one at a time.
-constexpr hsize_t kTokenChunk = 65536;
+// Dataset layout (docs/DATA.md). Training reads short random slices (a
+// document's next segment), and a compressed chunk is decompressed whole on
+// every cache miss, which made an epoch of a 23M-token corpus 20x slower
+// than with uncompressed tokens (bench-data, TOOLCHAIN.md §6). So token ids
+// are stored uncompressed in 64 KiB chunks (checksummed), and only the
+// long-range flags (mostly zeros), offsets and ids are compressed.
+constexpr hsize_t kTokenChunk = 16384;
 constexpr hsize_t kOffsetChunk = 16384;
 constexpr unsigned kDeflateLevel = 1;  // level 4 saved 1 % more, cost 20 % (TOOLCHAIN.md §6)
 constexpr int64_t kWriteBufferElements = int64_t{1} << 20;
 
-// HDF5 prints its error stack to stderr by default; memtrain reports errors
-// itself, naming the file and the dataset.
-void SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+// Process-wide HDF5 settings, applied before the first file is opened:
+// - HDF5 prints its error stack to stderr by default; memtrain reports errors
+//   itself, naming the file and the dataset.
+// - HDF5 keeps freed blocks in free lists per block size, and every
+//   compressed chunk has its own size, so while a file is open those lists
+//   grew with the number of chunks read: +114 MB over an epoch of a 23M-token
+//   corpus (bench-data). Capping them keeps memory flat in corpus size.
+void ConfigureHdf5() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  H5set_free_list_limits(/*reg_global_lim=*/1 << 20, /*reg_list_lim=*/1 << 18,
+                         /*arr_global_lim=*/1 << 20, /*arr_list_lim=*/1 << 18,
+                         /*blk_global_lim=*/4 << 20, /*blk_list_lim=*/1 << 20);
+}
 
 absl::Status Hdf5Error(const std::string& path, const std::string& what) {
   return absl::DataLossError(absl::StrCat(path, ": ", what));
@@ -211,7 +225,7 @@ struct CorpusWriter::Column {
 
   static absl::StatusOr<std::unique_ptr<Column>> Create(hid_t file, const char* name,
                                                         hid_t file_type, hid_t memory_type,
-                                                        hsize_t chunk) {
+                                                        hsize_t chunk, bool compress) {
     auto column = std::make_unique<Column>();
     column->memory_type = memory_type;
     column->element_size = H5Tget_size(memory_type);
@@ -222,8 +236,10 @@ struct CorpusWriter::Column {
     // Fletcher-32 per chunk: a flipped byte fails the read that touches it
     // instead of becoming a wrong token.
     H5Pset_fletcher32(properties);
-    H5Pset_shuffle(properties);
-    H5Pset_deflate(properties, kDeflateLevel);
+    if (compress) {
+      H5Pset_shuffle(properties);
+      H5Pset_deflate(properties, kDeflateLevel);
+    }
     hid_t links = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(links, 1);
     column->dataset = H5Dcreate2(file, name, file_type, space, links, properties, H5P_DEFAULT);
@@ -284,7 +300,7 @@ CorpusWriter::~CorpusWriter() {
 absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::string& path,
                                                                    const std::string& task,
                                                                    const TokenizerInfo& tokenizer) {
-  SilenceHdf5();
+  ConfigureHdf5();
   const std::string partial = absl::StrCat(path, ".partial-", getpid());
   std::unique_ptr<CorpusWriter> writer(new CorpusWriter(path, partial, task));
   writer->file_ = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -295,26 +311,26 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
   const hid_t f = writer->file_;
   MEMTRAIN_ASSIGN_OR_RETURN(writer->source_tokens_,
                             Column::Create(f, "/source/tokens", H5T_STD_I32LE, H5T_NATIVE_INT32,
-                                           kTokenChunk));
+                                           kTokenChunk, /*compress=*/false));
   MEMTRAIN_ASSIGN_OR_RETURN(writer->source_offsets_,
                             Column::Create(f, "/source/offsets", H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                           kOffsetChunk));
+                                           kOffsetChunk, /*compress=*/true));
   MEMTRAIN_ASSIGN_OR_RETURN(writer->source_long_range_,
                             Column::Create(f, "/source/long_range", H5T_STD_U8LE, H5T_NATIVE_UINT8,
-                                           kTokenChunk));
+                                           kTokenChunk, /*compress=*/true));
   if (IsSeq2SeqTask(task)) {
     MEMTRAIN_ASSIGN_OR_RETURN(writer->target_tokens_,
                               Column::Create(f, "/target/tokens", H5T_STD_I32LE, H5T_NATIVE_INT32,
-                                             kTokenChunk));
+                                             kTokenChunk, /*compress=*/false));
     MEMTRAIN_ASSIGN_OR_RETURN(writer->target_offsets_,
                               Column::Create(f, "/target/offsets", H5T_STD_I64LE,
-                                             H5T_NATIVE_INT64, kOffsetChunk));
+                                             H5T_NATIVE_INT64, kOffsetChunk, /*compress=*/true));
     MEMTRAIN_ASSIGN_OR_RETURN(writer->id_bytes_,
                               Column::Create(f, "/ids/bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8,
-                                             kTokenChunk));
+                                             kTokenChunk, /*compress=*/true));
     MEMTRAIN_ASSIGN_OR_RETURN(writer->id_offsets_,
                               Column::Create(f, "/ids/offsets", H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                             kOffsetChunk));
+                                             kOffsetChunk, /*compress=*/true));
   }
   const int64_t zero = 0;
   writer->source_offsets_->Append(&zero, 1);
@@ -461,12 +477,31 @@ absl::Status CorpusWriter::Finish(CorpusHeader header) {
 // ---- CorpusFile ------------------------------------------------------------------
 
 CorpusFile::~CorpusFile() {
+  for (const auto& [name, dataset] : datasets_) H5Dclose(dataset);
   if (file_ >= 0) H5Fclose(file_);
+}
+
+absl::StatusOr<hid_t> CorpusFile::Dataset(const char* name) {
+  auto it = datasets_.find(name);
+  if (it != datasets_.end()) return it->second;
+  // Kept open for the file's lifetime: the chunk cache lives in the open
+  // dataset, and reopening per read would decompress a chunk per read.
+  hid_t access = H5Pcreate(H5P_DATASET_ACCESS);
+  // 12421 slots (a prime, as the HDF5 docs advise) for up to ~12k chunks.
+  // w0 = 0.75 (HDF5's default LRU weighting): with 1.0 only "fully read"
+  // chunks may be evicted, and segment reads that overlap by one token never
+  // count a chunk as fully read, so the cache grew to the whole dataset.
+  H5Pset_chunk_cache(access, 12421, static_cast<size_t>(options_.chunk_cache_bytes), 0.75);
+  const hid_t dataset = H5Dopen2(file_, name, access);
+  H5Pclose(access);
+  if (dataset < 0) return absl::DataLossError(absl::StrCat(path_, ": cannot open ", name));
+  datasets_.emplace(name, dataset);
+  return dataset;
 }
 
 absl::StatusOr<std::unique_ptr<CorpusFile>> CorpusFile::Open(const std::string& path,
                                                              CorpusFileOptions options) {
-  SilenceHdf5();
+  ConfigureHdf5();
   if (access(path.c_str(), R_OK) != 0) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file (or not readable)"));
   }
@@ -620,20 +655,12 @@ int64_t CorpusFile::record_length(Field field, int64_t record) const {
 
 namespace {
 
-// A hyperslab [start, start + count) of a 1-D dataset, read through a
-// dataset-access property list with the configured chunk cache.
+// A hyperslab [start, start + count) of an open 1-D dataset.
 template <typename T>
-absl::StatusOr<std::vector<T>> ReadRange(const std::string& path, hid_t file, const char* name,
-                                         hid_t memory_type, int64_t start, int64_t count,
-                                         int64_t cache_bytes) {
+absl::StatusOr<std::vector<T>> ReadRange(const std::string& path, hid_t dataset, const char* name,
+                                         hid_t memory_type, int64_t start, int64_t count) {
   std::vector<T> values(static_cast<size_t>(std::max<int64_t>(count, 0)));
   if (count <= 0) return values;
-  hid_t access = H5Pcreate(H5P_DATASET_ACCESS);
-  // 12421 slots (a prime, as the HDF5 docs advise) for up to ~12k chunks.
-  H5Pset_chunk_cache(access, 12421, static_cast<size_t>(cache_bytes), 1.0);
-  hid_t dataset = H5Dopen2(file, name, access);
-  H5Pclose(access);
-  if (dataset < 0) return absl::DataLossError(absl::StrCat(path, ": cannot open ", name));
   hid_t file_space = H5Dget_space(dataset);
   hsize_t offset = static_cast<hsize_t>(start), size = static_cast<hsize_t>(count);
   hsize_t extent = 0;
@@ -646,11 +673,11 @@ absl::StatusOr<std::vector<T>> ReadRange(const std::string& path, hid_t file, co
     H5Sclose(memory_space);
   }
   H5Sclose(file_space);
-  H5Dclose(dataset);
   if (status < 0) {
     return absl::DataLossError(absl::StrCat(path, ": cannot read ", name, "[", start, ", ",
                                             start + count, ") of ", extent,
-                                            " (truncated or corrupt file?)"));
+                                            " (truncated or corrupt file: checksum or "
+                                            "decompression failed?)"));
   }
   return values;
 }
@@ -662,8 +689,8 @@ absl::StatusOr<std::vector<int32_t>> CorpusFile::ReadTokens(Field field, int64_t
   if (field == Field::kTarget && !is_seq2seq()) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": an lm corpus has no target tokens"));
   }
-  return ReadRange<int32_t>(path_, file_, TokensName(field), H5T_NATIVE_INT32, start, count,
-                            options_.chunk_cache_bytes);
+  MEMTRAIN_ASSIGN_OR_RETURN(hid_t dataset, Dataset(TokensName(field)));
+  return ReadRange<int32_t>(path_, dataset, TokensName(field), H5T_NATIVE_INT32, start, count);
 }
 
 absl::StatusOr<std::vector<int32_t>> CorpusFile::ReadRecord(Field field, int64_t record) {
@@ -676,8 +703,8 @@ absl::StatusOr<std::vector<int32_t>> CorpusFile::ReadRecord(Field field, int64_t
 }
 
 absl::StatusOr<std::vector<uint8_t>> CorpusFile::ReadLongRange(int64_t start, int64_t count) {
-  return ReadRange<uint8_t>(path_, file_, "/source/long_range", H5T_NATIVE_UINT8, start, count,
-                            options_.chunk_cache_bytes);
+  MEMTRAIN_ASSIGN_OR_RETURN(hid_t dataset, Dataset("/source/long_range"));
+  return ReadRange<uint8_t>(path_, dataset, "/source/long_range", H5T_NATIVE_UINT8, start, count);
 }
 
 absl::StatusOr<std::string> CorpusFile::ReadId(int64_t record) {
@@ -685,11 +712,11 @@ absl::StatusOr<std::string> CorpusFile::ReadId(int64_t record) {
   if (record < 0 || record >= num_records()) {
     return absl::OutOfRangeError(absl::StrCat(path_, ": record ", record, " out of range"));
   }
+  MEMTRAIN_ASSIGN_OR_RETURN(hid_t dataset, Dataset("/ids/bytes"));
   MEMTRAIN_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                            ReadRange<uint8_t>(path_, file_, "/ids/bytes", H5T_NATIVE_UINT8,
+                            ReadRange<uint8_t>(path_, dataset, "/ids/bytes", H5T_NATIVE_UINT8,
                                                id_offsets_[record],
-                                               id_offsets_[record + 1] - id_offsets_[record],
-                                               options_.chunk_cache_bytes));
+                                               id_offsets_[record + 1] - id_offsets_[record]));
   return std::string(bytes.begin(), bytes.end());
 }
 

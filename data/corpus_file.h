@@ -20,6 +20,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -152,6 +153,8 @@ class CorpusFile {
  private:
   CorpusFile() = default;
   absl::Status Load();
+  // The open dataset `name`, opened on first use with the chunk cache.
+  absl::StatusOr<hid_t> Dataset(const char* name);
 
   std::string path_;
   CorpusFileOptions options_;
@@ -159,6 +162,7 @@ class CorpusFile {
   CorpusHeader header_;
   TokenizerInfo tokenizer_;
   std::vector<int64_t> source_offsets_, target_offsets_, id_offsets_;
+  std::map<std::string, hid_t> datasets_;  // open datasets by name
 };
 
 /// Files used together (train and valid, a model and its data) must share

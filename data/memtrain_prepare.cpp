@@ -7,6 +7,7 @@
 //   memtrain-prepare --corpus=demo --demo_documents=2000 --output=demo.train.h5
 //
 // This binary deliberately links no LibTorch (data/tokenizer.h says why).
+#include <fstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -38,6 +39,8 @@ ABSL_FLAG(int64_t, demo_documents, 2000, "demo: documents to generate.");
 ABSL_FLAG(int, demo_facts, 4, "demo: facts stated and asked for per document.");
 ABSL_FLAG(int64_t, demo_distance_words, 1000, "demo: filler words between facts and questions.");
 ABSL_FLAG(bool, progress, true, "Show progress (a bar on a terminal, lines otherwise).");
+ABSL_FLAG(std::string, stats_json, "",
+          "Also write what was done (records, tokens, input bytes, seconds) to this JSON file.");
 
 namespace memtrain::data {
 namespace {
@@ -124,6 +127,17 @@ int Main() {
             << " source + " << h.num_target_tokens << " target tokens; skipped "
             << h.malformed_skipped << " malformed and " << h.empty_skipped << " empty records; "
             << result->input_bytes << " input bytes in " << result->seconds << " s";
+  const std::string stats_path = absl::GetFlag(FLAGS_stats_json);
+  if (!stats_path.empty()) {
+    std::ofstream(stats_path) << nlohmann::json{{"records", h.num_records},
+                                                {"source_tokens", h.num_source_tokens},
+                                                {"target_tokens", h.num_target_tokens},
+                                                {"input_bytes", result->input_bytes},
+                                                {"seconds", result->seconds},
+                                                {"tokenizer_training_seconds", result->train_seconds}}
+                                     .dump(2)
+                              << "\n";
+  }
   return 0;
 }
 
