@@ -3,7 +3,7 @@
 // Streams records out of the raw corpus files (WikiText, WMT16, XSUM, OpenOrca)
 // or out of the built-in demo generator, one record at a time, so the prepare
 // tool never holds a corpus in memory. Formats, delimiters, escaping and what
-// counts as malformed or empty: docs/DATA_INPUTS.md.
+// counts as malformed or empty: docs/DATA.md §3.
 //
 //   ReaderOptions options;
 //   options.corpus = Corpus::kWmt16;

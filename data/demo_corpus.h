@@ -24,7 +24,7 @@
 // Words are whitespace-separated (punctuation counts). With the default 1000
 // filler words a fact sits 1000-1200 words before its question, about as many
 // tokens: a BPE model trained on the demo corpus spends 1.01 pieces per word
-// (docs/DATA_INPUTS.md). Same seed and knobs give byte-identical documents on
+// (docs/DATA.md §3). Same seed and knobs give byte-identical documents on
 // every platform (the generator uses no implementation-defined distribution).
 #ifndef MEMTRAIN_DATA_DEMO_CORPUS_H_
 #define MEMTRAIN_DATA_DEMO_CORPUS_H_

@@ -14,7 +14,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Real samples (docs/DATA_INPUTS.md); tests that need one skip without it.
+// Real samples (docs/DATA.md §3); tests that need one skip without it.
 const std::string kSharedData = "/work/shared/data";
 
 class CorpusReaderTest : public ::testing::Test {
