@@ -19,6 +19,7 @@
 //                     a fresh process, since freed memory stays in the heap)
 #include <ATen/ATen.h>
 #include <torch/torch.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -224,12 +225,16 @@ int Main(int argc, char** argv) {
     results["reading"] = reading;
     results["training_tokens_per_s"] = training;
     results["reading_over_training"] = per_rank / training;
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    results["peak_rss_bytes"] = static_cast<int64_t>(usage.ru_maxrss) * 1024;
     results["rss_growth_1x_bytes"] = rss_small;
     results["rss_growth_10x_bytes"] = rss_large;
     std::printf("train step (2-layer Transformer LM, d=256, %d x %d tokens): %.3g tok/s\n",
                 absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length), training);
-    std::printf("reading / training = %.0fx (target >= 100x); RSS added by reading: 1x %.1f MB, %dx %.1f MB (target: flat)\n",
-                per_rank / training, rss_small / 1e6, scale, rss_large / 1e6);
+    std::printf("reading / training = %.0fx (target >= 100x); RSS added by reading: 1x %.1f MB, %dx %.1f MB (target: flat); peak RSS of rank 0 %.0f MB (LibTorch and the training step included)\n",
+                per_rank / training, rss_small / 1e6, scale, rss_large / 1e6,
+                results["peak_rss_bytes"].get<double>() / 1e6);
     const std::string json_path = absl::GetFlag(FLAGS_json);
     if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
   }
