@@ -15,7 +15,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // Real samples (docs/DATA.md §3); tests that need one skip without it.
-const std::string kSharedData = "/work/shared/data";
+const std::string kSharedData = MEMTRAIN_SHARED_DATA;
 
 class CorpusReaderTest : public ::testing::Test {
  protected:
@@ -64,7 +64,7 @@ class CorpusReaderTest : public ::testing::Test {
   static std::string MissingSample(const std::vector<std::string>& paths) {
     for (const std::string& path : paths) {
       if (!std::filesystem::exists(path)) {
-        return absl::StrCat("real corpus sample ", path, " is absent (see /work/shared/data)");
+        return absl::StrCat("real corpus sample ", path, " is absent (see docs/DATA.md §3)");
       }
     }
     return "";
