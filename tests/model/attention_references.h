@@ -1,0 +1,32 @@
+// fp64 reference implementations of each attention kind's formula, written
+// from ATTENTION.md independently of the code under test, for the shared
+// harness in attention_test.cpp. A new kind adds one function here (in its own
+// <kind>_reference.cpp) and one line to References() there.
+#ifndef MEMTRAIN_TESTS_MODEL_ATTENTION_REFERENCES_H_
+#define MEMTRAIN_TESTS_MODEL_ATTENTION_REFERENCES_H_
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+
+#include "model/attention.h"
+
+namespace memtrain::model::testing {
+
+/// The harness's layer size: width 16, 4 heads of width 4.
+inline constexpr int64_t kWidth = 16;
+inline constexpr int64_t kHeads = 4;
+
+/// The parameter `name` of `module` (e.g. "query.weight"); fails the test if absent.
+at::Tensor Param(AttentionImpl& module, const std::string& name);
+
+/// Output of `module`'s formula for `call`, computed naively in float64 from
+/// the module's parameters.
+using Reference = std::function<at::Tensor(AttentionImpl& module, const AttentionCall& call)>;
+
+at::Tensor SoftmaxReference(AttentionImpl& module, const AttentionCall& call);
+
+}  // namespace memtrain::model::testing
+
+#endif  // MEMTRAIN_TESTS_MODEL_ATTENTION_REFERENCES_H_
