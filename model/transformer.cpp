@@ -1,0 +1,292 @@
+#include "model/transformer.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/dropout.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+
+namespace memtrain::model {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// Sinusoidal positions [n, D] for absolute positions offset .. offset + n - 1.
+at::Tensor SinusoidalPositions(int64_t offset, int64_t n, int64_t width, const at::TensorOptions& options) {
+  const at::Tensor position = at::arange(offset, offset + n, options).unsqueeze(1);
+  const at::Tensor even = at::arange(0, width, 2, options);
+  const at::Tensor angle = position * at::exp(even * (-std::log(10000.0) / static_cast<double>(width)));
+  at::Tensor table = at::zeros({n, width}, options);
+  table.slice(1, 0, width, 2) = at::sin(angle);
+  table.slice(1, 1, width, 2) = at::cos(angle.slice(1, 0, width / 2));
+  return table;
+}
+
+std::shared_ptr<AttentionImpl> MakeLayerAttention(const TransformerOptions& options,
+                                                  const std::string& kind, const std::string& layer,
+                                                  bool causal, bool cross) {
+  AttentionOptions attention = options.attention_options;
+  attention.layer = layer;
+  attention.model_dim = options.model_dim;
+  attention.heads = options.heads;
+  attention.dropout = options.attention_dropout;
+  attention.causal = causal;
+  attention.cross = cross;
+  absl::StatusOr<std::shared_ptr<AttentionImpl>> made = MakeAttention(kind, attention);
+  TORCH_CHECK(made.ok(), made.status().message());
+  return *made;
+}
+
+int64_t Count(torch::nn::Module& module) {
+  int64_t total = 0;
+  for (const at::Tensor& p : module.parameters()) total += p.numel();
+  return total;
+}
+
+}  // namespace
+
+// ---- options as JSON ----------------------------------------------------------------
+
+std::string TransformerOptionsToJson(const TransformerOptions& o) {
+  nlohmann::json layers = nlohmann::json::object();
+  for (const auto& [index, kind] : o.layer_attention) layers[std::to_string(index)] = kind;
+  return nlohmann::json{{"vocab_size", o.vocab_size},         {"model_dim", o.model_dim},
+                        {"heads", o.heads},                   {"ffn_dim", o.ffn_dim},
+                        {"encoder_layers", o.encoder_layers}, {"decoder_layers", o.decoder_layers},
+                        {"dropout", o.dropout},               {"attention_dropout", o.attention_dropout},
+                        {"tie_embeddings", o.tie_embeddings}, {"pad_id", o.pad_id},
+                        {"attention", o.attention},           {"cross_attention", o.cross_attention},
+                        {"layer_attention", layers}}
+      .dump();
+}
+
+absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string& text) {
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return absl::InvalidArgumentError("model config is not a JSON object");
+  TransformerOptions o;
+  const std::vector<std::string> known = {"vocab_size", "model_dim", "heads", "ffn_dim",
+                                          "encoder_layers", "decoder_layers", "dropout",
+                                          "attention_dropout", "tie_embeddings", "pad_id",
+                                          "attention", "cross_attention", "layer_attention"};
+  for (const auto& [key, value] : json.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("model config: unknown field '", key, "'"));
+    }
+  }
+  try {
+    for (const std::string& key : known) {
+      if (!json.contains(key)) {
+        return absl::InvalidArgumentError(absl::StrCat("model config: missing field '", key, "'"));
+      }
+    }
+    o.vocab_size = json.at("vocab_size").get<int64_t>();
+    o.model_dim = json.at("model_dim").get<int64_t>();
+    o.heads = json.at("heads").get<int64_t>();
+    o.ffn_dim = json.at("ffn_dim").get<int64_t>();
+    o.encoder_layers = json.at("encoder_layers").get<int64_t>();
+    o.decoder_layers = json.at("decoder_layers").get<int64_t>();
+    o.dropout = json.at("dropout").get<double>();
+    o.attention_dropout = json.at("attention_dropout").get<double>();
+    o.tie_embeddings = json.at("tie_embeddings").get<bool>();
+    o.pad_id = json.at("pad_id").get<int32_t>();
+    o.attention = json.at("attention").get<std::string>();
+    o.cross_attention = json.at("cross_attention").get<std::string>();
+    for (const auto& [index, kind] : json.at("layer_attention").items()) {
+      o.layer_attention[std::stoll(index)] = kind.get<std::string>();
+    }
+  } catch (const std::exception& error) {
+    return absl::InvalidArgumentError(absl::StrCat("model config: ", error.what()));
+  }
+  return o;
+}
+
+// ---- block ----------------------------------------------------------------------------
+
+TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options,
+                                           std::shared_ptr<AttentionImpl> self_attention,
+                                           std::shared_ptr<AttentionImpl> cross_attention)
+    : dropout_(options.dropout) {
+  const std::vector<int64_t> width{options.model_dim};
+  self_attention_ = register_module("self_attention", std::move(self_attention));
+  self_norm_ = register_module("self_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+  if (cross_attention) {
+    cross_attention_ = register_module("cross_attention", std::move(cross_attention));
+    cross_norm_ = register_module("cross_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+  }
+  ffn_norm_ = register_module("ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+  ffn_in_ = register_module("ffn_in", torch::nn::Linear(options.model_dim, options.ffn_dim));
+  ffn_out_ = register_module("ffn_out", torch::nn::Linear(options.ffn_dim, options.model_dim));
+}
+
+at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& padding, bool causal,
+                                         const at::Tensor& memory, const at::Tensor& memory_padding,
+                                         DecodeState* self_state, DecodeState* cross_state) {
+  const auto dropout = [&](const at::Tensor& t) {
+    return F::dropout(t, F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  };
+  AttentionCall self;
+  self.query = self_norm_(x);
+  self.key_padding = padding;
+  self.causal = causal;
+  self.state = self_state;
+  at::Tensor h = x + dropout(self_attention_->forward(self));
+  if (cross_attention_) {
+    AttentionCall cross;
+    cross.query = cross_norm_(h);
+    cross.memory = memory;
+    cross.key_padding = memory_padding;
+    cross.state = cross_state;
+    h = h + dropout(cross_attention_->forward(cross));
+  }
+  return h + dropout(ffn_out_(dropout(F::relu(ffn_in_(ffn_norm_(h))))));
+}
+
+// ---- model ----------------------------------------------------------------------------
+
+void TransformerDecodeStates::Reorder(const at::Tensor& indices) {
+  for (auto& state : self) {
+    if (state) state->Reorder(indices);
+  }
+  for (auto& state : cross) {
+    if (state) state->Reorder(indices);
+  }
+}
+
+TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(options) {
+  TORCH_CHECK(options.vocab_size > 0 && options.model_dim > 0 && options.decoder_layers > 0 &&
+                  options.encoder_layers >= 0 && options.ffn_dim > 0,
+              "transformer: vocab_size, model_dim, ffn_dim and decoder_layers must be positive");
+  TORCH_CHECK(options.model_dim % 2 == 0, "transformer: model_dim must be even (sinusoidal positions)");
+  for (const auto& [index, kind] : options.layer_attention) {
+    TORCH_CHECK(index >= 0 && index < options.decoder_layers, "layer_attention: decoder layer ", index,
+                " does not exist (the decoder has ", options.decoder_layers, " layers)");
+  }
+  embedding_ = register_module("embedding", torch::nn::Embedding(options.vocab_size, options.model_dim));
+  torch::nn::init::normal_(embedding_->weight, 0.0, std::pow(options.model_dim, -0.5));
+  if (!options.tie_embeddings) {
+    output_ = register_module("output", torch::nn::Linear(options.model_dim, options.vocab_size));
+  }
+  const bool encoder_decoder = options.encoder_layers > 0;
+  const std::vector<int64_t> width{options.model_dim};
+  encoder_ = register_module("encoder", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.encoder_layers; ++i) {
+    const std::string name = absl::StrCat("encoder.", i);
+    encoder_->push_back(TransformerBlock(
+        options, MakeLayerAttention(options, options.attention, name + ".self", false, false), nullptr));
+  }
+  decoder_ = register_module("decoder", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.decoder_layers; ++i) {
+    const std::string name = absl::StrCat("decoder.", i);
+    auto kind = options.layer_attention.find(i);
+    const std::string& self_kind = kind == options.layer_attention.end() ? options.attention : kind->second;
+    decoder_->push_back(TransformerBlock(
+        options, MakeLayerAttention(options, self_kind, name + ".self", true, false),
+        encoder_decoder ? MakeLayerAttention(options, options.cross_attention, name + ".cross", false, true)
+                        : nullptr));
+  }
+  if (encoder_decoder) {
+    encoder_norm_ = register_module("encoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+  }
+  decoder_norm_ = register_module("decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+}
+
+at::Tensor TransformerImpl::Embed(const at::Tensor& tokens, int64_t position_offset) {
+  const at::Tensor x = embedding_(tokens) * std::sqrt(static_cast<double>(options_.model_dim));
+  const at::Tensor positions =
+      SinusoidalPositions(position_offset, tokens.size(1), options_.model_dim, x.options());
+  return F::dropout(x + positions.unsqueeze(0),
+                    F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
+}
+
+at::Tensor TransformerImpl::Logits(const at::Tensor& hidden) {
+  const at::Tensor normed = decoder_norm_(hidden);
+  return options_.tie_embeddings ? at::matmul(normed, embedding_->weight.t()) : output_(normed);
+}
+
+at::Tensor TransformerImpl::Encode(const at::Tensor& source) {
+  TORCH_CHECK(options_.encoder_layers > 0, "Encode: this is a decoder-only model");
+  at::Tensor x = Embed(source, 0);
+  const at::Tensor padding = source.eq(options_.pad_id);
+  for (const auto& module : *encoder_) {
+    x = module->as<TransformerBlockImpl>()->forward(x, padding, false, {}, {}, nullptr, nullptr);
+  }
+  return encoder_norm_(x);
+}
+
+at::Tensor TransformerImpl::RunDecoder(const at::Tensor& tokens, int64_t position_offset,
+                                       const at::Tensor& memory, const at::Tensor& source,
+                                       TransformerDecodeStates* states) {
+  const bool encoder_decoder = options_.encoder_layers > 0;
+  TORCH_CHECK(!encoder_decoder || (memory.defined() && source.defined()),
+              "an encoder-decoder model decodes with the encoder output and the source");
+  at::Tensor x = Embed(tokens, position_offset);
+  const at::Tensor padding = tokens.eq(options_.pad_id);
+  const at::Tensor memory_padding = encoder_decoder ? source.eq(options_.pad_id) : at::Tensor();
+  for (size_t i = 0; i < decoder_->size(); ++i) {
+    x = decoder_[i]->as<TransformerBlockImpl>()->forward(
+        x, padding, /*causal=*/true, memory, memory_padding,
+        states ? states->self[i].get() : nullptr, states ? states->cross[i].get() : nullptr);
+  }
+  return Logits(x);
+}
+
+at::Tensor TransformerImpl::ForwardLm(const at::Tensor& tokens, int64_t position_offset) {
+  TORCH_CHECK(options_.encoder_layers == 0, "ForwardLm: this is an encoder-decoder model");
+  return RunDecoder(tokens, position_offset, {}, {}, nullptr);
+}
+
+at::Tensor TransformerImpl::Decode(const at::Tensor& target_input, const at::Tensor& memory,
+                                   const at::Tensor& source) {
+  return RunDecoder(target_input, 0, memory, source, nullptr);
+}
+
+at::Tensor TransformerImpl::DecodeStep(const at::Tensor& tokens, const at::Tensor& memory,
+                                       const at::Tensor& source, TransformerDecodeStates& states) {
+  at::Tensor logits = RunDecoder(tokens, states.position, memory, source, &states);
+  states.position += tokens.size(1);
+  return logits;
+}
+
+TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch) {
+  TransformerDecodeStates states;
+  for (const auto& module : *decoder_) {
+    auto block = std::dynamic_pointer_cast<TransformerBlockImpl>(module);
+    states.self.push_back(block->self_attention().NewState(batch));
+    states.cross.push_back(block->cross_attention() ? block->cross_attention()->NewState(batch) : nullptr);
+  }
+  return states;
+}
+
+std::string TransformerImpl::ParameterReport() {
+  std::ostringstream report;
+  report << absl::StrFormat("  %-14s %12d\n", "embedding", Count(*embedding_));
+  for (size_t i = 0; i < encoder_->size(); ++i) {
+    auto block = std::dynamic_pointer_cast<TransformerBlockImpl>(encoder_[i]);
+    report << absl::StrFormat("  %-14s %12d  self=%s\n", absl::StrCat("encoder.", i), Count(*block),
+                              block->self_attention().kind());
+  }
+  for (size_t i = 0; i < decoder_->size(); ++i) {
+    auto block = std::dynamic_pointer_cast<TransformerBlockImpl>(decoder_[i]);
+    report << absl::StrFormat("  %-14s %12d  self=%s%s\n", absl::StrCat("decoder.", i), Count(*block),
+                              block->self_attention().kind(),
+                              block->cross_attention() ? absl::StrCat(" cross=", block->cross_attention()->kind()) : "");
+  }
+  if (output_) report << absl::StrFormat("  %-14s %12d\n", "output", Count(*output_));
+  report << absl::StrFormat("  %-14s %12d\n", "total", Count(*this));
+  return report.str();
+}
+
+absl::StatusOr<Transformer> MakeTransformer(const TransformerOptions& options) {
+  try {
+    return Transformer(options);
+  } catch (const c10::Error& error) {
+    return absl::InvalidArgumentError(error.what_without_backtrace());
+  }
+}
+
+}  // namespace memtrain::model

@@ -1,0 +1,139 @@
+// File: model/transformer.h
+//
+// `Transformer`: encoder-decoder (translation, summarization, QA) and
+// decoder-only (language modelling) models from one pre-LayerNorm block type,
+// with the attention kind chosen per layer and per role (model/attention.h).
+//
+//   TransformerOptions options;
+//   options.vocab_size = 8000;  options.encoder_layers = 0;  // decoder-only
+//   options.attention = "softmax";  options.layer_attention = {{5, "knn"}};
+//   Transformer model(options);
+//   at::Tensor logits = model->ForwardLm(tokens);                  // [B, n, vocab]
+//   auto states = model->NewDecodeStates(batch);                   // decoding
+//   at::Tensor next = model->DecodeStep(tokens_t, {}, {}, states); // [B, 1, vocab]
+//
+// Positions: sinusoidal (Vaswani et al.), added to the scaled embeddings at
+// each token's absolute position. With DecodeStates the absolute position
+// continues from what the states have consumed, so decoding token by token
+// sees the same positions as a full forward. (For segment-recurrent LM
+// training the trainer passes `position_offset`, the tokens of the document
+// already consumed.)
+#ifndef MEMTRAIN_MODEL_TRANSFORMER_H_
+#define MEMTRAIN_MODEL_TRANSFORMER_H_
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/attention.h"
+
+namespace memtrain::model {
+
+struct TransformerOptions {
+  int64_t vocab_size = 8000;
+  int64_t model_dim = 512;
+  int64_t heads = 8;
+  int64_t ffn_dim = 2048;
+  int64_t encoder_layers = 6;  ///< 0: decoder-only
+  int64_t decoder_layers = 6;
+  double dropout = 0.1;        ///< residual and feed-forward dropout
+  double attention_dropout = 0.0;
+  bool tie_embeddings = true;  ///< output projection = input embedding (and encoder's)
+  int32_t pad_id = 0;
+  /// Self-attention kind of every layer unless overridden per layer.
+  std::string attention = "softmax";
+  /// Decoder cross-attention kind.
+  std::string cross_attention = "softmax";
+  /// Decoder layer index -> self-attention kind (e.g. {{8, "knn"}}).
+  std::map<int64_t, std::string> layer_attention;
+  /// Base options (variant hyper-parameters) for every attention layer; the
+  /// width, heads, dropout, layer name and role are filled in per layer.
+  AttentionOptions attention_options;
+};
+
+/// The options as JSON (for checkpoints) and back; unknown or missing fields
+/// are refused by name.
+std::string TransformerOptionsToJson(const TransformerOptions& options);
+absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string& json);
+
+/// One pre-LayerNorm block: self-attention, optional cross-attention,
+/// feed-forward, each as x + dropout(sublayer(norm(x))).
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  TransformerBlockImpl(const TransformerOptions& options,
+                       std::shared_ptr<AttentionImpl> self_attention,
+                       std::shared_ptr<AttentionImpl> cross_attention);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& padding, bool causal,
+                     const at::Tensor& memory, const at::Tensor& memory_padding,
+                     DecodeState* self_state, DecodeState* cross_state);
+  AttentionImpl& self_attention() { return *self_attention_; }
+  AttentionImpl* cross_attention() { return cross_attention_.get(); }
+
+ private:
+  double dropout_;
+  std::shared_ptr<AttentionImpl> self_attention_, cross_attention_;
+  torch::nn::LayerNorm self_norm_{nullptr}, cross_norm_{nullptr}, ffn_norm_{nullptr};
+  torch::nn::Linear ffn_in_{nullptr}, ffn_out_{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+/// Decoding state of the whole decoder: one self and one cross state per layer.
+struct TransformerDecodeStates {
+  std::vector<std::unique_ptr<DecodeState>> self, cross;
+  int64_t position = 0;  ///< decoder tokens consumed
+  void Reorder(const at::Tensor& indices);
+};
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  /// Throws c10::Error naming the layer for an impossible configuration; use
+  /// MakeTransformer for a Status instead.
+  explicit TransformerImpl(const TransformerOptions& options);
+
+  /// Decoder-only: next-token logits [B, n, vocab] for tokens [B, n].
+  at::Tensor ForwardLm(const at::Tensor& tokens, int64_t position_offset = 0);
+  /// Encoder output [B, s, D] for source [B, s] (padding = pad_id tokens).
+  at::Tensor Encode(const at::Tensor& source);
+  /// Teacher-forced decoder logits [B, n, vocab].
+  at::Tensor Decode(const at::Tensor& target_input, const at::Tensor& memory,
+                    const at::Tensor& source);
+  /// Logits for the next `tokens` [B, n] (usually n = 1) given the states;
+  /// `memory`/`source` are needed by encoder-decoder models.
+  at::Tensor DecodeStep(const at::Tensor& tokens, const at::Tensor& memory,
+                        const at::Tensor& source, TransformerDecodeStates& states);
+  TransformerDecodeStates NewDecodeStates(int64_t batch);
+
+  const TransformerOptions& options() const { return options_; }
+  /// One line per layer: its kinds and parameter count, and the total.
+  std::string ParameterReport();
+
+ private:
+  at::Tensor Embed(const at::Tensor& tokens, int64_t position_offset);
+  at::Tensor Logits(const at::Tensor& hidden);
+  at::Tensor RunDecoder(const at::Tensor& tokens, int64_t position_offset, const at::Tensor& memory,
+                        const at::Tensor& source, TransformerDecodeStates* states);
+
+  TransformerOptions options_;
+  torch::nn::Embedding embedding_{nullptr};
+  torch::nn::Linear output_{nullptr};  // only without tied embeddings
+  torch::nn::ModuleList encoder_{nullptr}, decoder_{nullptr};
+  torch::nn::LayerNorm encoder_norm_{nullptr}, decoder_norm_{nullptr};
+};
+TORCH_MODULE(Transformer);
+
+/// Builds a Transformer; kInvalidArgument / kFailedPrecondition naming the
+/// option or layer for bad configurations.
+absl::StatusOr<Transformer> MakeTransformer(const TransformerOptions& options);
+
+}  // namespace memtrain::model
+
+#endif  // MEMTRAIN_MODEL_TRANSFORMER_H_

@@ -1,0 +1,142 @@
+// The Transformer around the attention variants: decoding token by token
+// equals the full (teacher-forced) forward, beams reorder, parameter counts
+// follow the formula, configs round-trip and bad ones are named.
+#include "model/transformer.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace memtrain::model {
+namespace {
+
+using ::testing::HasSubstr;
+
+TransformerOptions Small(int64_t encoder_layers) {
+  TransformerOptions o;
+  o.vocab_size = 50;
+  o.model_dim = 16;
+  o.heads = 4;
+  o.ffn_dim = 32;
+  o.encoder_layers = encoder_layers;
+  o.decoder_layers = 2;
+  o.dropout = 0.1;  // must not matter in eval mode
+  return o;
+}
+
+Transformer Build(const TransformerOptions& options) {
+  at::manual_seed(7);
+  auto model = MakeTransformer(options);
+  EXPECT_TRUE(model.ok()) << model.status();
+  (*model)->to(at::kDouble);
+  (*model)->eval();
+  return *model;
+}
+
+TEST(TransformerTest, DecoderOnlyStepByStepEqualsTheFullForward) {
+  Transformer model = Build(Small(0));
+  const at::Tensor tokens = at::randint(1, 50, {3, 9}, at::kLong);
+  const at::Tensor full = model->ForwardLm(tokens);
+  EXPECT_EQ(full.sizes(), (std::vector<int64_t>{3, 9, 50}));
+  TransformerDecodeStates states = model->NewDecodeStates(3);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < 9; ++t) steps.push_back(model->DecodeStep(tokens.slice(1, t, t + 1), {}, {}, states));
+  EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-9, 1e-10));
+}
+
+TEST(TransformerTest, PositionOffsetContinuesADocument) {
+  Transformer model = Build(Small(0));
+  const at::Tensor tokens = at::randint(1, 50, {2, 6}, at::kLong);
+  // With softmax attention a segment sees only itself, so the offset changes
+  // positions only; a zero offset must equal the default.
+  EXPECT_TRUE(at::allclose(model->ForwardLm(tokens, 0), model->ForwardLm(tokens)));
+  EXPECT_FALSE(at::allclose(model->ForwardLm(tokens, 100), model->ForwardLm(tokens)));
+}
+
+TEST(TransformerTest, EncoderDecoderStepsEqualTeacherForcingAndBeamsReorder) {
+  Transformer model = Build(Small(2));
+  at::Tensor source = at::randint(1, 50, {3, 7}, at::kLong);
+  source[1].slice(0, 4) = 0;  // padding
+  const at::Tensor target = at::randint(1, 50, {3, 5}, at::kLong);
+  const at::Tensor memory = model->Encode(source);
+  const at::Tensor full = model->Decode(target, memory, source);
+
+  TransformerDecodeStates states = model->NewDecodeStates(3);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < 5; ++t) {
+    steps.push_back(model->DecodeStep(target.slice(1, t, t + 1), memory, source, states));
+  }
+  EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-9, 1e-10));
+
+  // Two steps, then keep beams (2, 2, 0) and continue.
+  TransformerDecodeStates beams = model->NewDecodeStates(3);
+  model->DecodeStep(target.slice(1, 0, 2), memory, source, beams);
+  const at::Tensor rows = at::tensor({2, 2, 0}, at::kLong);
+  beams.Reorder(rows);
+  const at::Tensor rest = model->DecodeStep(target.index_select(0, rows).slice(1, 2), memory.index_select(0, rows),
+                                            source.index_select(0, rows), beams);
+  EXPECT_TRUE(at::allclose(rest, full.index_select(0, rows).slice(1, 2), 1e-9, 1e-10));
+}
+
+TEST(TransformerTest, SourcePaddingIsInvisible) {
+  Transformer model = Build(Small(1));
+  const at::Tensor source = at::randint(1, 50, {1, 5}, at::kLong);
+  const at::Tensor padded = at::cat({source, at::zeros({1, 3}, at::kLong)}, 1);
+  const at::Tensor target = at::randint(1, 50, {1, 4}, at::kLong);
+  const at::Tensor a = model->Decode(target, model->Encode(source), source);
+  const at::Tensor b = model->Decode(target, model->Encode(padded), padded);
+  EXPECT_TRUE(at::allclose(a, b, 1e-9, 1e-10));
+}
+
+// Softmax layers: 4 projections (D*D + D), 2 feed-forward linears, and 2 or 3
+// LayerNorms (2D each) per block.
+int64_t ExpectedParameters(const TransformerOptions& o) {
+  const int64_t d = o.model_dim, f = o.ffn_dim;
+  const int64_t attention = 4 * (d * d + d), ffn = d * f + f + f * d + d, norm = 2 * d;
+  const int64_t encoder_block = attention + ffn + 2 * norm;
+  const int64_t decoder_block = attention + ffn + 2 * norm + (o.encoder_layers > 0 ? attention + norm : 0);
+  int64_t total = o.vocab_size * d + o.encoder_layers * encoder_block + o.decoder_layers * decoder_block;
+  total += norm + (o.encoder_layers > 0 ? norm : 0);  // final norms
+  if (!o.tie_embeddings) total += d * o.vocab_size + o.vocab_size;
+  return total;
+}
+
+TEST(TransformerTest, ParameterCountsFollowTheFormula) {
+  for (int64_t encoder_layers : {0, 2}) {
+    for (bool tied : {true, false}) {
+      TransformerOptions o = Small(encoder_layers);
+      o.tie_embeddings = tied;
+      Transformer model = Build(o);
+      int64_t counted = 0;
+      for (const at::Tensor& p : model->parameters()) counted += p.numel();
+      EXPECT_EQ(counted, ExpectedParameters(o)) << "encoder " << encoder_layers << " tied " << tied;
+      EXPECT_THAT(model->ParameterReport(), HasSubstr(std::to_string(counted)));
+      EXPECT_THAT(model->ParameterReport(), HasSubstr("self=softmax"));
+    }
+  }
+}
+
+TEST(TransformerTest, ConfigRoundTripsAndRefusesUnknownFields) {
+  TransformerOptions o = Small(3);
+  o.layer_attention = {{1, "softmax"}};
+  o.tie_embeddings = false;
+  auto back = TransformerOptionsFromJson(TransformerOptionsToJson(o));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(TransformerOptionsToJson(*back), TransformerOptionsToJson(o));
+  EXPECT_EQ(back->layer_attention.at(1), "softmax");
+  auto bad = TransformerOptionsFromJson(R"({"vocab_size": 5, "colour": "red"})");
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unknown field 'colour'"));
+}
+
+TEST(TransformerTest, BadLayerChoicesAreNamed) {
+  TransformerOptions o = Small(0);
+  o.layer_attention = {{7, "softmax"}};
+  auto model = MakeTransformer(o);
+  EXPECT_THAT(std::string(model.status().message()), HasSubstr("decoder layer 7 does not exist"));
+  o.layer_attention = {{1, "nonexistent"}};
+  model = MakeTransformer(o);
+  EXPECT_THAT(std::string(model.status().message()), HasSubstr("decoder.1.self"));
+}
+
+}  // namespace
+}  // namespace memtrain::model
