@@ -1,0 +1,262 @@
+// bench-attention: training and decoding cost of every registered attention
+// kind against softmax, measured in the same run.
+//
+//   build/bin/bench-attention [--json FILE] [--lengths 256,512,...] [--tokens 16384]
+//
+// Numbers (docs/BENCHMARKS.md):
+//   train us/token  forward + backward of one layer (D = --width, --heads) on a
+//                   batch of --tokens tokens (batch = tokens / n), median of
+//                   --repeats, divided by the tokens; non-causal and causal
+//   peak MB         the measuring process's peak RSS minus that of a process
+//                   that only starts up (each measurement runs in its own
+//                   process, so one variant's memory never hides another's)
+//   decode us/token one new token with a DecodeState at positions 1 .. 4096
+//                   (batch 1), averaged over a window ending at each position
+//   ratio           the kind's number over softmax's at the same point
+// Targets (issue "model/"): each linear kind's train cost per token within
+// 1.3x from n = 512 to the longest length, at least 4x cheaper than softmax at
+// n = 8192, and its decode time per token flat in position.
+#include <ATen/ATen.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/binary.h"
+#include "glog/logging.h"
+#include "model/attention.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::vector<std::string>, lengths, std::vector<std::string>({"256", "512", "1024", "2048", "4096", "8192"}),
+          "Sequence lengths n for the training measurements.");
+ABSL_FLAG(int64_t, tokens, 16384, "Tokens per training batch (batch = tokens / n).");
+ABSL_FLAG(int64_t, width, 512, "Model width D.");
+ABSL_FLAG(int64_t, heads, 8, "Heads.");
+ABSL_FLAG(int, repeats, 3, "Timed repetitions per measurement (median).");
+ABSL_FLAG(int64_t, decode_positions, 4096, "Decode this many tokens one at a time.");
+ABSL_FLAG(std::vector<std::string>, kinds, {}, "Kinds to measure (default: every registered kind).");
+ABSL_FLAG(std::string, json, "", "Also write the results here.");
+ABSL_FLAG(std::string, measure, "", "Internal: measure one point (kind:causal:n, kind:decode, or startup).");
+
+namespace memtrain {
+namespace {
+
+using model::AttentionCall;
+using model::AttentionOptions;
+
+std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal) {
+  AttentionOptions options;
+  options.layer = "bench." + kind;
+  options.model_dim = absl::GetFlag(FLAGS_width);
+  options.heads = absl::GetFlag(FLAGS_heads);
+  options.causal = causal;
+  auto made = model::MakeAttention(kind, options);
+  CHECK(made.ok()) << made.status();
+  return *made;
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// Child: one training point. Prints seconds per token.
+void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
+  auto attention = Make(kind, causal);
+  const int64_t batch = std::max<int64_t>(1, absl::GetFlag(FLAGS_tokens) / n);
+  const at::Tensor x = at::randn({batch, n, absl::GetFlag(FLAGS_width)}).requires_grad_(true);
+  AttentionCall call;
+  call.query = x;
+  call.causal = causal;
+  auto step = [&] {
+    attention->zero_grad();
+    attention->forward(call).sum().backward();
+  };
+  step();  // warm-up
+  std::vector<double> times;
+  for (int i = 0; i < absl::GetFlag(FLAGS_repeats); ++i) {
+    const absl::Time start = absl::Now();
+    step();
+    times.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  std::printf("%.9g\n", Median(times) / static_cast<double>(batch * n));
+}
+
+// Child: decode one token at a time; prints "position seconds" pairs.
+void MeasureDecode(const std::string& kind) {
+  auto attention = Make(kind, true);
+  at::NoGradGuard no_grad;
+  attention->eval();
+  auto state = attention->NewState(1);
+  const int64_t positions = absl::GetFlag(FLAGS_decode_positions);
+  AttentionCall call;
+  call.causal = true;
+  call.state = state.get();
+  absl::Time window_start = absl::Now();
+  int64_t window = 0;
+  for (int64_t t = 1; t <= positions; ++t) {
+    call.query = at::randn({1, 1, absl::GetFlag(FLAGS_width)});
+    attention->forward(call);
+    ++window;
+    if ((t & (t - 1)) == 0 && t >= 16) {  // report at powers of two
+      std::printf("%lld %.9g\n", static_cast<long long>(t),
+                  absl::ToDoubleSeconds(absl::Now() - window_start) / static_cast<double>(window));
+      window_start = absl::Now();
+      window = 0;
+    }
+  }
+}
+
+struct ChildResult {
+  std::string output;
+  double peak_mb = 0;
+  bool ok = false;
+};
+
+// Runs this binary with --measure=`what` and collects its output and peak RSS.
+ChildResult RunChild(const std::string& self, const std::string& what) {
+  std::vector<std::string> args = {self, "--measure=" + what};
+  args.push_back(absl::StrCat("--width=", absl::GetFlag(FLAGS_width)));
+  args.push_back(absl::StrCat("--heads=", absl::GetFlag(FLAGS_heads)));
+  args.push_back(absl::StrCat("--repeats=", absl::GetFlag(FLAGS_repeats)));
+  args.push_back(absl::StrCat("--tokens=", absl::GetFlag(FLAGS_tokens)));
+  args.push_back(absl::StrCat("--decode_positions=", absl::GetFlag(FLAGS_decode_positions)));
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  int pipe_fds[2];
+  CHECK_EQ(pipe(pipe_fds), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  pid_t child = 0;
+  CHECK_EQ(posix_spawn(&child, self.c_str(), &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  ChildResult result;
+  char buffer[4096];
+  ssize_t got;
+  while ((got = read(pipe_fds[0], buffer, sizeof(buffer))) > 0) result.output.append(buffer, static_cast<size_t>(got));
+  close(pipe_fds[0]);
+  int status = 0;
+  struct rusage usage;
+  wait4(child, &status, 0, &usage);
+  result.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  result.peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  return result;
+}
+
+int Parent(const std::string& self) {
+  std::vector<std::string> kinds = absl::GetFlag(FLAGS_kinds);
+  if (kinds.empty()) kinds = model::AttentionKinds();
+  CHECK(std::find(kinds.begin(), kinds.end(), "softmax") != kinds.end()) << "softmax is the baseline";
+  std::vector<int64_t> lengths;
+  for (const std::string& text : absl::GetFlag(FLAGS_lengths)) {
+    int64_t n = 0;
+    CHECK(absl::SimpleAtoi(text, &n)) << "--lengths: '" << text << "'";
+    lengths.push_back(n);
+  }
+  const ChildResult startup = RunChild(self, "startup");
+  CHECK(startup.ok) << "the startup measurement failed";
+  std::printf("# bench-attention: D=%lld, %lld heads, %lld tokens per training batch, %d thread(s); peak MB above a bare start (%.0f MB)\n",
+              static_cast<long long>(absl::GetFlag(FLAGS_width)), static_cast<long long>(absl::GetFlag(FLAGS_heads)),
+              static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(), startup.peak_mb);
+
+  nlohmann::json results = nlohmann::json::object();
+  // train[kind][causal][n] = {us_per_token, peak_mb}
+  std::map<std::string, std::map<bool, std::map<int64_t, std::pair<double, double>>>> train;
+  for (const std::string& kind : kinds) {
+    const model::AttentionCapabilities caps = Make(kind, false)->capabilities();
+    for (bool causal : {false, true}) {
+      if ((causal && !caps.causal) || (!causal && !caps.non_causal)) continue;
+      for (int64_t n : lengths) {
+        const ChildResult r = RunChild(self, absl::StrCat(kind, ":", causal ? 1 : 0, ":", n));
+        if (!r.ok) {
+          std::printf("%-10s %-10s n=%-6lld failed (out of memory or time?)\n", kind.c_str(),
+                      causal ? "causal" : "non-causal", static_cast<long long>(n));
+          continue;
+        }
+        train[kind][causal][n] = {std::stod(r.output) * 1e6, r.peak_mb - startup.peak_mb};
+      }
+    }
+  }
+  std::printf("\n%-10s %-10s %7s %12s %8s %10s %8s\n", "kind", "mode", "n", "train us/tok", "ratio", "peak MB", "ratio");
+  for (const auto& [kind, modes] : train) {
+    for (const auto& [causal, points] : modes) {
+      for (const auto& [n, point] : points) {
+        auto base = train["softmax"][causal].find(n);
+        const bool have_base = base != train["softmax"][causal].end();
+        std::printf("%-10s %-10s %7lld %12.3f %8s %10.1f %8s\n", kind.c_str(), causal ? "causal" : "non-causal",
+                    static_cast<long long>(n), point.first,
+                    have_base ? absl::StrFormat("%.2f", point.first / base->second.first).c_str() : "-",
+                    point.second,
+                    have_base && base->second.second > 0 ? absl::StrFormat("%.2f", point.second / base->second.second).c_str() : "-");
+        results["train"][kind][causal ? "causal" : "non_causal"][std::to_string(n)] = {
+            {"us_per_token", point.first}, {"peak_mb", point.second}};
+      }
+    }
+  }
+
+  std::map<std::string, std::map<int64_t, double>> decode;
+  for (const std::string& kind : kinds) {
+    const model::AttentionCapabilities caps = Make(kind, true)->capabilities();
+    if (!caps.causal || !caps.decode) continue;
+    const ChildResult r = RunChild(self, kind + ":decode");
+    if (!r.ok) continue;
+    for (absl::string_view line : absl::StrSplit(r.output, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> parts = absl::StrSplit(line, ' ');
+      decode[kind][std::stoll(parts[0])] = std::stod(parts[1]) * 1e6;
+    }
+  }
+  std::printf("\n%-10s %9s %14s %8s\n", "kind", "position", "decode us/tok", "ratio");
+  for (const auto& [kind, points] : decode) {
+    for (const auto& [position, micros] : points) {
+      const double base = decode["softmax"].count(position) ? decode["softmax"][position] : 0;
+      std::printf("%-10s %9lld %14.2f %8s\n", kind.c_str(), static_cast<long long>(position), micros,
+                  base > 0 ? absl::StrFormat("%.2f", micros / base).c_str() : "-");
+      results["decode"][kind][std::to_string(position)] = micros;
+    }
+  }
+  const std::string json_path = absl::GetFlag(FLAGS_json);
+  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  const std::string measure = absl::GetFlag(FLAGS_measure);
+  if (measure.empty()) return Parent(argv[0]);
+  if (measure == "startup") return 0;
+  std::vector<std::string> parts = absl::StrSplit(measure, ':');
+  if (parts.size() == 2 && parts[1] == "decode") {
+    MeasureDecode(parts[0]);
+    return 0;
+  }
+  CHECK_EQ(parts.size(), 3u) << "--measure=" << measure;
+  MeasureTrain(parts[0], parts[1] == "1", std::stoll(parts[2]));
+  return 0;
+}
+
+}  // namespace
+}  // namespace memtrain
+
+int main(int argc, char** argv) {
+  memtrain::InitBinary(argc, argv,
+                       "Training and decoding cost of every attention kind against softmax.\n"
+                       "  bench-attention [--json FILE] [--lengths 256,512,...]");
+  return memtrain::Main(argc, argv);
+}
