@@ -40,6 +40,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/linformer_options.h"
+#include "model/memsizer_options.h"
+#include "model/performer_options.h"
 
 namespace memtrain::model {
 
@@ -78,6 +81,30 @@ struct AttentionCapabilities {
   bool exact = true;           ///< equals an exact formula (false: random features)
 };
 
+/// The Memorizing Transformer layer, kind `knn` (ATTENTION.md §7).
+struct KnnOptions {
+  /// Neighbours retrieved per query and head (paper §4.2: 32).
+  int64_t top_k = 32;
+  /// Memory capacity in tokens per stream (paper: 1,536 to 262,144; 65K in Table 4).
+  int64_t memory_size = 65536;
+  /// Unit-norm queries and keys against staleness (§3.2; meliad default).
+  bool normalize_keys = true;
+  double logit_scale = 1.0;  ///< initial learned per-head logit scale |a_h| (meliad: 1)
+  double gate_bias = 0.0;    ///< initial per-head gate bias b_h, g = sigmoid(b_h) (meliad: 0)
+};
+
+/// The ∞-former layer, kind `infinite` (ATTENTION.md §6; the GPT-2 finetune config).
+struct InfiniteOptions {
+  int64_t basis = 512;                         ///< N radial basis functions
+  std::vector<double> widths = {0.005, 0.01};  ///< Σ, RBF widths (centres repeat per width)
+  double ridge = 0.5;                          ///< λ of the ridge regression
+  double tau = 0.5;                            ///< old memory compressed into [0, τ] at an update
+  int64_t samples = 512;                       ///< M points read from the old signal at an update
+  bool sticky = false;         ///< sticky memories (the `_sticky_mem` config); else uniform samples
+  int64_t sticky_bins = 128;   ///< D_b histogram bins for sticky sampling
+  double min_variance = 1e-4;  ///< clamp of σ² (GPT-2 code)
+};
+
 struct AttentionOptions {
   std::string layer = "attention";  ///< named in error messages, e.g. "decoder.3.self"
   int64_t model_dim = 512;
@@ -85,6 +112,11 @@ struct AttentionOptions {
   double dropout = 0.0;  ///< on attention probabilities, training only
   bool causal = false;   ///< the layer will be called causally
   bool cross = false;    ///< a cross-attention layer
+  KnnOptions knn;        ///< kind `knn` only
+  InfiniteOptions infinite;  ///< kind `infinite` only
+  LinformerOptions linformer;  ///< kind `linformer` only
+  PerformerOptions performer;  ///< kind `performer` only
+  MemSizerOptions memsizer;    ///< kind `memsizer` only
 };
 
 class AttentionImpl : public torch::nn::Module {

@@ -26,6 +26,19 @@ at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, 
   return visible;
 }
 
+at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& visible, double dropout) {
+  // A query with no visible key would make softmax 0/0. It is shown key 0
+  // (so everything stays finite) and its output is zeroed afterwards.
+  const int64_t s = k.size(2);
+  const at::Tensor has_key = visible.any(-1, /*keepdim=*/true);
+  const at::Tensor first_key = at::arange(s, q.options().dtype(at::kLong)).eq(0).view({1, 1, 1, s});
+  const at::Tensor mask = visible.logical_or(has_key.logical_not().logical_and(first_key));
+  const at::Tensor attended = at::scaled_dot_product_attention(q, k, v, mask, dropout,
+                                                               /*is_causal=*/false, /*scale=*/1.0);
+  return attended * has_key.to(attended.scalar_type());
+}
+
 void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& layer) {
   TORCH_CHECK(call.query.defined() && call.query.dim() == 3 && call.query.size(2) == model_dim,
               layer, ": query must be [batch, length, ", model_dim, "], got ",
@@ -45,6 +58,23 @@ void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& 
                 layer, ": key_padding must be bool [", keys.size(0), ", ", keys.size(1),
                 "], got ", call.key_padding.sizes());
   }
+}
+
+void AppendToWindow(at::Tensor& keys, at::Tensor& values, at::Tensor& padding,
+                    const at::Tensor& new_keys, const at::Tensor& new_values,
+                    const at::Tensor& key_padding, const std::string& layer) {
+  const int64_t batch = new_keys.size(0), n = new_keys.size(2);
+  const at::Tensor new_padding = key_padding.defined()
+                                     ? key_padding
+                                     : at::zeros({batch, n}, new_keys.options().dtype(at::kBool));
+  TORCH_CHECK(new_padding.sizes() == at::IntArrayRef({batch, n}), layer,
+              ": in incremental mode key_padding covers the new positions, [", batch, ", ", n, "]");
+  auto append = [](at::Tensor& window, const at::Tensor& fresh, int64_t dim) {
+    window = window.defined() ? at::cat({window, fresh}, dim) : fresh;
+  };
+  append(keys, new_keys, 2);
+  append(values, new_values, 2);
+  append(padding, new_padding, 1);
 }
 
 c10::ScalarType ComputeType(c10::ScalarType input) {

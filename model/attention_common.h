@@ -25,10 +25,34 @@ at::Tensor MergeHeads(const at::Tensor& x);
 at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, int64_t s,
                        bool causal, const at::TensorOptions& options);
 
+/// Softmax attention of q [B, H, n, d] over k, v [B, H, s, d] where `visible`
+/// ([B, 1, n, s] bool) allows, with logits q·k (q already carries its scale).
+/// A query with no visible key outputs zeros with finite gradients.
+at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& visible, double dropout);
+
 /// Throws (TORCH_CHECK, naming `layer`) unless `call` fits a layer of width
 /// `model_dim`: 3-D query, matching memory and padding shapes, no causal
 /// cross-attention.
 void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& layer);
+
+/// Incremental self-attention: appends a call's keys/values [B, H, n, d] and
+/// its key padding ([B, n] bool; undefined = none) to a state's window
+/// (undefined tensors = empty). Throws (naming `layer`) for a padding shape
+/// that does not cover exactly the new positions.
+void AppendToWindow(at::Tensor& keys, at::Tensor& values, at::Tensor& padding,
+                    const at::Tensor& new_keys, const at::Tensor& new_values,
+                    const at::Tensor& key_padding, const std::string& layer);
+
+/// `call.state` as the variant's state type (nullptr without one); throws,
+/// naming `layer` and `kind`, for another variant's state.
+template <typename State>
+State* StateOf(const AttentionCall& call, const std::string& layer, const char* kind) {
+  if (call.state == nullptr) return nullptr;
+  auto* state = dynamic_cast<State*>(call.state);
+  TORCH_CHECK(state != nullptr, layer, ": the DecodeState is not a ", kind, " state");
+  return state;
+}
 
 /// The dtype attention math runs in: float32 for half types, else the input's.
 c10::ScalarType ComputeType(c10::ScalarType input);

@@ -7,6 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/attention.h"
+#include "model/infinite_attention.h"
+#include "model/knn_attention.h"
+#include "model/linformer_attention.h"
+#include "model/memsizer_attention.h"
+#include "model/performer_attention.h"
 #include "model/softmax_attention.h"
 
 namespace memtrain::model {
@@ -22,6 +27,11 @@ Factory Make() {
 const std::vector<std::pair<std::string, Factory>>& Registry() {
   static const auto* registry = new std::vector<std::pair<std::string, Factory>>{
       {"softmax", Make<SoftmaxAttentionImpl>()},
+      {"linformer", Make<LinformerAttentionImpl>()},
+      {"performer", Make<PerformerAttentionImpl>()},
+      {"memsizer", Make<MemSizerAttentionImpl>()},
+      {"knn", Make<KnnAttentionImpl>()},
+      {"infinite", Make<InfiniteAttentionImpl>()},
   };
   return *registry;
 }

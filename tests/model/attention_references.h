@@ -21,11 +21,32 @@ inline constexpr int64_t kHeads = 4;
 /// The parameter `name` of `module` (e.g. "query.weight"); fails the test if absent.
 at::Tensor Param(AttentionImpl& module, const std::string& name);
 
+/// x W^T + b with `module`'s linear layer `name` (e.g. "query").
+at::Tensor ApplyLinear(AttentionImpl& module, const std::string& name, const at::Tensor& x);
+
+/// An AttentionCall from its fields.
+inline AttentionCall Call(const at::Tensor& query, bool causal, const at::Tensor& memory = {},
+                          const at::Tensor& padding = {}, DecodeState* state = nullptr) {
+  AttentionCall call;
+  call.query = query;
+  call.memory = memory;
+  call.key_padding = padding;
+  call.causal = causal;
+  call.state = state;
+  return call;
+}
+
 /// Output of `module`'s formula for `call`, computed naively in float64 from
 /// the module's parameters.
 using Reference = std::function<at::Tensor(AttentionImpl& module, const AttentionCall& call)>;
 
 at::Tensor SoftmaxReference(AttentionImpl& module, const AttentionCall& call);
+at::Tensor LinformerReference(AttentionImpl& module, const AttentionCall& call);
+/// With the module's current projection (the module must be a performer).
+at::Tensor PerformerReference(AttentionImpl& module, const AttentionCall& call);
+at::Tensor MemSizerReference(AttentionImpl& module, const AttentionCall& call);
+at::Tensor KnnReference(AttentionImpl& module, const AttentionCall& call);
+at::Tensor InfiniteReference(AttentionImpl& module, const AttentionCall& call);
 
 }  // namespace memtrain::model::testing
 

@@ -15,10 +15,14 @@ at::Tensor Param(AttentionImpl& module, const std::string& name) {
   return {};
 }
 
+at::Tensor ApplyLinear(AttentionImpl& module, const std::string& name, const at::Tensor& x) {
+  return at::matmul(x, Param(module, name + ".weight").t()) + Param(module, name + ".bias");
+}
+
 // Explicit softmax attention with per-element masks (ATTENTION.md §2(a)).
 at::Tensor SoftmaxReference(AttentionImpl& module, const AttentionCall& call) {
   auto project = [&](const std::string& name, const at::Tensor& x) {
-    return at::matmul(x, Param(module, name + ".weight").t()) + Param(module, name + ".bias");
+    return ApplyLinear(module, name, x);
   };
   const at::Tensor& kv = call.memory.defined() ? call.memory : call.query;
   const int64_t batch = call.query.size(0), n = call.query.size(1), s = kv.size(1);

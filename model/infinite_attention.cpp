@@ -1,0 +1,227 @@
+#include "model/infinite_attention.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "model/attention_common.h"
+
+namespace memtrain::model {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// N(x; mean, variance), elementwise.
+at::Tensor Gaussian(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& variance) {
+  return at::exp(-(x - mean).pow(2) / (2 * variance)) / at::sqrt(2 * kPi * variance);
+}
+
+at::Tensor Float64(const at::Tensor& like) {
+  return at::empty({0}, like.options().dtype(at::kDouble));
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> RbfCentresAndWidths(const InfiniteOptions& options) {
+  const int64_t per_width = options.basis / static_cast<int64_t>(options.widths.size());
+  const at::Tensor grid = at::linspace(0.0, 1.0, per_width, at::kDouble);
+  std::vector<at::Tensor> centres, widths;
+  for (double width : options.widths) {
+    centres.push_back(grid);
+    widths.push_back(at::full({per_width}, width, at::kDouble));
+  }
+  return {at::cat(centres), at::cat(widths)};
+}
+
+at::Tensor RbfBasis(const at::Tensor& t, const InfiniteOptions& options) {
+  auto [centres, widths] = RbfCentresAndWidths(options);
+  centres = centres.to(t.device());
+  widths = widths.to(t.device());
+  return Gaussian(t.to(at::kDouble).view({1, -1}), centres.view({-1, 1}),
+                  widths.pow(2).view({-1, 1}));
+}
+
+at::Tensor FitSignal(const at::Tensor& positions, const at::Tensor& x,
+                     const InfiniteOptions& options) {
+  const at::Tensor f = RbfBasis(positions, options);  // [N, P]
+  const at::Tensor gram = at::matmul(f, f.t()) + options.ridge * at::eye(f.size(0), f.options());
+  // Symmetric positive definite: a Cholesky solve in float64 (ATTENTION.md §6(d)).
+  return at::cholesky_solve(at::matmul(f, x.to(at::kDouble)), at::linalg_cholesky(gram));
+}
+
+at::Tensor GaussianRead(const at::Tensor& mu, const at::Tensor& variance,
+                        const InfiniteOptions& options) {
+  auto [centres, widths] = RbfCentresAndWidths(options);
+  const auto to = mu.options();
+  return Gaussian(mu.unsqueeze(-1), centres.to(to), variance.unsqueeze(-1) + widths.pow(2).to(to));
+}
+
+at::Tensor StickyPositions(const at::Tensor& bin_mass, int64_t samples) {
+  // Deterministic: the M quantiles (j + 1/2)/M of the bin distribution, each
+  // at its bin's left edge (§6(a); §6(d) asks for reproducible sampling).
+  const int64_t bins = bin_mass.size(0);
+  const at::Tensor cdf = bin_mass.to(at::kDouble).cumsum(0) / bin_mass.to(at::kDouble).sum();
+  const at::Tensor quantiles = (at::arange(samples, cdf.options()) + 0.5) / samples;
+  return at::searchsorted(cdf, quantiles).clamp_max(bins - 1).to(at::kDouble) / bins;
+}
+
+void InfiniteDecodeState::Reorder(const at::Tensor& indices) {
+  for (at::Tensor* t : {&coefficients, &has_memory, &keys, &values, &inputs, &padding, &bin_mass}) {
+    if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
+  }
+  batch_ = indices.numel();
+}
+
+void InfiniteDecodeState::EndSegment() {
+  at::NoGradGuard no_grad;
+  if (!inputs.defined()) return;
+  const int64_t rows = inputs.size(0), width = inputs.size(2), basis = options_.basis;
+  if (!coefficients.defined())
+    coefficients = at::zeros({rows, basis, width}, Float64(inputs).options());
+  const double tau = options_.tau;
+  for (int64_t b = 0; b < rows; ++b) {
+    const at::Tensor kept = padding[b].logical_not().nonzero().view(-1).to(inputs.device());
+    const at::Tensor fresh = inputs[b].index_select(0, kept).to(at::kDouble);  // [L, D]
+    const int64_t length = fresh.size(0);
+    if (length == 0) continue;
+    const auto f64 = fresh.options();
+    // Midpoints (i - 1/2)/L of the new vectors on [0, 1].
+    const at::Tensor midpoints = (at::arange(length, f64) + 0.5) / length;
+    at::Tensor positions, x;
+    if (!has_memory[b].item<bool>()) {
+      // First write: fit on [-1/2, 3/2] with zeros outside [0, 1] (the code's
+      // padding, against edge effects).
+      const int64_t pad = length / 2;
+      positions = (at::arange(-pad, length + pad, f64) + 0.5) / length;
+      x = at::cat({at::zeros({pad, width}, f64), fresh, at::zeros({pad, width}, f64)});
+    } else {
+      const int64_t samples = options_.samples;
+      const bool sticky = options_.sticky && bin_mass[b].sum().item<double>() > 0;
+      const at::Tensor old_positions = sticky ? StickyPositions(bin_mass[b], samples)
+                                              : (at::arange(samples, f64) + 0.5) / samples;
+      const at::Tensor old_signal =
+          at::matmul(RbfBasis(old_positions, options_).t(), coefficients[b]);
+      positions = at::cat({tau * old_positions, tau + (1 - tau) * midpoints});
+      x = at::cat({old_signal, fresh});
+    }
+    coefficients[b] = FitSignal(positions, x, options_);
+    has_memory[b] = true;
+  }
+  keys = values = inputs = padding = at::Tensor();
+  bin_mass.zero_();
+}
+
+void InfiniteDecodeState::NewDocument(const at::Tensor& starts) {
+  const at::Tensor rows = starts.to(at::kCPU, at::kBool).contiguous();
+  TORCH_CHECK(rows.dim() == 1 && rows.numel() == batch_,
+              "InfiniteDecodeState::NewDocument: expects [", batch_, "] flags, got ",
+              starts.sizes());
+  for (int64_t b = 0; b < batch_; ++b) {
+    if (!rows.data_ptr<bool>()[b]) continue;
+    has_memory[b] = false;
+    bin_mass[b].zero_();
+    if (coefficients.defined()) coefficients[b].zero_();
+    if (padding.defined()) padding[b].fill_(true);
+  }
+}
+
+InfiniteAttentionImpl::InfiniteAttentionImpl(const AttentionOptions& options) : options_(options) {
+  const InfiniteOptions& o = options.infinite;
+  TORCH_CHECK(!options.cross, options.layer,
+              ": infinite attention has no cross-attention form (not defined by the ∞-former "
+              "paper); use softmax for cross-attention layers");
+  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
+              options.model_dim, " is not divisible by ", options.heads, " heads");
+  TORCH_CHECK(!o.widths.empty() && o.basis % static_cast<int64_t>(o.widths.size()) == 0 &&
+                  o.basis >= 2 * static_cast<int64_t>(o.widths.size()),
+              options.layer, ": infinite.basis (", o.basis,
+              ") must be a multiple >= 2 of the number of widths (", o.widths.size(), ")");
+  TORCH_CHECK(o.ridge > 0 && o.tau > 0 && o.tau < 1 && o.samples >= 1 && o.sticky_bins >= 1 &&
+                  o.min_variance > 0,
+              options.layer,
+              ": infinite needs ridge > 0, 0 < tau < 1, samples >= 1, sticky_bins >= 1, "
+              "min_variance > 0; got ridge ",
+              o.ridge, ", tau ", o.tau, ", samples ", o.samples, ", sticky_bins ", o.sticky_bins,
+              ", min_variance ", o.min_variance);
+  const int64_t width = options.model_dim;
+  auto no_bias = [&](int64_t in, int64_t out) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  };
+  query_ = register_module("query", torch::nn::Linear(width, width));
+  key_ = register_module("key", torch::nn::Linear(width, width));
+  value_ = register_module("value", torch::nn::Linear(width, width));
+  output_ = register_module("output", torch::nn::Linear(width, width));
+  ltm_key_ = register_module("ltm_key", no_bias(width, width));
+  ltm_value_ = register_module("ltm_value", no_bias(width, width));
+  ltm_output_ = register_module("ltm_output", no_bias(width, width));
+  mu_ = register_module("mu", no_bias(o.basis, 1));
+  sigma_ = register_module("sigma", no_bias(o.basis, 1));
+}
+
+std::unique_ptr<DecodeState> InfiniteAttentionImpl::NewState(int64_t batch) {
+  auto state = std::make_unique<InfiniteDecodeState>(batch, options_.infinite);
+  const auto device = query_->weight.device();
+  state->has_memory = at::zeros({batch}, at::TensorOptions(device).dtype(at::kBool));
+  state->bin_mass = at::zeros({batch, options_.infinite.sticky_bins},
+                              at::TensorOptions(device).dtype(at::kDouble));
+  return state;
+}
+
+at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
+  CheckCall(call, options_.model_dim, options_.layer);
+  TORCH_CHECK(!call.memory.defined(), options_.layer,
+              ": infinite attention is self-attention only");
+  InfiniteDecodeState* state = StateOf<InfiniteDecodeState>(call, options_.layer, "infinite");
+  const int64_t heads = options_.heads, batch = call.query.size(0), n = call.query.size(1);
+  const double root = std::sqrt(static_cast<double>(options_.model_dim / heads));
+  const c10::ScalarType compute = ComputeType(call.query.scalar_type());
+  const at::Tensor q = SplitHeads(query_(call.query), heads).to(compute);
+  at::Tensor k = SplitHeads(key_(call.query), heads).to(compute);
+  at::Tensor v = SplitHeads(value_(call.query), heads).to(compute);
+  at::Tensor padding = call.key_padding;
+  if (state != nullptr) {
+    TORCH_CHECK(state->has_memory.size(0) == batch, options_.layer, ": the state has ",
+                state->has_memory.size(0), " rows, the call ", batch);
+    AppendToWindow(state->keys, state->values, state->padding, k, v, padding, options_.layer);
+    const at::Tensor input = call.query.detach();
+    state->inputs = state->inputs.defined() ? at::cat({state->inputs, input}, 1) : input;
+    state->position_ += n;
+    k = state->keys;
+    v = state->values;
+    padding = state->padding;
+  }
+  // Short-term memory: softmax attention over the segment so far.
+  const at::Tensor visible = VisibleKeys(padding, batch, n, k.size(2), call.causal, q.options());
+  const at::Tensor stm =
+      MaskedAttention(q / root, k, v, visible, is_training() ? options_.dropout : 0.0);
+  at::Tensor out = output_(MergeHeads(stm.to(call.query.scalar_type())));
+  if (state == nullptr || !state->coefficients.defined()) return out;
+
+  // Long-term memory read, B frozen during the segment.
+  const at::Tensor coefficients = state->coefficients.to(compute);    // [B, N, D]
+  const at::Tensor keys = SplitHeads(ltm_key_(coefficients), heads);  // [B, H, N, d]
+  const at::Tensor values = SplitHeads(ltm_value_(coefficients), heads);
+  const at::Tensor scores = at::matmul(q, keys.transpose(2, 3)) / root;  // u, [B, H, n, N]
+  const at::Tensor mu = at::sigmoid(mu_(scores)).squeeze(-1);            // [B, H, n]
+  const at::Tensor variance =
+      at::softplus(sigma_(scores)).squeeze(-1).clamp_min(options_.infinite.min_variance);
+  const at::Tensor read =
+      at::matmul(GaussianRead(mu, variance, options_.infinite), values);  // [B, H, n, d]
+  const at::Tensor present = state->has_memory.to(compute).view({batch, 1, 1, 1});
+  {
+    // Sticky memories: where this segment's reads went, per bin (tails in the end bins).
+    at::NoGradGuard no_grad;
+    const int64_t bins = options_.infinite.sticky_bins;
+    at::Tensor edges = at::arange(bins + 1, mu.options().dtype(at::kDouble)) / bins;
+    edges[0] = -1e300;
+    edges[bins] = 1e300;
+    const at::Tensor z = (edges.view({1, 1, 1, -1}) - mu.to(at::kDouble).unsqueeze(-1)) /
+                         at::sqrt(2 * variance.to(at::kDouble)).unsqueeze(-1);
+    const at::Tensor cdf = 0.5 * (1 + at::erf(z));
+    const at::Tensor mass = (cdf.slice(3, 1) - cdf.slice(3, 0, bins)).sum({1, 2});  // [B, bins]
+    state->bin_mass += mass * state->has_memory.to(at::kDouble).view({batch, 1});
+  }
+  return out + ltm_output_(MergeHeads((read * present).to(call.query.scalar_type())));
+}
+
+}  // namespace memtrain::model

@@ -1,0 +1,166 @@
+#include "model/knn_attention.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/container/parameterdict.h>
+
+#include <utility>
+
+#include "model/attention_common.h"
+#include "parallel/local_knn_memory.h"
+
+namespace memtrain::model {
+namespace {
+
+// meliad's normalisation: x / sqrt(|x|^2 + 1e-6).
+at::Tensor Normalize(const at::Tensor& x) { return x * at::rsqrt(x.pow(2).sum(-1, true) + 1e-6); }
+
+}  // namespace
+
+KnnDecodeState::KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory,
+                               std::vector<int64_t> streams)
+    : memory_(std::move(memory)), streams_(std::move(streams)) {
+  TORCH_CHECK(memory_ != nullptr, "KnnDecodeState: needs a memory");
+}
+
+void KnnDecodeState::Reorder(const at::Tensor& indices) {
+  for (at::Tensor* t : {&keys, &values, &padding}) {
+    if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
+  }
+  const at::Tensor rows = indices.to(at::kCPU, at::kLong).contiguous();
+  std::vector<int64_t> streams;
+  for (int64_t i = 0; i < rows.numel(); ++i) {
+    streams.push_back(streams_.at(static_cast<size_t>(rows.data_ptr<int64_t>()[i])));
+  }
+  streams_ = std::move(streams);
+}
+
+absl::Status KnnDecodeState::EndSegment() {
+  if (keys.defined()) {
+    for (size_t b = 0; b < streams_.size(); ++b) {
+      for (size_t c = 0; c < b; ++c) {
+        if (streams_[b] == streams_[c]) {
+          return absl::FailedPreconditionError(
+              "KnnDecodeState::EndSegment: rows share a memory stream after a reorder; writing "
+              "would store the segment twice");
+        }
+      }
+    }
+    const int64_t row_count = static_cast<int64_t>(streams_.size());
+    for (int64_t b = 0; b < row_count; ++b) {
+      const at::Tensor kept = padding[b].logical_not().nonzero().view(-1).to(keys.device());
+      // Memory entries are grouped by head: [H, n, d].
+      absl::Status status =
+          memory_->add(streams_[static_cast<size_t>(b)], keys[b].index_select(1, kept),
+                       values[b].index_select(1, kept));
+      if (!status.ok()) return status;
+    }
+  }
+  keys = values = padding = at::Tensor();
+  return absl::OkStatus();
+}
+
+void KnnDecodeState::NewDocument(const at::Tensor& starts) {
+  const at::Tensor rows = starts.to(at::kCPU, at::kBool).contiguous();
+  TORCH_CHECK(rows.dim() == 1 && rows.numel() == static_cast<int64_t>(streams_.size()),
+              "KnnDecodeState::NewDocument: expects [", streams_.size(), "] flags, got ",
+              starts.sizes());
+  for (int64_t b = 0; b < rows.numel(); ++b) {
+    if (!rows.data_ptr<bool>()[b]) continue;
+    memory_->clear(streams_[static_cast<size_t>(b)]);
+    if (padding.defined()) padding[b].fill_(true);  // the old document's window
+  }
+}
+
+KnnAttentionImpl::KnnAttentionImpl(const AttentionOptions& options) : options_(options) {
+  TORCH_CHECK(!options.cross, options.layer,
+              ": knn attention has no cross-attention form (not defined by the Memorizing "
+              "Transformer paper); use softmax for cross-attention layers");
+  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
+              options.model_dim, " is not divisible by ", options.heads, " heads");
+  TORCH_CHECK(options.knn.top_k >= 1, options.layer, ": knn.top_k must be >= 1, got ",
+              options.knn.top_k);
+  TORCH_CHECK(options.knn.memory_size >= 1, options.layer, ": knn.memory_size must be >= 1, got ",
+              options.knn.memory_size);
+  query_ = register_module("query", torch::nn::Linear(options.model_dim, options.model_dim));
+  key_ = register_module("key", torch::nn::Linear(options.model_dim, options.model_dim));
+  value_ = register_module("value", torch::nn::Linear(options.model_dim, options.model_dim));
+  output_ = register_module("output", torch::nn::Linear(options.model_dim, options.model_dim));
+  // In a child module so that the projections come first in parameters(),
+  // as every attention kind lists them ("head.gate_bias", "head.logit_scale").
+  auto head = register_module("head", torch::nn::ParameterDict());
+  gate_bias_ = head->insert("gate_bias",
+                            at::full({options.heads}, options.knn.gate_bias).requires_grad_(true));
+  logit_scale_ = head->insert(
+      "logit_scale", at::full({options.heads}, options.knn.logit_scale).requires_grad_(true));
+}
+
+std::unique_ptr<DecodeState> KnnAttentionImpl::NewState(int64_t batch) {
+  std::vector<int64_t> streams;
+  for (int64_t b = 0; b < batch; ++b) streams.push_back(b);
+  return std::make_unique<KnnDecodeState>(
+      std::make_shared<parallel::LocalKnnMemory>(
+          parallel::LocalKnnMemoryOptions(options_.knn.memory_size)),
+      std::move(streams));
+}
+
+at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
+  CheckCall(call, options_.model_dim, options_.layer);
+  TORCH_CHECK(!call.memory.defined(), options_.layer, ": knn attention is self-attention only");
+  KnnDecodeState* state = StateOf<KnnDecodeState>(call, options_.layer, "knn");
+  const int64_t heads = options_.heads, batch = call.query.size(0), n = call.query.size(1);
+  const int64_t head_dim = options_.model_dim / heads;
+  const c10::ScalarType compute = ComputeType(call.query.scalar_type());
+  at::Tensor q = SplitHeads(query_(call.query), heads).to(compute);
+  at::Tensor k = SplitHeads(key_(call.query), heads).to(compute);
+  at::Tensor v = SplitHeads(value_(call.query), heads).to(compute);
+  if (options_.knn.normalize_keys) {
+    q = Normalize(q);
+    k = Normalize(k);
+  }
+  at::Tensor padding = call.key_padding;
+  if (state != nullptr) {
+    TORCH_CHECK(state->streams().size() == static_cast<size_t>(batch), options_.layer,
+                ": the state has ", state->streams().size(), " rows, the call ", batch);
+    AppendToWindow(state->keys, state->values, state->padding, k, v, padding, options_.layer);
+    state->position_ += n;
+    k = state->keys;
+    v = state->values;
+    padding = state->padding;
+  }
+  // Logit scale: |a_h|, times 1/sqrt(d) when the keys are not unit-norm.
+  const double base =
+      options_.knn.normalize_keys ? 1.0 : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const at::Tensor scaled_q = q * (logit_scale_.abs().to(compute) * base).view({1, heads, 1, 1});
+
+  // Local branch.
+  const at::Tensor visible = VisibleKeys(padding, batch, n, k.size(2), call.causal, q.options());
+  at::Tensor local =
+      MaskedAttention(scaled_q, k, v, visible, is_training() ? options_.dropout : 0.0);
+
+  // Memory branch: per stream, top-k of the memory as it was before this
+  // segment (EndSegment writes). A row that retrieves nothing keeps `local`.
+  if (state != nullptr) {
+    const at::Tensor gate = at::sigmoid(gate_bias_).to(compute).view({heads, 1, 1});
+    std::vector<at::Tensor> rows;
+    for (int64_t b = 0; b < batch; ++b) {
+      auto found = state->memory().search(state->streams()[static_cast<size_t>(b)], q[b].detach(),
+                                          options_.knn.top_k);
+      TORCH_CHECK(found.ok(), options_.layer, ": kNN search failed: ", found.status().ToString());
+      if (found->keys.size(2) == 0) {
+        rows.push_back(local[b]);
+        continue;
+      }
+      // [H, n, k]: the retrieved keys are constants; gradients reach q only.
+      const at::Tensor logits =
+          at::matmul(scaled_q[b].unsqueeze(2), found->keys.to(compute).transpose(2, 3)).squeeze(2);
+      const at::Tensor weights = at::softmax(logits, -1);
+      const at::Tensor remembered =
+          at::matmul(weights.unsqueeze(2), found->values.to(compute)).squeeze(2);
+      rows.push_back(gate * remembered + (1 - gate) * local[b]);
+    }
+    local = at::stack(rows);
+  }
+  return output_(MergeHeads(local.to(call.query.scalar_type())));
+}
+
+}  // namespace memtrain::model

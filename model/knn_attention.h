@@ -1,0 +1,113 @@
+// File: model/knn_attention.h
+//
+// `knn`: the Memorizing Transformer layer (ATTENTION.md §7). Local causal
+// softmax attention over the current segment, plus softmax attention over the
+// top-k neighbours that each query retrieves from an external KnnMemory,
+// mixed by a learned per-head gate g_h = sigmoid(b_h):
+//   out = W_o [ g_h * V_mem + (1 - g_h) * V_local ]      (paper Eq. 1-2)
+// Queries and keys are unit-normalised and the logits scaled by a learned
+// per-head |a_h| (meliad), in both the local and the memory attention.
+//
+//   AttentionOptions options;  options.causal = true;  options.knn.memory_size = 8192;
+//   auto attention = MakeAttention("knn", options);
+//   auto state = (*attention)->NewState(batch);   // owns the memory
+//   for (each segment) {
+//     call.query = segment;  call.state = state.get();
+//     y = (*attention)->forward(call);            // retrieval, then local attention
+//     static_cast<KnnDecodeState&>(*state).EndSegment();   // write the segment
+//   }
+//
+// Where the memory lives: in the KnnDecodeState, never in the module. The
+// state holds a std::shared_ptr<parallel::KnnMemory> (NewState makes a
+// LocalKnnMemory; a caller may build a KnnDecodeState over a sharded memory)
+// and one stream id per batch row. A call without a state sees an empty
+// memory and is exactly local attention.
+//
+// When memory is written: only by KnnDecodeState::EndSegment, which flushes
+// the (normalised, detached) keys and values buffered since the last segment
+// boundary and empties the local window. So every query of a segment
+// searches the memory as it was before the segment (query-before-write), and
+// decoding a segment token by token equals the full forward over it.
+//
+// Departures (docs/ATTENTION.md): no Transformer-XL cache and no T5 position
+// bias in the local branch (the previous segment is reachable through the
+// memory only); a query that retrieves nothing (empty memory) takes the local
+// output alone instead of (1 - g) V_local, so an empty memory is exactly
+// local attention. Cross-attention is not defined by the paper and refused.
+#ifndef MEMTRAIN_MODEL_KNN_ATTENTION_H_
+#define MEMTRAIN_MODEL_KNN_ATTENTION_H_
+
+#include <torch/nn/modules/linear.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "model/attention.h"
+#include "parallel/knn_memory.h"
+
+namespace memtrain::model {
+
+/// Per-stream state of a `knn` layer: the kNN memory (shared pointer, so a
+/// memory can outlive or be shared by states), the stream id of each batch
+/// row, and the current segment's local keys/values.
+class KnnDecodeState final : public DecodeState {
+ public:
+  KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams);
+
+  /// Reorders the rows' local windows and stream ids. Rows that come to share
+  /// a stream (beam search) share its memory; EndSegment refuses then.
+  void Reorder(const at::Tensor& indices) override;
+  /// The local window (memory contents are the memory's to save).
+  std::vector<at::Tensor> Tensors() const override { return {keys, values, padding}; }
+  int64_t position() const override { return position_; }
+
+  /// Segment boundary: appends each row's buffered non-padding keys/values to
+  /// its stream's memory and empties the local window.
+  absl::Status EndSegment();
+  /// Rows where `starts` ([B] bool) is true begin a new document: their
+  /// memory stream is cleared and their buffered positions are hidden.
+  void NewDocument(const at::Tensor& starts);
+
+  parallel::KnnMemory& memory() const { return *memory_; }
+  const std::vector<int64_t>& streams() const { return streams_; }
+
+  // The current segment so far. keys/values [B, H, t, d] (keys normalised
+  // when the layer normalises), padding [B, t] bool; undefined when empty.
+  at::Tensor keys, values, padding;
+
+ private:
+  std::shared_ptr<parallel::KnnMemory> memory_;  // [not null]
+  std::vector<int64_t> streams_;                 // stream id of each batch row
+  int64_t position_ = 0;
+  friend class KnnAttentionImpl;
+};
+
+class KnnAttentionImpl : public AttentionImpl {
+ public:
+  /// Throws (naming the layer) for cross-attention, a width not divisible by
+  /// the heads, or top_k / memory_size < 1.
+  explicit KnnAttentionImpl(const AttentionOptions& options);
+
+  at::Tensor forward(const AttentionCall& call) override;
+  /// A state over a fresh LocalKnnMemory of options.knn.memory_size, rows
+  /// 0..batch-1 as streams 0..batch-1.
+  std::unique_ptr<DecodeState> NewState(int64_t batch) override;
+  std::string kind() const override { return "knn"; }
+  AttentionCapabilities capabilities() const override {
+    AttentionCapabilities caps;
+    caps.cross = false;  // not defined by the paper
+    return caps;
+  }
+  const AttentionOptions& options() const { return options_; }
+
+ private:
+  const AttentionOptions options_;
+  torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, output_{nullptr};
+  at::Tensor gate_bias_;    // [H], b_h
+  at::Tensor logit_scale_;  // [H], a_h (used as |a_h|)
+};
+
+}  // namespace memtrain::model
+
+#endif  // MEMTRAIN_MODEL_KNN_ATTENTION_H_

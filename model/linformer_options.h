@@ -1,0 +1,38 @@
+// File: model/linformer_options.h
+//
+// Options of the `linformer` attention kind (ATTENTION.md §3(c) defaults),
+// apart from model/linformer_attention.h so that model/attention.h can hold
+// them by value (as LibTorch keeps nn/options/ apart from nn/modules/).
+//
+//   AttentionOptions options;  options.linformer.projected_length = 256;
+#ifndef MEMTRAIN_MODEL_LINFORMER_OPTIONS_H_
+#define MEMTRAIN_MODEL_LINFORMER_OPTIONS_H_
+
+#include <cstdint>
+
+namespace memtrain::model {
+
+/// Which projections along the sequence axis are distinct (paper §4).
+enum class LinformerSharing {
+  kNone,      ///< E_i and F_i per head: 2H matrices per layer
+  kHeadwise,  ///< one E and one F per layer, shared by the heads (fairseq's default)
+  kKeyValue,  ///< one E per layer, E_i = F_i = E
+};
+
+struct LinformerOptions {
+  /// n_max: the longest key sequence; longer inputs are refused (fairseq and
+  /// the paper: 512).
+  int64_t max_length = 512;
+  /// k, the projected length (fairseq `compressed=4` at n = 512 and the
+  /// paper's Table 2: 128).
+  int64_t projected_length = 128;
+  /// Paper §4 sharing; layerwise sharing needs one matrix owned above the
+  /// layers and is not offered. Default: fairseq's (all flags 0).
+  LinformerSharing sharing = LinformerSharing::kHeadwise;
+  /// Keep E/F at their random initialisation (fairseq `freeze_compress`; default false).
+  bool freeze_projection = false;
+};
+
+}  // namespace memtrain::model
+
+#endif  // MEMTRAIN_MODEL_LINFORMER_OPTIONS_H_

@@ -1,0 +1,29 @@
+// File: model/memsizer_options.h
+//
+// Options of the `memsizer` attention kind (ATTENTION.md §5(c) defaults),
+// apart from model/memsizer_attention.h so that model/attention.h can hold
+// them by value (as LibTorch keeps nn/options/ apart from nn/modules/).
+//
+//   AttentionOptions options;  options.memsizer.slots = 4;
+#ifndef MEMTRAIN_MODEL_MEMSIZER_OPTIONS_H_
+#define MEMTRAIN_MODEL_MEMSIZER_OPTIONS_H_
+
+#include <cstdint>
+
+namespace memtrain::model {
+
+struct MemSizerOptions {
+  /// k, memory slots (LM script: 32; MT decoder: 4 causal, 32 cross).
+  int64_t slots = 32;
+  /// Init scale of the memory keys Phi (`q_init_scale`): xavier_uniform with
+  /// gain scale^{-1/2} (LM: 32; MT: 8).
+  double key_init_scale = 32.0;
+  /// Init scale of W_l and W_r (`kv_init_scale`; LM: 1; MT: 8).
+  double value_init_scale = 1.0;
+  /// Chunk length of the causal kernel.
+  int64_t chunk = 64;
+};
+
+}  // namespace memtrain::model
+
+#endif  // MEMTRAIN_MODEL_MEMSIZER_OPTIONS_H_

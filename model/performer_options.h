@@ -1,0 +1,47 @@
+// File: model/performer_options.h
+//
+// Options of the `performer` attention kind (ATTENTION.md §4(c) defaults),
+// apart from model/performer_attention.h so that model/attention.h can hold
+// them by value (as LibTorch keeps nn/options/ apart from nn/modules/).
+//
+//   AttentionOptions options;  options.performer.features = 512;
+#ifndef MEMTRAIN_MODEL_PERFORMER_OPTIONS_H_
+#define MEMTRAIN_MODEL_PERFORMER_OPTIONS_H_
+
+#include <cstdint>
+
+namespace memtrain::model {
+
+enum class PerformerKernel {
+  kSoftmax,  ///< positive random features, exp(w.x - |x|^2/2) (Lemma 1)
+  kRelu,     ///< generalized attention, relu(w.x) + relu_epsilon (§2.2, App. A.4)
+};
+
+struct PerformerOptions {
+  /// r, random features per head (App. A.3: 256).
+  int64_t features = 256;
+  /// Which kernel the features estimate (default softmax; the paper's
+  /// "Performer" experiments mostly mean ReLU).
+  PerformerKernel kernel = PerformerKernel::kSoftmax;
+  /// Orthogonal random features, blocks of d exactly orthogonal rows (App. A.3: true).
+  bool orthogonal = true;
+  /// Row norms of orthogonal features: 0 = chi_d distributed (unbiased for
+  /// softmax), 1 = all sqrt(d) (SMREG). App. A.3: 0.
+  int64_t ortho_scaling = 0;
+  /// Added to softmax query features only, so key features stay exact
+  /// rescalings (§4(d)); App. A.3 / TF: 1e-6.
+  double stabilizer = 1e-6;
+  /// Added to ReLU features (App. A.4: 1e-3).
+  double relu_epsilon = 1e-3;
+  /// Redraw the projection every this many training forward calls; 0 = never
+  /// (lucidrains: 1000). Never in eval.
+  int64_t redraw_interval = 1000;
+  /// Chunk length of the causal kernel.
+  int64_t chunk = 64;
+  /// Mixed with the layer name and the redraw number to seed each projection.
+  uint64_t seed = 0;
+};
+
+}  // namespace memtrain::model
+
+#endif  // MEMTRAIN_MODEL_PERFORMER_OPTIONS_H_

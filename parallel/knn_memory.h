@@ -1,0 +1,61 @@
+// File: parallel/knn_memory.h
+//
+// `KnnMemory`: the external memory of the Memorizing Transformer layer
+// (ATTENTION.md §7, DESIGN.md parallel/): per document stream, a store of
+// (key, value) pairs searched by inner product.
+//
+//   LocalKnnMemory memory(LocalKnnMemoryOptions(/*capacity=*/8192));
+//   MEMTRAIN_RETURN_IF_ERROR(memory.add(stream, keys, values));   // [G, n, dk], [G, n, dv]
+//   MEMTRAIN_ASSIGN_OR_RETURN(KnnResult hits, memory.search(stream, queries, 32));
+//
+// Contract (every implementation):
+//   - Entries are grouped: keys [G, n, dk] and values [G, n, dv], where G is
+//     the number of independent groups (the attention heads); group g is only
+//     ever searched by queries of group g. G, dk and dv are fixed per stream by
+//     its first `add`.
+//   - `search(stream, queries [G, q, dk], k)` returns, for each query, the
+//     min(k, size(stream)) stored entries of its group with the largest inner
+//     product, best first: keys [G, q, k', dk], values [G, q, k', dv], scores
+//     [G, q, k']. An empty (or unknown) stream gives k' = 0.
+//   - Nothing stored or returned carries autograd history: the memory keeps
+//     detached copies, so no gradient ever reaches it.
+//   - Streams are independent: add/clear on one never changes another.
+//   - Bad arguments come back as kInvalidArgument; the memory is unchanged.
+//   - Not thread-safe: one thread at a time per memory.
+#ifndef MEMTRAIN_PARALLEL_KNN_MEMORY_H_
+#define MEMTRAIN_PARALLEL_KNN_MEMORY_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace memtrain::parallel {
+
+/// The neighbours of a batch of queries (shapes in the contract above).
+struct KnnResult {
+  at::Tensor keys;    ///< [G, q, k', dk]
+  at::Tensor values;  ///< [G, q, k', dv]
+  at::Tensor scores;  ///< [G, q, k'], inner products, descending along the last dim
+};
+
+class KnnMemory {
+ public:
+  virtual ~KnnMemory() = default;
+  /// Appends `keys` [G, n, dk] / `values` [G, n, dv] to `stream`, evicting
+  /// the oldest entries beyond the capacity.
+  virtual absl::Status add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) = 0;
+  /// The top-`k` entries of `stream` for each query [G, q, dk].
+  virtual absl::StatusOr<KnnResult> search(int64_t stream, const at::Tensor& queries,
+                                           int64_t k) const = 0;
+  /// Forgets everything stored for `stream` (a new document starts).
+  virtual void clear(int64_t stream) = 0;
+  /// Entries stored for `stream` (per group).
+  virtual int64_t size(int64_t stream) const = 0;
+};
+
+}  // namespace memtrain::parallel
+
+#endif  // MEMTRAIN_PARALLEL_KNN_MEMORY_H_

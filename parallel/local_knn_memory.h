@@ -1,0 +1,60 @@
+// File: parallel/local_knn_memory.h
+//
+// `LocalKnnMemory`: the single-process KnnMemory (parallel/knn_memory.h).
+// Exact search (one matmul + topk on the device the entries live on) over a
+// fixed-capacity ring buffer per stream: once full, each add overwrites the
+// oldest entries (FIFO). Unlike a FAISS index nothing needs rebuilding on
+// eviction (ATTENTION.md §7(d)).
+//
+//   LocalKnnMemory memory(LocalKnnMemoryOptions(8192));
+//   MEMTRAIN_RETURN_IF_ERROR(memory.add(0, keys, values));
+//
+// A stream's buffers ([G, capacity, dk] and [G, capacity, dv], the dtype and
+// device of its first add) are allocated at its first add and freed by clear.
+#ifndef MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
+#define MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
+
+#include <torch/arg.h>
+
+#include <unordered_map>
+#include <utility>
+
+#include "parallel/knn_memory.h"
+
+namespace memtrain::parallel {
+
+struct LocalKnnMemoryOptions {
+  explicit LocalKnnMemoryOptions(int64_t capacity) : capacity_(capacity) {}
+  /// Entries kept per stream (per group); the paper's |M|, 1,536 to 262,144.
+  TORCH_ARG(int64_t, capacity);
+};
+
+class LocalKnnMemory final : public KnnMemory {
+ public:
+  /// Throws (TORCH_CHECK) for a capacity < 1.
+  explicit LocalKnnMemory(const LocalKnnMemoryOptions& options);
+
+  absl::Status add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) override;
+  absl::StatusOr<KnnResult> search(int64_t stream, const at::Tensor& queries,
+                                   int64_t k) const override;
+  void clear(int64_t stream) override;
+  int64_t size(int64_t stream) const override;
+
+  /// Everything stored for `stream`, oldest first: keys [G, size, dk] and
+  /// values [G, size, dv] (undefined when empty). For checkpoints and for
+  /// reference computations in tests.
+  std::pair<at::Tensor, at::Tensor> Contents(int64_t stream) const;
+
+ private:
+  struct Ring {
+    at::Tensor keys, values;  // [G, capacity, dk|dv], no autograd history
+    int64_t next = 0;         // slot the next entry goes to
+    int64_t count = 0;        // valid entries: slots [0, count) until full
+  };
+  const LocalKnnMemoryOptions options_;
+  std::unordered_map<int64_t, Ring> streams_;
+};
+
+}  // namespace memtrain::parallel
+
+#endif  // MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_

@@ -1,0 +1,394 @@
+// Variant tests for the memory attention kinds (knn), beyond the shared
+// harness in attention_test.cpp: what happens once the memory holds entries.
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "model/attention.h"
+#include "model/infinite_attention.h"
+#include "model/knn_attention.h"
+#include "parallel/local_knn_memory.h"
+#include "tests/model/attention_references.h"
+
+namespace memtrain::model {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::InfiniteReference;
+using testing::kHeads;
+using testing::KnnReference;
+using testing::kWidth;
+using testing::Param;
+
+constexpr int64_t kSegment = 6;
+
+std::shared_ptr<AttentionImpl> MakeKnn(KnnOptions knn = {}, const std::string& kind = "knn") {
+  AttentionOptions options;
+  options.layer = "test.knn";
+  options.model_dim = kWidth;
+  options.heads = kHeads;
+  options.causal = true;
+  knn.top_k = 3;  // fewer than a segment, so the selection matters
+  knn.memory_size = 64;
+  options.knn = knn;
+  auto made = MakeAttention(kind, options);
+  EXPECT_TRUE(made.ok()) << made.status();
+  (*made)->to(at::kDouble);
+  (*made)->eval();
+  return *made;
+}
+
+at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
+
+at::Tensor Forward(AttentionImpl& attention, const at::Tensor& x, DecodeState* state = nullptr) {
+  AttentionCall call;
+  call.query = x;
+  call.causal = true;
+  call.state = state;
+  return attention.forward(call);
+}
+
+// Decodes `x` one position at a time through `state`.
+at::Tensor TokenByToken(AttentionImpl& attention, const at::Tensor& x, DecodeState* state) {
+  std::vector<at::Tensor> pieces;
+  for (int64_t t = 0; t < x.size(1); ++t)
+    pieces.push_back(Forward(attention, x.slice(1, t, t + 1), state));
+  return at::cat(pieces, 1);
+}
+
+KnnDecodeState& Knn(std::unique_ptr<DecodeState>& state) {
+  return dynamic_cast<KnnDecodeState&>(*state);
+}
+
+// Runs one segment through `state` and writes it to the memory.
+at::Tensor Segment(AttentionImpl& attention, std::unique_ptr<DecodeState>& state,
+                   const at::Tensor& x) {
+  const at::Tensor y = Forward(attention, x, state.get());
+  EXPECT_TRUE(Knn(state).EndSegment().ok());
+  return y;
+}
+
+class KnnAttentionTest : public ::testing::Test {
+ protected:
+  void SetUp() override { at::manual_seed(99); }
+};
+
+TEST_F(KnnAttentionTest, EmptyMemoryIsLocalSoftmaxAttention) {
+  // Without normalisation and with |a_h| = 1 the local branch is exactly the
+  // softmax layer's formula, so copied weights give the same function.
+  KnnOptions raw;
+  raw.normalize_keys = false;
+  auto knn = MakeKnn(raw);
+  AttentionOptions options;
+  options.model_dim = kWidth;
+  options.heads = kHeads;
+  auto softmax = *MakeAttention("softmax", options);
+  softmax->to(at::kDouble);
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& item : softmax->named_parameters())
+      item.value().copy_(Param(*knn, item.key()));
+  }
+  const at::Tensor x = Random({2, kSegment, kWidth});
+  const at::Tensor expected = Forward(*softmax, x);
+  auto state = knn->NewState(2);
+  EXPECT_TRUE(at::allclose(Forward(*knn, x, state.get()), expected, 1e-10, 1e-12));
+  EXPECT_TRUE(at::allclose(Forward(*knn, x), expected, 1e-10, 1e-12));
+}
+
+TEST_F(KnnAttentionTest, SecondSegmentRetrievesTheTopKOfTheFirst) {
+  auto knn = MakeKnn();
+  auto state = knn->NewState(2);
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
+  Segment(*knn, state, first);
+  // The memory holds exactly segment 1's normalised keys and its values.
+  const auto& memory = dynamic_cast<const parallel::LocalKnnMemory&>(Knn(state).memory());
+  for (int64_t b = 0; b < 2; ++b) {
+    ASSERT_EQ(memory.size(b), kSegment);
+    const at::Tensor keys = at::linear(first[b], Param(*knn, "key.weight"), Param(*knn, "key.bias"))
+                                .view({kSegment, kHeads, -1})
+                                .transpose(0, 1);
+    const at::Tensor unit = keys / (keys.pow(2).sum(-1, true) + 1e-6).sqrt();
+    EXPECT_TRUE(at::allclose(memory.Contents(b).first, unit, 1e-12, 1e-12));
+  }
+  // Segment 2 = the fp64 formula with a brute-force top-k over that memory
+  // (computed before the call: a forward only buffers, EndSegment writes).
+  AttentionCall call;
+  call.query = second;
+  call.causal = true;
+  call.state = state.get();
+  const at::Tensor expected = KnnReference(*knn, call);
+  const at::Tensor actual = knn->forward(call);
+  EXPECT_TRUE(at::allclose(actual, expected, 1e-9, 1e-10));
+  // ...and the memory mattered.
+  EXPECT_FALSE(at::allclose(actual, Forward(*knn, second), 1e-3, 1e-3));
+}
+
+TEST_F(KnnAttentionTest, DecodingASegmentWithMemoryEqualsItsFullForward) {
+  auto knn = MakeKnn();
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
+  auto full = knn->NewState(2);
+  Segment(*knn, full, first);
+  const at::Tensor expected = Forward(*knn, second, full.get());
+  auto stepwise = knn->NewState(2);
+  Segment(*knn, stepwise, first);
+  EXPECT_TRUE(at::allclose(TokenByToken(*knn, second, stepwise.get()), expected, 1e-10, 1e-12));
+}
+
+TEST_F(KnnAttentionTest, GateExtremesSelectLocalOnlyOrMemoryOnly) {
+  const at::Tensor first = Random({1, kSegment, kWidth}), second = Random({1, kSegment, kWidth});
+  const at::Tensor perturbed = second.clone();
+  perturbed.slice(1, 0, 2) += Random({1, 2, kWidth});  // earlier local context only
+  auto run = [&](double gate_bias, const at::Tensor& x) {
+    at::manual_seed(5);  // the same weights for every gate
+    KnnOptions knn_options;
+    knn_options.gate_bias = gate_bias;
+    auto knn = MakeKnn(knn_options);
+    auto state = knn->NewState(1);
+    Segment(*knn, state, first);
+    return std::make_pair(Forward(*knn, x, state.get()), Forward(*knn, x));
+  };
+  // b -> -inf: exactly the local attention (the memory-free call).
+  auto [local_only, no_memory] = run(-1000, second);
+  EXPECT_TRUE(at::allclose(local_only, no_memory, 1e-12, 1e-12));
+  // b -> +inf: a query's output depends on its memory neighbours alone, so
+  // changing earlier positions of the segment leaves later outputs alone.
+  const at::Tensor memory_only = run(1000, second).first,
+                   memory_only_perturbed = run(1000, perturbed).first;
+  EXPECT_TRUE(
+      at::allclose(memory_only.slice(1, 2), memory_only_perturbed.slice(1, 2), 1e-12, 1e-12));
+  // With the paper's initial gate (0.5) the same perturbation does change them.
+  EXPECT_FALSE(at::allclose(run(0, second).first.slice(1, 2), run(0, perturbed).first.slice(1, 2)));
+}
+
+TEST_F(KnnAttentionTest, NewDocumentClearsThatRowsMemoryOnly) {
+  auto knn = MakeKnn();
+  auto state = knn->NewState(2);
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
+  Segment(*knn, state, first);
+  const at::Tensor with_memory = Forward(*knn, second, state.get());
+  ASSERT_TRUE(Knn(state).EndSegment().ok());  // discard: start segment 2 again below
+  auto again = knn->NewState(2);
+  Segment(*knn, again, first);
+  Knn(again).NewDocument(at::tensor({1, 0}, at::kLong).to(at::kBool));
+  EXPECT_EQ(Knn(again).memory().size(0), 0);
+  EXPECT_EQ(Knn(again).memory().size(1), kSegment);
+  const at::Tensor after = Forward(*knn, second, again.get());
+  const at::Tensor fresh = Forward(*knn, second);
+  EXPECT_TRUE(at::allclose(after[0], fresh[0], 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(after[1], with_memory[1], 1e-12, 1e-12));
+  EXPECT_FALSE(at::allclose(after[1], fresh[1], 1e-3, 1e-3));
+}
+
+TEST_F(KnnAttentionTest, NoGradientReachesTheMemory) {
+  auto knn = MakeKnn();
+  knn->train();
+  auto state = knn->NewState(1);
+  const at::Tensor first = Random({1, kSegment, kWidth}).requires_grad_(true);
+  const at::Tensor second = Random({1, kSegment, kWidth}).requires_grad_(true);
+  Segment(*knn, state, first);
+  const auto& memory = dynamic_cast<const parallel::LocalKnnMemory&>(Knn(state).memory());
+  EXPECT_FALSE(memory.Contents(0).first.requires_grad());
+  EXPECT_FALSE(memory.Contents(0).second.requires_grad());
+  Forward(*knn, second, state.get()).sum().backward();
+  EXPECT_FALSE(first.grad().defined()) << "a gradient flowed through the memory into segment 1";
+  ASSERT_TRUE(second.grad().defined());
+  EXPECT_GT(second.grad().abs().sum().item<double>(), 0);
+  EXPECT_TRUE(Param(*knn, "head.gate_bias").grad().defined());  // the gate learns
+}
+
+TEST_F(KnnAttentionTest, RowsSharingAStreamCannotWrite) {
+  auto knn = MakeKnn();
+  auto state = knn->NewState(2);
+  Forward(*knn, Random({2, 2, kWidth}), state.get());
+  state->Reorder(at::tensor({0, 0}, at::kLong));  // beam search duplicating row 0
+  EXPECT_EQ(Knn(state).EndSegment().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(KnnAttentionTest, CrossAttentionIsRefusedNamingTheLayer) {
+  AttentionOptions options;
+  options.layer = "decoder.4.cross";
+  options.cross = true;
+  auto made = MakeAttention("knn", options);
+  EXPECT_EQ(made.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(made.status().message()), HasSubstr("decoder.4.cross"));
+}
+
+// ---- infinite (∞-former) ----------------------------------------------------------
+
+InfiniteOptions SmallInfinite() {
+  InfiniteOptions o;
+  o.basis = 64;  // small, so the loop-level reference stays fast
+  o.widths = {0.05, 0.1};
+  o.samples = 32;
+  o.sticky = true;  // the updates below take the sticky path
+  return o;
+}
+
+std::shared_ptr<AttentionImpl> MakeInfinite(const InfiniteOptions& o = SmallInfinite()) {
+  AttentionOptions options;
+  options.layer = "test.infinite";
+  options.model_dim = kWidth;
+  options.heads = kHeads;
+  options.causal = true;
+  options.infinite = o;
+  auto made = MakeAttention("infinite", options);
+  EXPECT_TRUE(made.ok()) << made.status();
+  (*made)->to(at::kDouble);
+  (*made)->eval();
+  return *made;
+}
+
+InfiniteDecodeState& Infinite(std::unique_ptr<DecodeState>& state) {
+  return dynamic_cast<InfiniteDecodeState&>(*state);
+}
+
+at::Tensor InfiniteSegment(AttentionImpl& attention, std::unique_ptr<DecodeState>& state,
+                           const at::Tensor& x) {
+  const at::Tensor y = Forward(attention, x, state.get());
+  Infinite(state).EndSegment();
+  return y;
+}
+
+// Max reconstruction error of a smooth signal of L points at (i - 1/2)/L.
+double ReconstructionError(const InfiniteOptions& o, int64_t length) {
+  const at::Tensor t = (at::arange(length, at::kDouble) + 0.5) / length;
+  const at::Tensor x = at::stack({at::sin(2 * M_PI * t), at::cos(3 * M_PI * t) * t}, 1);  // [L, 2]
+  const at::Tensor coefficients = FitSignal(t, x, o);
+  return (at::matmul(RbfBasis(t, o).t(), coefficients) - x).abs().max().item<double>();
+}
+
+TEST(InfiniteAttentionTest, RidgeFitReconstructsASmoothSignal) {
+  const InfiniteOptions defaults;  // N = 512, Σ = {0.005, 0.01}, λ = 0.5
+  const double at_defaults = ReconstructionError(defaults, 512);
+  EXPECT_LT(at_defaults, 0.05);
+  InfiniteOptions smaller_ridge = defaults;
+  smaller_ridge.ridge = 0.05;
+  EXPECT_LT(ReconstructionError(smaller_ridge, 512), at_defaults);
+  InfiniteOptions fewer = defaults;
+  fewer.basis = 64;
+  EXPECT_GT(ReconstructionError(fewer, 512), at_defaults);
+  // B from the Cholesky solve equals the closed form G^T x, G = F^T (F F^T + λI)^-1.
+  const at::Tensor t = (at::arange(100, at::kDouble) + 0.5) / 100;
+  const at::Tensor x = at::randn({100, 3}, at::kDouble);
+  const at::Tensor f = RbfBasis(t, defaults);
+  const at::Tensor g =
+      at::matmul(f.t(), at::inverse(at::matmul(f, f.t()) + 0.5 * at::eye(512, at::kDouble)));
+  EXPECT_TRUE(at::allclose(FitSignal(t, x, defaults), at::matmul(g.t(), x), 1e-6, 1e-8));
+}
+
+TEST(InfiniteAttentionTest, ClosedFormReadMatchesNumericalIntegration) {
+  const InfiniteOptions o = SmallInfinite();
+  const at::Tensor grid = at::linspace(-3.0, 4.0, 200001, at::kDouble);
+  const double step = 7.0 / 200000;
+  for (auto [mu, variance] : {std::pair{0.3, 0.01}, std::pair{0.8, 0.002}, std::pair{0.5, 0.2}}) {
+    const at::Tensor density =
+        at::exp(-(grid - mu).pow(2) / (2 * variance)) / std::sqrt(2 * M_PI * variance);
+    EXPECT_NEAR((density * step).sum().item<double>(), 1.0, 1e-6);  // the density integrates to 1
+    const at::Tensor numeric = (RbfBasis(grid, o) * density).sum(1) * step;  // [N]
+    const at::Tensor closed =
+        GaussianRead(at::full({1}, mu, at::kDouble), at::full({1}, variance, at::kDouble), o)[0];
+    EXPECT_TRUE(at::allclose(closed, numeric, 1e-4, 1e-8)) << mu << " " << variance;
+  }
+}
+
+TEST(InfiniteAttentionTest, SecondSegmentMatchesTheReferenceAndDecodes) {
+  at::manual_seed(3);
+  auto attention = MakeInfinite();
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
+  auto state = attention->NewState(2);
+  InfiniteSegment(*attention, state, first);
+  AttentionCall call;
+  call.query = second;
+  call.causal = true;
+  call.state = state.get();
+  const at::Tensor expected = InfiniteReference(*attention, call);
+  const at::Tensor actual = attention->forward(call);
+  EXPECT_TRUE(at::allclose(actual, expected, 1e-9, 1e-10));
+  EXPECT_FALSE(at::allclose(actual, Forward(*attention, second), 1e-4, 1e-4))
+      << "the LTM changed nothing";
+  // Every read is a probability density: its mass over the bins is 1 per (head, query).
+  EXPECT_NEAR(Infinite(state).bin_mass.sum().item<double>(), 2.0 * kHeads * kSegment, 1e-9);
+  // Token by token within the segment = the full forward (B frozen until EndSegment).
+  auto stepwise = attention->NewState(2);
+  InfiniteSegment(*attention, stepwise, first);
+  EXPECT_TRUE(at::allclose(TokenByToken(*attention, second, stepwise.get()), actual, 1e-10, 1e-12));
+}
+
+TEST(InfiniteAttentionTest, StickySamplesFollowTheBinMass) {
+  const at::Tensor mass = at::tensor({0.0, 3.0, 0.0, 1.0, 0.0, 0.0, 4.0, 0.0}, at::kDouble);
+  const at::Tensor positions = StickyPositions(mass, 800);
+  const at::Tensor counts = at::bincount((positions * 8).round().to(at::kLong), {}, 8);
+  // Zero-mass bins are never drawn; the others in proportion (3:1:4 of 800).
+  EXPECT_TRUE(at::equal(counts, at::tensor({0, 300, 0, 100, 0, 0, 400, 0}, at::kLong)));
+  EXPECT_TRUE(at::equal(positions, std::get<0>(positions.sort())));
+}
+
+TEST(InfiniteAttentionTest, StateSizeIsConstantAcrossSegments) {
+  auto attention = MakeInfinite();
+  auto state = attention->NewState(1);
+  auto numel = [&] {
+    int64_t total = 0;
+    for (const at::Tensor& t : state->Tensors()) total += t.defined() ? t.numel() : 0;
+    return total;
+  };
+  InfiniteSegment(*attention, state, Random({1, kSegment, kWidth}));
+  const int64_t after_one = numel();
+  for (int i = 0; i < 8; ++i) InfiniteSegment(*attention, state, Random({1, 3 + i, kWidth}));
+  EXPECT_EQ(numel(), after_one);
+  EXPECT_EQ(Infinite(state).coefficients.sizes(), at::IntArrayRef({1, 64, kWidth}));
+}
+
+TEST(InfiniteAttentionTest, UpdateKeepsTheNewSegmentOnTheUpperInterval) {
+  InfiniteOptions o;  // paper defaults; a long smooth segment
+  o.sticky = false;
+  AttentionOptions options;
+  options.model_dim = kWidth;
+  options.heads = kHeads;
+  options.infinite = o;
+  auto attention = *MakeAttention("infinite", options);
+  attention->to(at::kDouble);
+  auto state = attention->NewState(1);
+  const int64_t length = 256;
+  const at::Tensor t = (at::arange(length, at::kDouble) + 0.5) / length;
+  auto smooth = [&](double phase) {
+    return at::sin(2 * M_PI * t.view({-1, 1}) + phase + at::arange(kWidth, at::kDouble) / 4)
+        .unsqueeze(0);
+  };
+  InfiniteSegment(*attention, state, smooth(0.0));
+  const at::Tensor old_coefficients = Infinite(state).coefficients[0].clone();
+  InfiniteSegment(*attention, state, smooth(1.0));
+  const at::Tensor b = Infinite(state).coefficients[0];
+  // [τ, 1] holds the new segment, [0, τ] the old signal compressed by τ
+  // (ATTENTION.md §6(e) 5).
+  const at::Tensor upper = at::matmul(RbfBasis(o.tau + (1 - o.tau) * t, o).t(), b);
+  // Away from the seam at τ (old and new signal differ there) and the unpadded right edge.
+  EXPECT_LT((upper - smooth(1.0)[0]).abs().slice(0, 8, length - 8).max().item<double>(), 0.1);
+  const at::Tensor lower = at::matmul(RbfBasis(o.tau * t, o).t(), b);
+  const at::Tensor old_signal = at::matmul(RbfBasis(t, o).t(), old_coefficients);
+  EXPECT_LT((lower - old_signal).abs().slice(0, 8, length - 8).max().item<double>(), 0.1);
+}
+
+TEST(InfiniteAttentionTest, NewDocumentForgetsThatRowOnly) {
+  auto attention = MakeInfinite();
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
+  auto state = attention->NewState(2);
+  InfiniteSegment(*attention, state, first);
+  Infinite(state).NewDocument(at::tensor({0, 1}, at::kLong).to(at::kBool));
+  const at::Tensor after = Forward(*attention, second, state.get());
+  const at::Tensor fresh = Forward(*attention, second);
+  EXPECT_TRUE(at::allclose(after[1], fresh[1], 1e-12, 1e-12));
+  EXPECT_FALSE(at::allclose(after[0], fresh[0], 1e-4, 1e-4));
+}
+
+TEST(InfiniteAttentionTest, CrossAttentionIsRefusedNamingTheLayer) {
+  AttentionOptions options;
+  options.layer = "decoder.1.cross";
+  options.cross = true;
+  auto made = MakeAttention("infinite", options);
+  EXPECT_EQ(made.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(made.status().message()), HasSubstr("decoder.1.cross"));
+}
+
+}  // namespace
+}  // namespace memtrain::model

@@ -1,0 +1,135 @@
+#include "parallel/local_knn_memory.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace memtrain::parallel {
+namespace {
+
+at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
+
+// The ids of the entries a result holds: values are [id] per entry.
+std::vector<int64_t> Ids(const at::Tensor& values) {
+  const at::Tensor flat = values.reshape({-1}).to(at::kLong);
+  std::vector<int64_t> ids(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+TEST(LocalKnnMemoryTest, SearchIsTheExactTopKOfBruteForce) {
+  at::manual_seed(7);
+  LocalKnnMemory memory(LocalKnnMemoryOptions(100));
+  const at::Tensor keys = Random({3, 40, 8}), values = Random({3, 40, 5});
+  ASSERT_TRUE(memory.add(4, keys.slice(1, 0, 25), values.slice(1, 0, 25)).ok());
+  ASSERT_TRUE(memory.add(4, keys.slice(1, 25), values.slice(1, 25)).ok());
+  const at::Tensor queries = Random({3, 6, 8});
+  auto result = memory.search(4, queries, 7);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->keys.sizes(), at::IntArrayRef({3, 6, 7, 8}));
+  ASSERT_EQ(result->values.sizes(), at::IntArrayRef({3, 6, 7, 5}));
+  for (int64_t g = 0; g < 3; ++g) {
+    for (int64_t i = 0; i < 6; ++i) {
+      // Brute force: every score, sorted by hand.
+      std::vector<std::pair<double, int64_t>> all;
+      for (int64_t j = 0; j < 40; ++j) {
+        all.emplace_back(at::dot(queries[g][i], keys[g][j]).item<double>(), j);
+      }
+      std::sort(all.rbegin(), all.rend());
+      for (int64_t r = 0; r < 7; ++r) {
+        const int64_t j = all[static_cast<size_t>(r)].second;
+        EXPECT_NEAR(result->scores[g][i][r].item<double>(), all[static_cast<size_t>(r)].first,
+                    1e-12);
+        EXPECT_TRUE(at::equal(result->keys[g][i][r], keys[g][j])) << g << " " << i << " " << r;
+        EXPECT_TRUE(at::equal(result->values[g][i][r], values[g][j]));
+      }
+    }
+  }
+}
+
+TEST(LocalKnnMemoryTest, FewerEntriesThanKReturnsAllOfThem) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(10));
+  ASSERT_TRUE(memory.add(0, Random({1, 3, 4}), Random({1, 3, 2})).ok());
+  auto result = memory.search(0, Random({1, 2, 4}), 32);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->keys.size(2), 3);
+  auto empty = memory.search(1, Random({1, 2, 4}), 32);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->keys.size(2), 0);
+}
+
+TEST(LocalKnnMemoryTest, RingBufferEvictsTheOldestFirst) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(4));
+  // Entry i has value i, so the ids that survive are visible.
+  auto add = [&](int64_t first, int64_t n) {
+    const at::Tensor ids = at::arange(first, first + n, at::kDouble).view({1, n, 1});
+    ASSERT_TRUE(memory.add(0, Random({1, n, 3}), ids).ok());
+  };
+  add(0, 3);
+  EXPECT_EQ(memory.size(0), 3);
+  add(3, 3);  // wraps: 0 and 1 evicted
+  EXPECT_EQ(memory.size(0), 4);
+  EXPECT_EQ(Ids(memory.search(0, Random({1, 1, 3}), 10)->values),
+            (std::vector<int64_t>{2, 3, 4, 5}));
+  auto [keys, values] = memory.Contents(0);
+  EXPECT_TRUE(at::equal(values.view(-1), at::arange(2, 6, at::kDouble)));  // oldest first
+  add(6, 9);  // more than the capacity in one add: only the newest 4 stay
+  EXPECT_EQ(Ids(memory.search(0, Random({1, 1, 3}), 10)->values),
+            (std::vector<int64_t>{11, 12, 13, 14}));
+  EXPECT_TRUE(at::equal(memory.Contents(0).second.view(-1), at::arange(11, 15, at::kDouble)));
+}
+
+TEST(LocalKnnMemoryTest, ClearForgetsOneStreamOnly) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(8));
+  const at::Tensor keys = Random({2, 5, 4}), values = Random({2, 5, 3});
+  ASSERT_TRUE(memory.add(0, keys, values).ok());
+  ASSERT_TRUE(memory.add(1, keys * 2, values).ok());
+  const at::Tensor queries = Random({2, 3, 4});
+  const KnnResult before = *memory.search(1, queries, 2);
+  memory.clear(0);
+  EXPECT_EQ(memory.size(0), 0);
+  EXPECT_EQ(memory.size(1), 5);
+  EXPECT_EQ(memory.search(0, queries, 2)->keys.size(2), 0);
+  const KnnResult after = *memory.search(1, queries, 2);
+  EXPECT_TRUE(at::equal(before.keys, after.keys));
+  EXPECT_TRUE(at::equal(before.scores, after.scores));
+}
+
+TEST(LocalKnnMemoryTest, NoGradientReachesTheMemory) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(8));
+  const at::Tensor keys = Random({1, 4, 3}).requires_grad_(true);
+  const at::Tensor values = Random({1, 4, 2}).requires_grad_(true);
+  ASSERT_TRUE(memory.add(0, keys * 1.0, values * 1.0).ok());
+  const at::Tensor queries = Random({1, 2, 3}).requires_grad_(true);
+  const KnnResult result = *memory.search(0, queries, 3);
+  EXPECT_FALSE(result.keys.requires_grad());
+  EXPECT_FALSE(result.values.requires_grad());
+  EXPECT_FALSE(result.scores.requires_grad());
+  EXPECT_FALSE(memory.Contents(0).first.requires_grad());
+  // The stored copy is a copy: changing the source later changes nothing.
+  const at::Tensor stored = memory.Contents(0).first.clone();
+  {
+    at::NoGradGuard no_grad;
+    keys.add_(1.0);
+  }
+  EXPECT_TRUE(at::equal(memory.Contents(0).first, stored));
+}
+
+TEST(LocalKnnMemoryTest, BadShapesAreRefused) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(8));
+  EXPECT_EQ(memory.add(0, Random({1, 4, 3}), Random({1, 5, 2})).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(memory.add(0, Random({1, 4, 3}), Random({1, 4, 2})).ok());
+  EXPECT_EQ(memory.add(0, Random({2, 4, 3}), Random({2, 4, 2})).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(memory.search(0, Random({1, 2, 5}), 2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(memory.search(0, Random({1, 2, 3}), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(memory.size(0), 4);
+}
+
+}  // namespace
+}  // namespace memtrain::parallel
