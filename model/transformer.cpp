@@ -48,6 +48,104 @@ int64_t Count(torch::nn::Module& module) {
   return total;
 }
 
+
+// Variant hyper-parameters, field by field, so a checkpoint's model config
+// rebuilds exactly the layers it was trained with.
+template <typename Enum>
+struct EnumNames {
+  std::vector<std::pair<Enum, const char*>> names;
+  std::string Name(Enum value) const {
+    for (const auto& [v, name] : names) {
+      if (v == value) return name;
+    }
+    return "?";
+  }
+  bool Parse(const std::string& text, Enum* value) const {
+    for (const auto& [v, name] : names) {
+      if (text == name) {
+        *value = v;
+        return true;
+      }
+    }
+    return false;
+  }
+};
+const EnumNames<LinformerSharing> kSharingNames{{{LinformerSharing::kNone, "none"},
+                                                 {LinformerSharing::kHeadwise, "headwise"},
+                                                 {LinformerSharing::kKeyValue, "key_value"}}};
+const EnumNames<PerformerKernel> kKernelNames{{{PerformerKernel::kSoftmax, "softmax"},
+                                               {PerformerKernel::kRelu, "relu"}}};
+
+nlohmann::json VariantOptionsToJson(const AttentionOptions& a) {
+  return {{"knn", {{"top_k", a.knn.top_k}, {"memory_size", a.knn.memory_size},
+                   {"normalize_keys", a.knn.normalize_keys}, {"logit_scale", a.knn.logit_scale},
+                   {"gate_bias", a.knn.gate_bias}}},
+          {"infinite", {{"basis", a.infinite.basis}, {"widths", a.infinite.widths},
+                        {"ridge", a.infinite.ridge}, {"tau", a.infinite.tau},
+                        {"samples", a.infinite.samples}, {"sticky", a.infinite.sticky},
+                        {"sticky_bins", a.infinite.sticky_bins},
+                        {"min_variance", a.infinite.min_variance}}},
+          {"linformer", {{"max_length", a.linformer.max_length},
+                         {"projected_length", a.linformer.projected_length},
+                         {"sharing", kSharingNames.Name(a.linformer.sharing)},
+                         {"freeze_projection", a.linformer.freeze_projection}}},
+          {"performer", {{"features", a.performer.features},
+                         {"kernel", kKernelNames.Name(a.performer.kernel)},
+                         {"orthogonal", a.performer.orthogonal},
+                         {"ortho_scaling", a.performer.ortho_scaling},
+                         {"stabilizer", a.performer.stabilizer},
+                         {"relu_epsilon", a.performer.relu_epsilon},
+                         {"redraw_interval", a.performer.redraw_interval},
+                         {"chunk", a.performer.chunk}, {"seed", a.performer.seed}}},
+          {"memsizer", {{"slots", a.memsizer.slots}, {"key_init_scale", a.memsizer.key_init_scale},
+                        {"value_init_scale", a.memsizer.value_init_scale},
+                        {"chunk", a.memsizer.chunk}}}};
+}
+
+// Reads every field written above; a missing one throws (json::at), an
+// unknown enum name throws with the field's name.
+void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
+  const nlohmann::json& knn = j.at("knn");
+  knn.at("top_k").get_to(a->knn.top_k);
+  knn.at("memory_size").get_to(a->knn.memory_size);
+  knn.at("normalize_keys").get_to(a->knn.normalize_keys);
+  knn.at("logit_scale").get_to(a->knn.logit_scale);
+  knn.at("gate_bias").get_to(a->knn.gate_bias);
+  const nlohmann::json& infinite = j.at("infinite");
+  infinite.at("basis").get_to(a->infinite.basis);
+  infinite.at("widths").get_to(a->infinite.widths);
+  infinite.at("ridge").get_to(a->infinite.ridge);
+  infinite.at("tau").get_to(a->infinite.tau);
+  infinite.at("samples").get_to(a->infinite.samples);
+  infinite.at("sticky").get_to(a->infinite.sticky);
+  infinite.at("sticky_bins").get_to(a->infinite.sticky_bins);
+  infinite.at("min_variance").get_to(a->infinite.min_variance);
+  const nlohmann::json& linformer = j.at("linformer");
+  linformer.at("max_length").get_to(a->linformer.max_length);
+  linformer.at("projected_length").get_to(a->linformer.projected_length);
+  if (!kSharingNames.Parse(linformer.at("sharing").get<std::string>(), &a->linformer.sharing)) {
+    throw std::invalid_argument("attention_options.linformer.sharing must be none, headwise or key_value");
+  }
+  linformer.at("freeze_projection").get_to(a->linformer.freeze_projection);
+  const nlohmann::json& performer = j.at("performer");
+  performer.at("features").get_to(a->performer.features);
+  if (!kKernelNames.Parse(performer.at("kernel").get<std::string>(), &a->performer.kernel)) {
+    throw std::invalid_argument("attention_options.performer.kernel must be softmax or relu");
+  }
+  performer.at("orthogonal").get_to(a->performer.orthogonal);
+  performer.at("ortho_scaling").get_to(a->performer.ortho_scaling);
+  performer.at("stabilizer").get_to(a->performer.stabilizer);
+  performer.at("relu_epsilon").get_to(a->performer.relu_epsilon);
+  performer.at("redraw_interval").get_to(a->performer.redraw_interval);
+  performer.at("chunk").get_to(a->performer.chunk);
+  performer.at("seed").get_to(a->performer.seed);
+  const nlohmann::json& memsizer = j.at("memsizer");
+  memsizer.at("slots").get_to(a->memsizer.slots);
+  memsizer.at("key_init_scale").get_to(a->memsizer.key_init_scale);
+  memsizer.at("value_init_scale").get_to(a->memsizer.value_init_scale);
+  memsizer.at("chunk").get_to(a->memsizer.chunk);
+}
+
 }  // namespace
 
 // ---- options as JSON ----------------------------------------------------------------
@@ -61,7 +159,8 @@ std::string TransformerOptionsToJson(const TransformerOptions& o) {
                         {"dropout", o.dropout},               {"attention_dropout", o.attention_dropout},
                         {"tie_embeddings", o.tie_embeddings}, {"pad_id", o.pad_id},
                         {"attention", o.attention},           {"cross_attention", o.cross_attention},
-                        {"layer_attention", layers}}
+                        {"layer_attention", layers},
+                        {"attention_options", VariantOptionsToJson(o.attention_options)}}
       .dump();
 }
 
@@ -72,7 +171,8 @@ absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string&
   const std::vector<std::string> known = {"vocab_size", "model_dim", "heads", "ffn_dim",
                                           "encoder_layers", "decoder_layers", "dropout",
                                           "attention_dropout", "tie_embeddings", "pad_id",
-                                          "attention", "cross_attention", "layer_attention"};
+                                          "attention", "cross_attention", "layer_attention",
+                                          "attention_options"};
   for (const auto& [key, value] : json.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return absl::InvalidArgumentError(absl::StrCat("model config: unknown field '", key, "'"));
@@ -99,6 +199,7 @@ absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string&
     for (const auto& [index, kind] : json.at("layer_attention").items()) {
       o.layer_attention[std::stoll(index)] = kind.get<std::string>();
     }
+    VariantOptionsFromJson(json.at("attention_options"), &o.attention_options);
   } catch (const std::exception& error) {
     return absl::InvalidArgumentError(absl::StrCat("model config: ", error.what()));
   }

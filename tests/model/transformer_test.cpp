@@ -44,6 +44,38 @@ TEST(TransformerTest, DecoderOnlyStepByStepEqualsTheFullForward) {
   EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-9, 1e-10));
 }
 
+TEST(TransformerTest, EveryCausalKindDecodesStepByStepInsideTheModel) {
+  for (const std::string& kind : AttentionKinds()) {
+    if (kind == "linformer") continue;  // no causal form; covered below as an encoder
+    TransformerOptions o = Small(0);
+    o.attention = kind;
+    o.layer_attention = {{1, "softmax"}};  // mixed kinds in one model
+    Transformer model = Build(o);
+    const at::Tensor tokens = at::randint(1, 50, {2, 7}, at::kLong);
+    const at::Tensor full = model->ForwardLm(tokens);
+    TransformerDecodeStates states = model->NewDecodeStates(2);
+    std::vector<at::Tensor> steps;
+    for (int64_t t = 0; t < 7; ++t) steps.push_back(model->DecodeStep(tokens.slice(1, t, t + 1), {}, {}, states));
+    EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-8, 1e-9)) << kind;
+  }
+}
+
+TEST(TransformerTest, LinformerEncoderWithASoftmaxDecoder) {
+  TransformerOptions o = Small(2);
+  o.attention = "linformer";
+  o.attention_options.linformer.max_length = 16;
+  o.attention_options.linformer.projected_length = 4;
+  o.layer_attention = {{0, "softmax"}, {1, "softmax"}};
+  Transformer model = Build(o);
+  const at::Tensor source = at::randint(1, 50, {2, 9}, at::kLong);
+  const at::Tensor target = at::randint(1, 50, {2, 4}, at::kLong);
+  EXPECT_EQ(model->Decode(target, model->Encode(source), source).sizes(), (std::vector<int64_t>{2, 4, 50}));
+  // A linformer decoder layer is refused, naming the layer.
+  o.layer_attention = {{0, "softmax"}};
+  auto refused = MakeTransformer(o);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("decoder.1.self"));
+}
+
 TEST(TransformerTest, PositionOffsetContinuesADocument) {
   Transformer model = Build(Small(0));
   const at::Tensor tokens = at::randint(1, 50, {2, 6}, at::kLong);
@@ -120,10 +152,20 @@ TEST(TransformerTest, ConfigRoundTripsAndRefusesUnknownFields) {
   TransformerOptions o = Small(3);
   o.layer_attention = {{1, "softmax"}};
   o.tie_embeddings = false;
+  o.attention_options.performer.features = 77;
+  o.attention_options.performer.kernel = PerformerKernel::kRelu;
+  o.attention_options.linformer.sharing = LinformerSharing::kKeyValue;
+  o.attention_options.infinite.widths = {0.1, 0.2, 0.3};
+  o.attention_options.knn.top_k = 5;
   auto back = TransformerOptionsFromJson(TransformerOptionsToJson(o));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(TransformerOptionsToJson(*back), TransformerOptionsToJson(o));
   EXPECT_EQ(back->layer_attention.at(1), "softmax");
+  EXPECT_EQ(back->attention_options.performer.features, 77);
+  EXPECT_EQ(back->attention_options.performer.kernel, PerformerKernel::kRelu);
+  EXPECT_EQ(back->attention_options.linformer.sharing, LinformerSharing::kKeyValue);
+  EXPECT_EQ(back->attention_options.infinite.widths, (std::vector<double>{0.1, 0.2, 0.3}));
+  EXPECT_EQ(back->attention_options.knn.top_k, 5);
   auto bad = TransformerOptionsFromJson(R"({"vocab_size": 5, "colour": "red"})");
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unknown field 'colour'"));
 }
