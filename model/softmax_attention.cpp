@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "model/attention_common.h"
 
 namespace memtrain::model {
@@ -43,11 +45,7 @@ std::unique_ptr<DecodeState> SoftmaxAttentionImpl::NewState(int64_t /*batch*/) {
 
 at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
   CheckCall(call, options_.model_dim, options_.layer);
-  SoftmaxState* state = nullptr;
-  if (call.state != nullptr) {
-    state = dynamic_cast<SoftmaxState*>(call.state);
-    TORCH_CHECK(state != nullptr, options_.layer, ": the DecodeState is not a softmax state");
-  }
+  SoftmaxState* state = StateOf<SoftmaxState>(call, options_.layer, "softmax");
   const int64_t heads = options_.heads;
   const int64_t batch = call.query.size(0);
   const at::Tensor q = SplitHeads(query_(call.query), heads);
@@ -75,16 +73,9 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
     const at::Tensor new_keys = SplitHeads(key_(call.query), heads);
     const at::Tensor new_values = SplitHeads(value_(call.query), heads);
     if (state != nullptr) {
-      const int64_t n = call.query.size(1);
-      const at::Tensor new_padding =
-          call.key_padding.defined() ? call.key_padding
-                                     : at::zeros({batch, n}, call.query.options().dtype(at::kBool));
-      TORCH_CHECK(new_padding.sizes() == at::IntArrayRef({batch, n}), options_.layer,
-                  ": in incremental mode key_padding covers the new positions, [", batch, ", ", n, "]");
-      state->keys = state->keys.defined() ? at::cat({state->keys, new_keys}, 2) : new_keys;
-      state->values = state->values.defined() ? at::cat({state->values, new_values}, 2) : new_values;
-      state->padding = state->padding.defined() ? at::cat({state->padding, new_padding}, 1) : new_padding;
-      state->position_ += n;
+      AppendToWindow(state->keys, state->values, state->padding, new_keys, new_values,
+                     call.key_padding, options_.layer);
+      state->position_ += call.query.size(1);
       k = state->keys;
       v = state->values;
       padding = state->padding;
@@ -97,16 +88,11 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
 
   const int64_t n = q.size(2), s = k.size(2);
   const at::Tensor visible = VisibleKeys(padding, batch, n, s, call.causal && !cross, q.options());
-  // A query with no visible key would make softmax 0/0. It is shown key 0
-  // (so everything stays finite) and its output is zeroed afterwards.
-  const at::Tensor has_key = visible.any(-1, /*keepdim=*/true);
-  const at::Tensor first_key = at::arange(s, q.options().dtype(at::kLong)).eq(0).view({1, 1, 1, s});
-  const at::Tensor mask = visible.logical_or(has_key.logical_not().logical_and(first_key));
   const c10::ScalarType compute = ComputeType(q.scalar_type());
-  at::Tensor attended = at::scaled_dot_product_attention(
-      q.to(compute), k.to(compute), v.to(compute), mask,
-      is_training() ? options_.dropout : 0.0, /*is_causal=*/false);
-  attended = attended * has_key.to(compute);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(options_.model_dim / heads));
+  const at::Tensor attended =
+      MaskedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), visible,
+                      is_training() ? options_.dropout : 0.0);
   return output_(MergeHeads(attended.to(call.query.scalar_type())));
 }
 
