@@ -285,14 +285,16 @@ struct CorpusWriter::Column {
 CorpusWriter::CorpusWriter(std::string path, std::string partial_path, std::string task)
     : path_(std::move(path)), partial_path_(std::move(partial_path)), task_(std::move(task)) {}
 
+void CorpusWriter::CloseColumns() {
+  for (std::unique_ptr<Column>* column : {&source_tokens_, &source_offsets_, &source_long_range_,
+                                          &target_tokens_, &target_offsets_, &id_bytes_,
+                                          &id_offsets_}) {
+    column->reset();
+  }
+}
+
 CorpusWriter::~CorpusWriter() {
-  source_tokens_.reset();
-  source_offsets_.reset();
-  source_long_range_.reset();
-  target_tokens_.reset();
-  target_offsets_.reset();
-  id_bytes_.reset();
-  id_offsets_.reset();
+  CloseColumns();
   if (file_ >= 0) H5Fclose(file_);
   if (!finished_) std::remove(partial_path_.c_str());
 }
@@ -456,13 +458,7 @@ absl::Status CorpusWriter::Finish(CorpusHeader header) {
   int_attribute("complete", 1);
   if (!status.ok()) return absl::InternalError(absl::StrCat(partial_path_, ": ", status.message()));
 
-  source_tokens_.reset();
-  source_offsets_.reset();
-  source_long_range_.reset();
-  target_tokens_.reset();
-  target_offsets_.reset();
-  id_bytes_.reset();
-  id_offsets_.reset();
+  CloseColumns();
   const herr_t closed = H5Fclose(file_);
   file_ = -1;
   if (closed < 0) return absl::InternalError(absl::StrCat(partial_path_, ": H5Fclose failed"));

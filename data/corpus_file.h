@@ -97,6 +97,8 @@ class CorpusWriter {
   struct Column;  // an appendable 1-D dataset with a write buffer
   CorpusWriter(std::string path, std::string partial_path, std::string task);
   absl::Status Flush();
+  // Closes every dataset (before the file can be closed).
+  void CloseColumns();
 
   const std::string path_;
   const std::string partial_path_;

@@ -11,6 +11,26 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 
+// Like NLOHMANN_JSON_SERIALIZE_ENUM, but an unknown name throws instead of
+// silently becoming the first value.
+#define NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(ENUM, ...)                                 \
+  inline void to_json(nlohmann::json& j, const ENUM& e) {                               \
+    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                   \
+    for (const auto& [value, name] : kNames) {                                          \
+      if (value == e) j = name;                                                         \
+    }                                                                                   \
+  }                                                                                     \
+  inline void from_json(const nlohmann::json& j, ENUM& e) {                             \
+    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                   \
+    for (const auto& [value, name] : kNames) {                                          \
+      if (j == name) {                                                                  \
+        e = value;                                                                      \
+        return;                                                                         \
+      }                                                                                 \
+    }                                                                                   \
+    throw std::invalid_argument(std::string("unknown " #ENUM " '") + j.dump() + "'");  \
+  }
+
 namespace memtrain::model {
 namespace {
 
@@ -49,101 +69,39 @@ int64_t Count(torch::nn::Module& module) {
 }
 
 
-// Variant hyper-parameters, field by field, so a checkpoint's model config
-// rebuilds exactly the layers it was trained with.
-template <typename Enum>
-struct EnumNames {
-  std::vector<std::pair<Enum, const char*>> names;
-  std::string Name(Enum value) const {
-    for (const auto& [v, name] : names) {
-      if (v == value) return name;
-    }
-    return "?";
-  }
-  bool Parse(const std::string& text, Enum* value) const {
-    for (const auto& [v, name] : names) {
-      if (text == name) {
-        *value = v;
-        return true;
-      }
-    }
-    return false;
-  }
-};
-const EnumNames<LinformerSharing> kSharingNames{{{LinformerSharing::kNone, "none"},
-                                                 {LinformerSharing::kHeadwise, "headwise"},
-                                                 {LinformerSharing::kKeyValue, "key_value"}}};
-const EnumNames<PerformerKernel> kKernelNames{{{PerformerKernel::kSoftmax, "softmax"},
-                                               {PerformerKernel::kRelu, "relu"}}};
+}  // namespace
+
+// Variant hyper-parameters as JSON, field by field, so a checkpoint's model
+// config rebuilds exactly the layers it was trained with (nlohmann finds these
+// by argument-dependent lookup; a missing field throws, naming it).
+NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(LinformerSharing, {{LinformerSharing::kNone, "none"},
+                                                        {LinformerSharing::kHeadwise, "headwise"},
+                                                        {LinformerSharing::kKeyValue, "key_value"}})
+NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(PerformerKernel, {{PerformerKernel::kSoftmax, "softmax"},
+                                                       {PerformerKernel::kRelu, "relu"}})
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(KnnOptions, top_k, memory_size, normalize_keys, logit_scale,
+                                   gate_bias)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(InfiniteOptions, basis, widths, ridge, tau, samples, sticky,
+                                   sticky_bins, min_variance)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LinformerOptions, max_length, projected_length, sharing,
+                                   freeze_projection)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PerformerOptions, features, kernel, orthogonal, ortho_scaling,
+                                   stabilizer, relu_epsilon, redraw_interval, chunk, seed)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MemSizerOptions, slots, key_init_scale, value_init_scale, chunk)
+
+namespace {
 
 nlohmann::json VariantOptionsToJson(const AttentionOptions& a) {
-  return {{"knn", {{"top_k", a.knn.top_k}, {"memory_size", a.knn.memory_size},
-                   {"normalize_keys", a.knn.normalize_keys}, {"logit_scale", a.knn.logit_scale},
-                   {"gate_bias", a.knn.gate_bias}}},
-          {"infinite", {{"basis", a.infinite.basis}, {"widths", a.infinite.widths},
-                        {"ridge", a.infinite.ridge}, {"tau", a.infinite.tau},
-                        {"samples", a.infinite.samples}, {"sticky", a.infinite.sticky},
-                        {"sticky_bins", a.infinite.sticky_bins},
-                        {"min_variance", a.infinite.min_variance}}},
-          {"linformer", {{"max_length", a.linformer.max_length},
-                         {"projected_length", a.linformer.projected_length},
-                         {"sharing", kSharingNames.Name(a.linformer.sharing)},
-                         {"freeze_projection", a.linformer.freeze_projection}}},
-          {"performer", {{"features", a.performer.features},
-                         {"kernel", kKernelNames.Name(a.performer.kernel)},
-                         {"orthogonal", a.performer.orthogonal},
-                         {"ortho_scaling", a.performer.ortho_scaling},
-                         {"stabilizer", a.performer.stabilizer},
-                         {"relu_epsilon", a.performer.relu_epsilon},
-                         {"redraw_interval", a.performer.redraw_interval},
-                         {"chunk", a.performer.chunk}, {"seed", a.performer.seed}}},
-          {"memsizer", {{"slots", a.memsizer.slots}, {"key_init_scale", a.memsizer.key_init_scale},
-                        {"value_init_scale", a.memsizer.value_init_scale},
-                        {"chunk", a.memsizer.chunk}}}};
+  return {{"knn", a.knn}, {"infinite", a.infinite}, {"linformer", a.linformer},
+          {"performer", a.performer}, {"memsizer", a.memsizer}};
 }
 
-// Reads every field written above; a missing one throws (json::at), an
-// unknown enum name throws with the field's name.
 void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
-  const nlohmann::json& knn = j.at("knn");
-  knn.at("top_k").get_to(a->knn.top_k);
-  knn.at("memory_size").get_to(a->knn.memory_size);
-  knn.at("normalize_keys").get_to(a->knn.normalize_keys);
-  knn.at("logit_scale").get_to(a->knn.logit_scale);
-  knn.at("gate_bias").get_to(a->knn.gate_bias);
-  const nlohmann::json& infinite = j.at("infinite");
-  infinite.at("basis").get_to(a->infinite.basis);
-  infinite.at("widths").get_to(a->infinite.widths);
-  infinite.at("ridge").get_to(a->infinite.ridge);
-  infinite.at("tau").get_to(a->infinite.tau);
-  infinite.at("samples").get_to(a->infinite.samples);
-  infinite.at("sticky").get_to(a->infinite.sticky);
-  infinite.at("sticky_bins").get_to(a->infinite.sticky_bins);
-  infinite.at("min_variance").get_to(a->infinite.min_variance);
-  const nlohmann::json& linformer = j.at("linformer");
-  linformer.at("max_length").get_to(a->linformer.max_length);
-  linformer.at("projected_length").get_to(a->linformer.projected_length);
-  if (!kSharingNames.Parse(linformer.at("sharing").get<std::string>(), &a->linformer.sharing)) {
-    throw std::invalid_argument("attention_options.linformer.sharing must be none, headwise or key_value");
-  }
-  linformer.at("freeze_projection").get_to(a->linformer.freeze_projection);
-  const nlohmann::json& performer = j.at("performer");
-  performer.at("features").get_to(a->performer.features);
-  if (!kKernelNames.Parse(performer.at("kernel").get<std::string>(), &a->performer.kernel)) {
-    throw std::invalid_argument("attention_options.performer.kernel must be softmax or relu");
-  }
-  performer.at("orthogonal").get_to(a->performer.orthogonal);
-  performer.at("ortho_scaling").get_to(a->performer.ortho_scaling);
-  performer.at("stabilizer").get_to(a->performer.stabilizer);
-  performer.at("relu_epsilon").get_to(a->performer.relu_epsilon);
-  performer.at("redraw_interval").get_to(a->performer.redraw_interval);
-  performer.at("chunk").get_to(a->performer.chunk);
-  performer.at("seed").get_to(a->performer.seed);
-  const nlohmann::json& memsizer = j.at("memsizer");
-  memsizer.at("slots").get_to(a->memsizer.slots);
-  memsizer.at("key_init_scale").get_to(a->memsizer.key_init_scale);
-  memsizer.at("value_init_scale").get_to(a->memsizer.value_init_scale);
-  memsizer.at("chunk").get_to(a->memsizer.chunk);
+  j.at("knn").get_to(a->knn);
+  j.at("infinite").get_to(a->infinite);
+  j.at("linformer").get_to(a->linformer);
+  j.at("performer").get_to(a->performer);
+  j.at("memsizer").get_to(a->memsizer);
 }
 
 }  // namespace

@@ -178,28 +178,24 @@ TEST_P(AttentionConformanceTest, GradientsMatchFiniteDifferences) {
   loss(x).backward();
   const at::Tensor parameter = attention->parameters().front();
   const at::Tensor analytic_x = x.grad().clone(), analytic_p = parameter.grad().clone();
-  constexpr double kEps = 1e-6;
   at::NoGradGuard no_grad;
-  for (int64_t i : {0, 5, 17, 33, 60}) {
-    const at::Tensor flat = x.detach().view(-1);
-    const double saved = flat[i].item<double>();
-    flat[i] = saved + kEps;
-    const double up = loss(x.detach()).item<double>();
-    flat[i] = saved - kEps;
-    const double down = loss(x.detach()).item<double>();
-    flat[i] = saved;
-    EXPECT_NEAR(analytic_x.view(-1)[i].item<double>(), (up - down) / (2 * kEps), 1e-6) << "input " << i;
-  }
-  for (int64_t i : {0, 7, 42}) {
-    const at::Tensor flat = parameter.detach().view(-1);
-    const double saved = flat[i].item<double>();
-    flat[i] = saved + kEps;
-    const double up = loss(x.detach()).item<double>();
-    flat[i] = saved - kEps;
-    const double down = loss(x.detach()).item<double>();
-    flat[i] = saved;
-    EXPECT_NEAR(analytic_p.view(-1)[i].item<double>(), (up - down) / (2 * kEps), 1e-6) << "parameter " << i;
-  }
+  // Central differences of the loss in coordinate i of `tensor`.
+  auto check = [&](const at::Tensor& tensor, const at::Tensor& analytic,
+                   std::initializer_list<int64_t> coordinates, const char* what) {
+    constexpr double kEps = 1e-6;
+    const at::Tensor flat = tensor.detach().view(-1);
+    for (int64_t i : coordinates) {
+      const double saved = flat[i].item<double>();
+      flat[i] = saved + kEps;
+      const double up = loss(x.detach()).item<double>();
+      flat[i] = saved - kEps;
+      const double down = loss(x.detach()).item<double>();
+      flat[i] = saved;
+      EXPECT_NEAR(analytic.view(-1)[i].item<double>(), (up - down) / (2 * kEps), 1e-6) << what << " " << i;
+    }
+  };
+  check(x, analytic_x, {0, 5, 17, 33, 60}, "input");
+  check(parameter, analytic_p, {0, 7, 42}, "parameter");
 }
 
 TEST_P(AttentionConformanceTest, AllPaddingRowGivesZerosAndFiniteGradients) {

@@ -168,6 +168,10 @@ TEST(TransformerTest, ConfigRoundTripsAndRefusesUnknownFields) {
   EXPECT_EQ(back->attention_options.knn.top_k, 5);
   auto bad = TransformerOptionsFromJson(R"({"vocab_size": 5, "colour": "red"})");
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unknown field 'colour'"));
+  std::string json = TransformerOptionsToJson(o);
+  json.replace(json.find("\"relu\""), 6, "\"tanh\"");
+  bad = TransformerOptionsFromJson(json);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unknown PerformerKernel"));
 }
 
 TEST(TransformerTest, BadLayerChoicesAreNamed) {
