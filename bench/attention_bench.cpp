@@ -48,6 +48,8 @@ ABSL_FLAG(int64_t, heads, 8, "Heads.");
 ABSL_FLAG(int, repeats, 3, "Timed repetitions per measurement (median).");
 ABSL_FLAG(int64_t, decode_positions, 4096, "Decode this many tokens one at a time.");
 ABSL_FLAG(std::vector<std::string>, kinds, {}, "Kinds to measure (default: every registered kind).");
+ABSL_FLAG(bool, train, true, "Measure training cost.");
+ABSL_FLAG(bool, decode, true, "Measure decoding cost.");
 ABSL_FLAG(std::string, json, "", "Also write the results here.");
 ABSL_FLAG(std::string, measure, "", "Internal: measure one point (kind:causal:n, kind:decode, or startup).");
 
@@ -63,6 +65,11 @@ std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal)
   options.model_dim = absl::GetFlag(FLAGS_width);
   options.heads = absl::GetFlag(FLAGS_heads);
   options.causal = causal;
+  // Linformer's projections have one column per position up to max_length.
+  for (const std::string& text : absl::GetFlag(FLAGS_lengths)) {
+    int64_t n = 0;
+    if (absl::SimpleAtoi(text, &n)) options.linformer.max_length = std::max(options.linformer.max_length, n);
+  }
   auto made = model::MakeAttention(kind, options);
   CHECK(made.ok()) << made.status();
   return *made;
@@ -179,14 +186,14 @@ int Parent(const std::string& self) {
   nlohmann::json results = nlohmann::json::object();
   // train[kind][causal][n] = {us_per_token, peak_mb}
   std::map<std::string, std::map<bool, std::map<int64_t, std::pair<double, double>>>> train;
-  for (const std::string& kind : kinds) {
+  for (const std::string& kind : absl::GetFlag(FLAGS_train) ? kinds : std::vector<std::string>{}) {
     const model::AttentionCapabilities caps = Make(kind, false)->capabilities();
     for (bool causal : {false, true}) {
       if ((causal && !caps.causal) || (!causal && !caps.non_causal)) continue;
       for (int64_t n : lengths) {
         const ChildResult r = RunChild(self, absl::StrCat(kind, ":", causal ? 1 : 0, ":", n));
         if (!r.ok) {
-          std::printf("%-10s %-10s n=%-6lld failed (out of memory or time?)\n", kind.c_str(),
+          std::printf("%-10s %-10s n=%-6lld failed (its error is above)\n", kind.c_str(),
                       causal ? "causal" : "non-causal", static_cast<long long>(n));
           continue;
         }
@@ -212,8 +219,8 @@ int Parent(const std::string& self) {
   }
 
   std::map<std::string, std::map<int64_t, double>> decode;
-  for (const std::string& kind : kinds) {
-    const model::AttentionCapabilities caps = Make(kind, true)->capabilities();
+  for (const std::string& kind : absl::GetFlag(FLAGS_decode) ? kinds : std::vector<std::string>{}) {
+    const model::AttentionCapabilities caps = Make(kind, false)->capabilities();
     if (!caps.causal || !caps.decode) continue;
     const ChildResult r = RunChild(self, kind + ":decode");
     if (!r.ok) continue;
