@@ -577,18 +577,15 @@ class PrefetchingSource final : public BatchSource {
 
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,
                                                              const BatchSourceOptions& options) {
-  CorpusFileOptions file_options;
-  // The task decides the automatic cache size, so peek at the file first.
-  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> file, CorpusFile::Open(path, file_options));
-  if (options.chunk_cache_bytes == 0 && !file->is_seq2seq()) {
+  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> file, CorpusFile::Open(path, {}));
+  // The task decides the automatic cache size; no dataset has been read yet,
+  // so the file takes it before its first read.
+  if (options.chunk_cache_bytes > 0) {
+    MEMTRAIN_RETURN_IF_ERROR(file->set_chunk_cache_bytes(options.chunk_cache_bytes));
+  } else if (!file->is_seq2seq()) {
     constexpr int64_t kChunkBytes = int64_t{64} << 10;  // 16384 int32 tokens
-    file_options.chunk_cache_bytes =
-        std::max<int64_t>(int64_t{4} << 20, int64_t{4} * kChunkBytes * options.streams);
-  } else if (options.chunk_cache_bytes > 0) {
-    file_options.chunk_cache_bytes = options.chunk_cache_bytes;
-  }
-  if (file_options.chunk_cache_bytes != CorpusFileOptions().chunk_cache_bytes) {
-    MEMTRAIN_ASSIGN_OR_RETURN(file, CorpusFile::Open(path, file_options));
+    MEMTRAIN_RETURN_IF_ERROR(file->set_chunk_cache_bytes(
+        std::max<int64_t>(int64_t{4} << 20, int64_t{4} * kChunkBytes * options.streams)));
   }
   if (file->is_seq2seq()) {
     auto source = std::make_unique<Seq2SeqBatchSource>(std::move(file), options);

@@ -477,6 +477,15 @@ CorpusFile::~CorpusFile() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
+absl::Status CorpusFile::set_chunk_cache_bytes(int64_t bytes) {
+  if (!datasets_.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": the chunk cache size is fixed once a dataset has been read"));
+  }
+  options_.chunk_cache_bytes = bytes;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<hid_t> CorpusFile::Dataset(const char* name) {
   auto it = datasets_.find(name);
   if (it != datasets_.end()) return it->second;

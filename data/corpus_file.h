@@ -139,6 +139,9 @@ class CorpusFile {
   /// offsets(field)[i] .. offsets(field)[i+1] are record i's tokens.
   const std::vector<int64_t>& offsets(Field field) const;
   int64_t record_length(Field field, int64_t record) const;
+  /// Replaces CorpusFileOptions::chunk_cache_bytes. Each dataset takes its
+  /// cache size when first read, so afterwards this is kFailedPrecondition.
+  absl::Status set_chunk_cache_bytes(int64_t bytes);
 
   /// Tokens [start, start + count) of `field` (a hyperslab read).
   absl::StatusOr<std::vector<int32_t>> ReadTokens(Field field, int64_t start, int64_t count);

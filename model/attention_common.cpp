@@ -77,6 +77,11 @@ void AppendToWindow(at::Tensor& keys, at::Tensor& values, at::Tensor& padding,
   append(padding, new_padding, 1);
 }
 
+void CheckHeads(const AttentionOptions& options) {
+  TORCH_CHECK(options.heads > 0 && options.model_dim % options.heads == 0, options.layer,
+              ": model width ", options.model_dim, " is not divisible by ", options.heads, " heads");
+}
+
 c10::ScalarType ComputeType(c10::ScalarType input) {
   return input == at::kHalf || input == at::kBFloat16 ? at::kFloat : input;
 }

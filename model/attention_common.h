@@ -54,6 +54,10 @@ State* StateOf(const AttentionCall& call, const std::string& layer, const char* 
   return state;
 }
 
+/// Throws (TORCH_CHECK, naming the layer) unless the width splits evenly
+/// into the heads; every kind's constructor calls it first.
+void CheckHeads(const AttentionOptions& options);
+
 /// The dtype attention math runs in: float32 for half types, else the input's.
 c10::ScalarType ComputeType(c10::ScalarType input);
 

@@ -130,8 +130,7 @@ InfiniteAttentionImpl::InfiniteAttentionImpl(const AttentionOptions& options) : 
   TORCH_CHECK(!options.cross, options.layer,
               ": infinite attention has no cross-attention form (not defined by the ∞-former "
               "paper); use softmax for cross-attention layers");
-  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
-              options.model_dim, " is not divisible by ", options.heads, " heads");
+  CheckHeads(options);
   TORCH_CHECK(!o.widths.empty() && o.basis % static_cast<int64_t>(o.widths.size()) == 0 &&
                   o.basis >= 2 * static_cast<int64_t>(o.widths.size()),
               options.layer, ": infinite.basis (", o.basis,

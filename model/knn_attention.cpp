@@ -75,8 +75,7 @@ KnnAttentionImpl::KnnAttentionImpl(const AttentionOptions& options) : options_(o
   TORCH_CHECK(!options.cross, options.layer,
               ": knn attention has no cross-attention form (not defined by the Memorizing "
               "Transformer paper); use softmax for cross-attention layers");
-  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
-              options.model_dim, " is not divisible by ", options.heads, " heads");
+  CheckHeads(options);
   TORCH_CHECK(options.knn.top_k >= 1, options.layer, ": knn.top_k must be >= 1, got ",
               options.knn.top_k);
   TORCH_CHECK(options.knn.memory_size >= 1, options.layer, ": knn.memory_size must be >= 1, got ",

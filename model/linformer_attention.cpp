@@ -31,8 +31,7 @@ LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options) 
   TORCH_CHECK(!options.causal, options.layer,
               ": linformer has no causal form (each projected slot mixes every position, the "
               "future included; ATTENTION.md §3); use another kind for causal self-attention");
-  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
-              options.model_dim, " is not divisible by ", options.heads, " heads");
+  CheckHeads(options);
   TORCH_CHECK(linformer.max_length > 0 && linformer.projected_length > 0, options.layer,
               ": linformer.max_length and projected_length must be positive, got ",
               linformer.max_length, " and ", linformer.projected_length);

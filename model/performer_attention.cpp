@@ -88,8 +88,7 @@ at::Tensor DrawPerformerProjection(int64_t features, int64_t dim, bool orthogona
 
 PerformerAttentionImpl::PerformerAttentionImpl(const AttentionOptions& options) : options_(options) {
   const PerformerOptions& performer = options.performer;
-  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
-              options.model_dim, " is not divisible by ", options.heads, " heads");
+  CheckHeads(options);
   TORCH_CHECK(performer.features > 0, options.layer, ": performer.features must be positive, got ",
               performer.features);
   TORCH_CHECK(performer.ortho_scaling == 0 || performer.ortho_scaling == 1, options.layer,

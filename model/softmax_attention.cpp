@@ -31,8 +31,7 @@ class SoftmaxState final : public DecodeState {
 }  // namespace
 
 SoftmaxAttentionImpl::SoftmaxAttentionImpl(const AttentionOptions& options) : options_(options) {
-  TORCH_CHECK(options.model_dim % options.heads == 0, options.layer, ": model width ",
-              options.model_dim, " is not divisible by ", options.heads, " heads");
+  CheckHeads(options);
   query_ = register_module("query", torch::nn::Linear(options.model_dim, options.model_dim));
   key_ = register_module("key", torch::nn::Linear(options.model_dim, options.model_dim));
   value_ = register_module("value", torch::nn::Linear(options.model_dim, options.model_dim));
