@@ -1,5 +1,6 @@
 #include "launch/model_flags.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ ABSL_FLAG(std::vector<std::string>, layer_attention, {},
           "Per-layer overrides LAYER:KIND, e.g. 3:performer,5:memsizer (decoder layers).");
 ABSL_FLAG(int64_t, linformer_k, kAttention.linformer.projected_length, "Linformer projected length k.");
 ABSL_FLAG(int64_t, linformer_max_length, kAttention.linformer.max_length, "Linformer maximum sequence length n.");
+ABSL_FLAG(std::string, linformer_sharing, "headwise",
+          "Linformer projections (paper §4): none (per head), headwise (per layer), key_value (E = F "
+          "per layer) or layerwise (one E for the whole model).");
 ABSL_FLAG(int64_t, performer_features, kAttention.performer.features, "Performer random features r.");
 ABSL_FLAG(int64_t, performer_redraw_interval, kAttention.performer.redraw_interval,
           "Performer: training calls between feature redraws (0: never).");
@@ -79,6 +83,18 @@ absl::StatusOr<model::TransformerOptions> ModelOptionsFromFlags() {
   model::AttentionOptions& a = o.attention_options;
   a.linformer.projected_length = absl::GetFlag(FLAGS_linformer_k);
   a.linformer.max_length = absl::GetFlag(FLAGS_linformer_max_length);
+  const std::string sharing = absl::GetFlag(FLAGS_linformer_sharing);
+  const std::map<std::string, model::LinformerSharing> sharings = {
+      {"none", model::LinformerSharing::kNone},
+      {"headwise", model::LinformerSharing::kHeadwise},
+      {"key_value", model::LinformerSharing::kKeyValue},
+      {"layerwise", model::LinformerSharing::kLayerwise}};
+  auto found = sharings.find(sharing);
+  if (found == sharings.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--linformer_sharing: '", sharing, "' is not none, headwise, key_value or layerwise"));
+  }
+  a.linformer.sharing = found->second;
   a.performer.features = absl::GetFlag(FLAGS_performer_features);
   a.performer.redraw_interval = absl::GetFlag(FLAGS_performer_redraw_interval);
   a.memsizer.slots = absl::GetFlag(FLAGS_memsizer_slots);

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/linformer_options.h"
 #include "model/memsizer_options.h"
@@ -60,6 +61,20 @@ class DecodeState {
   virtual std::vector<at::Tensor> Tensors() const = 0;
   /// Positions consumed so far.
   virtual int64_t position() const = 0;
+};
+
+/// The state of a layer whose memory outlives a segment (knn, infinite).
+/// Training and evaluation over document streams keep these states across
+/// steps (TransformerImpl::ForwardSegment); every other layer attends within
+/// the segment.
+class SegmentMemoryState : public DecodeState {
+ public:
+  /// Segment boundary: moves what the segment buffered into the long-term
+  /// memory (detached: no gradient crosses a segment boundary).
+  virtual absl::Status EndSegment() = 0;
+  /// Rows where `starts` ([B] bool) is true begin a new document and forget
+  /// their memory.
+  virtual void NewDocument(const at::Tensor& starts) = 0;
 };
 
 /// One call of an attention layer.

@@ -72,9 +72,9 @@ void InfiniteDecodeState::Reorder(const at::Tensor& indices) {
   batch_ = indices.numel();
 }
 
-void InfiniteDecodeState::EndSegment() {
+absl::Status InfiniteDecodeState::EndSegment() {
   at::NoGradGuard no_grad;
-  if (!inputs.defined()) return;
+  if (!inputs.defined()) return absl::OkStatus();
   const int64_t rows = inputs.size(0), width = inputs.size(2), basis = options_.basis;
   if (!coefficients.defined())
     coefficients = at::zeros({rows, basis, width}, Float64(inputs).options());
@@ -109,6 +109,7 @@ void InfiniteDecodeState::EndSegment() {
   }
   keys = values = inputs = padding = at::Tensor();
   bin_mass.zero_();
+  return absl::OkStatus();
 }
 
 void InfiniteDecodeState::NewDocument(const at::Tensor& starts) {

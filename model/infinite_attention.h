@@ -56,7 +56,7 @@ at::Tensor GaussianRead(const at::Tensor& mu, const at::Tensor& variance,
 /// their mass (`bin_mass` [D_b], not all zero), as bin left edges, ascending.
 at::Tensor StickyPositions(const at::Tensor& bin_mass, int64_t samples);
 
-class InfiniteDecodeState final : public DecodeState {
+class InfiniteDecodeState final : public SegmentMemoryState {
  public:
   InfiniteDecodeState(int64_t batch, const InfiniteOptions& options)
       : options_(options), batch_(batch) {}
@@ -71,10 +71,10 @@ class InfiniteDecodeState final : public DecodeState {
   /// compressed into [0, τ]) and the segment's non-padding inputs (in
   /// [τ, 1]); the first segment of a row is fitted alone on [0, 1] with
   /// zero padding outside. Empties the STM window and the histogram.
-  void EndSegment();
+  absl::Status EndSegment() override;
   /// Rows where `starts` ([B] bool) is true forget their LTM and hide their
   /// buffered positions (a new document).
-  void NewDocument(const at::Tensor& starts);
+  void NewDocument(const at::Tensor& starts) override;
 
   at::Tensor coefficients;  // B, [rows, N, D] float64, no autograd history; undefined until a write
   at::Tensor has_memory;    // [rows] bool

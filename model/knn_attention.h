@@ -51,7 +51,7 @@ namespace memtrain::model {
 /// Per-stream state of a `knn` layer: the kNN memory (shared pointer, so a
 /// memory can outlive or be shared by states), the stream id of each batch
 /// row, and the current segment's local keys/values.
-class KnnDecodeState final : public DecodeState {
+class KnnDecodeState final : public SegmentMemoryState {
  public:
   KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams);
 
@@ -64,10 +64,10 @@ class KnnDecodeState final : public DecodeState {
 
   /// Segment boundary: appends each row's buffered non-padding keys/values to
   /// its stream's memory and empties the local window.
-  absl::Status EndSegment();
+  absl::Status EndSegment() override;
   /// Rows where `starts` ([B] bool) is true begin a new document: their
   /// memory stream is cleared and their buffered positions are hidden.
-  void NewDocument(const at::Tensor& starts);
+  void NewDocument(const at::Tensor& starts) override;
 
   parallel::KnnMemory& memory() const { return *memory_; }
   const std::vector<int64_t>& streams() const { return streams_; }

@@ -26,6 +26,12 @@ class LinformerState final : public DecodeState {
 
 }  // namespace
 
+at::Tensor MakeLinformerProjection(const LinformerOptions& options, int64_t copies) {
+  const int64_t k = options.projected_length, n = options.max_length;
+  const double bound = std::sqrt(6.0 / static_cast<double>(k + n)) / std::sqrt(2.0);
+  return at::empty({copies, k, n}).uniform_(-bound, bound);
+}
+
 LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options) : options_(options) {
   const LinformerOptions& linformer = options.linformer;
   TORCH_CHECK(!options.causal, options.layer,
@@ -39,16 +45,31 @@ LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options) 
   key_ = register_module("key", torch::nn::Linear(options.model_dim, options.model_dim));
   value_ = register_module("value", torch::nn::Linear(options.model_dim, options.model_dim));
   output_ = register_module("output", torch::nn::Linear(options.model_dim, options.model_dim));
-  const int64_t copies = linformer.sharing == LinformerSharing::kNone ? options.heads : 1;
-  const int64_t k = linformer.projected_length, n = linformer.max_length;
-  // fairseq: xavier_uniform with gain 1/sqrt(2) on each k x n_max matrix.
-  const double bound = std::sqrt(6.0 / static_cast<double>(k + n)) / std::sqrt(2.0);
-  auto make = [&] { return at::empty({copies, k, n}).uniform_(-bound, bound); };
   const bool learn = !linformer.freeze_projection;
-  project_key_ = register_parameter("project_key", make(), learn);
-  project_value_ = linformer.sharing == LinformerSharing::kKeyValue
-                       ? project_key_
-                       : register_parameter("project_value", make(), learn);
+  switch (linformer.sharing) {
+    case LinformerSharing::kLayerwise: {
+      const at::Tensor& shared = linformer.shared_projection;
+      TORCH_CHECK(shared.defined(), options.layer,
+                  ": layerwise linformer sharing needs the model's shared projection "
+                  "(options.linformer.shared_projection, made by the Transformer)");
+      TORCH_CHECK(shared.sizes() == at::IntArrayRef({1, linformer.projected_length, linformer.max_length}),
+                  options.layer, ": the shared linformer projection is ", shared.sizes(), ", expected [1, ",
+                  linformer.projected_length, ", ", linformer.max_length, "]");
+      project_key_ = project_value_ = shared;
+      break;
+    }
+    case LinformerSharing::kKeyValue:
+      project_key_ = project_value_ =
+          register_parameter("project_key", MakeLinformerProjection(linformer, 1), learn);
+      break;
+    case LinformerSharing::kHeadwise:
+    case LinformerSharing::kNone: {
+      const int64_t copies = linformer.sharing == LinformerSharing::kNone ? options.heads : 1;
+      project_key_ = register_parameter("project_key", MakeLinformerProjection(linformer, copies), learn);
+      project_value_ = register_parameter("project_value", MakeLinformerProjection(linformer, copies), learn);
+      break;
+    }
+  }
 }
 
 std::unique_ptr<DecodeState> LinformerAttentionImpl::NewState(int64_t /*batch*/) {

@@ -20,6 +20,10 @@
 
 namespace memtrain::model {
 
+/// `copies` projection matrices [copies, k, max_length], initialised as
+/// fairseq does (xavier-uniform with gain 1/sqrt(2) on each k x n_max matrix).
+at::Tensor MakeLinformerProjection(const LinformerOptions& options, int64_t copies);
+
 class LinformerAttentionImpl : public AttentionImpl {
  public:
   explicit LinformerAttentionImpl(const AttentionOptions& options);
@@ -36,8 +40,9 @@ class LinformerAttentionImpl : public AttentionImpl {
  private:
   const AttentionOptions options_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, output_{nullptr};
-  // [P, k, n_max], P = heads without sharing, else 1. With key-value sharing
-  // the value projection is the key projection.
+  // [P, k, n_max], P = heads without sharing, else 1. With key-value and
+  // layerwise sharing the value projection is the key projection; layerwise,
+  // it is options.linformer.shared_projection and registered by its owner.
   at::Tensor project_key_, project_value_;
 };
 

@@ -8,6 +8,8 @@
 #ifndef MEMTRAIN_MODEL_LINFORMER_OPTIONS_H_
 #define MEMTRAIN_MODEL_LINFORMER_OPTIONS_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 
 namespace memtrain::model {
@@ -17,6 +19,7 @@ enum class LinformerSharing {
   kNone,      ///< E_i and F_i per head: 2H matrices per layer
   kHeadwise,  ///< one E and one F per layer, shared by the heads (fairseq's default)
   kKeyValue,  ///< one E per layer, E_i = F_i = E
+  kLayerwise,  ///< one E for every linformer layer of the model (owned by the Transformer)
 };
 
 struct LinformerOptions {
@@ -26,9 +29,13 @@ struct LinformerOptions {
   /// k, the projected length (fairseq `compressed=4` at n = 512 and the
   /// paper's Table 2: 128).
   int64_t projected_length = 128;
-  /// Paper §4 sharing; layerwise sharing needs one matrix owned above the
-  /// layers and is not offered. Default: fairseq's (all flags 0).
+  /// Paper §4 sharing. Default: fairseq's (all flags 0).
   LinformerSharing sharing = LinformerSharing::kHeadwise;
+  /// kLayerwise only: the [1, k, max_length] matrix every layer uses, made
+  /// with MakeLinformerProjection and registered by the module above the
+  /// layers (TransformerImpl), so it is one parameter, counted and saved once.
+  /// Not part of the serialised configuration.
+  at::Tensor shared_projection;
   /// Keep E/F at their random initialisation (fairseq `freeze_compress`; default false).
   bool freeze_projection = false;
 };

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "model/linformer_attention.h"
 #include "nlohmann/json.hpp"
 
 // Like NLOHMANN_JSON_SERIALIZE_ENUM, but an unknown name throws instead of
@@ -62,6 +63,15 @@ std::shared_ptr<AttentionImpl> MakeLayerAttention(const TransformerOptions& opti
   return *made;
 }
 
+bool UsesKind(const TransformerOptions& options, const std::string& kind) {
+  if (options.attention == kind) return true;
+  if (options.encoder_layers > 0 && options.cross_attention == kind) return true;
+  for (const auto& [layer, layer_kind] : options.layer_attention) {
+    if (layer_kind == kind) return true;
+  }
+  return false;
+}
+
 int64_t Count(torch::nn::Module& module) {
   int64_t total = 0;
   for (const at::Tensor& p : module.parameters()) total += p.numel();
@@ -76,7 +86,8 @@ int64_t Count(torch::nn::Module& module) {
 // by argument-dependent lookup; a missing field throws, naming it).
 NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(LinformerSharing, {{LinformerSharing::kNone, "none"},
                                                         {LinformerSharing::kHeadwise, "headwise"},
-                                                        {LinformerSharing::kKeyValue, "key_value"}})
+                                                        {LinformerSharing::kKeyValue, "key_value"},
+                                                        {LinformerSharing::kLayerwise, "layerwise"}})
 NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(PerformerKernel, {{PerformerKernel::kSoftmax, "softmax"},
                                                        {PerformerKernel::kRelu, "relu"}})
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(KnnOptions, top_k, memory_size, normalize_keys, logit_scale,
@@ -232,11 +243,19 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
   }
   const bool encoder_decoder = options.encoder_layers > 0;
   const std::vector<int64_t> width{options.model_dim};
+  // Layerwise Linformer sharing: one projection for the whole model, so it is
+  // registered here rather than in any layer.
+  TransformerOptions layer_options = options;
+  LinformerOptions& linformer = layer_options.attention_options.linformer;
+  if (linformer.sharing == LinformerSharing::kLayerwise && UsesKind(options, "linformer")) {
+    linformer_projection_ = linformer.shared_projection = register_parameter(
+        "linformer_projection", MakeLinformerProjection(linformer, 1), !linformer.freeze_projection);
+  }
   encoder_ = register_module("encoder", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.encoder_layers; ++i) {
     const std::string name = absl::StrCat("encoder.", i);
     encoder_->push_back(TransformerBlock(
-        options, MakeLayerAttention(options, options.attention, name + ".self", false, false), nullptr));
+        options, MakeLayerAttention(layer_options, options.attention, name + ".self", false, false), nullptr));
   }
   decoder_ = register_module("decoder", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.decoder_layers; ++i) {
@@ -244,8 +263,8 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
     auto kind = options.layer_attention.find(i);
     const std::string& self_kind = kind == options.layer_attention.end() ? options.attention : kind->second;
     decoder_->push_back(TransformerBlock(
-        options, MakeLayerAttention(options, self_kind, name + ".self", true, false),
-        encoder_decoder ? MakeLayerAttention(options, options.cross_attention, name + ".cross", false, true)
+        options, MakeLayerAttention(layer_options, self_kind, name + ".self", true, false),
+        encoder_decoder ? MakeLayerAttention(layer_options, options.cross_attention, name + ".cross", false, true)
                         : nullptr));
   }
   if (encoder_decoder) {
@@ -321,6 +340,31 @@ TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch) {
   return states;
 }
 
+TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch) {
+  TORCH_CHECK(options_.encoder_layers == 0, "NewSegmentStates: segments are for decoder-only models");
+  TransformerDecodeStates states = NewDecodeStates(batch);
+  for (auto& state : states.self) {
+    if (dynamic_cast<SegmentMemoryState*>(state.get()) == nullptr) state.reset();
+  }
+  return states;
+}
+
+void TransformerImpl::StartDocuments(TransformerDecodeStates& states, const at::Tensor& starts) {
+  for (auto& state : states.self) {
+    if (state) static_cast<SegmentMemoryState&>(*state).NewDocument(starts);
+  }
+}
+
+at::Tensor TransformerImpl::ForwardSegment(const at::Tensor& tokens, TransformerDecodeStates& states) {
+  at::Tensor logits = RunDecoder(tokens, 0, {}, {}, &states);
+  for (size_t i = 0; i < states.self.size(); ++i) {
+    if (!states.self[i]) continue;
+    const absl::Status written = static_cast<SegmentMemoryState&>(*states.self[i]).EndSegment();
+    TORCH_CHECK(written.ok(), "decoder.", i, ": ", written.message());
+  }
+  return logits;
+}
+
 std::string TransformerImpl::ParameterReport() {
   std::ostringstream report;
   report << absl::StrFormat("  %-14s %12d\n", "embedding", Count(*embedding_));
@@ -334,6 +378,10 @@ std::string TransformerImpl::ParameterReport() {
     report << absl::StrFormat("  %-14s %12d  self=%s%s\n", absl::StrCat("decoder.", i), Count(*block),
                               block->self_attention().kind(),
                               block->cross_attention() ? absl::StrCat(" cross=", block->cross_attention()->kind()) : "");
+  }
+  if (linformer_projection_.defined()) {
+    report << absl::StrFormat("  %-14s %12d  shared by every linformer layer\n", "linformer_proj",
+                              linformer_projection_.numel());
   }
   if (output_) report << absl::StrFormat("  %-14s %12d\n", "output", Count(*output_));
   report << absl::StrFormat("  %-14s %12d\n", "total", Count(*this));

@@ -112,6 +112,19 @@ class TransformerImpl : public torch::nn::Module {
                         const at::Tensor& source, TransformerDecodeStates& states);
   TransformerDecodeStates NewDecodeStates(int64_t batch);
 
+  /// Decoder-only training and evaluation over document streams, one
+  /// segment per step. States exist only for the layers whose memory outlives
+  /// a segment (SegmentMemoryState: knn, infinite); the others are null and
+  /// attend within the segment. Positions restart at 0 in every segment: the
+  /// past is reachable through the memories only.
+  TransformerDecodeStates NewSegmentStates(int64_t batch);
+  /// Rows where `starts` ([B] bool) is true begin a new document: their
+  /// memories are cleared.
+  void StartDocuments(TransformerDecodeStates& states, const at::Tensor& starts);
+  /// Logits [B, L, vocab] of one segment [B, L]. Its queries search the
+  /// memories as they were before it; afterwards the memories hold it.
+  at::Tensor ForwardSegment(const at::Tensor& tokens, TransformerDecodeStates& states);
+
   const TransformerOptions& options() const { return options_; }
   /// One line per layer: its kinds and parameter count, and the total.
   std::string ParameterReport();
@@ -127,6 +140,7 @@ class TransformerImpl : public torch::nn::Module {
   torch::nn::Linear output_{nullptr};  // only without tied embeddings
   torch::nn::ModuleList encoder_{nullptr}, decoder_{nullptr};
   torch::nn::LayerNorm encoder_norm_{nullptr}, decoder_norm_{nullptr};
+  at::Tensor linformer_projection_;  // only with layerwise Linformer sharing
 };
 TORCH_MODULE(Transformer);
 

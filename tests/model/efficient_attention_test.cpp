@@ -139,6 +139,15 @@ TEST(LinformerTest, SharingDecidesTheProjectionsAndLongInputsAreRefused) {
   EXPECT_EQ(count(LinformerSharing::kNone), 2 * kHeads);
   EXPECT_EQ(count(LinformerSharing::kHeadwise), 2);
   EXPECT_EQ(count(LinformerSharing::kKeyValue), 1);
+  {
+    AttentionOptions options = Options();
+    options.layer = "encoder.2.self";
+    options.linformer.sharing = LinformerSharing::kLayerwise;
+    auto made = MakeAttention("linformer", options);
+    ASSERT_FALSE(made.ok());
+    EXPECT_THAT(std::string(made.status().message()), HasSubstr("encoder.2.self"));
+    EXPECT_THAT(std::string(made.status().message()), HasSubstr("shared projection"));
+  }
 
   AttentionOptions options = Options();
   options.layer = "encoder.0.self";

@@ -246,7 +246,7 @@ InfiniteDecodeState& Infinite(std::unique_ptr<DecodeState>& state) {
 at::Tensor InfiniteSegment(AttentionImpl& attention, std::unique_ptr<DecodeState>& state,
                            const at::Tensor& x) {
   const at::Tensor y = Forward(attention, x, state.get());
-  Infinite(state).EndSegment();
+  EXPECT_TRUE(Infinite(state).EndSegment().ok());
   return y;
 }
 

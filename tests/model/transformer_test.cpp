@@ -76,6 +76,38 @@ TEST(TransformerTest, LinformerEncoderWithASoftmaxDecoder) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("decoder.1.self"));
 }
 
+TEST(TransformerTest, SegmentsCarryMemoryOnlyInMemoryLayersAndDocumentsClearIt) {
+  for (const char* kind : {"knn", "infinite"}) {
+    TransformerOptions o = Small(0);
+    o.layer_attention = {{1, kind}};
+    o.attention_options.knn.top_k = 4;
+    o.attention_options.infinite.basis = 8;
+    o.attention_options.infinite.samples = 8;
+    o.attention_options.infinite.widths = {0.1, 0.2};  // wide enough for 8 functions to hold 6 tokens
+    Transformer model = Build(o);
+    TransformerDecodeStates states = model->NewSegmentStates(2);
+    ASSERT_EQ(states.self.size(), 2u);
+    EXPECT_EQ(states.self[0], nullptr) << "softmax keeps nothing across segments";
+    EXPECT_NE(states.self[1], nullptr) << kind;
+
+    const at::Tensor first = at::randint(1, 50, {2, 6}, at::kLong);
+    const at::Tensor second = at::randint(1, 50, {2, 6}, at::kLong);
+    EXPECT_TRUE(at::allclose(model->ForwardSegment(first, states), model->ForwardLm(first), 1e-9, 1e-10))
+        << kind << ": an empty memory must be local attention";
+    const at::Tensor remembered = model->ForwardSegment(second, states);
+    const at::Tensor local = model->ForwardLm(second);
+    EXPECT_FALSE(at::allclose(remembered, local, 1e-6, 1e-6)) << kind << ": the memory changed nothing";
+
+    // Row 0 starts a new document: it forgets, row 1 still remembers.
+    TransformerDecodeStates again = model->NewSegmentStates(2);
+    model->ForwardSegment(first, again);
+    model->StartDocuments(again, at::tensor({1, 0}).to(at::kBool));
+    const at::Tensor mixed = model->ForwardSegment(second, again);
+    EXPECT_TRUE(at::allclose(mixed[0], local[0], 1e-9, 1e-10)) << kind;
+    EXPECT_TRUE(at::allclose(mixed[1], remembered[1], 1e-9, 1e-10)) << kind;
+  }
+}
+
 TEST(TransformerTest, PositionOffsetContinuesADocument) {
   Transformer model = Build(Small(0));
   const at::Tensor tokens = at::randint(1, 50, {2, 6}, at::kLong);
@@ -146,6 +178,41 @@ TEST(TransformerTest, ParameterCountsFollowTheFormula) {
       EXPECT_THAT(model->ParameterReport(), HasSubstr("self=softmax"));
     }
   }
+}
+
+TEST(TransformerTest, LayerwiseLinformerSharingIsOneParameterTrainedByEveryLayer) {
+  TransformerOptions o = Small(2);
+  o.attention = "linformer";
+  o.cross_attention = "linformer";
+  o.attention_options.linformer.sharing = LinformerSharing::kLayerwise;
+  o.attention_options.linformer.max_length = 12;
+  o.attention_options.linformer.projected_length = 4;
+  o.layer_attention = {{0, "softmax"}, {1, "softmax"}};  // linformer has no causal form
+  Transformer model = Build(o);
+  std::vector<std::string> projections;
+  for (const auto& item : model->named_parameters()) {
+    if (item.key().find("proj") != std::string::npos) projections.push_back(item.key());
+  }
+  EXPECT_EQ(projections, std::vector<std::string>{"linformer_projection"});
+  EXPECT_THAT(model->ParameterReport(), HasSubstr("linformer_proj"));
+
+  // The encoder's two layers and the decoder's two cross-attentions all read it.
+  const at::Tensor source = at::randint(1, 50, {2, 10}, at::kLong);
+  const at::Tensor target = at::randint(1, 50, {2, 6}, at::kLong);
+  const at::Tensor before = model->Decode(target, model->Encode(source), source);
+  at::Tensor projection = model->named_parameters()["linformer_projection"];
+  {
+    at::NoGradGuard no_grad;
+    projection.mul_(2.0);
+  }
+  EXPECT_FALSE(at::allclose(model->Decode(target, model->Encode(source), source), before));
+  model->Decode(target, model->Encode(source), source).sum().backward();
+  ASSERT_TRUE(projection.grad().defined());
+  EXPECT_GT(projection.grad().abs().sum().item<double>(), 0.0);
+
+  auto back = TransformerOptionsFromJson(TransformerOptionsToJson(o));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->attention_options.linformer.sharing, LinformerSharing::kLayerwise);
 }
 
 TEST(TransformerTest, ConfigRoundTripsAndRefusesUnknownFields) {
