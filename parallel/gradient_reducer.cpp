@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <map>
-#include <set>
 #include <tuple>
 
 #include "absl/memory/memory.h"
@@ -387,9 +387,15 @@ void GradientReducer::CommunicationLoop() {
     absl::Status status;
     absl::Duration took;
     if (!skip) {
-      c10::OptionalDeviceGuard device(tensor.device());
       const absl::Time start = absl::Now();
-      status = comm_->allreduce(tensor, op);
+      // An exception must not end this thread (std::terminate); it reaches
+      // the trainer as the step's status instead.
+      try {
+        c10::OptionalDeviceGuard device(tensor.device());
+        status = comm_->allreduce(tensor, op);
+      } catch (const std::exception& e) {
+        status = absl::InternalError(e.what());
+      }
       took = absl::Now() - start;
     }
     lock.lock();

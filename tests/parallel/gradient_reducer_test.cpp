@@ -81,6 +81,12 @@ std::string Joined(const std::vector<std::vector<std::string>>& plan) {
   return absl::StrJoin(buckets, "|");
 }
 
+GradientReducerOptions OneBucketPerParameter() {
+  GradientReducerOptions options;
+  options.bucket_bytes = options.first_bucket_bytes = 1;
+  return options;
+}
+
 TEST(BroadcastModuleTest, EveryRankEndsWithRankZerosParametersAndBuffers) {
   auto world = testing::NewWorld();
   const int rank = world->rank();
@@ -183,10 +189,7 @@ TEST(GradientReducerTest, SumOpGivesTheSumOfLocalGradients) {
 
 TEST(GradientReducerTest, ManyBucketsGiveTheSameGradientsAsOne) {
   const StepResult one_bucket = TrainTwoSteps({});
-  GradientReducerOptions tiny;
-  tiny.bucket_bytes = 1;
-  tiny.first_bucket_bytes = 1;
-  const StepResult many_buckets = TrainTwoSteps(tiny);
+  const StepResult many_buckets = TrainTwoSteps(OneBucketPerParameter());
   EXPECT_EQ(many_buckets.plan.size(), 6u);  // one per parameter
   EXPECT_EQ(many_buckets.stats.buckets, 6);
   ExpectClose(many_buckets.gradient, one_bucket.gradient);
@@ -231,8 +234,8 @@ TEST(GradientReducerTest, DifferentPlansAcrossRanksAreRefused) {
   auto world = testing::NewWorld();
   if (world->size() == 1) GTEST_SKIP() << "needs 2+ ranks for a mismatch";
   torch::nn::Sequential model = Mlp(/*seed=*/1);
-  GradientReducerOptions options;
-  if (world->rank() == 1) options.bucket_bytes = options.first_bucket_bytes = 1;
+  const GradientReducerOptions options =
+      world->rank() == 1 ? OneBucketPerParameter() : GradientReducerOptions{};
   auto reducer = GradientReducer::Create(*world, *model, options);
   ASSERT_FALSE(reducer.ok());
   EXPECT_EQ(reducer.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -293,10 +296,13 @@ TEST(GradientReducerTest, ParameterUnusedEverywhereIsZeroFilledOnRequest) {
   auto world = testing::NewWorld();
   LinearParameters params;
   params.v.mutable_grad() = at::full({2}, 5.0, at::kDouble);  // stale, from an earlier step
-  GradientReducerOptions options;
+  GradientReducerOptions options = OneBucketPerParameter();
   options.unused_parameters = UnusedParameters::kZeroFill;
   auto reducer = GradientReducer::Create(*world, params.named(), options);
   ASSERT_TRUE(reducer.ok()) << reducer.status();
+  // v's bucket gets no hook, so it is reduced only in FinishBackward, and w's
+  // bucket, though complete during backward, has to wait for it.
+  ASSERT_THAT((*reducer)->bucket_plan(), ElementsAre(ElementsAre("v"), ElementsAre("w")));
   params.WLoss(world->rank()).backward();
   const absl::Status status = (*reducer)->FinishBackward();
   ASSERT_TRUE(status.ok()) << status;
@@ -307,7 +313,7 @@ TEST(GradientReducerTest, ParameterUnusedEverywhereIsZeroFilledOnRequest) {
 TEST(GradientReducerTest, ParameterUsedOnlyOnRankZeroIsAveragedEverywhere) {
   auto world = testing::NewWorld();
   LinearParameters params;
-  auto reducer = GradientReducer::Create(*world, params.named(), {});
+  auto reducer = GradientReducer::Create(*world, params.named(), OneBucketPerParameter());
   ASSERT_TRUE(reducer.ok()) << reducer.status();
   at::Tensor loss = params.WLoss(world->rank());
   if (world->rank() == 0) loss = loss + (params.v * 10.0).sum();
