@@ -3,6 +3,8 @@
 // gradient computed on a hook-free clone of the model and all-gathered, or a
 // closed formula of the rank (losses linear in the parameters). Tensors are
 // float64 so averages agree to rounding.
+#include "parallel/gradient_reducer.h"
+
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
-#include "parallel/gradient_reducer.h"
 #include "parallel/mpi_communicator.h"
 #include "tests/mpi_test_support.h"
 
@@ -207,12 +208,14 @@ TEST(GradientReducerTest, BucketPlanIsReversedCappedAndTheSameOnEveryRank) {
   auto reducer = GradientReducer::Create(*world, *model, options);
   ASSERT_TRUE(reducer.ok()) << reducer.status();
   const auto& plan = (*reducer)->bucket_plan();
-  EXPECT_THAT(plan, ElementsAre(ElementsAre("4.bias"), ElementsAre("4.weight", "2.bias", "2.weight"),
-                                ElementsAre("0.bias", "0.weight")));
+  EXPECT_THAT(plan,
+              ElementsAre(ElementsAre("4.bias"), ElementsAre("4.weight", "2.bias", "2.weight"),
+                          ElementsAre("0.bias", "0.weight")));
 
   const std::string mine = Joined(plan);
-  at::Tensor bytes = at::from_blob(const_cast<char*>(mine.data()),
-                                   {static_cast<int64_t>(mine.size())}, at::kByte).clone();
+  at::Tensor bytes =
+      at::from_blob(const_cast<char*>(mine.data()), {static_cast<int64_t>(mine.size())}, at::kByte)
+          .clone();
   auto all = world->allgatherv(bytes);
   ASSERT_TRUE(all.ok());
   for (int r = 0; r < world->size(); ++r) EXPECT_TRUE(at::equal((*all)[r], bytes)) << "rank " << r;
@@ -283,7 +286,8 @@ TEST(GradientReducerTest, ParameterUnusedEverywhereIsAnErrorNamingIt) {
   params.WLoss(world->rank()).backward();
   const absl::Status status = (*reducer)->FinishBackward();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
-  EXPECT_THAT(status.message(), HasSubstr("no rank computed a gradient for these parameters in this step: v."));
+  EXPECT_THAT(status.message(),
+              HasSubstr("no rank computed a gradient for these parameters in this step: v."));
   EXPECT_FALSE(params.v.grad().defined());
 
   // The failed step left no state behind: a step using both succeeds.
