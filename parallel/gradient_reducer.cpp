@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <map>
-#include <set>
 #include <tuple>
 
 #include "absl/memory/memory.h"
@@ -84,14 +84,14 @@ absl::StatusOr<uint64_t> VerifySameOnEveryRank(Communicator& comm,
     const auto describe = [](const auto& it, const auto& end) {
       return it == end ? std::string("nothing") : absl::StrCat("'", *it, "'");
     };
-    differences.push_back(absl::StrCat(
-        "rank ", rank, " has ", describe(theirs_it, theirs.end()), " where rank 0 has ",
-        describe(mine_it, reference.end()), " (entry ", mine_it - reference.begin(), ")"));
+    differences.push_back(absl::StrCat("rank ", rank, " has ", describe(theirs_it, theirs.end()),
+                                       " where rank 0 has ", describe(mine_it, reference.end()),
+                                       " (entry ", mine_it - reference.begin(), ")"));
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "[reducer] ", what, " differs across ranks: ", absl::StrJoin(differences, "; "),
-      ". Every rank must build the same model (same configuration and code) before "
-      "data-parallel training."));
+  return absl::FailedPreconditionError(
+      absl::StrCat("[reducer] ", what, " differs across ranks: ", absl::StrJoin(differences, "; "),
+                   ". Every rank must build the same model (same configuration and code) before "
+                   "data-parallel training."));
 }
 
 absl::Status ValidateParameters(const NamedTensors& parameters) {
@@ -106,8 +106,8 @@ absl::Status ValidateParameters(const NamedTensors& parameters) {
           "' must be a defined leaf tensor with requires_grad; pass only trainable parameters"));
     }
     if (tensor.is_sparse()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("[reducer] parameter '", name, "' is sparse; sparse gradients are not supported"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "[reducer] parameter '", name, "' is sparse; sparse gradients are not supported"));
     }
     const auto [it, inserted] = seen.emplace(tensor.unsafeGetTensorImpl(), name);
     if (!inserted) {
@@ -126,8 +126,8 @@ absl::Status ValidateOptions(const GradientReducerOptions& options) {
                      options.first_bucket_bytes, ") must be positive"));
   }
   if (options.op != ReduceOp::kAvg && options.op != ReduceOp::kSum) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "[reducer] op must be avg or sum, not ", ReduceOpName(options.op)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("[reducer] op must be avg or sum, not ", ReduceOpName(options.op)));
   }
   return absl::OkStatus();
 }
@@ -200,7 +200,9 @@ absl::StatusOr<ModuleFingerprint> BroadcastModule(Communicator& comm, torch::nn:
     // few compared with the bytes they hold.
     at::Tensor contiguous = tensor.contiguous();
     absl::Status status = comm.broadcast(contiguous, /*root=*/0);
-    if (!status.ok()) return WithContext(status, absl::StrCat("[reducer] broadcasting '", name, "'"));
+    if (!status.ok()) {
+      return WithContext(status, absl::StrCat("[reducer] broadcasting '", name, "'"));
+    }
     if (!contiguous.is_same(tensor)) tensor.copy_(contiguous);
     const at::Tensor host = contiguous.cpu();
     values = Fnv1a(host.data_ptr(), host.nbytes(), values);
@@ -260,8 +262,8 @@ absl::StatusOr<std::unique_ptr<GradientReducer>> GradientReducer::Create(
       bucket.offsets.push_back(numel);
       numel += parameters[i].second.numel();
     }
-    bucket.contents = at::empty({numel}, parameters[members.front()].second.options()
-                                             .requires_grad(false));
+    bucket.contents =
+        at::empty({numel}, parameters[members.front()].second.options().requires_grad(false));
     buckets.push_back(std::move(bucket));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm, world.split(/*color=*/0));
@@ -351,12 +353,16 @@ void GradientReducer::OnGradientAccumulated(int index) {
   LaunchReadyBucketsLocked();
 }
 
-void GradientReducer::CopyIntoBucket(int index, bool zeros) {
+at::Tensor GradientReducer::SlotOf(int index) const {
   const Bucket& bucket = buckets_[bucket_of_[index]];
   const at::Tensor& parameter = parameters_[index].second;
-  at::Tensor slot =
-      bucket.contents.narrow(0, bucket.offsets[slot_of_[index]], parameter.numel())
-          .view(parameter.sizes());
+  return bucket.contents.narrow(0, bucket.offsets[slot_of_[index]], parameter.numel())
+      .view(parameter.sizes());
+}
+
+void GradientReducer::CopyIntoBucket(int index, bool zeros) {
+  const at::Tensor& parameter = parameters_[index].second;
+  at::Tensor slot = SlotOf(index);
   if (zeros || !parameter.grad().defined()) {
     slot.zero_();
   } else {
@@ -387,9 +393,15 @@ void GradientReducer::CommunicationLoop() {
     absl::Status status;
     absl::Duration took;
     if (!skip) {
-      c10::OptionalDeviceGuard device(tensor.device());
       const absl::Time start = absl::Now();
-      status = comm_->allreduce(tensor, op);
+      // An exception must not end this thread (std::terminate); it reaches
+      // the trainer as the step's status instead.
+      try {
+        c10::OptionalDeviceGuard device(tensor.device());
+        status = comm_->allreduce(tensor, op);
+      } catch (const std::exception& e) {
+        status = absl::InternalError(e.what());
+      }
       took = absl::Now() - start;
     }
     lock.lock();
@@ -431,8 +443,8 @@ absl::Status GradientReducer::FinishBackward() {
   }
   const absl::Time communication_end = absl::Now();
 
-  stats_.backward = first_hook_ == absl::InfinitePast() ? absl::ZeroDuration()
-                                                         : last_hook_ - first_hook_;
+  stats_.backward =
+      first_hook_ == absl::InfinitePast() ? absl::ZeroDuration() : last_hook_ - first_hook_;
   stats_.allreduce = allreduce_time_;
   stats_.exposed = communication_end - backward_end;
   stats_.overlap_fraction =
@@ -466,11 +478,8 @@ absl::Status GradientReducer::ApplyReducedGradients() {
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     at::Tensor parameter = parameters_[i].second;
-    const Bucket& bucket = buckets_[bucket_of_[i]];
     // A globally unused parameter's slot holds zeros on every rank.
-    const at::Tensor reduced =
-        bucket.contents.narrow(0, bucket.offsets[slot_of_[i]], parameter.numel())
-            .view(parameter.sizes());
+    const at::Tensor reduced = SlotOf(static_cast<int>(i));
     if (parameter.grad().defined()) {
       parameter.mutable_grad().copy_(reduced);
     } else {

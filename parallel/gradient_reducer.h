@@ -197,7 +197,7 @@ class GradientReducer {
 
  private:
   struct Bucket {
-    std::vector<int> parameters;  // indices into parameters_, in packing order
+    std::vector<int> parameters;   // indices into parameters_, in packing order
     std::vector<int64_t> offsets;  // element offset of each parameter in `contents`
     at::Tensor contents;           // flat, the parameters' dtype and device
   };
@@ -206,10 +206,11 @@ class GradientReducer {
   GradientReducer(NamedTensors parameters, GradientReducerOptions options,
                   std::vector<Bucket> buckets, std::unique_ptr<Communicator> comm);
 
-  void RegisterHooks();
   // Runs on the autograd thread after parameter `index`'s gradient has been
   // accumulated into param.grad().
   void OnGradientAccumulated(int index);
+  // Parameter `index`'s view into its bucket, shaped like the parameter.
+  at::Tensor SlotOf(int index) const;
   // Copies parameter `index`'s gradient (or zeros) into its bucket slot.
   void CopyIntoBucket(int index, bool zeros);
   // Requires mu_. Hands complete buckets to the communication thread, in order.
@@ -233,15 +234,15 @@ class GradientReducer {
   // Written by NoSync (trainer thread, between backward passes); read by hooks.
   std::atomic<bool> sync_{true};
 
-  // Guards everything below. Contended by the autograd thread (hooks), the
+  // Guards the members from here to stopping_. Contended by the autograd thread (hooks), the
   // communication thread (job queue, completion) and the trainer thread
   // (FinishBackward).
   std::mutex mu_;
   std::condition_variable cv_;
   // Per-step state, reset by FinishBackward.
-  std::vector<bool> ready_;              // gradient arrived in this synchronized backward
-  std::vector<bool> used_since_sync_;    // gradient accumulated under NoSync since the last step
-  std::vector<int> pending_in_bucket_;   // gradients not yet arrived, per bucket
+  std::vector<bool> ready_;             // gradient arrived in this synchronized backward
+  std::vector<bool> used_since_sync_;   // gradient accumulated under NoSync since the last step
+  std::vector<int> pending_in_bucket_;  // gradients not yet arrived, per bucket
   int next_bucket_to_launch_ = 0;
   absl::Time first_hook_ = absl::InfinitePast();
   absl::Time last_hook_ = absl::InfinitePast();

@@ -3,6 +3,8 @@
 // gradient computed on a hook-free clone of the model and all-gathered, or a
 // closed formula of the rank (losses linear in the parameters). Tensors are
 // float64 so averages agree to rounding.
+#include "parallel/gradient_reducer.h"
+
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
-#include "parallel/gradient_reducer.h"
 #include "parallel/mpi_communicator.h"
 #include "tests/mpi_test_support.h"
 
@@ -79,6 +80,12 @@ std::string Joined(const std::vector<std::vector<std::string>>& plan) {
   std::vector<std::string> buckets;
   for (const auto& names : plan) buckets.push_back(absl::StrJoin(names, ","));
   return absl::StrJoin(buckets, "|");
+}
+
+GradientReducerOptions OneBucketPerParameter() {
+  GradientReducerOptions options;
+  options.bucket_bytes = options.first_bucket_bytes = 1;
+  return options;
 }
 
 TEST(BroadcastModuleTest, EveryRankEndsWithRankZerosParametersAndBuffers) {
@@ -183,10 +190,7 @@ TEST(GradientReducerTest, SumOpGivesTheSumOfLocalGradients) {
 
 TEST(GradientReducerTest, ManyBucketsGiveTheSameGradientsAsOne) {
   const StepResult one_bucket = TrainTwoSteps({});
-  GradientReducerOptions tiny;
-  tiny.bucket_bytes = 1;
-  tiny.first_bucket_bytes = 1;
-  const StepResult many_buckets = TrainTwoSteps(tiny);
+  const StepResult many_buckets = TrainTwoSteps(OneBucketPerParameter());
   EXPECT_EQ(many_buckets.plan.size(), 6u);  // one per parameter
   EXPECT_EQ(many_buckets.stats.buckets, 6);
   ExpectClose(many_buckets.gradient, one_bucket.gradient);
@@ -204,12 +208,14 @@ TEST(GradientReducerTest, BucketPlanIsReversedCappedAndTheSameOnEveryRank) {
   auto reducer = GradientReducer::Create(*world, *model, options);
   ASSERT_TRUE(reducer.ok()) << reducer.status();
   const auto& plan = (*reducer)->bucket_plan();
-  EXPECT_THAT(plan, ElementsAre(ElementsAre("4.bias"), ElementsAre("4.weight", "2.bias", "2.weight"),
-                                ElementsAre("0.bias", "0.weight")));
+  EXPECT_THAT(plan,
+              ElementsAre(ElementsAre("4.bias"), ElementsAre("4.weight", "2.bias", "2.weight"),
+                          ElementsAre("0.bias", "0.weight")));
 
   const std::string mine = Joined(plan);
-  at::Tensor bytes = at::from_blob(const_cast<char*>(mine.data()),
-                                   {static_cast<int64_t>(mine.size())}, at::kByte).clone();
+  at::Tensor bytes =
+      at::from_blob(const_cast<char*>(mine.data()), {static_cast<int64_t>(mine.size())}, at::kByte)
+          .clone();
   auto all = world->allgatherv(bytes);
   ASSERT_TRUE(all.ok());
   for (int r = 0; r < world->size(); ++r) EXPECT_TRUE(at::equal((*all)[r], bytes)) << "rank " << r;
@@ -231,8 +237,8 @@ TEST(GradientReducerTest, DifferentPlansAcrossRanksAreRefused) {
   auto world = testing::NewWorld();
   if (world->size() == 1) GTEST_SKIP() << "needs 2+ ranks for a mismatch";
   torch::nn::Sequential model = Mlp(/*seed=*/1);
-  GradientReducerOptions options;
-  if (world->rank() == 1) options.bucket_bytes = options.first_bucket_bytes = 1;
+  const GradientReducerOptions options =
+      world->rank() == 1 ? OneBucketPerParameter() : GradientReducerOptions{};
   auto reducer = GradientReducer::Create(*world, *model, options);
   ASSERT_FALSE(reducer.ok());
   EXPECT_EQ(reducer.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -280,7 +286,8 @@ TEST(GradientReducerTest, ParameterUnusedEverywhereIsAnErrorNamingIt) {
   params.WLoss(world->rank()).backward();
   const absl::Status status = (*reducer)->FinishBackward();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
-  EXPECT_THAT(status.message(), HasSubstr("no rank computed a gradient for these parameters in this step: v."));
+  EXPECT_THAT(status.message(),
+              HasSubstr("no rank computed a gradient for these parameters in this step: v."));
   EXPECT_FALSE(params.v.grad().defined());
 
   // The failed step left no state behind: a step using both succeeds.
@@ -293,10 +300,13 @@ TEST(GradientReducerTest, ParameterUnusedEverywhereIsZeroFilledOnRequest) {
   auto world = testing::NewWorld();
   LinearParameters params;
   params.v.mutable_grad() = at::full({2}, 5.0, at::kDouble);  // stale, from an earlier step
-  GradientReducerOptions options;
+  GradientReducerOptions options = OneBucketPerParameter();
   options.unused_parameters = UnusedParameters::kZeroFill;
   auto reducer = GradientReducer::Create(*world, params.named(), options);
   ASSERT_TRUE(reducer.ok()) << reducer.status();
+  // v's bucket gets no hook, so it is reduced only in FinishBackward, and w's
+  // bucket, though complete during backward, has to wait for it.
+  ASSERT_THAT((*reducer)->bucket_plan(), ElementsAre(ElementsAre("v"), ElementsAre("w")));
   params.WLoss(world->rank()).backward();
   const absl::Status status = (*reducer)->FinishBackward();
   ASSERT_TRUE(status.ok()) << status;
@@ -307,7 +317,7 @@ TEST(GradientReducerTest, ParameterUnusedEverywhereIsZeroFilledOnRequest) {
 TEST(GradientReducerTest, ParameterUsedOnlyOnRankZeroIsAveragedEverywhere) {
   auto world = testing::NewWorld();
   LinearParameters params;
-  auto reducer = GradientReducer::Create(*world, params.named(), {});
+  auto reducer = GradientReducer::Create(*world, params.named(), OneBucketPerParameter());
   ASSERT_TRUE(reducer.ok()) << reducer.status();
   at::Tensor loss = params.WLoss(world->rank());
   if (world->rank() == 0) loss = loss + (params.v * 10.0).sum();
