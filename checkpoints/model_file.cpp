@@ -1,0 +1,122 @@
+#include "checkpoints/model_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include <torch/serialize.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace memtrain::checkpoints {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kWeights[] = "model.pt";
+constexpr char kConfig[] = "model.json";
+
+absl::Status Fsync(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path.string(), " to fsync"));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return absl::InternalError(absl::StrCat("fsync of ", path.string(), " failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info) {
+  const fs::path target(dir);
+  const fs::path partial = absl::StrCat(dir, ".partial-", ::getpid());
+  std::error_code error;
+  fs::remove_all(partial, error);
+  if (!fs::create_directories(partial, error) && error) {
+    return absl::InternalError(absl::StrCat("cannot create ", partial.string(), ": ", error.message()));
+  }
+  try {
+    torch::serialize::OutputArchive archive;
+    model.save(archive);
+    archive.save_to((partial / kWeights).string());
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("writing ", (partial / kWeights).string(), ": ",
+                                            e.what_without_backtrace()));
+  }
+  nlohmann::json config;
+  config["model"] = nlohmann::json::parse(model::TransformerOptionsToJson(info.options));
+  config["tokenizer_sha256"] = info.tokenizer_sha256;
+  config["task"] = info.task;
+  config["step"] = info.step;
+  {
+    std::ofstream out(partial / kConfig);
+    out << config.dump(2) << "\n";
+    if (!out.good()) return absl::InternalError(absl::StrCat("writing ", (partial / kConfig).string()));
+  }
+  for (const char* name : {kWeights, kConfig}) MEMTRAIN_RETURN_IF_ERROR(Fsync(partial / name));
+  MEMTRAIN_RETURN_IF_ERROR(Fsync(partial));
+  // rename() cannot replace a non-empty directory: move the old one aside first.
+  const fs::path old = absl::StrCat(dir, ".old-", ::getpid());
+  const bool had_old = fs::exists(target);
+  if (had_old) fs::rename(target, old, error);
+  if (error) return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", error.message()));
+  fs::rename(partial, target, error);
+  if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial.string(), " to ", dir, ": ", error.message()));
+  if (had_old) fs::remove_all(old, error);
+  if (target.has_parent_path()) MEMTRAIN_RETURN_IF_ERROR(Fsync(fs::absolute(target).parent_path()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device) {
+  const fs::path config_path = fs::path(dir) / kConfig, weights_path = fs::path(dir) / kWeights;
+  if (!fs::exists(config_path) || !fs::exists(weights_path)) {
+    return absl::NotFoundError(absl::StrCat(dir, " holds no model (", kConfig, " and ", kWeights,
+                                            " expected; memtrain-train --save_dir writes them)"));
+  }
+  LoadedModel loaded;
+  try {
+    std::ifstream in(config_path);
+    const nlohmann::json config = nlohmann::json::parse(in);
+    MEMTRAIN_ASSIGN_OR_RETURN(loaded.info.options, model::TransformerOptionsFromJson(config.at("model").dump()));
+    loaded.info.tokenizer_sha256 = config.at("tokenizer_sha256").get<std::string>();
+    loaded.info.task = config.at("task").get<std::string>();
+    loaded.info.step = config.at("step").get<int64_t>();
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat(config_path.string(), ": ", e.what()));
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(loaded.model, model::MakeTransformer(loaded.info.options));
+  // Module::load replaces each tensor with the stored one whatever its shape,
+  // so the shapes the config implies are checked afterwards.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  for (const auto& item : loaded.model->named_parameters()) expected.emplace_back(item.key(), item.value().sizes().vec());
+  for (const auto& item : loaded.model->named_buffers()) expected.emplace_back(item.key(), item.value().sizes().vec());
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(weights_path.string());
+    loaded.model->load(archive);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat(weights_path.string(), " does not load into the model of ",
+                                            config_path.string(), ": ", e.what_without_backtrace()));
+  }
+  auto parameters = loaded.model->named_parameters();
+  auto buffers = loaded.model->named_buffers();
+  for (const auto& [name, shape] : expected) {
+    const at::Tensor* tensor = parameters.find(name);
+    if (tensor == nullptr) tensor = buffers.find(name);
+    if (tensor == nullptr || tensor->sizes().vec() != shape) {
+      return absl::DataLossError(absl::StrCat(weights_path.string(), ": ", name, " does not have the shape ",
+                                              config_path.string(), " implies"));
+    }
+  }
+  loaded.model->to(device);
+  return loaded;
+}
+
+}  // namespace memtrain::checkpoints

@@ -1,0 +1,49 @@
+// File: checkpoints/model_file.h
+//
+// A trained model on disk: a directory with `model.pt` (every parameter and
+// buffer, LibTorch's archive format) and `model.json` (the model config and
+// what the weights belong to: the tokenizer's sha256, the task, the step).
+// memtrain-train writes one at the end (--save_dir), memtrain-eval,
+// memtrain-generate and --init_from read one. Full training checkpoints
+// (optimizer, data cursors, RNG) build on this format.
+//
+//   MEMTRAIN_RETURN_IF_ERROR(SaveModel("runs/lm/final", *model, info));
+//   MEMTRAIN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel("runs/lm/final", device));
+//
+// Writing is atomic: the files go to a sibling directory named
+// `<dir>.partial-<pid>`, are fsynced, and the directory is renamed over
+// `dir` only when complete, so a crash leaves the previous model or none.
+#ifndef MEMTRAIN_CHECKPOINTS_MODEL_FILE_H_
+#define MEMTRAIN_CHECKPOINTS_MODEL_FILE_H_
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "model/transformer.h"
+
+namespace memtrain::checkpoints {
+
+struct ModelInfo {
+  model::TransformerOptions options;
+  std::string tokenizer_sha256;  ///< the corpus tokenizer the model was trained with
+  std::string task;              ///< lm, translation, summarization, qa
+  int64_t step = 0;              ///< optimizer steps taken
+};
+
+absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info);
+
+struct LoadedModel {
+  model::Transformer model{nullptr};
+  ModelInfo info;
+};
+
+/// kNotFound when `dir` has no model; kDataLoss (naming the file) when a file
+/// is damaged or does not match its config.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device);
+
+}  // namespace memtrain::checkpoints
+
+#endif  // MEMTRAIN_CHECKPOINTS_MODEL_FILE_H_

@@ -1,0 +1,48 @@
+#include "trainer/evaluate.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace memtrain::trainer {
+
+absl::StatusOr<LossTotals> AllReduceTotals(parallel::Communicator& comm, const LossTotals& totals) {
+  at::Tensor sums = at::tensor(
+      {totals.nll_sum, totals.tokens, totals.long_range_nll, totals.long_range_tokens}, at::kDouble);
+  MEMTRAIN_RETURN_IF_ERROR(comm.allreduce(sums, parallel::ReduceOp::kSum));
+  auto at = sums.accessor<double, 1>();
+  LossTotals global;
+  global.nll_sum = at[0];
+  global.tokens = at[1];
+  global.long_range_nll = at[2];
+  global.long_range_tokens = at[3];
+  return global;
+}
+
+absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task, data::BatchSource& source,
+                                    parallel::Communicator& comm, const c10::Device& device,
+                                    int64_t max_steps) {
+  at::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  MEMTRAIN_RETURN_IF_ERROR(source.StartEpoch(0));
+  const int64_t steps =
+      max_steps > 0 ? std::min(max_steps, source.steps_in_epoch()) : source.steps_in_epoch();
+  LossTotals local;
+  for (int64_t step = 0; step < steps; ++step) {
+    MEMTRAIN_ASSIGN_OR_RETURN(std::optional<data::Batch> batch, source.Next());
+    if (!batch) {
+      return absl::InternalError(absl::StrCat("evaluation data ended after ", step, " of ", steps,
+                                              " steps; the BatchSource broke its step count"));
+    }
+    if (batch->inputs.size(0) == 0) continue;
+    local += task.Forward(model, ToDevice(*batch, device)).totals;
+  }
+  if (was_training) model.train();
+  return AllReduceTotals(comm, local);
+}
+
+}  // namespace memtrain::trainer

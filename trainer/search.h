@@ -1,0 +1,45 @@
+// File: trainer/search.h
+//
+// Greedy and beam search through the model's incremental decoding (each
+// attention kind's DecodeState; TransformerDecodeStates::Reorder after every
+// step). Greedy is beam 1. Scores are sums of log-probabilities; finished
+// hypotheses are ranked by score / length^length_penalty (fairseq's
+// --lenpen), length counting the eos.
+//
+//   SearchOptions options;  options.beam = 4;  options.eos = tokenizer.eos_id;
+//   std::vector<Hypothesis> best = BeamSearch(*model, source, bos_column, options);
+#ifndef MEMTRAIN_TRAINER_SEARCH_H_
+#define MEMTRAIN_TRAINER_SEARCH_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "model/transformer.h"
+
+namespace memtrain::trainer {
+
+struct SearchOptions {
+  int64_t beam = 4;
+  double length_penalty = 1.0;
+  int64_t max_length = 200;  ///< new tokens per hypothesis, eos included
+  int64_t eos = 3;
+};
+
+struct Hypothesis {
+  std::vector<int64_t> tokens;  ///< generated tokens, without the prompt and the eos
+  double score = 0;             ///< Σ log p, eos included when it ended with one
+  bool finished = false;        ///< ended with eos (else max_length stopped it)
+};
+
+/// The best hypothesis for each row. `prompt` [B, P] (P >= 1, no padding)
+/// starts the decoder: bos for seq2seq, a document's first tokens for an LM.
+/// `source` [B, S] is the encoder input (undefined for decoder-only models).
+/// Runs in eval mode without gradients.
+std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tensor& source,
+                                   const at::Tensor& prompt, const SearchOptions& options);
+
+}  // namespace memtrain::trainer
+
+#endif  // MEMTRAIN_TRAINER_SEARCH_H_

@@ -1,0 +1,125 @@
+#include "trainer/task.h"
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace memtrain::trainer {
+namespace {
+
+// Zero times every parameter: an empty batch's loss still has a gradient
+// path to each of them, so gradient hooks fire on every rank alike.
+at::Tensor ZeroLossOver(model::TransformerImpl& model) {
+  at::Tensor zero = at::zeros({}, model.parameters().front().options().dtype(at::kFloat));
+  for (const at::Tensor& p : model.parameters()) {
+    if (p.requires_grad()) zero = zero + p.sum().to(at::kFloat) * 0.0;
+  }
+  return zero;
+}
+
+class LmTask final : public Task {
+ public:
+  explicit LmTask(const TaskOptions& options) : options_(options) {}
+
+  absl::Status CheckModel(const model::TransformerOptions& options) const override {
+    if (options.encoder_layers != 0) {
+      return absl::FailedPreconditionError("task lm needs a decoder-only model: set --encoder_layers=0");
+    }
+    return absl::OkStatus();
+  }
+
+  TokenLoss Forward(model::TransformerImpl& model, const data::Batch& batch) override {
+    at::Tensor logits;
+    if (options_.use_memory) {
+      const int64_t rows = batch.inputs.size(0);
+      if (!states_ || states_->self.empty() || rows != rows_) {
+        states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows));
+        rows_ = rows;
+      }
+      model.StartDocuments(*states_, batch.new_document);
+      logits = model.ForwardSegment(batch.inputs, *states_);
+    } else {
+      logits = model.ForwardLm(batch.inputs);
+    }
+    return LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, options_.label_smoothing,
+                             batch.long_range);
+  }
+
+ private:
+  const TaskOptions options_;
+  std::unique_ptr<model::TransformerDecodeStates> states_;  // one row per stream
+  int64_t rows_ = 0;
+};
+
+class Seq2SeqTask final : public Task {
+ public:
+  Seq2SeqTask(std::string name, const TaskOptions& options) : name_(std::move(name)), options_(options) {}
+
+  absl::Status CheckModel(const model::TransformerOptions& options) const override {
+    if (options.encoder_layers == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("task ", name_, " needs an encoder-decoder model: set --encoder_layers > 0"));
+    }
+    return absl::OkStatus();
+  }
+
+  TokenLoss Forward(model::TransformerImpl& model, const data::Batch& batch) override {
+    if (batch.inputs.size(0) == 0) {
+      TokenLoss empty;
+      empty.smoothed = ZeroLossOver(model);
+      return empty;
+    }
+    const at::Tensor memory = model.Encode(batch.source);
+    const at::Tensor logits = model.Decode(batch.inputs, memory, batch.source);
+    return LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, options_.label_smoothing);
+  }
+
+ private:
+  const std::string name_;
+  const TaskOptions options_;
+};
+
+using Factory = std::function<std::unique_ptr<Task>(const TaskOptions&)>;
+
+const std::map<std::string, Factory>& Registry() {
+  static const auto* registry = new std::map<std::string, Factory>{
+      {"lm", [](const TaskOptions& o) { return std::make_unique<LmTask>(o); }},
+      {"translation", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("translation", o); }},
+      {"summarization",
+       [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("summarization", o); }},
+      {"qa", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("qa", o); }},
+  };
+  return *registry;
+}
+
+}  // namespace
+
+std::vector<std::string> TaskNames() {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : Registry()) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options) {
+  auto found = Registry().find(name);
+  if (found == Registry().end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown task '", name, "'; known: ", absl::StrJoin(TaskNames(), ", ")));
+  }
+  return found->second(options);
+}
+
+data::Batch ToDevice(const data::Batch& batch, const c10::Device& device) {
+  data::Batch moved = batch;
+  for (at::Tensor* t : {&moved.inputs, &moved.targets, &moved.loss_mask, &moved.long_range,
+                        &moved.new_document, &moved.source, &moved.source_mask}) {
+    if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
+  }
+  return moved;
+}
+
+}  // namespace memtrain::trainer

@@ -1,0 +1,59 @@
+// File: trainer/task.h
+//
+// A `Task` turns one BatchSource batch into a loss with a given model. It is
+// what differs between the four tasks; the training loop, the evaluation and
+// the reducer do not know which one runs. Registered by name:
+//   lm             decoder-only over document streams (WikiText-103, demo).
+//                  With memory on, the layers that remember across segments
+//                  (knn, infinite) keep one state per stream across steps,
+//                  cleared at a new document; with memory off every segment
+//                  is seen alone.
+//   translation, summarization, qa
+//                  encoder-decoder, teacher forced: source -> encoder,
+//                  bos + target[:-1] -> decoder, predicts target.
+//
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto task, MakeTask("lm", {.label_smoothing = 0.1}));
+//   TokenLoss loss = task->Forward(*model, batch);
+//   loss.smoothed.backward();
+#ifndef MEMTRAIN_TRAINER_TASK_H_
+#define MEMTRAIN_TRAINER_TASK_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/batch_source.h"
+#include "model/transformer.h"
+#include "trainer/loss.h"
+
+namespace memtrain::trainer {
+
+struct TaskOptions {
+  double label_smoothing = 0.0;
+  /// lm only: keep the memory layers' states across segments.
+  bool use_memory = true;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  /// The loss of `batch` (on the model's device). An empty batch (0 rows; a
+  /// rank without data at an epoch's last step) gives a zero loss that still
+  /// reaches every parameter, so the ranks' reducers stay in step.
+  virtual TokenLoss Forward(model::TransformerImpl& model, const data::Batch& batch) = 0;
+  /// Whether the model shape suits the task (decoder-only for lm, an
+  /// encoder for the others): kFailedPrecondition saying what to change.
+  virtual absl::Status CheckModel(const model::TransformerOptions& options) const = 0;
+};
+
+/// kInvalidArgument for an unknown name, listing the known ones.
+absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options);
+std::vector<std::string> TaskNames();
+
+/// `batch`'s tensors on `device` (non-blocking where possible).
+data::Batch ToDevice(const data::Batch& batch, const c10::Device& device);
+
+}  // namespace memtrain::trainer
+
+#endif  // MEMTRAIN_TRAINER_TASK_H_

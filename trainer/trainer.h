@@ -1,0 +1,137 @@
+// File: trainer/trainer.h
+//
+// The training loop of memtrain-train, for every task and any number of
+// ranks (one process per rank; `world` spans them):
+//
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options, model_options, *world, device));
+//   MEMTRAIN_RETURN_IF_ERROR(trainer->Run());
+//
+// One optimizer step = `accumulate` micro-batches (the reducer's NoSync on
+// all but the last) -> gradients summed over every rank and micro-batch by
+// the GradientReducer during the last backward -> divided by the global
+// number of target tokens of the step (fairseq: the gradient does not depend
+// on how tokens are split across ranks or micro-batches) -> clipped -> the
+// learning rate of this step -> Adam/AdamW.
+//
+// Start: the model is built from `model_options` (vocabulary and padding from
+// the corpus's tokenizer) or loaded from --init_from, broadcast from rank 0
+// with a check that every rank built the same structure; the reducer's
+// bucket plan is logged. Rank 0 writes metrics as JSON lines and prints a
+// progress line; validation runs every `valid_every` steps and at the end.
+#ifndef MEMTRAIN_TRAINER_TRAINER_H_
+#define MEMTRAIN_TRAINER_TRAINER_H_
+
+#include <c10/core/Device.h>
+#include <torch/optim/optimizer.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/batch_source.h"
+#include "model/transformer.h"
+#include "parallel/communicator.h"
+#include "parallel/gradient_reducer.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/metrics_log.h"
+#include "trainer/task.h"
+
+namespace memtrain::trainer {
+
+struct TrainerOptions {
+  std::string train_data;  ///< memtrain HDF5 corpus
+  std::string valid_data;  ///< optional
+  std::string task;        ///< empty: the training corpus's task
+  int64_t steps = 1000;    ///< optimizer steps
+  int64_t accumulate = 1;  ///< micro-batches per step
+  uint64_t seed = 1;
+  // data
+  int streams = 8;              ///< lm: rows per rank
+  int segment_length = 512;     ///< lm
+  int64_t max_tokens = 4096;    ///< seq2seq: padded tokens per micro-batch and rank
+  int64_t max_source_length = 1024;
+  int64_t max_target_length = 1024;
+  // optimization
+  std::string optimizer = "adam";  ///< adam or adamw
+  double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-8;
+  double weight_decay = 0.0;
+  std::string lr_schedule = "inverse_sqrt";
+  LrScheduleOptions lr;
+  double label_smoothing = 0.1;
+  double clip_norm = 0.0;  ///< 0: no clipping (the norm is still reported)
+  bool use_memory = true;  ///< lm: memory layers keep their streams across steps
+  parallel::GradientReducerOptions reducer;
+  // reporting
+  int64_t log_every = 10;
+  int64_t valid_every = 0;  ///< 0: only at the end
+  int64_t valid_steps = 0;  ///< batches per validation; 0: the whole set
+  std::string metrics_path;  ///< JSON lines (rank 0); empty: none
+  std::string save_dir;      ///< the final model (checkpoints/model_file.h); empty: not saved
+  std::string init_from;     ///< start from this saved model (same tokenizer)
+};
+
+/// Per-step record, as written to the metrics file.
+struct StepMetrics {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  double loss = 0;  ///< nll per target token (nats), all ranks
+  double perplexity = 0;
+  double tokens = 0;             ///< target tokens of the step, all ranks
+  double tokens_per_second = 0;  ///< target tokens, all ranks
+  double grad_norm = 0;
+  double lr = 0;
+  double data_wait_seconds = 0;  ///< this rank, waiting for batches
+  double overlap_fraction = 0;   ///< of the gradient all-reduce hidden behind backward
+  double step_seconds = 0;
+};
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options,
+                                                         model::TransformerOptions model_options,
+                                                         parallel::Communicator& world,
+                                                         const c10::Device& device);
+  ~Trainer();
+
+  /// Trains to options.steps, validating and logging as configured; saves the
+  /// model at the end when save_dir is set. Collective.
+  absl::Status Run();
+  /// One optimizer step on the next `accumulate` training batches (Run's
+  /// body). Collective.
+  absl::StatusOr<StepMetrics> Step();
+  /// One optimizer step on these micro-batches (this rank's; the other ranks
+  /// pass theirs, the same number of them). Collective.
+  absl::StatusOr<StepMetrics> StepOn(const std::vector<data::Batch>& micro_batches);
+  /// Validation perplexity over options.valid_data (kFailedPrecondition without it).
+  absl::StatusOr<LossTotals> Validate();
+
+  model::TransformerImpl& model() { return *model_; }
+  int64_t step() const { return step_; }
+
+ private:
+  Trainer(const TrainerOptions& options, parallel::Communicator& world, const c10::Device& device);
+  absl::StatusOr<data::Batch> NextTrainBatch();
+  void Report(const StepMetrics& metrics);
+
+  const TrainerOptions options_;
+  parallel::Communicator& world_;
+  const c10::Device device_;
+  std::string task_name_;
+  std::string tokenizer_sha256_;
+  model::Transformer model_{nullptr};
+  std::unique_ptr<Task> task_;
+  std::unique_ptr<data::BatchSource> train_, valid_;
+  std::unique_ptr<parallel::GradientReducer> reducer_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  LrSchedule schedule_;
+  std::unique_ptr<MetricsLog> metrics_;  // rank 0 only
+  int64_t step_ = 0;
+  double tokens_seen_ = 0;
+};
+
+}  // namespace memtrain::trainer
+
+#endif  // MEMTRAIN_TRAINER_TRAINER_H_
