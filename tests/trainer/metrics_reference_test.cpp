@@ -12,9 +12,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -238,6 +241,9 @@ TEST(MetricsReferenceTest, CorpusBleuMatchesSacrebleu) {
     EXPECT_NEAR(bleu->brevity_penalty, expected.at("bp").get<double>(), kTolerance);
     EXPECT_NEAR(bleu->ratio, expected.at("ratio").get<double>(), kTolerance);
     EXPECT_EQ(bleu->signature, expected.at("signature").get<std::string>());
+    std::cout << "[metrics] " << name << ": BLEU " << bleu->score << " (sacrebleu "
+              << expected.at("score").get<double>() << "), difference "
+              << std::abs(bleu->score - expected.at("score").get<double>()) << "\n";
   }
 }
 
@@ -248,6 +254,7 @@ TEST(MetricsReferenceTest, SegmentBleuMatchesSacrebleu) {
         reference.python.at("bleu").at(name).at("segment_scores").get<std::vector<double>>();
     ASSERT_EQ(expected.size(), bleu_case.hypotheses.size());
     int nonzero = 0;
+    double largest_difference = 0;
     for (size_t i = 0; i < expected.size(); ++i) {
       std::vector<absl::Span<const std::string>> streams;
       for (const Strings& stream : bleu_case.reference_streams) {
@@ -257,9 +264,12 @@ TEST(MetricsReferenceTest, SegmentBleuMatchesSacrebleu) {
           CorpusBleu(absl::MakeConstSpan(&bleu_case.hypotheses[i], 1), streams);
       ASSERT_TRUE(bleu.ok()) << bleu.status();
       EXPECT_NEAR(bleu->score, expected[i], kTolerance) << name << " segment " << i;
+      largest_difference = std::max(largest_difference, std::abs(bleu->score - expected[i]));
       nonzero += bleu->score > 0;
     }
     EXPECT_GT(nonzero, static_cast<int>(expected.size() / 4)) << name;
+    std::cout << "[metrics] " << name << ": " << expected.size() << " segments, "
+              << nonzero << " with BLEU > 0, largest |difference| " << largest_difference << "\n";
   }
 }
 
@@ -273,6 +283,7 @@ void ExpectRougeMatches(const Reference& reference, RougeStemming stemming,
     ASSERT_TRUE(rouge.ok()) << rouge.status();
     ASSERT_EQ(expected.size(), rouge->pairs.size());
     double sums[3][3] = {};
+    double largest_difference = 0;
     for (size_t i = 0; i < rouge->pairs.size(); ++i) {
       const RougeScores& pair = rouge->pairs[i];
       const RougeScore* kinds[3] = {&pair.rouge1, &pair.rouge2, &pair.rouge_l};
@@ -285,6 +296,7 @@ void ExpectRougeMatches(const Reference& reference, RougeStemming stemming,
               << "pair " << i << " rouge type " << kind << " field " << k << ": "
               << rouge_case.hypotheses[i] << " | " << rouge_case.references[i];
           sums[kind][k] += prf[k];
+          largest_difference = std::max(largest_difference, std::abs(ours[k] - prf[k]));
         }
       }
     }
@@ -298,6 +310,10 @@ void ExpectRougeMatches(const Reference& reference, RougeStemming stemming,
       EXPECT_GT(means[kind]->fmeasure, 0.05);
       EXPECT_LT(means[kind]->fmeasure, 0.95);
     }
+    std::cout << "[metrics] " << name << ", stemming " << mode << ": " << count
+              << " pairs, mean ROUGE-1/2/L F " << rouge->mean.rouge1.fmeasure << " "
+              << rouge->mean.rouge2.fmeasure << " " << rouge->mean.rouge_l.fmeasure
+              << ", largest |difference| " << largest_difference << "\n";
   }
 }
 
@@ -325,6 +341,8 @@ TEST(MetricsReferenceTest, PorterStemMatchesNltkOnRealVocabulary) {
     }
   }
   EXPECT_EQ(mismatches, 0) << "of " << expected.size() << " words";
+  std::cout << "[metrics] Porter stems of " << expected.size() << " distinct words, "
+            << mismatches << " differ from nltk's\n";
 }
 
 }  // namespace
