@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -19,8 +21,8 @@ using NgramCounts = absl::flat_hash_map<std::string, int64_t>;
 // set from Python 3.7 through 3.13).
 bool IsPythonWhitespace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 // str.rstrip().
@@ -146,9 +148,9 @@ void ComputeScore(BleuScore& bleu) {
   bleu.brevity_penalty = 1.0;
   if (bleu.sys_len < bleu.ref_len) {
     bleu.brevity_penalty =
-        bleu.sys_len > 0 ? std::exp(1.0 - static_cast<double>(bleu.ref_len) /
-                                              static_cast<double>(bleu.sys_len))
-                         : 0.0;
+        bleu.sys_len > 0
+            ? std::exp(1.0 - static_cast<double>(bleu.ref_len) / static_cast<double>(bleu.sys_len))
+            : 0.0;
   }
   bleu.ratio = bleu.ref_len != 0
                    ? static_cast<double>(bleu.sys_len) / static_cast<double>(bleu.ref_len)
@@ -179,14 +181,14 @@ void ComputeScore(BleuScore& bleu) {
 std::vector<std::string> Tokenize13a(absl::string_view segment) {
   std::string line(StripTrailingWhitespace(segment));
   // Sequential replacements, in sacreBLEU's order ("&amp;lt;" becomes "<").
-  for (const auto& [from, to] : std::initializer_list<std::pair<absl::string_view, absl::string_view>>{
-           {"<skipped>", ""},
-           {"-\n", ""},
-           {"\n", " "},
-           {"&quot;", "\""},
-           {"&amp;", "&"},
-           {"&lt;", "<"},
-           {"&gt;", ">"}}) {
+  for (const auto& [from, to] :
+       std::initializer_list<std::pair<absl::string_view, absl::string_view>>{{"<skipped>", ""},
+                                                                              {"-\n", ""},
+                                                                              {"\n", " "},
+                                                                              {"&quot;", "\""},
+                                                                              {"&amp;", "&"},
+                                                                              {"&lt;", "<"},
+                                                                              {"&gt;", ">"}}) {
     absl::StrReplaceAll({{from, to}}, &line);
   }
   line = PadSymbols(absl::StrCat(" ", line, " "));
@@ -208,10 +210,10 @@ absl::StatusOr<BleuScore> CorpusBleu(
   }
   for (size_t stream = 0; stream < reference_streams.size(); ++stream) {
     if (reference_streams[stream].size() != hypotheses.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "BLEU: reference stream ", stream, " has ", reference_streams[stream].size(),
-          " segments but there are ", hypotheses.size(),
-          " hypotheses; each stream needs one reference per hypothesis"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BLEU: reference stream ", stream, " has ", reference_streams[stream].size(),
+                       " segments but there are ", hypotheses.size(),
+                       " hypotheses; each stream needs one reference per hypothesis"));
     }
   }
 
@@ -244,9 +246,9 @@ absl::StatusOr<BleuScore> CorpusBleu(
     }
   }
   ComputeScore(bleu);
-  bleu.signature = absl::StrCat("nrefs:", reference_streams.size(),
-                                "|case:mixed|eff:no|tok:13a|smooth:exp|version:",
-                                kSacreBleuVersion);
+  bleu.signature =
+      absl::StrCat("nrefs:", reference_streams.size(),
+                   "|case:mixed|eff:no|tok:13a|smooth:exp|version:", kSacreBleuVersion);
   return bleu;
 }
 

@@ -1,6 +1,7 @@
 #include "trainer/porter_stemmer.h"
 
 #include <initializer_list>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -83,7 +84,8 @@ struct Rule {
 std::string ApplyRuleList(std::string word, std::initializer_list<Rule> rules) {
   for (const Rule& rule : rules) {
     if (!absl::EndsWith(word, rule.suffix)) continue;
-    const absl::string_view stem = absl::string_view(word).substr(0, word.size() - rule.suffix.size());
+    const absl::string_view stem =
+        absl::string_view(word).substr(0, word.size() - rule.suffix.size());
     if (rule.condition != nullptr && !rule.condition(stem)) return word;
     return absl::StrCat(stem, rule.replacement);
   }
@@ -98,10 +100,9 @@ std::string ReplaceSuffix(absl::string_view word, absl::string_view suffix,
 std::string Step1a(std::string word) {
   // NLTK: 'dies' -> 'die' (but 'flies' -> 'fli').
   if (absl::EndsWith(word, "ies") && word.size() == 4) return ReplaceSuffix(word, "ies", "ie");
-  return ApplyRuleList(std::move(word), {{"sses", "ss", nullptr},
-                                         {"ies", "i", nullptr},
-                                         {"ss", "ss", nullptr},
-                                         {"s", "", nullptr}});
+  return ApplyRuleList(
+      std::move(word),
+      {{"sses", "ss", nullptr}, {"ies", "i", nullptr}, {"ss", "ss", nullptr}, {"s", "", nullptr}});
 }
 
 std::string Step1b(std::string word) {
@@ -152,32 +153,32 @@ std::string Step2(std::string word) {
       HasPositiveMeasure(absl::string_view(word).substr(0, word.size() - 4))) {
     return Step2(ReplaceSuffix(word, "alli", "al"));
   }
-  return ApplyRuleList(
-      std::move(word),
-      {{"ational", "ate", HasPositiveMeasure},
-       {"tional", "tion", HasPositiveMeasure},
-       {"enci", "ence", HasPositiveMeasure},
-       {"anci", "ance", HasPositiveMeasure},
-       {"izer", "ize", HasPositiveMeasure},
-       {"bli", "ble", HasPositiveMeasure},
-       {"alli", "al", HasPositiveMeasure},
-       {"entli", "ent", HasPositiveMeasure},
-       {"eli", "e", HasPositiveMeasure},
-       {"ousli", "ous", HasPositiveMeasure},
-       {"ization", "ize", HasPositiveMeasure},
-       {"ation", "ate", HasPositiveMeasure},
-       {"ator", "ate", HasPositiveMeasure},
-       {"alism", "al", HasPositiveMeasure},
-       {"iveness", "ive", HasPositiveMeasure},
-       {"fulness", "ful", HasPositiveMeasure},
-       {"ousness", "ous", HasPositiveMeasure},
-       {"aliti", "al", HasPositiveMeasure},
-       {"iviti", "ive", HasPositiveMeasure},
-       {"biliti", "ble", HasPositiveMeasure},
-       {"fulli", "ful", HasPositiveMeasure},
-       // The 'l' of 'logi' counts with the stem, so 'geo'+'logi' qualifies.
-       {"logi", "log",
-        [](absl::string_view stem) { return HasPositiveMeasure(absl::StrCat(stem, "l")); }}});
+  return ApplyRuleList(std::move(word),
+                       {{"ational", "ate", HasPositiveMeasure},
+                        {"tional", "tion", HasPositiveMeasure},
+                        {"enci", "ence", HasPositiveMeasure},
+                        {"anci", "ance", HasPositiveMeasure},
+                        {"izer", "ize", HasPositiveMeasure},
+                        {"bli", "ble", HasPositiveMeasure},
+                        {"alli", "al", HasPositiveMeasure},
+                        {"entli", "ent", HasPositiveMeasure},
+                        {"eli", "e", HasPositiveMeasure},
+                        {"ousli", "ous", HasPositiveMeasure},
+                        {"ization", "ize", HasPositiveMeasure},
+                        {"ation", "ate", HasPositiveMeasure},
+                        {"ator", "ate", HasPositiveMeasure},
+                        {"alism", "al", HasPositiveMeasure},
+                        {"iveness", "ive", HasPositiveMeasure},
+                        {"fulness", "ful", HasPositiveMeasure},
+                        {"ousness", "ous", HasPositiveMeasure},
+                        {"aliti", "al", HasPositiveMeasure},
+                        {"iviti", "ive", HasPositiveMeasure},
+                        {"biliti", "ble", HasPositiveMeasure},
+                        {"fulli", "ful", HasPositiveMeasure},
+                        // The 'l' of 'logi' counts with the stem, so 'geo'+'logi' qualifies.
+                        {"logi", "log", [](absl::string_view stem) {
+                           return HasPositiveMeasure(absl::StrCat(stem, "l"));
+                         }}});
 }
 
 std::string Step3(std::string word) {
@@ -191,29 +192,29 @@ std::string Step3(std::string word) {
 }
 
 std::string Step4(std::string word) {
-  return ApplyRuleList(std::move(word),
-                       {{"al", "", MeasureAboveOne},
-                        {"ance", "", MeasureAboveOne},
-                        {"ence", "", MeasureAboveOne},
-                        {"er", "", MeasureAboveOne},
-                        {"ic", "", MeasureAboveOne},
-                        {"able", "", MeasureAboveOne},
-                        {"ible", "", MeasureAboveOne},
-                        {"ant", "", MeasureAboveOne},
-                        {"ement", "", MeasureAboveOne},
-                        {"ment", "", MeasureAboveOne},
-                        {"ent", "", MeasureAboveOne},
-                        {"ion", "",
-                         [](absl::string_view stem) {
-                           return Measure(stem) > 1 && (stem.back() == 's' || stem.back() == 't');
-                         }},
-                        {"ou", "", MeasureAboveOne},
-                        {"ism", "", MeasureAboveOne},
-                        {"ate", "", MeasureAboveOne},
-                        {"iti", "", MeasureAboveOne},
-                        {"ous", "", MeasureAboveOne},
-                        {"ive", "", MeasureAboveOne},
-                        {"ize", "", MeasureAboveOne}});
+  return ApplyRuleList(std::move(word), {{"al", "", MeasureAboveOne},
+                                         {"ance", "", MeasureAboveOne},
+                                         {"ence", "", MeasureAboveOne},
+                                         {"er", "", MeasureAboveOne},
+                                         {"ic", "", MeasureAboveOne},
+                                         {"able", "", MeasureAboveOne},
+                                         {"ible", "", MeasureAboveOne},
+                                         {"ant", "", MeasureAboveOne},
+                                         {"ement", "", MeasureAboveOne},
+                                         {"ment", "", MeasureAboveOne},
+                                         {"ent", "", MeasureAboveOne},
+                                         {"ion", "",
+                                          [](absl::string_view stem) {
+                                            return Measure(stem) > 1 &&
+                                                   (stem.back() == 's' || stem.back() == 't');
+                                          }},
+                                         {"ou", "", MeasureAboveOne},
+                                         {"ism", "", MeasureAboveOne},
+                                         {"ate", "", MeasureAboveOne},
+                                         {"iti", "", MeasureAboveOne},
+                                         {"ous", "", MeasureAboveOne},
+                                         {"ive", "", MeasureAboveOne},
+                                         {"ize", "", MeasureAboveOne}});
 }
 
 std::string Step5a(std::string word) {
@@ -240,10 +241,12 @@ absl::string_view IrregularStem(absl::string_view word) {
     absl::string_view word, stem;
   };
   static constexpr Irregular kIrregular[] = {
-      {"sky", "sky"},         {"skies", "sky"},     {"dying", "die"},       {"lying", "lie"},
-      {"tying", "tie"},       {"news", "news"},     {"innings", "inning"},  {"inning", "inning"},
-      {"outings", "outing"},  {"outing", "outing"}, {"cannings", "canning"}, {"canning", "canning"},
-      {"howe", "howe"},       {"proceed", "proceed"}, {"exceed", "exceed"},  {"succeed", "succeed"},
+      {"sky", "sky"},         {"skies", "sky"},        {"dying", "die"},
+      {"lying", "lie"},       {"tying", "tie"},        {"news", "news"},
+      {"innings", "inning"},  {"inning", "inning"},    {"outings", "outing"},
+      {"outing", "outing"},   {"cannings", "canning"}, {"canning", "canning"},
+      {"howe", "howe"},       {"proceed", "proceed"},  {"exceed", "exceed"},
+      {"succeed", "succeed"},
   };
   for (const Irregular& irregular : kIrregular) {
     if (irregular.word == word) return irregular.stem;

@@ -29,6 +29,9 @@
 
 namespace memtrain::trainer {
 
+/// The nltk release whose PorterStemmer() this file reproduces.
+inline constexpr char kNltkVersion[] = "3.10.4";
+
 /// The stem nltk 3.10.4's PorterStemmer() (NLTK_EXTENSIONS) gives `word`.
 std::string PorterStem(absl::string_view word);
 

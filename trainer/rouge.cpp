@@ -1,6 +1,8 @@
 #include "trainer/rouge.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -48,7 +50,8 @@ int64_t LcsLength(absl::Span<const std::string> a, absl::Span<const std::string>
   std::vector<int64_t> previous(b.size() + 1, 0), current(b.size() + 1, 0);
   for (size_t i = 1; i <= a.size(); ++i) {
     for (size_t j = 1; j <= b.size(); ++j) {
-      current[j] = a[i - 1] == b[j - 1] ? previous[j - 1] + 1 : std::max(previous[j], current[j - 1]);
+      current[j] =
+          a[i - 1] == b[j - 1] ? previous[j - 1] + 1 : std::max(previous[j], current[j - 1]);
     }
     std::swap(previous, current);
   }

@@ -2,10 +2,10 @@
 // reproduce (sacrebleu, rouge-score, nltk), on real text from ../shared/data:
 // WMT16 newstest2016 German references with perturbed references or the
 // English source as hypotheses, and XSUM summaries against perturbed
-// summaries or the first line of their article. metrics_reference.py computes the packages' values with the
-// project's Python (MEMTRAIN_PYTHON); every number must agree within 1e-9 and
-// every count and token exactly. Skips, saying why, without the data or the
-// packages (scripts/setup installs them).
+// summaries or the first line of their article. metrics_reference.py computes the packages' values
+// with the project's Python (MEMTRAIN_PYTHON); every number must agree within 1e-9 and every count
+// and token exactly. Skips, saying why, without the data or the packages (scripts/setup installs
+// them).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -105,8 +105,8 @@ Reference BuildReference() {
   }
   const std::string python = MEMTRAIN_PYTHON;
   std::string import_output;
-  if (Run(absl::StrCat("'", python, "' -c 'import sacrebleu, rouge_score, nltk'"),
-          import_output) != 0) {
+  if (Run(absl::StrCat("'", python, "' -c 'import sacrebleu, rouge_score, nltk'"), import_output) !=
+      0) {
     reference.skip_reason = absl::StrCat(python, " cannot import sacrebleu, rouge_score and nltk ",
                                          "(scripts/setup installs them): ", import_output);
     return reference;
@@ -136,8 +136,7 @@ Reference BuildReference() {
     xsum_pairs.references.push_back(summary);
   }
   reference.bleu["wmt"] = {wmt_pairs.hypotheses, {wmt_pairs.references}};
-  reference.bleu["wmt_two_references"] = {wmt_pairs.hypotheses,
-                                          {wmt_pairs.references, english}};
+  reference.bleu["wmt_two_references"] = {wmt_pairs.hypotheses, {wmt_pairs.references, english}};
   reference.bleu["xsum"] = {xsum_pairs.hypotheses, {xsum_pairs.references}};
   reference.rouge["wmt"] = wmt_pairs;
   reference.rouge["xsum"] = xsum_pairs;
@@ -159,8 +158,7 @@ Reference BuildReference() {
                              {"reference_streams", bleu.reference_streams}};
   }
   for (const auto& [name, rouge] : reference.rouge) {
-    request["rouge"][name] = {{"hypotheses", rouge.hypotheses},
-                              {"references", rouge.references}};
+    request["rouge"][name] = {{"hypotheses", rouge.hypotheses}, {"references", rouge.references}};
   }
   request["stem_words"] = reference.stem_words;
   const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
@@ -185,9 +183,9 @@ const Reference& SharedReference() {
   return *reference;
 }
 
-#define MEMTRAIN_GET_REFERENCE_OR_SKIP(reference)                                  \
-  const Reference& reference = SharedReference();                                  \
-  if (!reference.skip_reason.empty()) GTEST_SKIP() << reference.skip_reason;       \
+#define MEMTRAIN_GET_REFERENCE_OR_SKIP(reference)                            \
+  const Reference& reference = SharedReference();                            \
+  if (!reference.skip_reason.empty()) GTEST_SKIP() << reference.skip_reason; \
   ASSERT_FALSE(reference.python.is_discarded()) << "metrics_reference.py wrote no JSON"
 
 std::vector<absl::Span<const std::string>> Streams(const BleuCase& bleu) {
@@ -199,7 +197,7 @@ TEST(MetricsReferenceTest, PackagesAreTheVersionsMemtrainMatches) {
   const Json& versions = reference.python.at("versions");
   EXPECT_EQ(versions.at("sacrebleu"), kSacreBleuVersion) << "scripts/setup pins the versions";
   EXPECT_EQ(versions.at("rouge-score"), kRougeScoreVersion);
-  EXPECT_EQ(versions.at("nltk"), "3.10.4");
+  EXPECT_EQ(versions.at("nltk"), kNltkVersion);
   EXPECT_EQ(reference.python.at("porter_mode"), "NLTK_EXTENSIONS");
 }
 
@@ -268,8 +266,8 @@ TEST(MetricsReferenceTest, SegmentBleuMatchesSacrebleu) {
       nonzero += bleu->score > 0;
     }
     EXPECT_GT(nonzero, static_cast<int>(expected.size() / 4)) << name;
-    std::cout << "[metrics] " << name << ": " << expected.size() << " segments, "
-              << nonzero << " with BLEU > 0, largest |difference| " << largest_difference << "\n";
+    std::cout << "[metrics] " << name << ": " << expected.size() << " segments, " << nonzero
+              << " with BLEU > 0, largest |difference| " << largest_difference << "\n";
   }
 }
 
@@ -289,8 +287,7 @@ void ExpectRougeMatches(const Reference& reference, RougeStemming stemming,
       const RougeScore* kinds[3] = {&pair.rouge1, &pair.rouge2, &pair.rouge_l};
       for (int kind = 0; kind < 3; ++kind) {
         const auto prf = expected[i][kind].get<std::vector<double>>();
-        const double ours[3] = {kinds[kind]->precision, kinds[kind]->recall,
-                                kinds[kind]->fmeasure};
+        const double ours[3] = {kinds[kind]->precision, kinds[kind]->recall, kinds[kind]->fmeasure};
         for (int k = 0; k < 3; ++k) {
           EXPECT_NEAR(ours[k], prf[k], kTolerance)
               << "pair " << i << " rouge type " << kind << " field " << k << ": "
@@ -336,13 +333,12 @@ TEST(MetricsReferenceTest, PorterStemMatchesNltkOnRealVocabulary) {
   for (size_t i = 0; i < expected.size(); ++i) {
     const std::string stem = PorterStem(reference.stem_words[i]);
     if (stem != expected[i] && ++mismatches <= 20) {
-      ADD_FAILURE() << reference.stem_words[i] << ": nltk " << expected[i] << ", memtrain "
-                    << stem;
+      ADD_FAILURE() << reference.stem_words[i] << ": nltk " << expected[i] << ", memtrain " << stem;
     }
   }
   EXPECT_EQ(mismatches, 0) << "of " << expected.size() << " words";
-  std::cout << "[metrics] Porter stems of " << expected.size() << " distinct words, "
-            << mismatches << " differ from nltk's\n";
+  std::cout << "[metrics] Porter stems of " << expected.size() << " distinct words, " << mismatches
+            << " differ from nltk's\n";
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ CodePoint DecodeUtf8(absl::string_view text, size_t position) {
 }
 
 absl::flat_hash_map<std::string, int64_t> CountNgrams(absl::Span<const std::string> tokens,
-                                                       int order) {
+                                                      int order) {
   absl::flat_hash_map<std::string, int64_t> counts;
   const size_t n = static_cast<size_t>(order);
   for (size_t start = 0; start + n <= tokens.size(); ++start) {

@@ -27,7 +27,7 @@ CodePoint DecodeUtf8(absl::string_view text, size_t position);
 /// Occurrences of each n-gram of exactly `order` tokens, keyed by the tokens
 /// joined with single spaces (unambiguous: callers' tokens hold no spaces).
 absl::flat_hash_map<std::string, int64_t> CountNgrams(absl::Span<const std::string> tokens,
-                                                       int order);
+                                                      int order);
 
 }  // namespace memtrain::trainer::internal
 
