@@ -10,11 +10,8 @@
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "launch/device.h"
-#include "launch/environment.h"
 #include "launch/model_flags.h"
-#include "launch/signals.h"
-#include "parallel/mpi_runtime.h"
+#include "launch/rank_context.h"
 #include "trainer/trainer.h"
 
 namespace {
@@ -106,20 +103,11 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
 absl::Status Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::TrainerOptions options, TrainerOptionsFromFlags());
   MEMTRAIN_ASSIGN_OR_RETURN(model::TransformerOptions model_options, launch::ModelOptionsFromFlags());
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::LaunchEnvironment env,
-                            launch::DiscoverLaunchEnvironment(launch::SystemEnvironment()));
-  MEMTRAIN_ASSIGN_OR_RETURN(auto runtime, parallel::MpiRuntime::Initialize(&argc, &argv, {}));
-  launch::InstallTerminationReport(runtime->world_rank());
-  parallel::CommunicatorOptions comm_options;
-  comm_options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
-  MEMTRAIN_ASSIGN_OR_RETURN(auto world, runtime->CreateWorld(comm_options));
-  for (const std::string& warning : env.warnings) LOG(WARNING) << "[launch] " << warning;
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
-                            launch::ChooseDeviceForThisMachine(world->local_rank(), world->local_size()));
-  launch::ApplyDeviceChoice(device);
-  LOG_IF(INFO, world->rank() == 0) << "[launch] " << world->size() << " rank(s) via "
-                                   << launch::LauncherName(env.launcher) << "; rank 0 on " << device.description;
-  MEMTRAIN_ASSIGN_OR_RETURN(auto trainer, trainer::Trainer::Create(options, model_options, *world, device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      launch::RankContext rank,
+      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[train]"));
+  MEMTRAIN_ASSIGN_OR_RETURN(auto trainer,
+                            trainer::Trainer::Create(options, model_options, *rank.world, rank.device.device));
   return trainer->Run();
 }
 

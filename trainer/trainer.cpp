@@ -266,7 +266,7 @@ absl::Status Trainer::Run() {
     LOG(INFO) << absl::StrFormat("[valid] step %d | loss %.4f ppl %.2f%s", step_, totals.nll_sum / totals.tokens,
                                  totals.perplexity(),
                                  totals.long_range_tokens > 0
-                                     ? absl::StrFormat(" | long-range ppl %.2f (%d tokens)",
+                                     ? absl::StrFormat(" | long-range ppl %.2f (%.0f tokens)",
                                                        totals.long_range_perplexity(), totals.long_range_tokens)
                                      : "");
     if (metrics_) {

@@ -1,0 +1,140 @@
+// memtrain-eval: perplexity of a saved model on a corpus (every rank
+// evaluates its shard), optionally with and without the memory layers'
+// memories, and for seq2seq tasks the BLEU or ROUGE of beam-search output.
+//
+//   memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory
+//   mpirun -np 2 memtrain-eval --model=runs/wmt/model --data=wmt16.valid.h5 --generate=200 --beam=4
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
+#include "checkpoints/model_file.h"
+#include "common/binary.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "launch/rank_context.h"
+#include "trainer/evaluate.h"
+#include "trainer/generation.h"
+#include "trainer/metrics_log.h"
+
+ABSL_FLAG(std::string, model, "", "Saved model directory (memtrain-train --save_dir). Required.");
+ABSL_FLAG(std::string, data, "", "Corpus to evaluate on (same tokenizer as the model). Required.");
+ABSL_FLAG(bool, use_memory, true, "lm: memory layers keep each stream's memory across segments.");
+ABSL_FLAG(bool, compare_memory, false, "lm: evaluate with and without the memories and compare.");
+ABSL_FLAG(int64_t, steps, 0, "Batches per rank to evaluate; 0: the whole corpus.");
+ABSL_FLAG(int, streams, 8, "lm: document streams per rank.");
+ABSL_FLAG(int, segment_length, 512, "lm: tokens per stream and step (as in training).");
+ABSL_FLAG(int64_t, max_tokens, 4096, "seq2seq: padded tokens per batch.");
+ABSL_FLAG(int64_t, generate, 0, "seq2seq: beam-search the first N records (rank 0) and score them.");
+ABSL_FLAG(int64_t, beam, 4, "Beam size.");
+ABSL_FLAG(double, lenpen, 1.0, "Length penalty: score / length^lenpen.");
+ABSL_FLAG(int64_t, max_length, 200, "Longest output, tokens.");
+ABSL_FLAG(std::string, metrics, "", "Append the results as JSON lines here (rank 0).");
+ABSL_FLAG(int, collective_timeout, 600, "Seconds a collective may take before the job aborts with a report.");
+
+namespace memtrain {
+namespace {
+
+absl::Status Run(int argc, char** argv) {
+  const std::string model_dir = absl::GetFlag(FLAGS_model), data_path = absl::GetFlag(FLAGS_data);
+  if (model_dir.empty() || data_path.empty()) return absl::InvalidArgumentError("--model and --data are required");
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      launch::RankContext rank,
+      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[eval]"));
+  const bool lead = rank.world->rank() == 0;
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(model_dir, rank.device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(auto file, data::CorpusFile::Open(data_path, {}));
+  if (file->tokenizer().sha256 != loaded.info.tokenizer_sha256) {
+    return absl::FailedPreconditionError(absl::StrCat(data_path, " uses tokenizer ", file->tokenizer().sha256,
+                                                      "; the model ", model_dir, " was trained with ",
+                                                      loaded.info.tokenizer_sha256));
+  }
+  std::unique_ptr<trainer::MetricsLog> log;
+  if (lead && !absl::GetFlag(FLAGS_metrics).empty()) {
+    MEMTRAIN_ASSIGN_OR_RETURN(log, trainer::MetricsLog::Open(absl::GetFlag(FLAGS_metrics)));
+  }
+  data::BatchSourceOptions source_options;
+  source_options.rank = rank.world->rank();
+  source_options.world_size = rank.world->size();
+  source_options.streams = absl::GetFlag(FLAGS_streams);
+  source_options.segment_length = absl::GetFlag(FLAGS_segment_length);
+  source_options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(data_path, source_options));
+
+  std::vector<bool> memory_settings = {absl::GetFlag(FLAGS_use_memory)};
+  if (absl::GetFlag(FLAGS_compare_memory)) memory_settings = {true, false};
+  std::vector<trainer::LossTotals> results;
+  for (bool use_memory : memory_settings) {
+    trainer::TaskOptions task_options;
+    task_options.use_memory = use_memory;
+    MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask(loaded.info.task, task_options));
+    MEMTRAIN_ASSIGN_OR_RETURN(trainer::LossTotals totals,
+                              trainer::Evaluate(*loaded.model, *task, *source, *rank.world, rank.device.device,
+                                                absl::GetFlag(FLAGS_steps)));
+    results.push_back(totals);
+    if (!lead) continue;
+    const std::string setting = loaded.info.task == "lm" ? (use_memory ? " with memory" : " without memory") : "";
+    std::cout << absl::StrFormat("[eval] %s%s: ppl %.3f over %.0f tokens", data_path, setting, totals.perplexity(),
+                                 totals.tokens);
+    if (totals.long_range_tokens > 0) {
+      std::cout << absl::StrFormat(" | long-range ppl %.3f over %.0f tokens", totals.long_range_perplexity(),
+                                   totals.long_range_tokens);
+    }
+    std::cout << std::endl;
+    if (log) {
+      MEMTRAIN_RETURN_IF_ERROR(log->Write("eval", {{"data", data_path},
+                                                   {"memory", use_memory},
+                                                   {"ppl", totals.perplexity()},
+                                                   {"long_range_ppl", totals.long_range_perplexity()},
+                                                   {"tokens", totals.tokens},
+                                                   {"step", loaded.info.step}}));
+    }
+  }
+  if (lead && results.size() == 2 && results[0].long_range_tokens > 0) {
+    std::cout << absl::StrFormat(
+                     "[eval] memory bought: long-range ppl %.3f -> %.3f (%.1f%% lower), overall ppl %.3f -> %.3f",
+                     results[1].long_range_perplexity(), results[0].long_range_perplexity(),
+                     100.0 * (1.0 - results[0].long_range_perplexity() / results[1].long_range_perplexity()),
+                     results[1].perplexity(), results[0].perplexity())
+              << std::endl;
+  }
+
+  const int64_t generate = absl::GetFlag(FLAGS_generate);
+  if (generate > 0 && lead) {
+    trainer::GenerationOptions options;
+    options.search.beam = absl::GetFlag(FLAGS_beam);
+    options.search.length_penalty = absl::GetFlag(FLAGS_lenpen);
+    options.search.max_length = absl::GetFlag(FLAGS_max_length);
+    options.search.eos = file->tokenizer().eos_id;
+    MEMTRAIN_ASSIGN_OR_RETURN(auto examples,
+                              trainer::GenerateRecords(*loaded.model, *file, 0, generate, options, rank.device.device));
+    MEMTRAIN_ASSIGN_OR_RETURN(trainer::GenerationScore score, trainer::ScoreGeneration(loaded.info.task, examples));
+    if (!score.metric.empty()) {
+      std::cout << "[eval] " << score.summary << std::endl;
+      if (log) {
+        MEMTRAIN_RETURN_IF_ERROR(log->Write("eval", {{"data", data_path},
+                                                     {"metric", score.metric},
+                                                     {"value", score.value},
+                                                     {"summary", score.summary},
+                                                     {"examples", examples.size()}}));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace memtrain
+
+int main(int argc, char** argv) {
+  memtrain::InitBinary(argc, argv,
+                       "Evaluates a saved model on a corpus: perplexity (with and without memory), and "
+                       "BLEU/ROUGE of beam search for seq2seq tasks.\n"
+                       "  memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory");
+  const absl::Status status = memtrain::Run(argc, argv);
+  if (!status.ok()) {
+    LOG(ERROR) << "[eval] " << status.message();
+    return 1;
+  }
+  return 0;
+}

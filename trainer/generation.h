@@ -1,0 +1,62 @@
+// File: trainer/generation.h
+//
+// Generation over the records of a corpus file, decoded back to text with
+// the pieces stored in the file (no SentencePiece in training processes):
+//   seq2seq: the source through the encoder, bos as the prompt; the
+//            reference is the record's target.
+//   lm:      the first `prompt_tokens` of the document as the prompt; the
+//            reference is the document's next `max_length` tokens.
+// And the task's score of the result: BLEU (sacreBLEU's default) for
+// translation, ROUGE-1/2/L (rouge-score, Porter stemming) for summarization
+// and qa; lm has none.
+//
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto examples, GenerateRecords(*model, *file, 0, 100, options, device));
+//   MEMTRAIN_ASSIGN_OR_RETURN(GenerationScore score, ScoreGeneration("translation", examples));
+#ifndef MEMTRAIN_TRAINER_GENERATION_H_
+#define MEMTRAIN_TRAINER_GENERATION_H_
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/corpus_file.h"
+#include "model/transformer.h"
+#include "trainer/search.h"
+
+namespace memtrain::trainer {
+
+struct GeneratedExample {
+  int64_t record = 0;
+  std::string source;      ///< seq2seq: the input; lm: the prompt
+  std::string reference;
+  std::string hypothesis;
+};
+
+struct GenerationOptions {
+  SearchOptions search;
+  int64_t prompt_tokens = 32;  ///< lm only
+  int64_t batch_rows = 16;     ///< records decoded together (seq2seq)
+};
+
+/// Records [first, first + count) of `file` (clamped to the file). The
+/// model must use the file's tokenizer (the caller checks the sha256).
+absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::TransformerImpl& model,
+                                                              data::CorpusFile& file, int64_t first,
+                                                              int64_t count, const GenerationOptions& options,
+                                                              const c10::Device& device);
+
+struct GenerationScore {
+  std::string metric;     ///< "BLEU", "ROUGE" or "" (lm)
+  std::string summary;    ///< one line, e.g. "BLEU 27.31 (nrefs:1|case:mixed|...)"
+  double value = 0;       ///< BLEU score, or ROUGE-L F1 x 100
+};
+
+absl::StatusOr<GenerationScore> ScoreGeneration(const std::string& task,
+                                                const std::vector<GeneratedExample>& examples);
+
+}  // namespace memtrain::trainer
+
+#endif  // MEMTRAIN_TRAINER_GENERATION_H_
