@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "model/attention.h"
 
@@ -25,6 +26,9 @@ at::Tensor Param(AttentionImpl& module, const std::string& name);
 at::Tensor ApplyLinear(AttentionImpl& module, const std::string& name, const at::Tensor& x);
 
 /// An AttentionCall from its fields.
+/// A float64 tensor of standard normal entries.
+inline at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
+
 inline AttentionCall Call(const at::Tensor& query, bool causal, const at::Tensor& memory = {},
                           const at::Tensor& padding = {}, DecodeState* state = nullptr) {
   AttentionCall call;

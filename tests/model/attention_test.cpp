@@ -21,6 +21,7 @@ using ::testing::HasSubstr;
 using testing::Call;
 using testing::kHeads;
 using testing::kWidth;
+using testing::Random;
 using testing::Param;
 using testing::Reference;
 using testing::InfiniteReference;
@@ -44,7 +45,6 @@ std::shared_ptr<AttentionImpl> Make(const std::string& kind, bool causal, bool c
   return *made;
 }
 
-at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
 
 // One line per kind; the reference itself lives in tests/model/<kind>_reference.cpp.
 const std::map<std::string, Reference>& References() {

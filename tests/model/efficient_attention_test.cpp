@@ -20,8 +20,8 @@ using ::testing::HasSubstr;
 using testing::Call;
 using testing::kHeads;
 using testing::kWidth;
+using testing::Random;
 
-at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
 
 AttentionOptions Options(bool causal = false) {
   AttentionOptions options;

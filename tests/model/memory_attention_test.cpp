@@ -19,6 +19,7 @@ using testing::kHeads;
 using testing::KnnReference;
 using testing::kWidth;
 using testing::Param;
+using testing::Random;
 
 constexpr int64_t kSegment = 6;
 
@@ -38,7 +39,6 @@ std::shared_ptr<AttentionImpl> MakeKnn(KnnOptions knn = {}, const std::string& k
   return *made;
 }
 
-at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
 
 at::Tensor Forward(AttentionImpl& attention, const at::Tensor& x, DecodeState* state = nullptr) {
   AttentionCall call;
