@@ -4,6 +4,7 @@
 //
 //   memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory
 //   mpirun -np 2 memtrain-eval --model=runs/wmt/model --data=wmt16.valid.h5 --generate=200 --beam=4
+#include <cmath>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -91,11 +92,12 @@ absl::Status Run(int argc, char** argv) {
     }
   }
   if (lead && results.size() == 2 && results[0].long_range_tokens > 0) {
-    std::cout << absl::StrFormat(
-                     "[eval] memory bought: long-range ppl %.3f -> %.3f (%.1f%% lower), overall ppl %.3f -> %.3f",
-                     results[1].long_range_perplexity(), results[0].long_range_perplexity(),
-                     100.0 * (1.0 - results[0].long_range_perplexity() / results[1].long_range_perplexity()),
-                     results[1].perplexity(), results[0].perplexity())
+    const double without = results[1].long_range_perplexity(), with = results[0].long_range_perplexity();
+    std::cout << absl::StrFormat("[eval] memory bought: long-range ppl %.3f without -> %.3f with (%.1f%% %s); "
+                                 "overall ppl %.3f -> %.3f",
+                                 without, with, 100.0 * std::abs(1.0 - with / without),
+                                 with <= without ? "lower" : "higher", results[1].perplexity(),
+                                 results[0].perplexity())
               << std::endl;
   }
 
