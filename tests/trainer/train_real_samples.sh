@@ -53,7 +53,16 @@ case "${task}" in
     need "${data}/wmt16_en_de/validation/newstest2015.en"
     config=wmt16-tiny.flags
     prepare wmt16 "${data}/wmt16_en_de/validation/newstest2015.de,${data}/wmt16_en_de/validation/newstest2015.en"
-    train scratch ;;
+    train scratch --save_dir="${work}/model"
+    # The saved model evaluates (perplexity, beam search, BLEU with sacreBLEU's signature) and generates.
+    "${bin}/memtrain-eval" --model="${work}/model" --data="${work}/train.h5" --steps=5 --generate=8 --beam=2 \
+      --max_length=20 >"${work}/eval.out" 2>"${work}/eval.log" || { cat "${work}/eval.log"; exit 1; }
+    grep -q "ppl" "${work}/eval.out" && grep -q "BLEU .*nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp" "${work}/eval.out" \
+      || { echo "memtrain-eval printed no perplexity or BLEU:"; cat "${work}/eval.out"; exit 1; }
+    "${bin}/memtrain-generate" --model="${work}/model" --data="${work}/train.h5" --count=2 --beam=2 --max_length=10 \
+      >"${work}/generate.out" 2>/dev/null
+    [[ "$(grep -c "output:" "${work}/generate.out")" == 2 ]] || { echo "memtrain-generate:"; cat "${work}/generate.out"; exit 1; }
+    cat "${work}/eval.out" ;;
   summarization)
     need "${data}/xsum/validation/validation_subset.jsonl"
     config=xsum-tiny.flags
