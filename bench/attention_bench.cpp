@@ -40,7 +40,8 @@
 #include "model/attention.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::vector<std::string>, lengths, std::vector<std::string>({"256", "512", "1024", "2048", "4096", "8192"}),
+ABSL_FLAG(std::vector<std::string>, lengths,
+          std::vector<std::string>({"256", "512", "1024", "2048", "4096", "8192", "16384"}),
           "Sequence lengths n for the training measurements.");
 ABSL_FLAG(int64_t, tokens, 16384, "Tokens per training batch (batch = tokens / n).");
 ABSL_FLAG(int64_t, width, 512, "Model width D.");
@@ -59,17 +60,15 @@ namespace {
 using model::AttentionCall;
 using model::AttentionOptions;
 
-std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal) {
+// `longest`: the longest key sequence the layer will see (Linformer's
+// projections have one column per position up to max_length).
+std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal, int64_t longest = 0) {
   AttentionOptions options;
   options.layer = "bench." + kind;
   options.model_dim = absl::GetFlag(FLAGS_width);
   options.heads = absl::GetFlag(FLAGS_heads);
   options.causal = causal;
-  // Linformer's projections have one column per position up to max_length.
-  for (const std::string& text : absl::GetFlag(FLAGS_lengths)) {
-    int64_t n = 0;
-    if (absl::SimpleAtoi(text, &n)) options.linformer.max_length = std::max(options.linformer.max_length, n);
-  }
+  options.linformer.max_length = std::max(options.linformer.max_length, longest);
   auto made = model::MakeAttention(kind, options);
   CHECK(made.ok()) << made.status();
   return *made;
@@ -82,7 +81,7 @@ double Median(std::vector<double> values) {
 
 // Child: one training point. Prints seconds per token.
 void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
-  auto attention = Make(kind, causal);
+  auto attention = Make(kind, causal, n);
   const int64_t batch = std::max<int64_t>(1, absl::GetFlag(FLAGS_tokens) / n);
   const at::Tensor x = at::randn({batch, n, absl::GetFlag(FLAGS_width)}).requires_grad_(true);
   AttentionCall call;

@@ -9,17 +9,15 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
-#include "checkpoints/model_file.h"
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/rank_context.h"
+#include "launch/saved_model_flags.h"
 #include "trainer/evaluate.h"
 #include "trainer/generation.h"
 #include "trainer/metrics_log.h"
 
-ABSL_FLAG(std::string, model, "", "Saved model directory (memtrain-train --save_dir). Required.");
-ABSL_FLAG(std::string, data, "", "Corpus to evaluate on (same tokenizer as the model). Required.");
 ABSL_FLAG(bool, use_memory, true, "lm: memory layers keep each stream's memory across segments.");
 ABSL_FLAG(bool, compare_memory, false, "lm: evaluate with and without the memories and compare.");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to evaluate; 0: the whole corpus.");
@@ -27,9 +25,6 @@ ABSL_FLAG(int, streams, 8, "lm: document streams per rank.");
 ABSL_FLAG(int, segment_length, 512, "lm: tokens per stream and step (as in training).");
 ABSL_FLAG(int64_t, max_tokens, 4096, "seq2seq: padded tokens per batch.");
 ABSL_FLAG(int64_t, generate, 0, "seq2seq: beam-search the first N records (rank 0) and score them.");
-ABSL_FLAG(int64_t, beam, 4, "Beam size.");
-ABSL_FLAG(double, lenpen, 1.0, "Length penalty: score / length^lenpen.");
-ABSL_FLAG(int64_t, max_length, 200, "Longest output, tokens.");
 ABSL_FLAG(std::string, metrics, "", "Append the results as JSON lines here (rank 0).");
 ABSL_FLAG(int, collective_timeout, 600, "Seconds a collective may take before the job aborts with a report.");
 
@@ -37,19 +32,13 @@ namespace memtrain {
 namespace {
 
 absl::Status Run(int argc, char** argv) {
-  const std::string model_dir = absl::GetFlag(FLAGS_model), data_path = absl::GetFlag(FLAGS_data);
-  if (model_dir.empty() || data_path.empty()) return absl::InvalidArgumentError("--model and --data are required");
   MEMTRAIN_ASSIGN_OR_RETURN(
       launch::RankContext rank,
       launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[eval]"));
   const bool lead = rank.world->rank() == 0;
-  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(model_dir, rank.device.device));
-  MEMTRAIN_ASSIGN_OR_RETURN(auto file, data::CorpusFile::Open(data_path, {}));
-  if (file->tokenizer().sha256 != loaded.info.tokenizer_sha256) {
-    return absl::FailedPreconditionError(absl::StrCat(data_path, " uses tokenizer ", file->tokenizer().sha256,
-                                                      "; the model ", model_dir, " was trained with ",
-                                                      loaded.info.tokenizer_sha256));
-  }
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened, launch::OpenModelAndDataFromFlags(rank.device.device));
+  checkpoints::LoadedModel& loaded = opened.model;
+  const std::string& data_path = opened.data_path;
   std::unique_ptr<trainer::MetricsLog> log;
   if (lead && !absl::GetFlag(FLAGS_metrics).empty()) {
     MEMTRAIN_ASSIGN_OR_RETURN(log, trainer::MetricsLog::Open(absl::GetFlag(FLAGS_metrics)));
@@ -104,12 +93,9 @@ absl::Status Run(int argc, char** argv) {
   const int64_t generate = absl::GetFlag(FLAGS_generate);
   if (generate > 0 && lead) {
     trainer::GenerationOptions options;
-    options.search.beam = absl::GetFlag(FLAGS_beam);
-    options.search.length_penalty = absl::GetFlag(FLAGS_lenpen);
-    options.search.max_length = absl::GetFlag(FLAGS_max_length);
-    options.search.eos = file->tokenizer().eos_id;
+    options.search = launch::SearchOptionsFromFlags(opened.data->tokenizer().eos_id);
     MEMTRAIN_ASSIGN_OR_RETURN(auto examples,
-                              trainer::GenerateRecords(*loaded.model, *file, 0, generate, options, rank.device.device));
+                              trainer::GenerateRecords(*loaded.model, *opened.data, 0, generate, options, rank.device.device));
     MEMTRAIN_ASSIGN_OR_RETURN(trainer::GenerationScore score, trainer::ScoreGeneration(loaded.info.task, examples));
     if (!score.metric.empty()) {
       std::cout << "[eval] " << score.summary << std::endl;

@@ -1,11 +1,10 @@
 // The one table of attention variants: a new variant is one file plus one
-// line here (STYLE.md §2: an explicit table, not self-registration, which a
-// static library's linker may silently drop).
+// line here (common/registry.h).
 #include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "common/registry.h"
 #include "model/attention.h"
 #include "model/infinite_attention.h"
 #include "model/knn_attention.h"
@@ -24,40 +23,34 @@ Factory Make() {
   return [](const AttentionOptions& options) { return std::make_shared<Impl>(options); };
 }
 
-const std::vector<std::pair<std::string, Factory>>& Registry() {
-  static const auto* registry = new std::vector<std::pair<std::string, Factory>>{
+const NamedRegistry<Factory>& Registry() {
+  static const auto* registry = new NamedRegistry<Factory>("attention kind", {
       {"softmax", Make<SoftmaxAttentionImpl>()},
       {"linformer", Make<LinformerAttentionImpl>()},
       {"performer", Make<PerformerAttentionImpl>()},
       {"memsizer", Make<MemSizerAttentionImpl>()},
       {"knn", Make<KnnAttentionImpl>()},
       {"infinite", Make<InfiniteAttentionImpl>()},
-  };
+  });
   return *registry;
 }
 
 }  // namespace
 
-std::vector<std::string> AttentionKinds() {
-  std::vector<std::string> kinds;
-  for (const auto& [name, factory] : Registry()) kinds.push_back(name);
-  return kinds;
-}
+std::vector<std::string> AttentionKinds() { return Registry().names(); }
 
 absl::StatusOr<std::shared_ptr<AttentionImpl>> MakeAttention(const std::string& kind,
                                                              const AttentionOptions& options) {
-  for (const auto& [name, factory] : Registry()) {
-    if (name != kind) continue;
-    try {
-      return factory(options);
-    } catch (const c10::Error& error) {
-      // Constructors refuse unsupported configurations with TORCH_CHECK.
-      return absl::FailedPreconditionError(error.what_without_backtrace());
-    }
+  absl::StatusOr<const Factory*> factory = Registry().Find(kind);
+  if (!factory.ok()) {
+    return absl::Status(factory.status().code(), absl::StrCat(options.layer, ": ", factory.status().message()));
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown attention kind '", kind, "' for ",
-                                                 options.layer, "; known kinds: ",
-                                                 absl::StrJoin(AttentionKinds(), ", ")));
+  try {
+    return (**factory)(options);
+  } catch (const c10::Error& error) {
+    // Constructors refuse unsupported configurations with TORCH_CHECK.
+    return absl::FailedPreconditionError(error.what_without_backtrace());
+  }
 }
 
 }  // namespace memtrain::model

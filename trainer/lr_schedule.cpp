@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "common/registry.h"
+#include "common/status_macros.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -20,8 +20,8 @@ LrSchedule WithWarmup(const LrScheduleOptions& o, std::function<double(int64_t)>
   };
 }
 
-const std::map<std::string, Factory>& Registry() {
-  static const auto* registry = new std::map<std::string, Factory>{
+const NamedRegistry<Factory>& Registry() {
+  static const auto* registry = new NamedRegistry<Factory>("lr schedule", {
       {"constant",
        [](const LrScheduleOptions& o) -> absl::StatusOr<LrSchedule> {
          return WithWarmup(o, [lr = o.lr](int64_t) { return lr; });
@@ -46,17 +46,13 @@ const std::map<std::string, Factory>& Registry() {
            return o.min_lr + (o.lr - o.min_lr) * 0.5 * (1.0 + std::cos(M_PI * t));
          });
        }},
-  };
+  });
   return *registry;
 }
 
 }  // namespace
 
-std::vector<std::string> LrScheduleNames() {
-  std::vector<std::string> names;
-  for (const auto& [name, factory] : Registry()) names.push_back(name);
-  return names;
-}
+std::vector<std::string> LrScheduleNames() { return Registry().names(); }
 
 absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name, const LrScheduleOptions& options) {
   if (options.lr <= 0 || options.warmup_steps < 0 || options.min_lr < 0) {
@@ -64,12 +60,8 @@ absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name, const LrSched
                                                    "min_lr non-negative; got lr ", options.lr, ", warmup ",
                                                    options.warmup_steps, ", min_lr ", options.min_lr));
   }
-  auto found = Registry().find(name);
-  if (found == Registry().end()) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown lr schedule '", name, "'; known: ",
-                                                   absl::StrJoin(LrScheduleNames(), ", ")));
-  }
-  return found->second(options);
+  MEMTRAIN_ASSIGN_OR_RETURN(const Factory* factory, Registry().Find(name));
+  return (*factory)(options);
 }
 
 }  // namespace memtrain::trainer

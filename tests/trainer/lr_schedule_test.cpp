@@ -38,7 +38,7 @@ TEST(LrScheduleTest, CosineEndsAtTheMinimumAndStaysThere) {
 TEST(LrScheduleTest, UnknownNamesListTheKnownOnes) {
   auto schedule = MakeLrSchedule("triangle", {});
   ASSERT_FALSE(schedule.ok());
-  EXPECT_THAT(std::string(schedule.status().message()), HasSubstr("cosine, inverse_sqrt"));
+  EXPECT_THAT(std::string(schedule.status().message()), HasSubstr("known: constant, inverse_sqrt, cosine"));
 }
 
 }  // namespace
