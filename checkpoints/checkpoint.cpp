@@ -21,18 +21,22 @@ namespace fs = std::filesystem;
 constexpr char kStepPrefix[] = "step-";
 constexpr char kPartialSuffix[] = ".partial";
 
-std::string PartialPath(const std::string& dir, int64_t step) {
-  return (fs::path(dir) / (CheckpointName(step) + kPartialSuffix)).string();
-}
-
 }  // namespace
 
 std::string CheckpointName(int64_t step) { return absl::StrFormat("%s%08d", kStepPrefix, step); }
 
 std::string RankFileName(int rank) { return absl::StrFormat("rank-%05d.safetensors", rank); }
 
+std::string CheckpointPath(const std::string& dir, int64_t step) {
+  return (fs::path(dir) / CheckpointName(step)).string();
+}
+
+std::string PartialCheckpointPath(const std::string& dir, int64_t step) {
+  return CheckpointPath(dir, step) + kPartialSuffix;
+}
+
 absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step) {
-  const std::string partial = PartialPath(dir, step);
+  const std::string partial = PartialCheckpointPath(dir, step);
   std::error_code error;
   fs::remove_all(partial, error);
   fs::create_directories(partial, error);
@@ -41,8 +45,8 @@ absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int6
 }
 
 absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last) {
-  const std::string partial = PartialPath(dir, step);
-  const fs::path target = fs::path(dir) / CheckpointName(step);
+  const std::string partial = PartialCheckpointPath(dir, step);
+  const fs::path target = CheckpointPath(dir, step);
   nlohmann::json manifest;
   manifest["format"] = "memtrain-checkpoint-1";
   manifest["step"] = step;

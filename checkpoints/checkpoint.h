@@ -56,6 +56,10 @@ std::string CheckpointName(int64_t step);
 /// "rank-00003.safetensors": one rank's RNG states, data cursor and memory.
 std::string RankFileName(int rank);
 
+/// `<dir>/step-<N>` and `<dir>/step-<N>.partial`.
+std::string CheckpointPath(const std::string& dir, int64_t step);
+std::string PartialCheckpointPath(const std::string& dir, int64_t step);
+
 /// Rank 0, before any rank writes: an empty `<dir>/step-<N>.partial`
 /// (a leftover of a crashed save is removed). Returns its path.
 absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step);

@@ -119,7 +119,6 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
   return {at::roll(ring.keys, -ring.next, 1), at::roll(ring.values, -ring.next, 1)};
 }
 
-}  // namespace memtrain::parallel
 
 absl::StatusOr<std::map<std::string, at::Tensor>> LocalKnnMemory::SaveState() const {
   std::map<std::string, at::Tensor> state;
@@ -167,3 +166,5 @@ absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& 
   streams_ = std::move(loaded);
   return absl::OkStatus();
 }
+
+}  // namespace memtrain::parallel
