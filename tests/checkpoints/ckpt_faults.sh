@@ -9,10 +9,13 @@
 #          from it and matches the uninterrupted run.
 #   damage the newest checkpoint truncated -> the resume warns naming the file
 #          and uses the previous one.
+#   export memtrain-ckpt export -> import -> export gives the same bytes, and
+#          Python's safetensors (when PYTHON has it) reads tensors equal to the
+#          checkpoint's model.pt as torch.jit.load reads it.
 #
-#   ckpt_faults.sh BIN_DIR MPIEXEC "MPIEXEC_FLAGS" SCENARIO
+#   ckpt_faults.sh BIN_DIR MPIEXEC "MPIEXEC_FLAGS" SCENARIO [PYTHON]
 set -euo pipefail
-bin="$1" mpiexec="$2" mpi_flags="$3" scenario="$4"
+bin="$1" mpiexec="$2" mpi_flags="$3" scenario="$4" python="${5:-python3}"
 work="$(mktemp -d)"
 trap 'rm -rf "${work}"' EXIT
 
@@ -99,6 +102,28 @@ case "${scenario}" in
       || { grep ckpt "${work}/resumed.log"; echo "FAIL: no warning naming the truncated file"; exit 1; }
     grep -q "resumed from .*step-00000008" "${work}/resumed.log" || { echo "FAIL: did not fall back to step 8"; exit 1; }
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+  export)
+    train saved --checkpoint_dir="${ckpt}" || { tail "${work}/saved.log"; exit 1; }
+    "${bin}/memtrain-ckpt" export --format=safetensors --output="${work}/w.safetensors" "${ckpt}/latest"
+    "${bin}/memtrain-ckpt" import --output="${work}/imported" "${work}/w.safetensors"
+    "${bin}/memtrain-ckpt" export --format=safetensors --output="${work}/again.safetensors" "${work}/imported"
+    cmp "${work}/w.safetensors" "${work}/again.safetensors" || { echo "FAIL: import/export changed the weights"; exit 1; }
+    if ! "${python}" -c "import safetensors, torch" 2>/dev/null; then
+      echo "PASS export (C++ round trip); SKIP of the Python read-back: ${python} cannot import safetensors and torch"
+      exit 0
+    fi
+    "${python}" - "${work}/w.safetensors" "${ckpt}/latest/model.pt" <<'PY'
+import sys, torch
+from safetensors.torch import load_file
+exported = load_file(sys.argv[1])
+reference = torch.jit.load(sys.argv[2])
+expected = dict(reference.named_parameters()) | dict(reference.named_buffers())
+assert set(exported) == set(expected), (sorted(set(exported) ^ set(expected)))
+for name, tensor in expected.items():
+    assert exported[name].dtype == tensor.dtype and torch.equal(exported[name], tensor.detach()), name
+print(f"python: {len(exported)} tensors equal to model.pt")
+PY
+    ;;
   *) echo "unknown scenario ${scenario}"; exit 2 ;;
 esac
 echo "PASS ${scenario}"
