@@ -1,6 +1,5 @@
 #include "checkpoints/model_file.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -12,6 +11,7 @@
 #include <torch/serialize.h>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoints/durable_file.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -23,16 +23,26 @@ namespace fs = std::filesystem;
 constexpr char kWeights[] = "model.pt";
 constexpr char kConfig[] = "model.json";
 
-absl::Status Fsync(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path.string(), " to fsync"));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat("fsync of ", path.string(), " failed"));
-  return absl::OkStatus();
-}
-
 }  // namespace
+
+absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info) {
+  const fs::path target(dir);
+  try {
+    torch::serialize::OutputArchive archive;
+    model.save(archive);
+    archive.save_to((target / kWeights).string());
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("writing ", (target / kWeights).string(), ": ",
+                                            e.what_without_backtrace()));
+  }
+  nlohmann::json config;
+  config["model"] = nlohmann::json::parse(model::TransformerOptionsToJson(info.options));
+  config["tokenizer_sha256"] = info.tokenizer_sha256;
+  config["task"] = info.task;
+  config["step"] = info.step;
+  MEMTRAIN_RETURN_IF_ERROR(WriteFileDurably((target / kConfig).string(), config.dump(2) + "\n"));
+  return Fsync((target / kWeights).string());
+}
 
 absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info) {
   const fs::path target(dir);
@@ -42,26 +52,8 @@ absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, co
   if (!fs::create_directories(partial, error) && error) {
     return absl::InternalError(absl::StrCat("cannot create ", partial.string(), ": ", error.message()));
   }
-  try {
-    torch::serialize::OutputArchive archive;
-    model.save(archive);
-    archive.save_to((partial / kWeights).string());
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("writing ", (partial / kWeights).string(), ": ",
-                                            e.what_without_backtrace()));
-  }
-  nlohmann::json config;
-  config["model"] = nlohmann::json::parse(model::TransformerOptionsToJson(info.options));
-  config["tokenizer_sha256"] = info.tokenizer_sha256;
-  config["task"] = info.task;
-  config["step"] = info.step;
-  {
-    std::ofstream out(partial / kConfig);
-    out << config.dump(2) << "\n";
-    if (!out.good()) return absl::InternalError(absl::StrCat("writing ", (partial / kConfig).string()));
-  }
-  for (const char* name : {kWeights, kConfig}) MEMTRAIN_RETURN_IF_ERROR(Fsync(partial / name));
-  MEMTRAIN_RETURN_IF_ERROR(Fsync(partial));
+  MEMTRAIN_RETURN_IF_ERROR(WriteModelFiles(partial.string(), model, info));
+  MEMTRAIN_RETURN_IF_ERROR(Fsync(partial.string()));
   // rename() cannot replace a non-empty directory: move the old one aside first.
   const fs::path old = absl::StrCat(dir, ".old-", ::getpid());
   const bool had_old = fs::exists(target);
@@ -70,7 +62,7 @@ absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, co
   fs::rename(partial, target, error);
   if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial.string(), " to ", dir, ": ", error.message()));
   if (had_old) fs::remove_all(old, error);
-  if (target.has_parent_path()) MEMTRAIN_RETURN_IF_ERROR(Fsync(fs::absolute(target).parent_path()));
+  if (target.has_parent_path()) MEMTRAIN_RETURN_IF_ERROR(Fsync(fs::absolute(target).parent_path().string()));
   return absl::OkStatus();
 }
 

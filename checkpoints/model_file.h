@@ -34,6 +34,10 @@ struct ModelInfo {
 };
 
 absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info);
+/// Writes (and fsyncs) model.pt and model.json into the existing directory
+/// `dir`, non-atomically: for writers that make `dir` appear atomically
+/// themselves (SaveModel, checkpoints/checkpoint.h).
+absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info);
 
 struct LoadedModel {
   model::Transformer model{nullptr};

@@ -4,14 +4,19 @@
 //   memtrain-train --train_data=demo.train.h5 --valid_data=demo.valid.h5 --steps=200
 //   mpirun -np 2 memtrain-train --flagfile=configs/lm-demo.flags
 //   srun --mpi=pmix -n 8 memtrain-train --flagfile=configs/wmt16.flags
+#include <filesystem>
 #include <iostream>
+#include <utility>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/model_flags.h"
 #include "launch/rank_context.h"
+#include "launch/signals.h"
 #include "trainer/trainer.h"
 
 namespace {
@@ -51,6 +56,18 @@ ABSL_FLAG(int64_t, valid_steps, kDefaults.valid_steps, "Batches per validation; 
 ABSL_FLAG(std::string, metrics, "", "Metrics as JSON lines (rank 0); empty: none.");
 ABSL_FLAG(std::string, save_dir, "", "Save the final model here (model.pt + model.json).");
 ABSL_FLAG(std::string, init_from, "", "Start from this saved model (same tokenizer; e.g. qa fine-tuning).");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "Checkpoints go here (docs/CHECKPOINTS.md); empty: none. Must be visible to every rank.");
+ABSL_FLAG(int64_t, save_every_steps, 0, "Checkpoint every N steps; 0: not by steps. One is always saved at the end.");
+ABSL_FLAG(double, save_every_minutes, 0, "Checkpoint every N minutes (rank 0's clock); 0: not by time.");
+ABSL_FLAG(int, keep_last, 3, "Complete checkpoints kept (older ones are deleted); >= 1.");
+ABSL_FLAG(std::string, resume, "none",
+          "none; auto (the newest complete checkpoint in --checkpoint_dir, else start fresh); or a checkpoint "
+          "directory.");
+ABSL_FLAG(bool, save_knn_memory, false,
+          "lm: checkpoints hold every stream's kNN/infinite memory (needed for an exact resume; large).");
+ABSL_FLAG(std::string, testing_kill_during_save, "",
+          "Tests only: RANK:STEP makes that rank truncate its file of the checkpoint of STEP and SIGKILL itself.");
 ABSL_FLAG(int, collective_timeout, 600, "Seconds a collective may take before the job aborts with a report.");
 
 namespace memtrain {
@@ -97,18 +114,46 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
   o.metrics_path = absl::GetFlag(FLAGS_metrics);
   o.save_dir = absl::GetFlag(FLAGS_save_dir);
   o.init_from = absl::GetFlag(FLAGS_init_from);
+  o.checkpoint.dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  o.checkpoint.save_every_steps = absl::GetFlag(FLAGS_save_every_steps);
+  o.checkpoint.save_every_minutes = absl::GetFlag(FLAGS_save_every_minutes);
+  o.checkpoint.keep_last = absl::GetFlag(FLAGS_keep_last);
+  o.checkpoint.resume = absl::GetFlag(FLAGS_resume);
+  o.checkpoint.save_knn_memory = absl::GetFlag(FLAGS_save_knn_memory);
+  if (o.checkpoint.keep_last < 1) return absl::InvalidArgumentError("--keep_last must be >= 1");
+  if (o.checkpoint.save_every_steps < 0 || o.checkpoint.save_every_minutes < 0) {
+    return absl::InvalidArgumentError("--save_every_steps and --save_every_minutes must be >= 0");
+  }
+  if (o.checkpoint.resume != "none" && o.checkpoint.resume != "auto" &&
+      !std::filesystem::is_directory(o.checkpoint.resume)) {
+    return absl::InvalidArgumentError("--resume: '" + o.checkpoint.resume +
+                                      "' is not none, auto or a checkpoint directory");
+  }
+  if (const std::string kill = absl::GetFlag(FLAGS_testing_kill_during_save); !kill.empty()) {
+    std::pair<std::string, std::string> parts = absl::StrSplit(kill, ':');
+    if (!absl::SimpleAtoi(parts.first, &o.kill_rank_during_save) ||
+        !absl::SimpleAtoi(parts.second, &o.kill_during_save_step)) {
+      return absl::InvalidArgumentError("--testing_kill_during_save: expected RANK:STEP, got '" + kill + "'");
+    }
+  }
   return o;
 }
 
-absl::Status Run(int argc, char** argv) {
+// The process exit status: 0, or kRequeueExitCode after a preemption checkpoint.
+absl::StatusOr<int> Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::TrainerOptions options, TrainerOptionsFromFlags());
   MEMTRAIN_ASSIGN_OR_RETURN(model::TransformerOptions model_options, launch::ModelOptionsFromFlags());
   MEMTRAIN_ASSIGN_OR_RETURN(
       launch::RankContext rank,
       launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[train]"));
+  if (!options.checkpoint.dir.empty()) {
+    launch::InstallPreemptionRequest();
+    options.stop_requested = [] { return launch::PreemptionSignal() != 0; };
+  }
   MEMTRAIN_ASSIGN_OR_RETURN(auto trainer,
                             trainer::Trainer::Create(options, model_options, *rank.world, rank.device.device));
-  return trainer->Run();
+  MEMTRAIN_RETURN_IF_ERROR(trainer->Run());
+  return trainer->preempted() ? launch::kRequeueExitCode : 0;
 }
 
 }  // namespace
@@ -119,11 +164,14 @@ int main(int argc, char** argv) {
                        "Trains a Transformer on a memtrain corpus, on one process or every rank of an "
                        "mpirun/srun job.\n"
                        "  mpirun -np 2 memtrain-train --train_data=demo.train.h5 --valid_data=demo.valid.h5 "
-                       "--encoder_layers=0 --knn_layers=2 --steps=200");
-  const absl::Status status = memtrain::Run(argc, argv);
+                       "--encoder_layers=0 --knn_layers=2 --steps=200\n"
+                       "With --checkpoint_dir, SIGUSR1, SIGUSR2 or SIGTERM make every rank checkpoint at the next "
+                       "step boundary and exit with status 75 (EX_TEMPFAIL: requeue me); --resume=auto continues. "
+                       "Exit status: 0 done, 1 error, 75 stopped by a signal after a checkpoint (docs/CHECKPOINTS.md).");
+  const absl::StatusOr<int> status = memtrain::Run(argc, argv);
   if (!status.ok()) {
-    LOG(ERROR) << "[train] " << status.message();
+    LOG(ERROR) << "[train] " << status.status().message();
     return 1;
   }
-  return 0;
+  return *status;
 }

@@ -1,6 +1,8 @@
 #include "launch/signals.h"
 
 #include <signal.h>
+
+#include <atomic>
 #include <string.h>
 #include <unistd.h>
 
@@ -10,6 +12,9 @@ namespace memtrain::launch {
 namespace {
 
 int g_rank = 0;
+// Lock-free, so reading and writing it in a handler is async-signal-safe.
+std::atomic<int> g_preemption_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 void WriteAll(const char* text) {
   size_t left = strlen(text);
@@ -52,6 +57,19 @@ void OnTermination(int signal_number) {
   raise(signal_number);
 }
 
+void OnPreemption(int signal_number) {
+  if (signal_number == SIGTERM && g_preemption_signal.load() != 0) {
+    OnTermination(signal_number);  // the second SIGTERM: being killed
+    return;
+  }
+  g_preemption_signal.store(signal_number);
+  WriteAll("[launch] rank ");
+  WriteInt(g_rank);
+  WriteAll(" got signal ");
+  WriteInt(signal_number);
+  WriteAll(": checkpoint and stop at the next step boundary\n");
+}
+
 }  // namespace
 
 void InstallTerminationReport(int rank) {
@@ -62,5 +80,18 @@ void InstallTerminationReport(int rank) {
   sigemptyset(&action.sa_mask);
   for (int signal_number : {SIGTERM, SIGINT, SIGHUP}) sigaction(signal_number, &action, nullptr);
 }
+
+void InstallPreemptionRequest() {
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = &OnPreemption;
+  sigemptyset(&action.sa_mask);
+  // SA_RESTART: a blocking read or MPI progress call interrupted by the
+  // signal resumes instead of failing with EINTR.
+  action.sa_flags = SA_RESTART;
+  for (int signal_number : {SIGUSR1, SIGUSR2, SIGTERM}) sigaction(signal_number, &action, nullptr);
+}
+
+int PreemptionSignal() { return g_preemption_signal.load(); }
 
 }  // namespace memtrain::launch

@@ -7,8 +7,14 @@
 // collectives pending in the process (parallel/collective_watchdog.h), then
 // dies by the same signal so the exit status stays truthful.
 //
-// SIGTERM here means "being killed". Graceful preemption (checkpoint, then
-// exit with a requeue code) uses SIGUSR1/SIGUSR2 and is the trainer's.
+// Preemption (memtrain-train with --checkpoint_dir): InstallPreemptionRequest
+// makes SIGUSR1, SIGUSR2 and SIGTERM only set a flag (nothing else is
+// async-signal-safe, and saving inside a handler can interrupt backward or a
+// collective: Lightning#21406). The trainer polls PreemptionSignal() at each
+// step boundary, the ranks agree, save a checkpoint, and memtrain-train exits
+// with kRequeueExitCode. SIGTERM takes part because srun and SLURM send it
+// at preemption; a second SIGTERM means "being killed now" and falls back to
+// the report above. SIGINT and SIGHUP always report and die.
 #ifndef MEMTRAIN_LAUNCH_SIGNALS_H_
 #define MEMTRAIN_LAUNCH_SIGNALS_H_
 
@@ -16,6 +22,17 @@ namespace memtrain::launch {
 
 /// Installs the report for SIGTERM, SIGINT and SIGHUP. `rank` appears in it.
 void InstallTerminationReport(int rank);
+
+/// memtrain-train's exit status after a preemption checkpoint: 75, EX_TEMPFAIL
+/// of sysexits.h ("temporary failure; the user is invited to retry"). The
+/// batch scripts in cluster/slurm/ requeue the job on it.
+inline constexpr int kRequeueExitCode = 75;
+
+/// Call after InstallTerminationReport: SIGUSR1, SIGUSR2 and (the first)
+/// SIGTERM now set the preemption flag instead.
+void InstallPreemptionRequest();
+/// The signal that requested preemption, or 0.
+int PreemptionSignal();
 
 }  // namespace memtrain::launch
 

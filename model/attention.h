@@ -35,6 +35,7 @@
 
 #include <torch/nn/module.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,19 @@ class SegmentMemoryState : public DecodeState {
   /// Rows where `starts` ([B] bool) is true begin a new document and forget
   /// their memory.
   virtual void NewDocument(const at::Tensor& starts) = 0;
+
+  /// Checkpoints: everything the state carries into the next segment, as
+  /// named CPU tensors. LoadState, on a fresh state the same layer made for
+  /// the same batch, restores it so that later segments give bitwise the same
+  /// outputs. Variants that cannot keep the default (kUnimplemented).
+  virtual absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const {
+    return absl::UnimplementedError("this attention variant's memory cannot be checkpointed");
+  }
+  /// `state`'s tensors on the device the layer runs on.
+  virtual absl::Status LoadState(const std::map<std::string, at::Tensor>& state) {
+    (void)state;
+    return absl::UnimplementedError("this attention variant's memory cannot be checkpointed");
+  }
 };
 
 /// One call of an attention layer.

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <iterator>
 
 #include "model/attention_common.h"
 
@@ -70,6 +71,31 @@ void InfiniteDecodeState::Reorder(const at::Tensor& indices) {
     if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
   }
   batch_ = indices.numel();
+}
+
+// The names of Tensors()' entries, in its order.
+constexpr const char* kStateNames[] = {"coefficients", "has_memory", "keys", "values", "inputs", "padding", "bin_mass"};
+
+absl::StatusOr<std::map<std::string, at::Tensor>> InfiniteDecodeState::SaveState() const {
+  std::map<std::string, at::Tensor> state;
+  state["position"] = at::tensor({position_}, at::kLong);
+  const std::vector<at::Tensor> tensors = Tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].defined()) state[kStateNames[i]] = tensors[i].detach().cpu();
+  }
+  return state;
+}
+
+absl::Status InfiniteDecodeState::LoadState(const std::map<std::string, at::Tensor>& state) {
+  auto position = state.find("position");
+  if (position == state.end()) return absl::InvalidArgumentError("InfiniteDecodeState::LoadState: no 'position'");
+  position_ = position->second.cpu()[0].item<int64_t>();
+  at::Tensor* members[] = {&coefficients, &has_memory, &keys, &values, &inputs, &padding, &bin_mass};
+  for (size_t i = 0; i < std::size(members); ++i) {
+    auto found = state.find(kStateNames[i]);
+    *members[i] = found == state.end() ? at::Tensor() : found->second;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status InfiniteDecodeState::EndSegment() {

@@ -75,6 +75,9 @@ class InfiniteDecodeState final : public SegmentMemoryState {
   /// Rows where `starts` ([B] bool) is true forget their LTM and hide their
   /// buffered positions (a new document).
   void NewDocument(const at::Tensor& starts) override;
+  /// Every defined tensor above by its member name, and "position".
+  absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
+  absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
 
   at::Tensor coefficients;  // B, [rows, N, D] float64, no autograd history; undefined until a write
   at::Tensor has_memory;    // [rows] bool

@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "model/attention_common.h"
 #include "parallel/local_knn_memory.h"
 
@@ -69,6 +71,45 @@ void KnnDecodeState::NewDocument(const at::Tensor& starts) {
     memory_->clear(streams_[static_cast<size_t>(b)]);
     if (padding.defined()) padding[b].fill_(true);  // the old document's window
   }
+}
+
+absl::StatusOr<std::map<std::string, at::Tensor>> KnnDecodeState::SaveState() const {
+  auto memory = memory_->SaveState();
+  if (!memory.ok()) return memory.status();
+  std::map<std::string, at::Tensor> state;
+  for (auto& [name, tensor] : *memory) state["memory." + name] = std::move(tensor);
+  state["position"] = at::tensor({position_}, at::kLong);
+  state["streams"] = at::tensor(streams_, at::kLong);
+  if (keys.defined()) {
+    state["window.keys"] = keys.detach().cpu();
+    state["window.values"] = values.detach().cpu();
+    state["window.padding"] = padding.cpu();
+  }
+  return state;
+}
+
+absl::Status KnnDecodeState::LoadState(const std::map<std::string, at::Tensor>& state) {
+  std::map<std::string, at::Tensor> memory;
+  for (const auto& [name, tensor] : state) {
+    if (absl::StartsWith(name, "memory.")) memory[name.substr(7)] = tensor;
+  }
+  auto find = [&](const std::string& name) {
+    auto found = state.find(name);
+    return found == state.end() ? at::Tensor() : found->second;
+  };
+  const at::Tensor position = find("position"), streams = find("streams");
+  if (!position.defined() || !streams.defined() ||
+      streams.numel() != static_cast<int64_t>(streams_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("KnnDecodeState::LoadState: needs 'position' and 'streams' for ",
+                                                   streams_.size(), " rows"));
+  }
+  const at::Tensor saved_streams = streams.cpu().contiguous();
+  streams_.assign(saved_streams.data_ptr<int64_t>(), saved_streams.data_ptr<int64_t>() + saved_streams.numel());
+  position_ = position.cpu()[0].item<int64_t>();
+  keys = find("window.keys");
+  values = find("window.values");
+  padding = find("window.padding");
+  return memory_->LoadState(memory);
 }
 
 KnnAttentionImpl::KnnAttentionImpl(const AttentionOptions& options) : options_(options) {

@@ -68,6 +68,10 @@ class KnnDecodeState final : public SegmentMemoryState {
   /// Rows where `starts` ([B] bool) is true begin a new document: their
   /// memory stream is cleared and their buffered positions are hidden.
   void NewDocument(const at::Tensor& starts) override;
+  /// "position", "streams", the local window ("window.keys|values|padding",
+  /// when not empty) and the memory's own state under "memory.".
+  absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
+  absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
 
   parallel::KnnMemory& memory() const { return *memory_; }
   const std::vector<int64_t>& streams() const { return streams_; }

@@ -22,12 +22,20 @@
 //   - Streams are independent: add/clear on one never changes another.
 //   - Bad arguments come back as kInvalidArgument; the memory is unchanged.
 //   - Not thread-safe: one thread at a time per memory.
+//   - Checkpoints: SaveState() returns the whole contents as named CPU
+//     tensors; LoadState() on a memory built with the same options restores
+//     it so that every later search returns bitwise the same result. An
+//     implementation that cannot do this keeps the defaults (kUnimplemented,
+//     naming the operation), so a run that asks for memory checkpoints fails
+//     loudly instead of resuming with an empty memory.
 #ifndef MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 #define MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -54,6 +62,17 @@ class KnnMemory {
   virtual void clear(int64_t stream) = 0;
   /// Entries stored for `stream` (per group).
   virtual int64_t size(int64_t stream) const = 0;
+
+  /// Named tensors (CPU) from which LoadState rebuilds this memory exactly.
+  virtual absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const {
+    return absl::UnimplementedError("this KnnMemory implementation cannot save its contents");
+  }
+  /// Replaces the whole contents with `state` (from SaveState of a memory
+  /// with the same options). kInvalidArgument for a malformed state.
+  virtual absl::Status LoadState(const std::map<std::string, at::Tensor>& state) {
+    (void)state;
+    return absl::UnimplementedError("this KnnMemory implementation cannot load saved contents");
+  }
 };
 
 }  // namespace memtrain::parallel

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace memtrain::parallel {
@@ -116,6 +117,54 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
   }
   // Full: the oldest entry sits at `next`.
   return {at::roll(ring.keys, -ring.next, 1), at::roll(ring.values, -ring.next, 1)};
+}
+
+
+absl::StatusOr<std::map<std::string, at::Tensor>> LocalKnnMemory::SaveState() const {
+  std::map<std::string, at::Tensor> state;
+  for (const auto& [stream, ring] : streams_) {
+    const std::string prefix = absl::StrCat(stream, ".");
+    state[prefix + "keys"] = ring.keys.cpu().clone();
+    state[prefix + "values"] = ring.values.cpu().clone();
+    state[prefix + "ring"] = at::tensor({ring.next, ring.count}, at::kLong);
+  }
+  return state;
+}
+
+absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& state) {
+  std::unordered_map<int64_t, Ring> loaded;
+  for (const auto& [name, tensor] : state) {
+    const size_t dot = name.find('.');
+    int64_t stream = 0;
+    if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(0, dot), &stream)) {
+      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
+    }
+    const std::string field = name.substr(dot + 1);
+    Ring& ring = loaded[stream];
+    if (field == "keys") {
+      ring.keys = tensor;
+    } else if (field == "values") {
+      ring.values = tensor;
+    } else if (field == "ring" && tensor.numel() == 2 && tensor.scalar_type() == at::kLong) {
+      ring.next = tensor[0].item<int64_t>();
+      ring.count = tensor[1].item<int64_t>();
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
+    }
+  }
+  const int64_t capacity = options_.capacity();
+  for (const auto& [stream, ring] : loaded) {
+    if (!ring.keys.defined() || !ring.values.defined() || ring.keys.dim() != 3 || ring.values.dim() != 3 ||
+        ring.keys.size(1) != capacity || ring.values.size(1) != capacity || ring.count < 0 ||
+        ring.count > capacity || ring.next < 0 || ring.next >= capacity) {
+      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState(stream ", stream,
+                                                     "): keys ", Shape(ring.keys), " and values ",
+                                                     Shape(ring.values), " do not fit a memory of capacity ",
+                                                     capacity, " (or the ring position is out of range)"));
+    }
+  }
+  streams_ = std::move(loaded);
+  return absl::OkStatus();
 }
 
 }  // namespace memtrain::parallel

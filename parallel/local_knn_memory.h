@@ -39,6 +39,11 @@ class LocalKnnMemory final : public KnnMemory {
                                    int64_t k) const override;
   void clear(int64_t stream) override;
   int64_t size(int64_t stream) const override;
+  /// Per stream s: "<s>.keys", "<s>.values" (the whole ring buffers, so slot
+  /// order and therefore tie order in search are kept) and "<s>.ring"
+  /// (int64 [2]: next slot, valid entries).
+  absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
+  absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
 
   /// Everything stored for `stream`, oldest first: keys [G, size, dk] and
   /// values [G, size, dv] (undefined when empty). For checkpoints and for

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -47,6 +48,41 @@ class LmTask final : public Task {
     }
     return LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, options_.label_smoothing,
                              batch.long_range);
+  }
+
+  absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override {
+    std::map<std::string, at::Tensor> state;
+    if (!states_) return state;
+    state["rows"] = at::tensor({rows_}, at::kLong);
+    for (size_t i = 0; i < states_->self.size(); ++i) {
+      if (!states_->self[i]) continue;
+      auto layer = static_cast<const model::SegmentMemoryState&>(*states_->self[i]).SaveState();
+      if (!layer.ok()) return absl::Status(layer.status().code(), absl::StrCat("decoder.", i, ": ", layer.status().message()));
+      for (auto& [name, tensor] : *layer) state[absl::StrCat("decoder.", i, ".", name)] = std::move(tensor);
+    }
+    return state;
+  }
+
+  absl::Status LoadState(model::TransformerImpl& model, const std::map<std::string, at::Tensor>& state) override {
+    states_.reset();
+    rows_ = 0;
+    if (state.empty()) return absl::OkStatus();
+    auto rows = state.find("rows");
+    if (rows == state.end()) return absl::InvalidArgumentError("lm task state without 'rows'");
+    rows_ = rows->second.item<int64_t>();
+    states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows_));
+    const c10::Device device = model.parameters().front().device();
+    for (size_t i = 0; i < states_->self.size(); ++i) {
+      if (!states_->self[i]) continue;
+      const std::string prefix = absl::StrCat("decoder.", i, ".");
+      std::map<std::string, at::Tensor> layer;
+      for (const auto& [name, tensor] : state) {
+        if (absl::StartsWith(name, prefix)) layer[name.substr(prefix.size())] = tensor.to(device);
+      }
+      const absl::Status loaded = static_cast<model::SegmentMemoryState&>(*states_->self[i]).LoadState(layer);
+      if (!loaded.ok()) return absl::Status(loaded.code(), absl::StrCat(prefix, " ", loaded.message()));
+    }
+    return absl::OkStatus();
   }
 
  private:
@@ -97,6 +133,16 @@ const std::map<std::string, Factory>& Registry() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::map<std::string, at::Tensor>> Task::SaveState() const {
+  return std::map<std::string, at::Tensor>();
+}
+
+absl::Status Task::LoadState(model::TransformerImpl&, const std::map<std::string, at::Tensor>& state) {
+  if (state.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("this task carries no state between steps, but the checkpoint holds ",
+                                                 state.size(), " tensors of task state (saved by another task?)"));
+}
 
 std::vector<std::string> TaskNames() {
   std::vector<std::string> names;

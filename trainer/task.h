@@ -18,6 +18,7 @@
 #ifndef MEMTRAIN_TRAINER_TASK_H_
 #define MEMTRAIN_TRAINER_TASK_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,15 @@ class Task {
   /// Whether the model shape suits the task (decoder-only for lm, an
   /// encoder for the others): kFailedPrecondition saying what to change.
   virtual absl::Status CheckModel(const model::TransformerOptions& options) const = 0;
+
+  /// Checkpoints: what the task carries from one step to the next, as named
+  /// CPU tensors; empty when it carries nothing (seq2seq, lm without
+  /// memory). lm with memory: "rows" and, per memory layer i, its state under
+  /// "decoder.<i>." (model/attention.h SegmentMemoryState::SaveState).
+  virtual absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const;
+  /// Restores SaveState's output; `model` (the one trained) makes the fresh
+  /// states to load into. An empty `state` starts from fresh states.
+  virtual absl::Status LoadState(model::TransformerImpl& model, const std::map<std::string, at::Tensor>& state);
 };
 
 /// kInvalidArgument for an unknown name, listing the known ones.

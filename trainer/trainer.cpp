@@ -1,20 +1,35 @@
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/serialize.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
 #include <limits>
 #include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "absl/strings/match.h"
+#include "checkpoints/checkpoint.h"
+#include "checkpoints/durable_file.h"
 #include "checkpoints/model_file.h"
+#include "checkpoints/safetensors.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
 #include "glog/logging.h"
+#include "nlohmann/json.hpp"
 #include "trainer/evaluate.h"
 
 namespace memtrain::trainer {
@@ -60,6 +75,74 @@ std::string Duration(double seconds) {
   return absl::StrFormat("%ds", s);
 }
 
+// The options that shape the trajectory, as compared on resume.
+nlohmann::json OptionsJson(const TrainerOptions& o) {
+  return {{"train_data", o.train_data},
+          {"valid_data", o.valid_data},
+          {"task", o.task},
+          {"steps", o.steps},
+          {"accumulate", o.accumulate},
+          {"seed", o.seed},
+          {"streams", o.streams},
+          {"segment_length", o.segment_length},
+          {"max_tokens", o.max_tokens},
+          {"max_source_length", o.max_source_length},
+          {"max_target_length", o.max_target_length},
+          {"optimizer", o.optimizer},
+          {"adam_beta1", o.adam_beta1},
+          {"adam_beta2", o.adam_beta2},
+          {"adam_eps", o.adam_eps},
+          {"weight_decay", o.weight_decay},
+          {"lr_schedule", o.lr_schedule},
+          {"lr", o.lr.lr},
+          {"warmup_steps", o.lr.warmup_steps},
+          {"min_lr", o.lr.min_lr},
+          {"lr_total_steps", o.lr.total_steps},
+          {"label_smoothing", o.label_smoothing},
+          {"clip_norm", o.clip_norm},
+          {"use_memory", o.use_memory},
+          {"bucket_bytes", o.reducer.bucket_bytes},
+          {"first_bucket_bytes", o.reducer.first_bucket_bytes},
+          {"unused_parameters", static_cast<int>(o.reducer.unused_parameters)},
+          {"log_every", o.log_every},
+          {"valid_every", o.valid_every},
+          {"valid_steps", o.valid_steps},
+          {"metrics_path", o.metrics_path},
+          {"save_dir", o.save_dir},
+          {"init_from", o.init_from},
+          {"save_knn_memory", o.checkpoint.save_knn_memory}};
+}
+
+// Options a resumed run may change (docs/CHECKPOINTS.md, "Safe changes"):
+// the learning-rate schedule's numbers and the run's length (the schedule is
+// a pure function of the step, so they change the future, not the state),
+// reporting, where files go, and whether later checkpoints hold the memory.
+// init_from only matters for a fresh start. Everything else shapes the state
+// or the data order and is refused.
+const std::set<std::string>& SafeToChange() {
+  static const auto* safe = new std::set<std::string>{
+      "steps",     "lr",          "warmup_steps", "min_lr",       "lr_total_steps", "clip_norm",
+      "log_every", "valid_every", "valid_steps",  "valid_data",   "metrics_path",   "save_dir",
+      "init_from", "save_knn_memory"};
+  return *safe;
+}
+
+// "key: checkpoint X, now Y" for each difference outside `safe`.
+std::vector<std::string> Differences(const nlohmann::json& saved, const nlohmann::json& now,
+                                     const std::set<std::string>& safe) {
+  std::vector<std::string> differences;
+  std::set<std::string> keys;
+  for (const auto& item : saved.items()) keys.insert(item.key());
+  for (const auto& item : now.items()) keys.insert(item.key());
+  for (const std::string& key : keys) {
+    const nlohmann::json a = saved.contains(key) ? saved.at(key) : nlohmann::json(), b = now.contains(key) ? now.at(key) : nlohmann::json();
+    if (a != b && safe.count(key) == 0) differences.push_back(absl::StrCat(key, ": checkpoint ", a.dump(), ", now ", b.dump()));
+  }
+  return differences;
+}
+
+bool IsRankFile(const std::string& file) { return absl::StartsWith(file, "rank-"); }
+
 }  // namespace
 
 Trainer::Trainer(const TrainerOptions& options, parallel::Communicator& world, const c10::Device& device)
@@ -71,6 +154,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
                                                          model::TransformerOptions model_options,
                                                          parallel::Communicator& world,
                                                          const c10::Device& device) {
+  if (options.checkpoint.resume == "auto" && options.checkpoint.dir.empty()) {
+    return absl::InvalidArgumentError("--resume=auto needs --checkpoint_dir");
+  }
   if (options.steps < 0 || options.accumulate < 1) {
     return absl::InvalidArgumentError(absl::StrCat("steps must be >= 0 and accumulate >= 1; got ",
                                                    options.steps, " and ", options.accumulate));
@@ -146,6 +232,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
                                  fingerprint.structure, fingerprint.values, t->reducer_->bucket_plan().size(),
                                  options.steps, options.accumulate, t->train_->steps_in_epoch());
   }
+  if (options.checkpoint.resume != "none") MEMTRAIN_RETURN_IF_ERROR(t->Resume());
   return t;
 }
 
@@ -278,14 +365,39 @@ absl::Status Trainer::Run() {
     }
     return absl::OkStatus();
   };
+  const checkpoints::CheckpointOptions& c = options_.checkpoint;
+  const bool checkpointing = !c.dir.empty();
+  absl::Time last_save = absl::Now();
   while (step_ < options_.steps) {
     MEMTRAIN_ASSIGN_OR_RETURN(StepMetrics metrics, Step());
     Report(metrics);
     if (options_.valid_every > 0 && step_ % options_.valid_every == 0 && step_ < options_.steps) {
       MEMTRAIN_RETURN_IF_ERROR(validate());
     }
+    if (!checkpointing && !options_.stop_requested) continue;
+    // Signals and clocks are per process: the ranks agree (MAX) before
+    // anyone acts, so all save the same step or none does. Rank 0's clock
+    // decides the time-based saves.
+    const bool stop_here = options_.stop_requested && options_.stop_requested();
+    const bool time_due = world_.rank() == 0 && c.save_every_minutes > 0 &&
+                          absl::Now() - last_save >= absl::Seconds(60 * c.save_every_minutes);
+    at::Tensor flags = at::tensor({stop_here ? 1 : 0, time_due ? 1 : 0}, at::kInt);
+    MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(flags, parallel::ReduceOp::kMax));
+    const bool stop = flags[0].item<int>() == 1;
+    const bool steps_due = c.save_every_steps > 0 && step_ % c.save_every_steps == 0;
+    if (checkpointing && (stop || flags[1].item<int>() == 1 || steps_due) && step_ < options_.steps) {
+      MEMTRAIN_RETURN_IF_ERROR(SaveCheckpoint().status());
+      last_save = absl::Now();
+    }
+    if (stop && step_ < options_.steps) {
+      LOG_IF(WARNING, world_.rank() == 0) << "[ckpt] stop requested (signal): stopped at step " << step_
+                                          << (checkpointing ? " after saving a checkpoint" : " without a checkpoint (no --checkpoint_dir)");
+      preempted_ = true;
+      return absl::OkStatus();
+    }
   }
   MEMTRAIN_RETURN_IF_ERROR(validate());
+  if (checkpointing && last_checkpoint_step_ != step_) MEMTRAIN_RETURN_IF_ERROR(SaveCheckpoint().status());
   if (!options_.save_dir.empty()) {
     // Rank 0 writes; every rank learns whether it worked, so none is left
     // waiting in a collective when the disk is full.
@@ -303,6 +415,212 @@ absl::Status Trainer::Run() {
     MEMTRAIN_RETURN_IF_ERROR(world_.broadcast(ok, 0));
     if (!saved.ok()) return saved;
     if (ok.item<int>() == 0) return absl::InternalError("rank 0 could not save the model (see its log)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::AllRanksOk(const absl::Status& mine, const std::string& what) {
+  at::Tensor ok = at::full({1}, mine.ok() ? 1 : 0, at::kInt);
+  MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(ok, parallel::ReduceOp::kMin));
+  if (!mine.ok()) return absl::Status(mine.code(), absl::StrCat("rank ", world_.rank(), ": ", what, ": ", mine.message()));
+  if (ok.item<int>() == 0) return absl::InternalError(absl::StrCat(what, " failed on another rank (see its log)"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
+  const checkpoints::CheckpointOptions& c = options_.checkpoint;
+  if (c.dir.empty()) return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
+  const absl::Time start = absl::Now();
+  // 1. Rank 0 makes the empty partial directory; the others wait for it.
+  absl::StatusOr<std::string> partial = checkpoints::PartialCheckpointPath(c.dir, step_);
+  if (world_.rank() == 0) partial = checkpoints::CreatePartialCheckpoint(c.dir, step_);
+  MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(partial.status(), "creating the checkpoint directory"));
+  // 2. Every rank writes its part; rank 0 also the replicated state.
+  auto write = [&]() -> absl::Status {
+    const std::filesystem::path dir(*partial);
+    std::map<std::string, at::Tensor> tensors;
+    {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      tensors["rng.cpu"] = generator.get_state();
+    }
+    if (device_.is_cuda()) {  // untested here: no GPU on the development machine
+      auto generator = at::globalContext().defaultGenerator(device_);
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      tensors["rng.cuda"] = generator.get_state();
+    }
+    const bool memory = c.save_knn_memory && options_.use_memory;
+    if (memory) {
+      MEMTRAIN_ASSIGN_OR_RETURN(auto task_state, task_->SaveState());
+      for (auto& [name, tensor] : task_state) tensors["task." + name] = std::move(tensor);
+    }
+    const std::string rank_file = (dir / checkpoints::RankFileName(world_.rank())).string();
+    MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteSafetensors(
+        rank_file, tensors,
+        {{"rank", std::to_string(world_.rank())}, {"data_state", train_->SaveState()},
+         {"task_state_saved", memory ? "1" : "0"}}));
+    if (world_.rank() == options_.kill_rank_during_save && step_ == options_.kill_during_save_step) {
+      LOG(WARNING) << "[ckpt] rank " << world_.rank() << ": test seam: truncating " << rank_file << " and dying";
+      std::filesystem::resize_file(rank_file, std::filesystem::file_size(rank_file) / 2);
+      raise(SIGKILL);
+    }
+    if (world_.rank() != 0) return absl::OkStatus();
+    checkpoints::ModelInfo info;
+    info.options = model_->options();
+    info.tokenizer_sha256 = tokenizer_sha256_;
+    info.task = task_name_;
+    info.step = step_;
+    MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteModelFiles(dir.string(), *model_, info));
+    const std::string optimizer_file = (dir / checkpoints::kOptimizerName).string();
+    try {
+      torch::serialize::OutputArchive archive;
+      optimizer_->save(archive);
+      archive.save_to(optimizer_file);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
+    }
+    MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(optimizer_file));
+    const nlohmann::json state = {{"step", step_},
+                                  {"tokens_seen", tokens_seen_},
+                                  {"world_size", world_.size()},
+                                  {"task", task_name_},
+                                  {"tokenizer_sha256", tokenizer_sha256_},
+                                  {"knn_memory_saved", memory},
+                                  {"options", OptionsJson(options_)},
+                                  {"bucket_plan", reducer_->bucket_plan()}};
+    return checkpoints::WriteFileDurably((dir / checkpoints::kTrainerStateName).string(), state.dump(2) + "\n");
+  };
+  MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(write(), absl::StrCat("writing checkpoint ", *partial)));
+  // 3. Every rank's files are on disk: rank 0 commits.
+  absl::StatusOr<std::string> committed = checkpoints::PartialCheckpointPath(c.dir, step_);
+  if (world_.rank() == 0) committed = checkpoints::CommitCheckpoint(c.dir, step_, c.keep_last);
+  MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(committed.status(), "committing the checkpoint"));
+  last_checkpoint_step_ = step_;
+  LOG_IF(INFO, world_.rank() == 0) << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step_, *committed,
+                                                      absl::ToDoubleSeconds(absl::Now() - start));
+  return checkpoints::CheckpointPath(c.dir, step_);
+}
+
+absl::Status Trainer::Resume() {
+  const checkpoints::CheckpointOptions& c = options_.checkpoint;
+  // Each rank reads the shared files and its own.
+  const std::string own = checkpoints::RankFileName(world_.rank());
+  auto wanted = [&](const std::string& file) { return !IsRankFile(file) || file == own; };
+  std::string path = c.resume;
+  if (c.resume == "auto") {
+    // The ranks agree on a step every one of them can load: the minimum of
+    // their newest verified steps, lowered until all find that same one.
+    int64_t bound = std::numeric_limits<int64_t>::max(), agreed = -1;
+    while (true) {
+      std::vector<std::string> skipped;
+      absl::StatusOr<checkpoints::CheckpointRef> found = checkpoints::FindNewestValid(c.dir, bound, wanted, &skipped);
+      for (const std::string& reason : skipped) {
+        LOG(WARNING) << "[ckpt] rank " << world_.rank() << ": damaged checkpoint skipped, using an older one: " << reason;
+      }
+      const int64_t mine = found.ok() ? found->step : -1;
+      at::Tensor step = at::full({1}, mine, at::kLong);
+      MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(step, parallel::ReduceOp::kMin));
+      agreed = step.item<int64_t>();
+      at::Tensor same = at::full({1}, mine == agreed ? 1 : 0, at::kInt);
+      MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(same, parallel::ReduceOp::kMin));
+      if (same.item<int>() == 1) break;
+      bound = agreed;
+    }
+    if (agreed < 0) {
+      LOG_IF(INFO, world_.rank() == 0) << "[ckpt] no complete checkpoint in " << c.dir << "; starting at step 0";
+      return absl::OkStatus();
+    }
+    path = checkpoints::CheckpointPath(c.dir, agreed);
+  } else {
+    MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(checkpoints::VerifyCheckpoint(path, wanted), "verifying --resume=" + path));
+  }
+  return AllRanksOk(LoadCheckpoint(path), "loading " + path);
+}
+
+absl::Status Trainer::LoadCheckpoint(const std::string& path) {
+  const std::filesystem::path dir(path);
+  nlohmann::json state;
+  try {
+    std::ifstream in(dir / checkpoints::kTrainerStateName);
+    state = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat((dir / checkpoints::kTrainerStateName).string(), ": ", e.what()));
+  }
+  if (state.at("world_size").get<int>() != world_.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " was written by ", state.at("world_size").get<int>(), " ranks; this run has ", world_.size(),
+        " (each rank's data cursor and RNG are in the checkpoint: resume with the same number of ranks)"));
+  }
+  if (state.at("task").get<std::string>() != task_name_ ||
+      state.at("tokenizer_sha256").get<std::string>() != tokenizer_sha256_) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is a ", state.at("task").get<std::string>(),
+                                                      " checkpoint with tokenizer ", state.at("tokenizer_sha256").get<std::string>(),
+                                                      "; this run is ", task_name_, " with tokenizer ", tokenizer_sha256_));
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(path, device_));
+  std::vector<std::string> differences = Differences(state.at("options"), OptionsJson(options_), SafeToChange());
+  for (const std::string& d : Differences(nlohmann::json::parse(model::TransformerOptionsToJson(loaded.info.options)),
+                                          nlohmann::json::parse(model::TransformerOptionsToJson(model_->options())), {})) {
+    differences.push_back("model." + d);
+  }
+  if (!differences.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot resume from ", path, " with a different configuration:\n  ", absl::StrJoin(differences, "\n  "),
+        "\n(safe to change: ", absl::StrJoin(SafeToChange(), ", "), "; see docs/CHECKPOINTS.md)"));
+  }
+  if (state.at("bucket_plan").get<std::vector<std::vector<std::string>>>() != reducer_->bucket_plan()) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": the gradient bucket plan differs from this run's "
+                                                      "(same options, different model code?); the reduction order "
+                                                      "would change"));
+  }
+  {
+    at::NoGradGuard no_grad;
+    auto loaded_parameters = loaded.model->named_parameters();
+    for (auto& item : model_->named_parameters()) item.value().copy_(loaded_parameters[item.key()]);
+    auto loaded_buffers = loaded.model->named_buffers();
+    for (auto& item : model_->named_buffers()) item.value().copy_(loaded_buffers[item.key()]);
+  }
+  const std::string optimizer_file = (dir / checkpoints::kOptimizerName).string();
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(optimizer_file, device_);
+    optimizer_->load(archive);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat(optimizer_file, ": ", e.what_without_backtrace()));
+  }
+  const std::string rank_file = (dir / checkpoints::RankFileName(world_.rank())).string();
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Safetensors mine, checkpoints::ReadSafetensors(rank_file));
+  auto tensor = [&](const std::string& name) -> absl::StatusOr<at::Tensor> {
+    auto found = mine.tensors.find(name);
+    if (found == mine.tensors.end()) return absl::DataLossError(absl::StrCat(rank_file, " has no ", name));
+    return found->second;
+  };
+  {
+    MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor rng, tensor("rng.cpu"));
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng);
+  }
+  if (device_.is_cuda()) {  // untested here: no GPU on the development machine
+    MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor rng, tensor("rng.cuda"));
+    auto generator = at::globalContext().defaultGenerator(device_);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng);
+  }
+  MEMTRAIN_RETURN_IF_ERROR(train_->LoadState(mine.metadata["data_state"]));
+  std::map<std::string, at::Tensor> task_state;
+  for (const auto& [name, t] : mine.tensors) {
+    if (absl::StartsWith(name, "task.")) task_state[name.substr(5)] = t;
+  }
+  MEMTRAIN_RETURN_IF_ERROR(task_->LoadState(*model_, task_state));
+  step_ = state.at("step").get<int64_t>();
+  tokens_seen_ = state.at("tokens_seen").get<double>();
+  last_checkpoint_step_ = step_;
+  if (world_.rank() == 0) {
+    LOG(INFO) << "[ckpt] resumed from " << path << " at step " << step_;
+    LOG_IF(WARNING, options_.use_memory && !state.at("knn_memory_saved").get<bool>())
+        << "[ckpt] " << path << " holds no memory states (saved without --save_knn_memory): every stream's "
+        << "memory restarts empty, so this run will not match an uninterrupted one exactly";
   }
   return absl::OkStatus();
 }

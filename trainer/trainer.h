@@ -18,6 +18,14 @@
 // with a check that every rank built the same structure; the reducer's
 // bucket plan is logged. Rank 0 writes metrics as JSON lines and prints a
 // progress line; validation runs every `valid_every` steps and at the end.
+//
+// Checkpoints (options.checkpoint, docs/CHECKPOINTS.md): every N steps
+// and/or minutes, at the end, and when `stop_requested` reports true on any
+// rank (a preemption signal): then every rank saves at the step boundary and
+// Run returns OK with preempted() true. With checkpoint.resume set, Create
+// loads the chosen checkpoint after building everything, and the run goes on
+// exactly as if it had never stopped (bitwise on CPU with the same world
+// size; with the kNN memory only when it was saved).
 #ifndef MEMTRAIN_TRAINER_TRAINER_H_
 #define MEMTRAIN_TRAINER_TRAINER_H_
 
@@ -31,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "checkpoints/checkpoint.h"
 #include "data/batch_source.h"
 #include "model/transformer.h"
 #include "parallel/communicator.h"
@@ -71,6 +80,16 @@ struct TrainerOptions {
   std::string metrics_path;  ///< JSON lines (rank 0); empty: none
   std::string save_dir;      ///< the final model (checkpoints/model_file.h); empty: not saved
   std::string init_from;     ///< start from this saved model (same tokenizer)
+  // checkpoints
+  checkpoints::CheckpointOptions checkpoint;
+  /// Polled at every step boundary of Run; true on any rank stops the run
+  /// with a checkpoint (launch/signals.h). Empty: never.
+  std::function<bool()> stop_requested;
+  /// Test seam of the crash tests: rank `kill_rank_during_save` truncates its
+  /// file of the checkpoint of step `kill_during_save_step` and SIGKILLs
+  /// itself before the checkpoint commits. -1: never.
+  int kill_rank_during_save = -1;
+  int64_t kill_during_save_step = -1;
 };
 
 /// Per-step record, as written to the metrics file.
@@ -107,6 +126,12 @@ class Trainer {
   absl::StatusOr<StepMetrics> StepOn(const std::vector<data::Batch>& micro_batches);
   /// Validation perplexity over options.valid_data (kFailedPrecondition without it).
   absl::StatusOr<LossTotals> Validate();
+  /// Writes the checkpoint of the current step into options.checkpoint.dir
+  /// (checkpoints/checkpoint.h protocol). Collective; returns its path.
+  absl::StatusOr<std::string> SaveCheckpoint();
+  /// Whether Run stopped early because stop_requested fired (a checkpoint
+  /// was saved); the caller exits asking to be requeued.
+  bool preempted() const { return preempted_; }
 
   model::TransformerImpl& model() { return *model_; }
   int64_t step() const { return step_; }
@@ -114,6 +139,12 @@ class Trainer {
  private:
   Trainer(const TrainerOptions& options, parallel::Communicator& world, const c10::Device& device);
   absl::StatusOr<data::Batch> NextTrainBatch();
+  /// Picks the checkpoint options.checkpoint.resume names (the ranks agree)
+  /// and loads it; OK without loading when auto finds none.
+  absl::Status Resume();
+  absl::Status LoadCheckpoint(const std::string& path);
+  /// Rank `r`'s status made everyone's: OK only if OK on every rank.
+  absl::Status AllRanksOk(const absl::Status& mine, const std::string& what);
   void Report(const StepMetrics& metrics);
 
   const TrainerOptions options_;
@@ -130,6 +161,8 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;  // rank 0 only
   int64_t step_ = 0;
   double tokens_seen_ = 0;
+  int64_t last_checkpoint_step_ = -1;
+  bool preempted_ = false;
 };
 
 }  // namespace memtrain::trainer

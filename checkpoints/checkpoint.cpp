@@ -1,0 +1,157 @@
+#include "checkpoints/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "checkpoints/durable_file.h"
+#include "common/status_macros.h"
+#include "data/corpus_file.h"
+#include "nlohmann/json.hpp"
+
+namespace memtrain::checkpoints {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kStepPrefix[] = "step-";
+constexpr char kPartialSuffix[] = ".partial";
+
+}  // namespace
+
+std::string CheckpointName(int64_t step) { return absl::StrFormat("%s%08d", kStepPrefix, step); }
+
+std::string RankFileName(int rank) { return absl::StrFormat("rank-%05d.safetensors", rank); }
+
+std::string CheckpointPath(const std::string& dir, int64_t step) {
+  return (fs::path(dir) / CheckpointName(step)).string();
+}
+
+std::string PartialCheckpointPath(const std::string& dir, int64_t step) {
+  return CheckpointPath(dir, step) + kPartialSuffix;
+}
+
+absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step) {
+  const std::string partial = PartialCheckpointPath(dir, step);
+  std::error_code error;
+  fs::remove_all(partial, error);
+  fs::create_directories(partial, error);
+  if (error) return absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
+  return partial;
+}
+
+absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last) {
+  const std::string partial = PartialCheckpointPath(dir, step);
+  const fs::path target = CheckpointPath(dir, step);
+  nlohmann::json manifest;
+  manifest["format"] = "memtrain-checkpoint-1";
+  manifest["step"] = step;
+  manifest["files"] = nlohmann::json::array();
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(partial)) {
+    if (entry.is_regular_file() && entry.path().filename() != kManifestName) {
+      files.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& file : files) {
+    MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described, data::DescribeInputFile((fs::path(partial) / file).string()));
+    manifest["files"].push_back({{"file", file}, {"bytes", described.bytes}, {"sha256", described.sha256}});
+  }
+  MEMTRAIN_RETURN_IF_ERROR(WriteFileDurably((fs::path(partial) / kManifestName).string(), manifest.dump(2) + "\n"));
+  MEMTRAIN_RETURN_IF_ERROR(Fsync(partial));
+  std::error_code error;
+  // A checkpoint of this step from an earlier attempt (a run resumed from an
+  // older one) is replaced: the new one is at least as recent.
+  fs::remove_all(target, error);
+  fs::rename(partial, target, error);
+  if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial, " to ", target.string(), ": ", error.message()));
+  MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
+  // `latest` moves only now, and atomically: a new link renamed over the old.
+  const fs::path latest = fs::path(dir) / kLatestName, link = fs::path(dir) / absl::StrCat(kLatestName, ".tmp");
+  fs::remove(link, error);
+  fs::create_directory_symlink(CheckpointName(step), link, error);
+  if (!error) fs::rename(link, latest, error);
+  if (error) return absl::InternalError(absl::StrCat("cannot point ", latest.string(), " at ", target.string(), ": ", error.message()));
+  MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
+  const std::vector<CheckpointRef> complete = ListCheckpoints(dir);
+  for (size_t i = static_cast<size_t>(std::max(keep_last, 1)); i < complete.size(); ++i) {
+    fs::remove_all(complete[i].path, error);
+  }
+  return target.string();
+}
+
+absl::StatusOr<Manifest> ReadManifest(const std::string& checkpoint) {
+  const fs::path path = fs::path(checkpoint) / kManifestName;
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), " is missing (not a complete checkpoint)"));
+  Manifest manifest;
+  try {
+    const nlohmann::json json = nlohmann::json::parse(in);
+    manifest.step = json.at("step").get<int64_t>();
+    for (const auto& entry : json.at("files")) {
+      manifest.files.push_back({entry.at("file").get<std::string>(), entry.at("bytes").get<int64_t>(),
+                                entry.at("sha256").get<std::string>()});
+    }
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat(path.string(), " is malformed: ", e.what()));
+  }
+  return manifest;
+}
+
+absl::Status VerifyCheckpoint(const std::string& checkpoint,
+                              const std::function<bool(const std::string& file)>& wanted) {
+  MEMTRAIN_ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(checkpoint));
+  for (const ManifestEntry& entry : manifest.files) {
+    if (wanted && !wanted(entry.file)) continue;
+    const std::string path = (fs::path(checkpoint) / entry.file).string();
+    std::error_code error;
+    const auto bytes = fs::file_size(path, error);
+    if (error) return absl::DataLossError(absl::StrCat(path, " is missing (listed in the manifest)"));
+    if (static_cast<int64_t>(bytes) != entry.bytes) {
+      return absl::DataLossError(absl::StrCat(path, " has ", bytes, " bytes, the manifest says ", entry.bytes,
+                                              bytes < static_cast<uintmax_t>(entry.bytes) ? " (truncated)" : ""));
+    }
+    MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described, data::DescribeInputFile(path));
+    if (described.sha256 != entry.sha256) {
+      return absl::DataLossError(absl::StrCat(path, " has sha256 ", described.sha256, ", the manifest says ",
+                                              entry.sha256, " (corrupted)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<CheckpointRef> ListCheckpoints(const std::string& dir) {
+  std::vector<CheckpointRef> found;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    int64_t step = 0;
+    if (!entry.is_directory() || entry.is_symlink() || !absl::StartsWith(name, kStepPrefix) ||
+        !absl::SimpleAtoi(name.substr(sizeof(kStepPrefix) - 1), &step)) {
+      continue;  // `.partial` directories fail the number parse
+    }
+    found.push_back({step, entry.path().string()});
+  }
+  std::sort(found.begin(), found.end(), [](const CheckpointRef& a, const CheckpointRef& b) { return a.step > b.step; });
+  return found;
+}
+
+absl::StatusOr<CheckpointRef> FindNewestValid(const std::string& dir, int64_t max_step,
+                                              const std::function<bool(const std::string& file)>& wanted,
+                                              std::vector<std::string>* skipped) {
+  for (const CheckpointRef& candidate : ListCheckpoints(dir)) {
+    if (candidate.step > max_step) continue;
+    const absl::Status verified = VerifyCheckpoint(candidate.path, wanted);
+    if (verified.ok()) return candidate;
+    if (skipped != nullptr) skipped->push_back(absl::StrCat(candidate.path, ": ", verified.message()));
+  }
+  return absl::NotFoundError(absl::StrCat("no complete checkpoint in ", dir,
+                                          max_step < INT64_MAX ? absl::StrCat(" at or before step ", max_step) : ""));
+}
+
+}  // namespace memtrain::checkpoints

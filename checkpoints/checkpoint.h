@@ -1,0 +1,105 @@
+// File: checkpoints/checkpoint.h
+//
+// The on-disk protocol of a training checkpoint (docs/CHECKPOINTS.md): which
+// files a checkpoint directory holds, how it becomes complete atomically, how
+// it is verified, and how the newest complete one is found. What goes into
+// the files is the trainer's (trainer/trainer.cpp); this header never sees a
+// communicator, so the trainer runs the collective steps between the calls:
+//
+//   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string partial, CreatePartialCheckpoint(dir, step));
+//   barrier     (every rank now sees the empty `<dir>/step-<N>.partial`)
+//   every rank: writes its files into `partial` (RankFileName(rank), ...) and fsyncs them
+//   all-reduce  of "my files are written" (any failure: nobody commits)
+//   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string path, CommitCheckpoint(dir, step, keep_last));
+//
+// CommitCheckpoint writes MANIFEST.json (every file's size and sha256),
+// fsyncs, renames `step-<N>.partial` to `step-<N>` (the commit: a directory
+// named `step-<N>` is complete by construction), fsyncs `dir`, then moves the
+// `latest` symlink (a temporary link renamed over it) and deletes the oldest
+// complete checkpoints beyond `keep_last`. A crash at any point leaves either
+// a `.partial` directory, which nothing reads and the next save of that step
+// replaces, or a complete checkpoint.
+//
+// `dir` must be on a filesystem every rank sees (the ranks write into one
+// directory); the checkpoint's files are plain model.pt/model.json (so
+// memtrain-eval --model=<dir>/latest works), optimizer.pt, trainer.json and
+// one rank-<r>.safetensors per rank.
+#ifndef MEMTRAIN_CHECKPOINTS_CHECKPOINT_H_
+#define MEMTRAIN_CHECKPOINTS_CHECKPOINT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace memtrain::checkpoints {
+
+/// How memtrain-train checkpoints (flags of the same names).
+struct CheckpointOptions {
+  std::string dir;                  ///< empty: no checkpoints
+  int64_t save_every_steps = 0;     ///< 0: not by step count
+  double save_every_minutes = 0;    ///< 0: not by time (rank 0's clock decides for all)
+  int keep_last = 3;                ///< complete checkpoints kept, >= 1
+  std::string resume = "none";      ///< none, auto (newest complete one in dir) or a checkpoint directory
+  bool save_knn_memory = false;     ///< lm: also save every stream's memory (needed for an exact resume)
+};
+
+inline constexpr char kManifestName[] = "MANIFEST.json";
+inline constexpr char kLatestName[] = "latest";
+inline constexpr char kTrainerStateName[] = "trainer.json";
+inline constexpr char kOptimizerName[] = "optimizer.pt";
+
+/// "step-00000042": names sort by step.
+std::string CheckpointName(int64_t step);
+/// "rank-00003.safetensors": one rank's RNG states, data cursor and memory.
+std::string RankFileName(int rank);
+
+/// `<dir>/step-<N>` and `<dir>/step-<N>.partial`.
+std::string CheckpointPath(const std::string& dir, int64_t step);
+std::string PartialCheckpointPath(const std::string& dir, int64_t step);
+
+/// Rank 0, before any rank writes: an empty `<dir>/step-<N>.partial`
+/// (a leftover of a crashed save is removed). Returns its path.
+absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step);
+/// Rank 0, after every rank wrote and fsynced its files: the manifest, the
+/// rename, `latest`, retention. Returns the checkpoint's path.
+absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last);
+
+struct ManifestEntry {
+  std::string file;  ///< relative to the checkpoint directory
+  int64_t bytes = 0;
+  std::string sha256;
+};
+struct Manifest {
+  int64_t step = 0;
+  std::vector<ManifestEntry> files;
+};
+/// kNotFound without a manifest (not a checkpoint, or incomplete);
+/// kDataLoss for a malformed one.
+absl::StatusOr<Manifest> ReadManifest(const std::string& checkpoint);
+/// Checks every file the manifest lists (or those `wanted` accepts): present,
+/// of the listed size, with the listed sha256. kDataLoss naming the first
+/// damaged file and how it is damaged.
+absl::Status VerifyCheckpoint(const std::string& checkpoint,
+                              const std::function<bool(const std::string& file)>& wanted = nullptr);
+
+struct CheckpointRef {
+  int64_t step = 0;
+  std::string path;
+};
+/// The complete-by-name (`step-<N>`, not `.partial`) checkpoints in `dir`,
+/// newest first; unverified.
+std::vector<CheckpointRef> ListCheckpoints(const std::string& dir);
+/// The newest checkpoint in `dir` whose step is <= `max_step` and that
+/// verifies (only the files `wanted` accepts); each damaged one skipped on
+/// the way is reported in `skipped` ("<path>: <reason naming the file>").
+/// kNotFound when none qualifies.
+absl::StatusOr<CheckpointRef> FindNewestValid(const std::string& dir, int64_t max_step,
+                                              const std::function<bool(const std::string& file)>& wanted,
+                                              std::vector<std::string>* skipped);
+
+}  // namespace memtrain::checkpoints
+
+#endif  // MEMTRAIN_CHECKPOINTS_CHECKPOINT_H_

@@ -1,0 +1,171 @@
+// memtrain-ckpt: looks into checkpoints and moves weights in and out.
+//
+//   memtrain-ckpt inspect runs/lm/ckpt                 # every checkpoint, verified
+//   memtrain-ckpt inspect runs/lm/ckpt/latest          # one: step, files, config, ranks
+//   memtrain-ckpt export --format=safetensors --output=w.safetensors runs/lm/ckpt/latest
+//   memtrain-ckpt import --output=runs/lm/imported w.safetensors
+//
+// export writes every parameter and buffer under its LibTorch name, with the
+// model config, tokenizer sha256, task and step as safetensors metadata, so
+// `safetensors.torch.load_file` reads it and import rebuilds a model
+// directory (model.pt + model.json) that memtrain-eval and --init_from take.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "checkpoints/checkpoint.h"
+#include "checkpoints/model_file.h"
+#include "checkpoints/safetensors.h"
+#include "common/binary.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, format, "safetensors", "export: the weights format (safetensors only).");
+ABSL_FLAG(std::string, output, "", "export: the file to write; import: the model directory to write.");
+
+namespace memtrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kModelKey[] = "memtrain.model";
+
+void PrintSafetensors(const std::string& path) {
+  auto file = checkpoints::ReadSafetensors(path);
+  if (!file.ok()) {
+    std::cout << "  " << path << ": " << file.status().message() << "\n";
+    return;
+  }
+  std::cout << "  " << fs::path(path).filename().string() << ":\n";
+  for (const auto& [key, value] : file->metadata) std::cout << "    metadata " << key << " = " << value << "\n";
+  for (const auto& [name, tensor] : file->tensors) {
+    std::cout << "    " << name << " " << c10::toString(tensor.scalar_type()) << " " << tensor.sizes() << "\n";
+  }
+}
+
+absl::Status InspectOne(const std::string& path) {
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Manifest manifest, checkpoints::ReadManifest(path));
+  std::cout << "checkpoint " << fs::canonical(path).string() << "\nstep " << manifest.step << "\nfiles:\n";
+  for (const auto& entry : manifest.files) {
+    std::cout << "  " << entry.file << "  " << entry.bytes << " bytes  sha256 " << entry.sha256 << "\n";
+  }
+  std::ifstream state(fs::path(path) / checkpoints::kTrainerStateName);
+  if (state) {
+    nlohmann::json json = nlohmann::json::parse(state, nullptr, /*allow_exceptions=*/false);
+    if (json.is_object()) json.erase("bucket_plan");
+    std::cout << "trainer state: " << json.dump(2) << "\n";
+  }
+  std::ifstream model(fs::path(path) / "model.json");
+  if (model) std::cout << "model: " << model.rdbuf() << "\n";
+  std::cout << "ranks:\n";
+  for (const auto& entry : manifest.files) {
+    if (entry.file.rfind("rank-", 0) == 0) PrintSafetensors((fs::path(path) / entry.file).string());
+  }
+  const absl::Status verified = checkpoints::VerifyCheckpoint(path);
+  std::cout << "verified: " << (verified.ok() ? "ok" : absl::StrCat("FAILED: ", verified.message())) << "\n";
+  return verified;
+}
+
+absl::Status Inspect(const std::string& path) {
+  if (fs::path(path).extension() == ".safetensors") {
+    PrintSafetensors(path);
+    return absl::OkStatus();
+  }
+  if (fs::exists(fs::path(path) / checkpoints::kManifestName)) return InspectOne(path);
+  const auto all = checkpoints::ListCheckpoints(path);
+  if (all.empty()) return absl::NotFoundError(absl::StrCat(path, " holds no checkpoint"));
+  absl::Status worst = absl::OkStatus();
+  for (const auto& checkpoint : all) {
+    const absl::Status verified = checkpoints::VerifyCheckpoint(checkpoint.path);
+    std::cout << checkpoint.path << "  step " << checkpoint.step << "  "
+              << (verified.ok() ? "ok" : absl::StrCat("DAMAGED: ", verified.message())) << "\n";
+    if (!verified.ok()) worst = verified;
+  }
+  return worst;
+}
+
+absl::Status Export(const std::string& path, const std::string& output) {
+  if (absl::GetFlag(FLAGS_format) != "safetensors") {
+    return absl::InvalidArgumentError("--format: only safetensors is supported");
+  }
+  if (output.empty()) return absl::InvalidArgumentError("export needs --output=FILE.safetensors");
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(path, at::kCPU));
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& item : loaded.model->named_parameters()) tensors[item.key()] = item.value();
+  for (const auto& item : loaded.model->named_buffers()) tensors[item.key()] = item.value();
+  MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteSafetensors(
+      output, tensors,
+      {{kModelKey, model::TransformerOptionsToJson(loaded.info.options)},
+       {"memtrain.tokenizer_sha256", loaded.info.tokenizer_sha256},
+       {"memtrain.task", loaded.info.task},
+       {"memtrain.step", std::to_string(loaded.info.step)}}));
+  std::cout << "exported " << tensors.size() << " tensors of " << path << " to " << output << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Import(const std::string& path, const std::string& output) {
+  if (output.empty()) return absl::InvalidArgumentError("import needs --output=MODEL_DIR");
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Safetensors file, checkpoints::ReadSafetensors(path));
+  auto config = file.metadata.find(kModelKey);
+  if (config == file.metadata.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " has no '", kModelKey,
+                                                      "' metadata (not written by memtrain-ckpt export)"));
+  }
+  checkpoints::ModelInfo info;
+  MEMTRAIN_ASSIGN_OR_RETURN(info.options, model::TransformerOptionsFromJson(config->second));
+  info.tokenizer_sha256 = file.metadata["memtrain.tokenizer_sha256"];
+  info.task = file.metadata["memtrain.task"];
+  info.step = std::stoll(file.metadata.count("memtrain.step") ? file.metadata["memtrain.step"] : "0");
+  MEMTRAIN_ASSIGN_OR_RETURN(model::Transformer model, model::MakeTransformer(info.options));
+  at::NoGradGuard no_grad;
+  auto copy = [&](const std::string& name, at::Tensor& target) -> absl::Status {
+    auto found = file.tensors.find(name);
+    if (found == file.tensors.end() || found->second.sizes() != target.sizes()) {
+      return absl::DataLossError(absl::StrCat(path, ": ", name, " is missing or not of shape ",
+                                              c10::str(target.sizes()), " as the config implies"));
+    }
+    target.copy_(found->second);
+    return absl::OkStatus();
+  };
+  for (auto& item : model->named_parameters()) MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+  for (auto& item : model->named_buffers()) MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+  MEMTRAIN_RETURN_IF_ERROR(checkpoints::SaveModel(output, *model, info));
+  std::cout << "imported " << path << " into " << output << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace memtrain
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = memtrain::InitBinary(
+      argc, argv,
+      "Inspects, verifies, exports and imports memtrain checkpoints (docs/CHECKPOINTS.md).\n"
+      "  memtrain-ckpt inspect CHECKPOINT_DIR|CHECKPOINT|FILE.safetensors   (exit 1 if damaged)\n"
+      "  memtrain-ckpt export --format=safetensors --output=W.safetensors CHECKPOINT|MODEL_DIR\n"
+      "  memtrain-ckpt import --output=MODEL_DIR W.safetensors");
+  if (args.size() != 3) {
+    std::cerr << "usage: memtrain-ckpt inspect|export|import PATH (see --help)\n";
+    return 2;
+  }
+  const std::string command = args[1], path = args[2], output = absl::GetFlag(FLAGS_output);
+  absl::Status status;
+  if (command == "inspect") {
+    status = memtrain::Inspect(path);
+  } else if (command == "export") {
+    status = memtrain::Export(path, output);
+  } else if (command == "import") {
+    status = memtrain::Import(path, output);
+  } else {
+    std::cerr << "unknown command '" << command << "': inspect, export or import\n";
+    return 2;
+  }
+  if (!status.ok()) {
+    LOG(ERROR) << "[ckpt] " << status.message();
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Checkpoints of memtrain-train as processes under real mpirun (2 ranks), on
+# a demo lm corpus with a knn layer and its memory checkpointed:
+#   usr1   SIGUSR1 to mpirun -> every rank saves at the next step boundary and
+#          exits 75 (requeue); --resume=auto then completes the run, and every
+#          later step's loss equals the uninterrupted run's, bitwise.
+#   kill   rank 1 is SIGKILLed while the checkpoint of step 6 is being written
+#          -> `latest` still names step 3, which verifies; the next run resumes
+#          from it and matches the uninterrupted run.
+#   damage the newest checkpoint truncated -> the resume warns naming the file
+#          and uses the previous one.
+#   export memtrain-ckpt export -> import -> export gives the same bytes, and
+#          Python's safetensors (when PYTHON has it) reads tensors equal to the
+#          checkpoint's model.pt as torch.jit.load reads it.
+#
+#   ckpt_faults.sh BIN_DIR MPIEXEC "MPIEXEC_FLAGS" SCENARIO [PYTHON]
+set -euo pipefail
+bin="$1" mpiexec="$2" mpi_flags="$3" scenario="$4" python="${5:-python3}"
+work="$(mktemp -d)"
+trap 'rm -rf "${work}"' EXIT
+
+"${bin}/memtrain-prepare" --corpus=demo --demo_documents=200 --vocab_size=500 --output="${work}/demo.h5" \
+  --progress=false 2>"${work}/prepare.log" || { cat "${work}/prepare.log"; exit 1; }
+
+steps=12
+train() {  # name, extra flags...; the exit status is the caller's
+  local name="$1"; shift
+  # With as_process=exec (in the background) mpirun replaces the subshell, so
+  # $! is mpirun's pid and the signal goes to it.
+  # shellcheck disable=SC2086
+  ${as_process:-} ${mpiexec} ${mpi_flags} -n 2 "${bin}/memtrain-train" --train_data="${work}/demo.h5" --steps="${steps}" \
+    --encoder_layers=0 --decoder_layers=2 --model_dim=32 --heads=2 --ffn_dim=64 --knn_layers=1 \
+    --knn_memory_size=64 --knn_top_k=4 --dropout=0.1 --streams=2 --segment_length=16 --lr_schedule=constant \
+    --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics="${work}/${name}.jsonl" "$@" >"${work}/${name}.log" 2>&1
+}
+
+# Every step of the resumed run ($2) must have the loss of the same step of the
+# uninterrupted one ($1), as written (17 significant digits: bitwise).
+same_losses() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+def losses(path):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r.get("kind") == "train"}
+whole, resumed = losses(sys.argv[1]), losses(sys.argv[2])
+if not resumed:
+    sys.exit("the resumed run logged no step")
+bad = [s for s in resumed if resumed[s] != whole.get(s)]
+if bad:
+    sys.exit(f"losses differ at steps {bad}: {[(resumed[s], whole.get(s)) for s in bad]}")
+print(f"steps {min(resumed)}..{max(resumed)}: losses equal to the uninterrupted run")
+PY
+}
+
+train whole || { tail -20 "${work}/whole.log"; exit 1; }
+ckpt="${work}/ckpt"
+
+case "${scenario}" in
+  usr1)
+    steps=400  # long enough to be signalled mid-run
+    as_process=exec train stopped --checkpoint_dir="${ckpt}" --save_knn_memory &
+    pid=$!
+    until [[ -s "${work}/stopped.jsonl" && $(wc -l <"${work}/stopped.jsonl") -ge 3 ]]; do
+      kill -0 "${pid}" 2>/dev/null || { tail -20 "${work}/stopped.log"; echo "FAIL: run ended before the signal"; exit 1; }
+      sleep 0.2
+    done
+    kill -USR1 "${pid}"
+    status=0; wait "${pid}" || status=$?
+    [[ -n "${KEEP_LOG:-}" ]] && cp "${work}/stopped.log" "${KEEP_LOG}"
+    [[ ${status} -eq 75 ]] || { tail -20 "${work}/stopped.log"; echo "FAIL: exit ${status}, want 75"; exit 1; }
+    grep -q "stop requested" "${work}/stopped.log" || { echo "FAIL: no stop message"; exit 1; }
+    stopped_at=$(readlink "${ckpt}/latest")
+    echo "stopped with exit 75 at ${stopped_at}"
+    "${bin}/memtrain-ckpt" inspect "${ckpt}/latest" >"${work}/inspect.txt" || { cat "${work}/inspect.txt"; exit 1; }
+    # The uninterrupted run must reach at least as far as the resumed one.
+    steps=$(( 10#${stopped_at#step-} + 6 ))
+    train whole || { tail -20 "${work}/whole.log"; exit 1; }
+    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+      || { tail -20 "${work}/resumed.log"; exit 1; }
+    grep -q "resumed from .*${stopped_at}" "${work}/resumed.log" || { echo "FAIL: did not resume from ${stopped_at}"; exit 1; }
+    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+  kill)
+    status=0
+    train killed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=3 --testing_kill_during_save=1:6 \
+      || status=$?
+    [[ ${status} -ne 0 ]] || { echo "FAIL: the run survived the kill"; exit 1; }
+    [[ -d "${ckpt}/step-00000006.partial" ]] || { ls "${ckpt}"; echo "FAIL: no partial checkpoint of step 6"; exit 1; }
+    [[ $(readlink "${ckpt}/latest") == step-00000003 ]] || { ls -l "${ckpt}"; echo "FAIL: latest moved"; exit 1; }
+    "${bin}/memtrain-ckpt" inspect "${ckpt}/latest" | grep -q "verified: ok" || { echo "FAIL: step 3 does not verify"; exit 1; }
+    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=3 --resume=auto \
+      || { tail -20 "${work}/resumed.log"; exit 1; }
+    grep -q "resumed from .*step-00000003" "${work}/resumed.log" || { echo "FAIL: did not resume from step 3"; exit 1; }
+    [[ ! -e "${ckpt}/step-00000006.partial" ]] || { echo "FAIL: the stale partial checkpoint was not replaced"; exit 1; }
+    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+  damage)
+    train saved --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=4 || { tail "${work}/saved.log"; exit 1; }
+    truncate -s -100 "${ckpt}/step-00000012/optimizer.pt"
+    steps=14
+    train whole || { tail -20 "${work}/whole.log"; exit 1; }
+    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+      || { tail -20 "${work}/resumed.log"; exit 1; }
+    grep -q "damaged checkpoint skipped.*step-00000012/optimizer.pt.*truncated" "${work}/resumed.log" \
+      || { grep ckpt "${work}/resumed.log"; echo "FAIL: no warning naming the truncated file"; exit 1; }
+    grep -q "resumed from .*step-00000008" "${work}/resumed.log" || { echo "FAIL: did not fall back to step 8"; exit 1; }
+    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+  export)
+    train saved --checkpoint_dir="${ckpt}" || { tail "${work}/saved.log"; exit 1; }
+    "${bin}/memtrain-ckpt" export --format=safetensors --output="${work}/w.safetensors" "${ckpt}/latest"
+    "${bin}/memtrain-ckpt" import --output="${work}/imported" "${work}/w.safetensors"
+    "${bin}/memtrain-ckpt" export --format=safetensors --output="${work}/again.safetensors" "${work}/imported"
+    cmp "${work}/w.safetensors" "${work}/again.safetensors" || { echo "FAIL: import/export changed the weights"; exit 1; }
+    if ! "${python}" -c "import safetensors, torch" 2>/dev/null; then
+      echo "PASS export (C++ round trip); SKIP of the Python read-back: ${python} cannot import safetensors and torch"
+      exit 0
+    fi
+    "${python}" - "${work}/w.safetensors" "${ckpt}/latest/model.pt" <<'PY'
+import sys, torch
+from safetensors.torch import load_file
+exported = load_file(sys.argv[1])
+reference = torch.jit.load(sys.argv[2])
+expected = dict(reference.named_parameters()) | dict(reference.named_buffers())
+assert set(exported) == set(expected), (sorted(set(exported) ^ set(expected)))
+for name, tensor in expected.items():
+    assert exported[name].dtype == tensor.dtype and torch.equal(exported[name], tensor.detach()), name
+print(f"python: {len(exported)} tensors equal to model.pt")
+PY
+    ;;
+  *) echo "unknown scenario ${scenario}"; exit 2 ;;
+esac
+echo "PASS ${scenario}"
