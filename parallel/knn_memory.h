@@ -17,17 +17,24 @@
 //     min(k, size(stream)) stored entries of its group with the largest inner
 //     product, best first: keys [G, q, k', dk], values [G, q, k', dv], scores
 //     [G, q, k']. An empty (or unknown) stream gives k' = 0.
+//   - Ties are broken deterministically: equal scores come oldest entry first
+//     (the lower insertion id, KnnResult::ids), so every implementation that
+//     holds the same entries returns the same neighbours in the same order.
 //   - Nothing stored or returned carries autograd history: the memory keeps
 //     detached copies, so no gradient ever reaches it.
 //   - Streams are independent: add/clear on one never changes another.
 //   - Bad arguments come back as kInvalidArgument; the memory is unchanged.
 //   - Not thread-safe: one thread at a time per memory.
+//   - SaveState/LoadState write and read what the memory holds (for a sharded
+//     memory: this rank's shard) as a torch archive, so checkpoints and the
+//     shared memory built ahead (memtrain-build-memory) can include it.
 #ifndef MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 #define MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,6 +46,10 @@ struct KnnResult {
   at::Tensor keys;    ///< [G, q, k', dk]
   at::Tensor values;  ///< [G, q, k', dv]
   at::Tensor scores;  ///< [G, q, k'], inner products, descending along the last dim
+  /// [G, q, k'] int64: each hit's insertion id, the number of entries added
+  /// to its stream (all groups alike) before it since the stream was last
+  /// cleared. Breaks ties and lets a sharded memory merge its shards' hits.
+  at::Tensor ids;
 };
 
 class KnnMemory {
@@ -54,6 +65,12 @@ class KnnMemory {
   virtual void clear(int64_t stream) = 0;
   /// Entries stored for `stream` (per group).
   virtual int64_t size(int64_t stream) const = 0;
+  /// Writes everything the memory holds to `path` (a torch archive); a
+  /// failure to write is kInternal.
+  virtual absl::Status SaveState(const std::string& path) const = 0;
+  /// Replaces the memory's contents with what SaveState wrote to `path`;
+  /// kInvalidArgument for a file that does not fit this memory.
+  virtual absl::Status LoadState(const std::string& path) = 0;
 };
 
 }  // namespace memtrain::parallel

@@ -4,6 +4,8 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -45,8 +47,11 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   const int64_t capacity = options_.capacity();
   if (found == streams_.end()) {
     Ring ring;
-    ring.keys = at::zeros({keys.size(0), capacity, keys.size(2)}, keys.options());
-    ring.values = at::zeros({values.size(0), capacity, values.size(2)}, values.options());
+    ring.keys = at::zeros({keys.size(0), capacity, keys.size(2)},
+                          keys.options().dtype(options_.storage_dtype().value_or(keys.scalar_type())));
+    ring.values =
+        at::zeros({values.size(0), capacity, values.size(2)},
+                  values.options().dtype(options_.storage_dtype().value_or(values.scalar_type())));
     found = streams_.emplace(stream, std::move(ring)).first;
   }
   Ring& ring = found->second;
@@ -59,6 +64,7 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   ring.values.index_copy_(1, slots, values.detach().slice(1, n - kept).to(ring.values.options()));
   ring.next = (ring.next + n) % capacity;
   ring.count = std::min(capacity, ring.count + n);
+  ring.added += n;
   return absl::OkStatus();
 }
 
@@ -76,7 +82,8 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
     const auto options = queries.options();
     return KnnResult{at::zeros({groups, count, 0, queries.size(2)}, options),
                      at::zeros({groups, count, 0, 0}, options),
-                     at::zeros({groups, count, 0}, options)};
+                     at::zeros({groups, count, 0}, options),
+                     at::zeros({groups, count, 0}, options.dtype(at::kLong))};
   }
   const Ring& ring = found->second;
   if (groups != ring.keys.size(0) || queries.size(2) != ring.keys.size(2)) {
@@ -88,8 +95,29 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   const at::Tensor keys = ring.keys.slice(1, 0, ring.count);
   const at::Tensor values = ring.values.slice(1, 0, ring.count);
   const at::Tensor scores = at::matmul(queries.detach().to(keys.options()), keys.transpose(1, 2));
-  auto [best, index] = scores.topk(std::min(k, ring.count), /*dim=*/-1);
-  const int64_t hits = index.size(2);
+  const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
+  const int64_t hits = std::min(k, ring.count);
+  auto [best, index] = scores.topk(hits, /*dim=*/-1);
+  // Ties (equal scores) come oldest first. topk's order among equal scores is
+  // unspecified, and an equal score just outside its k may be older than one
+  // inside: then (rarely; e.g. duplicated keys) sort all scores by id, then
+  // stably by score.
+  const at::Tensor threshold = best.narrow(-1, hits - 1, 1);
+  if ((scores == threshold).sum(-1).gt((best == threshold).sum(-1)).any().item<bool>()) {
+    const at::Tensor by_id = slot_ids.argsort();
+    const auto [sorted, order] =
+        scores.index_select(-1, by_id).sort(/*stable=*/true, /*dim=*/-1, /*descending=*/true);
+    best = sorted.narrow(-1, 0, hits);
+    index = by_id.index_select(0, order.narrow(-1, 0, hits).reshape({-1})).view_as(best);
+  } else {
+    const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
+    const at::Tensor by_id = std::get<1>(ids.sort(/*stable=*/true, -1, /*descending=*/false));
+    const at::Tensor by_score = std::get<1>(
+        best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
+    const at::Tensor order = by_id.gather(-1, by_score);
+    best = best.gather(-1, order);
+    index = index.gather(-1, order);
+  }
   const at::Tensor flat =
       (index + at::arange(groups, index.options()).view({groups, 1, 1}) * ring.count).reshape({-1});
   return KnnResult{
@@ -97,7 +125,15 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
       values.reshape({groups * ring.count, -1})
           .index_select(0, flat)
           .view({groups, count, hits, -1}),
-      best};
+      best, slot_ids.index_select(0, index.reshape({-1})).view_as(index)};
+}
+
+at::Tensor LocalKnnMemory::Ring::SlotIds(int64_t capacity) const {
+  const at::Tensor slots = at::arange(count, keys.options().dtype(at::kLong));
+  // Not wrapped: slot s holds entry s. Full: the oldest (id added - capacity)
+  // sits at `next`.
+  if (count < capacity) return slots;
+  return (slots - next).remainder(capacity) + (added - capacity);
 }
 
 void LocalKnnMemory::clear(int64_t stream) { streams_.erase(stream); }
@@ -116,6 +152,70 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
   }
   // Full: the oldest entry sits at `next`.
   return {at::roll(ring.keys, -ring.next, 1), at::roll(ring.values, -ring.next, 1)};
+}
+
+
+// Archive layout: "streams" [S] int64; per stream i: "keys.i" and "values.i"
+// (oldest first), "added.i" (a 0-dim int64).
+void LocalKnnMemory::WriteTo(torch::serialize::OutputArchive& archive) const {
+  std::vector<int64_t> ids;
+  for (const auto& [stream, ring] : streams_) {
+    if (ring.count == 0) continue;
+    const std::string i = std::to_string(ids.size());
+    const auto [keys, values] = Contents(stream);
+    archive.write("keys." + i, keys.contiguous());
+    archive.write("values." + i, values.contiguous());
+    archive.write("added." + i, at::scalar_tensor(ring.added, at::kLong));
+    ids.push_back(stream);
+  }
+  archive.write("streams", at::tensor(ids, at::kLong));
+}
+
+void LocalKnnMemory::ReadFrom(torch::serialize::InputArchive& archive) {
+  at::Tensor ids;
+  archive.read("streams", ids);
+  TORCH_CHECK(ids.dim() == 1 && ids.scalar_type() == at::kLong,
+              "LocalKnnMemory: the archive's `streams` is not a list of stream ids");
+  LocalKnnMemory staging(options_);
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    at::Tensor keys, values, added;
+    archive.read("keys." + std::to_string(i), keys);
+    archive.read("values." + std::to_string(i), values);
+    archive.read("added." + std::to_string(i), added);
+    const int64_t stream = ids[i].item<int64_t>();
+    const absl::Status status = staging.add(stream, keys, values);
+    TORCH_CHECK(status.ok(), status.ToString());
+    Ring& ring = staging.streams_.at(stream);
+    // A smaller capacity keeps the newest entries; ids continue as saved.
+    TORCH_CHECK(added.item<int64_t>() >= keys.size(1), "LocalKnnMemory: stream ", stream,
+                " holds more entries than were ever added to it");
+    ring.added = added.item<int64_t>();
+  }
+  streams_ = std::move(staging.streams_);
+}
+
+absl::Status LocalKnnMemory::SaveState(const std::string& path) const {
+  try {
+    torch::serialize::OutputArchive archive;
+    WriteTo(archive);
+    archive.save_to(path);
+  } catch (const c10::Error& error) {
+    return absl::InternalError(
+        absl::StrCat("LocalKnnMemory::SaveState(", path, "): ", error.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalKnnMemory::LoadState(const std::string& path) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    ReadFrom(archive);
+  } catch (const c10::Error& error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LocalKnnMemory::LoadState(", path, "): ", error.what_without_backtrace()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace memtrain::parallel

@@ -9,13 +9,19 @@
 //   LocalKnnMemory memory(LocalKnnMemoryOptions(8192));
 //   MEMTRAIN_RETURN_IF_ERROR(memory.add(0, keys, values));
 //
-// A stream's buffers ([G, capacity, dk] and [G, capacity, dv], the dtype and
-// device of its first add) are allocated at its first add and freed by clear.
+// A stream's buffers ([G, capacity, dk] and [G, capacity, dv], on the device
+// of its first add, in `storage_dtype` or else the dtype of its first add) are
+// allocated at its first add and freed by clear. bf16 storage halves the
+// memory and the search's matmul cost; its rounded scores may reorder
+// near-ties (docs/KNN_MEMORY.md).
 #ifndef MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
 #define MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
 
+#include <c10/util/Optional.h>
 #include <torch/arg.h>
+#include <torch/serialize/archive.h>
 
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -27,6 +33,9 @@ struct LocalKnnMemoryOptions {
   explicit LocalKnnMemoryOptions(int64_t capacity) : capacity_(capacity) {}
   /// Entries kept per stream (per group); the paper's |M|, 1,536 to 262,144.
   TORCH_ARG(int64_t, capacity);
+  /// The dtype entries are stored and searched in (e.g. at::kBFloat16);
+  /// unset: the dtype of the stream's first add.
+  TORCH_ARG(c10::optional<at::ScalarType>, storage_dtype) = c10::nullopt;
 };
 
 class LocalKnnMemory final : public KnnMemory {
@@ -39,6 +48,14 @@ class LocalKnnMemory final : public KnnMemory {
                                    int64_t k) const override;
   void clear(int64_t stream) override;
   int64_t size(int64_t stream) const override;
+  absl::Status SaveState(const std::string& path) const override;
+  absl::Status LoadState(const std::string& path) override;
+
+  /// SaveState/LoadState into an archive the caller owns (a sharded memory
+  /// nests its shard this way). ReadFrom throws c10::Error for a malformed
+  /// archive, like torch::serialize.
+  void WriteTo(torch::serialize::OutputArchive& archive) const;
+  void ReadFrom(torch::serialize::InputArchive& archive);
 
   /// Everything stored for `stream`, oldest first: keys [G, size, dk] and
   /// values [G, size, dv] (undefined when empty). For checkpoints and for
@@ -50,6 +67,9 @@ class LocalKnnMemory final : public KnnMemory {
     at::Tensor keys, values;  // [G, capacity, dk|dv], no autograd history
     int64_t next = 0;         // slot the next entry goes to
     int64_t count = 0;        // valid entries: slots [0, count) until full
+    int64_t added = 0;        // entries added since the stream was cleared
+    // Insertion id (KnnResult::ids) of the entry in each slot [count].
+    at::Tensor SlotIds(int64_t capacity) const;
   };
   const LocalKnnMemoryOptions options_;
   std::unordered_map<int64_t, Ring> streams_;
