@@ -25,13 +25,14 @@
 //   - Streams are independent: add/clear on one never changes another.
 //   - Bad arguments come back as kInvalidArgument; the memory is unchanged.
 //   - Not thread-safe: one thread at a time per memory.
-//   - SaveState/LoadState write and read what the memory holds (for a sharded
+//   - WriteState/ReadState (SaveKnnMemory/LoadKnnMemory) write and read what the memory holds (for a sharded
 //     memory: this rank's shard) as a torch archive, so checkpoints and the
 //     shared memory built ahead (memtrain-build-memory) can include it.
 #ifndef MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 #define MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 
 #include <ATen/core/Tensor.h>
+#include <torch/serialize/archive.h>
 
 #include <cstdint>
 #include <string>
@@ -65,13 +66,19 @@ class KnnMemory {
   virtual void clear(int64_t stream) = 0;
   /// Entries stored for `stream` (per group).
   virtual int64_t size(int64_t stream) const = 0;
-  /// Writes everything the memory holds to `path` (a torch archive); a
-  /// failure to write is kInternal.
-  virtual absl::Status SaveState(const std::string& path) const = 0;
-  /// Replaces the memory's contents with what SaveState wrote to `path`;
-  /// kInvalidArgument for a file that does not fit this memory.
-  virtual absl::Status LoadState(const std::string& path) = 0;
+  /// Writes everything the memory holds into `archive`.
+  virtual void WriteState(torch::serialize::OutputArchive& archive) const = 0;
+  /// Replaces the memory's contents with what WriteState wrote; throws
+  /// c10::Error (like torch::serialize) for an archive that does not fit,
+  /// leaving the memory unchanged.
+  virtual void ReadState(torch::serialize::InputArchive& archive) = 0;
 };
+
+/// WriteState into the file `path`; kInternal when it cannot be written.
+absl::Status SaveKnnMemory(const KnnMemory& memory, const std::string& path);
+/// ReadState from the file `path`; kInvalidArgument for a missing file or
+/// one that does not fit `memory` (which is then unchanged).
+absl::Status LoadKnnMemory(KnnMemory& memory, const std::string& path);
 
 }  // namespace memtrain::parallel
 

@@ -157,7 +157,7 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
 
 // Archive layout: "streams" [S] int64; per stream i: "keys.i" and "values.i"
 // (oldest first), "added.i" (a 0-dim int64).
-void LocalKnnMemory::WriteTo(torch::serialize::OutputArchive& archive) const {
+void LocalKnnMemory::WriteState(torch::serialize::OutputArchive& archive) const {
   std::vector<int64_t> ids;
   for (const auto& [stream, ring] : streams_) {
     if (ring.count == 0) continue;
@@ -171,7 +171,7 @@ void LocalKnnMemory::WriteTo(torch::serialize::OutputArchive& archive) const {
   archive.write("streams", at::tensor(ids, at::kLong));
 }
 
-void LocalKnnMemory::ReadFrom(torch::serialize::InputArchive& archive) {
+void LocalKnnMemory::ReadState(torch::serialize::InputArchive& archive) {
   at::Tensor ids;
   archive.read("streams", ids);
   TORCH_CHECK(ids.dim() == 1 && ids.scalar_type() == at::kLong,
@@ -192,30 +192,6 @@ void LocalKnnMemory::ReadFrom(torch::serialize::InputArchive& archive) {
     ring.added = added.item<int64_t>();
   }
   streams_ = std::move(staging.streams_);
-}
-
-absl::Status LocalKnnMemory::SaveState(const std::string& path) const {
-  try {
-    torch::serialize::OutputArchive archive;
-    WriteTo(archive);
-    archive.save_to(path);
-  } catch (const c10::Error& error) {
-    return absl::InternalError(
-        absl::StrCat("LocalKnnMemory::SaveState(", path, "): ", error.what_without_backtrace()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LocalKnnMemory::LoadState(const std::string& path) {
-  try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path);
-    ReadFrom(archive);
-  } catch (const c10::Error& error) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("LocalKnnMemory::LoadState(", path, "): ", error.what_without_backtrace()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace memtrain::parallel

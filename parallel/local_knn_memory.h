@@ -19,7 +19,6 @@
 
 #include <c10/util/Optional.h>
 #include <torch/arg.h>
-#include <torch/serialize/archive.h>
 
 #include <string>
 #include <unordered_map>
@@ -48,14 +47,10 @@ class LocalKnnMemory final : public KnnMemory {
                                    int64_t k) const override;
   void clear(int64_t stream) override;
   int64_t size(int64_t stream) const override;
-  absl::Status SaveState(const std::string& path) const override;
-  absl::Status LoadState(const std::string& path) override;
-
-  /// SaveState/LoadState into an archive the caller owns (a sharded memory
-  /// nests its shard this way). ReadFrom throws c10::Error for a malformed
-  /// archive, like torch::serialize.
-  void WriteTo(torch::serialize::OutputArchive& archive) const;
-  void ReadFrom(torch::serialize::InputArchive& archive);
+  /// Streams with their entries (oldest first) and insertion counters. A
+  /// memory of smaller capacity reads the newest entries.
+  void WriteState(torch::serialize::OutputArchive& archive) const override;
+  void ReadState(torch::serialize::InputArchive& archive) override;
 
   /// Everything stored for `stream`, oldest first: keys [G, size, dk] and
   /// values [G, size, dv] (undefined when empty). For checkpoints and for

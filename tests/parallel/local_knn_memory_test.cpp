@@ -171,10 +171,10 @@ TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
   ASSERT_TRUE(memory.add(3, Random({2, 7, 4}), Random({2, 7, 3})).ok());  // wrapped
   ASSERT_TRUE(memory.add(8, Random({2, 2, 4}), Random({2, 2, 3})).ok());
   const std::string path = ::testing::TempDir() + "/local_knn_memory.pt";
-  ASSERT_TRUE(memory.SaveState(path).ok());
+  ASSERT_TRUE(SaveKnnMemory(memory, path).ok());
   LocalKnnMemory loaded(LocalKnnMemoryOptions(5));
   ASSERT_TRUE(loaded.add(99, Random({1, 1, 1}), Random({1, 1, 1})).ok());  // replaced
-  ASSERT_TRUE(loaded.LoadState(path).ok());
+  ASSERT_TRUE(LoadKnnMemory(loaded, path).ok());
   EXPECT_EQ(loaded.size(99), 0);
   for (int64_t stream : {3, 8}) {
     EXPECT_EQ(loaded.size(stream), memory.size(stream));
@@ -184,7 +184,7 @@ TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
     EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->ids,
                           memory.search(stream, queries, 4)->ids));
   }
-  EXPECT_EQ(loaded.LoadState(path + ".missing").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadKnnMemory(loaded, path + ".missing").code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
