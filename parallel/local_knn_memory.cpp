@@ -93,7 +93,6 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   }
   // Until the ring wraps, the valid entries are its first `count` slots.
   const at::Tensor keys = ring.keys.slice(1, 0, ring.count);
-  const at::Tensor values = ring.values.slice(1, 0, ring.count);
   const at::Tensor scores = at::matmul(queries.detach().to(keys.options()), keys.transpose(1, 2));
   const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
   const int64_t hits = std::min(k, ring.count);
@@ -118,14 +117,35 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
     best = best.gather(-1, order);
     index = index.gather(-1, order);
   }
+  const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
+  auto [hit_keys, hit_values] = EntriesById(stream, ids);
+  return KnnResult{hit_keys, hit_values, best, ids};
+}
+
+std::pair<at::Tensor, at::Tensor> LocalKnnMemory::EntriesById(int64_t stream,
+                                                              const at::Tensor& ids) const {
+  const Ring& ring = streams_.at(stream);
+  const int64_t groups = ring.keys.size(0), capacity = options_.capacity();
+  // Entry id j sits in slot j mod capacity (add writes it there).
   const at::Tensor flat =
-      (index + at::arange(groups, index.options()).view({groups, 1, 1}) * ring.count).reshape({-1});
-  return KnnResult{
-      keys.reshape({groups * ring.count, -1}).index_select(0, flat).view({groups, count, hits, -1}),
-      values.reshape({groups * ring.count, -1})
-          .index_select(0, flat)
-          .view({groups, count, hits, -1}),
-      best, slot_ids.index_select(0, index.reshape({-1})).view_as(index)};
+      (ids.remainder(capacity) + at::arange(groups, ids.options()).view({groups, 1, 1}) * capacity)
+          .reshape({-1});
+  const auto gather = [&](const at::Tensor& buffer) {
+    return buffer.reshape({groups * capacity, -1}).index_select(0, flat).view(
+        {ids.size(0), ids.size(1), ids.size(2), -1});
+  };
+  return {gather(ring.keys), gather(ring.values)};
+}
+
+std::pair<int64_t, int64_t> LocalKnnMemory::KeyShape(int64_t stream) const {
+  auto found = streams_.find(stream);
+  if (found == streams_.end()) return {0, 0};
+  return {found->second.keys.size(0), found->second.keys.size(2)};
+}
+
+int64_t LocalKnnMemory::added(int64_t stream) const {
+  auto found = streams_.find(stream);
+  return found == streams_.end() ? 0 : found->second.added;
 }
 
 at::Tensor LocalKnnMemory::Ring::SlotIds(int64_t capacity) const {
@@ -183,13 +203,18 @@ void LocalKnnMemory::ReadState(torch::serialize::InputArchive& archive) {
     archive.read("values." + std::to_string(i), values);
     archive.read("added." + std::to_string(i), added);
     const int64_t stream = ids[i].item<int64_t>();
-    const absl::Status status = staging.add(stream, keys, values);
+    TORCH_CHECK(keys.dim() == 3 && added.item<int64_t>() >= keys.size(1), "LocalKnnMemory: stream ",
+                stream, " holds more entries than were ever added to it");
+    // An empty ring positioned so that the entries land where insertion
+    // continuing from the saved ids puts them (slot = id mod capacity); a
+    // smaller capacity keeps the newest.
+    absl::Status status = staging.add(stream, keys.narrow(1, 0, 0), values.narrow(1, 0, 0));
     TORCH_CHECK(status.ok(), status.ToString());
     Ring& ring = staging.streams_.at(stream);
-    // A smaller capacity keeps the newest entries; ids continue as saved.
-    TORCH_CHECK(added.item<int64_t>() >= keys.size(1), "LocalKnnMemory: stream ", stream,
-                " holds more entries than were ever added to it");
-    ring.added = added.item<int64_t>();
+    ring.added = added.item<int64_t>() - keys.size(1);
+    ring.next = ring.added % options_.capacity();
+    status = staging.add(stream, keys, values);
+    TORCH_CHECK(status.ok(), status.ToString());
   }
   streams_ = std::move(staging.streams_);
 }

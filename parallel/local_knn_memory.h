@@ -56,6 +56,15 @@ class LocalKnnMemory final : public KnnMemory {
   /// values [G, size, dv] (undefined when empty). For checkpoints and for
   /// reference computations in tests.
   std::pair<at::Tensor, at::Tensor> Contents(int64_t stream) const;
+  /// The stored entries with insertion ids `ids` [G, q, k] (KnnResult::ids;
+  /// group g's ids index group g): keys [G, q, k, dk], values [G, q, k, dv].
+  /// For indexes that keep ids only (FaissKnnMemory). Throws for an unknown
+  /// stream; ids no longer stored give whatever replaced them.
+  std::pair<at::Tensor, at::Tensor> EntriesById(int64_t stream, const at::Tensor& ids) const;
+  /// Entries added to `stream` since it was cleared: the next insertion id.
+  int64_t added(int64_t stream) const;
+  /// {G, dk} of `stream`'s keys; {0, 0} when it holds nothing.
+  std::pair<int64_t, int64_t> KeyShape(int64_t stream) const;
 
  private:
   struct Ring {

@@ -183,6 +183,8 @@ TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
     const at::Tensor queries = Random({2, 3, 4});
     EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->ids,
                           memory.search(stream, queries, 4)->ids));
+    EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->keys,
+                          memory.search(stream, queries, 4)->keys));
   }
   EXPECT_EQ(LoadKnnMemory(loaded, path + ".missing").code(), absl::StatusCode::kInvalidArgument);
 }
