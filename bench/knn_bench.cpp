@@ -132,6 +132,7 @@ int Main(int argc, char** argv) {
                     row["faiss_hnsw_build_s"].get<double>());
       }
       std::printf("\n");
+      std::fflush(stdout);
     } else {
       // Every rank adds its own entries: the shared memory holds them all.
       parallel::ShardedKnnMemory sharded(
