@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "model/knn_attention.h"
 #include "model/linformer_attention.h"
 #include "nlohmann/json.hpp"
 
@@ -340,11 +341,22 @@ TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch) {
   return states;
 }
 
-TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch) {
+TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch,
+                                                          const KnnMemoryFactory& knn_memory) {
   TORCH_CHECK(options_.encoder_layers == 0, "NewSegmentStates: segments are for decoder-only models");
   TransformerDecodeStates states = NewDecodeStates(batch);
-  for (auto& state : states.self) {
-    if (dynamic_cast<SegmentMemoryState*>(state.get()) == nullptr) state.reset();
+  for (size_t i = 0; i < states.self.size(); ++i) {
+    auto& state = states.self[i];
+    if (dynamic_cast<SegmentMemoryState*>(state.get()) == nullptr) {
+      state.reset();
+    } else if (knn_memory && dynamic_cast<KnnDecodeState*>(state.get()) != nullptr) {
+      KnnMemoryBinding binding = knn_memory(static_cast<int64_t>(i), batch);
+      TORCH_CHECK(binding.streams.size() == static_cast<size_t>(batch), "decoder.", i,
+                  ": the knn memory factory gave ", binding.streams.size(), " streams for ",
+                  batch, " rows");
+      state = std::make_unique<KnnDecodeState>(std::move(binding.memory),
+                                               std::move(binding.streams));
+    }
   }
   return states;
 }

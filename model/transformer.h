@@ -28,6 +28,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/attention.h"
+#include "parallel/knn_memory.h"
 
 namespace memtrain::model {
 
@@ -86,6 +88,16 @@ class TransformerBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerBlock);
 
+/// The memory a `knn` layer's segment state uses: the memory (e.g. a
+/// parallel::ShardedKnnMemory shared by the ranks) and each batch row's
+/// stream in it.
+struct KnnMemoryBinding {
+  std::shared_ptr<parallel::KnnMemory> memory;
+  std::vector<int64_t> streams;  ///< one per batch row, distinct
+};
+/// Called once per `knn` decoder layer (its index) with the batch rows.
+using KnnMemoryFactory = std::function<KnnMemoryBinding(int64_t layer, int64_t batch)>;
+
 /// Decoding state of the whole decoder: one self and one cross state per layer.
 struct TransformerDecodeStates {
   std::vector<std::unique_ptr<DecodeState>> self, cross;
@@ -116,8 +128,11 @@ class TransformerImpl : public torch::nn::Module {
   /// segment per step. States exist only for the layers whose memory outlives
   /// a segment (SegmentMemoryState: knn, infinite); the others are null and
   /// attend within the segment. Positions restart at 0 in every segment: the
-  /// past is reachable through the memories only.
-  TransformerDecodeStates NewSegmentStates(int64_t batch);
+  /// past is reachable through the memories only. Without `knn_memory` each
+  /// knn layer gets its own LocalKnnMemory (rows = streams 0..batch-1); with
+  /// it, the memory and streams it returns for the layer.
+  TransformerDecodeStates NewSegmentStates(int64_t batch,
+                                           const KnnMemoryFactory& knn_memory = nullptr);
   /// Rows where `starts` ([B] bool) is true begin a new document: their
   /// memories are cleared.
   void StartDocuments(TransformerDecodeStates& states, const at::Tensor& starts);

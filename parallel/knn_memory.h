@@ -17,17 +17,20 @@
 //     min(k, size(stream)) stored entries of its group with the largest inner
 //     product, best first: keys [G, q, k', dk], values [G, q, k', dv], scores
 //     [G, q, k']. An empty (or unknown) stream gives k' = 0.
+//   - Ties are broken deterministically: equal scores come oldest entry first
+//     (the lower insertion id, KnnResult::ids), so every implementation that
+//     holds the same entries returns the same neighbours in the same order.
 //   - Nothing stored or returned carries autograd history: the memory keeps
 //     detached copies, so no gradient ever reaches it.
 //   - Streams are independent: add/clear on one never changes another.
 //   - Bad arguments come back as kInvalidArgument; the memory is unchanged.
 //   - Not thread-safe: one thread at a time per memory.
-//   - Checkpoints: SaveState() returns the whole contents as named CPU
-//     tensors; LoadState() on a memory built with the same options restores
-//     it so that every later search returns bitwise the same result. An
-//     implementation that cannot do this keeps the defaults (kUnimplemented,
-//     naming the operation), so a run that asks for memory checkpoints fails
-//     loudly instead of resuming with an empty memory.
+//   - State: SaveState() returns the whole contents (for a sharded memory,
+//     this rank's shard) as named CPU tensors; LoadState() on a memory built
+//     with the same options restores it so that every later search returns
+//     bitwise the same result, and leaves the memory unchanged when the state
+//     does not fit. Checkpoints store these tensors; SaveKnnMemory and
+//     LoadKnnMemory put them in a file of their own.
 #ifndef MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 #define MEMTRAIN_PARALLEL_KNN_MEMORY_H_
 
@@ -47,6 +50,10 @@ struct KnnResult {
   at::Tensor keys;    ///< [G, q, k', dk]
   at::Tensor values;  ///< [G, q, k', dv]
   at::Tensor scores;  ///< [G, q, k'], inner products, descending along the last dim
+  /// [G, q, k'] int64: each hit's insertion id, the number of entries added
+  /// to its stream (all groups alike) before it since the stream was last
+  /// cleared. Breaks ties and lets a sharded memory merge its shards' hits.
+  at::Tensor ids;
 };
 
 class KnnMemory {
@@ -64,16 +71,18 @@ class KnnMemory {
   virtual int64_t size(int64_t stream) const = 0;
 
   /// Named tensors (CPU) from which LoadState rebuilds this memory exactly.
-  virtual absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const {
-    return absl::UnimplementedError("this KnnMemory implementation cannot save its contents");
-  }
+  virtual absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const = 0;
   /// Replaces the whole contents with `state` (from SaveState of a memory
-  /// with the same options). kInvalidArgument for a malformed state.
-  virtual absl::Status LoadState(const std::map<std::string, at::Tensor>& state) {
-    (void)state;
-    return absl::UnimplementedError("this KnnMemory implementation cannot load saved contents");
-  }
+  /// with the same options). kInvalidArgument for a state that does not fit;
+  /// the memory is then unchanged.
+  virtual absl::Status LoadState(const std::map<std::string, at::Tensor>& state) = 0;
 };
+
+/// SaveState into the file `path` (a LibTorch archive); kInternal when it cannot be written.
+absl::Status SaveKnnMemory(const KnnMemory& memory, const std::string& path);
+/// LoadState from the file `path`; kInvalidArgument for a missing file or
+/// one that does not fit `memory` (which is then unchanged).
+absl::Status LoadKnnMemory(KnnMemory& memory, const std::string& path);
 
 }  // namespace memtrain::parallel
 

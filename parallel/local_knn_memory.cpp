@@ -4,9 +4,12 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace memtrain::parallel {
 namespace {
@@ -46,8 +49,11 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   const int64_t capacity = options_.capacity();
   if (found == streams_.end()) {
     Ring ring;
-    ring.keys = at::zeros({keys.size(0), capacity, keys.size(2)}, keys.options());
-    ring.values = at::zeros({values.size(0), capacity, values.size(2)}, values.options());
+    ring.keys = at::zeros({keys.size(0), capacity, keys.size(2)},
+                          keys.options().dtype(options_.storage_dtype().value_or(keys.scalar_type())));
+    ring.values =
+        at::zeros({values.size(0), capacity, values.size(2)},
+                  values.options().dtype(options_.storage_dtype().value_or(values.scalar_type())));
     found = streams_.emplace(stream, std::move(ring)).first;
   }
   Ring& ring = found->second;
@@ -60,6 +66,7 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   ring.values.index_copy_(1, slots, values.detach().slice(1, n - kept).to(ring.values.options()));
   ring.next = (ring.next + n) % capacity;
   ring.count = std::min(capacity, ring.count + n);
+  ring.added += n;
   return absl::OkStatus();
 }
 
@@ -77,7 +84,8 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
     const auto options = queries.options();
     return KnnResult{at::zeros({groups, count, 0, queries.size(2)}, options),
                      at::zeros({groups, count, 0, 0}, options),
-                     at::zeros({groups, count, 0}, options)};
+                     at::zeros({groups, count, 0}, options),
+                     at::zeros({groups, count, 0}, options.dtype(at::kLong))};
   }
   const Ring& ring = found->second;
   if (groups != ring.keys.size(0) || queries.size(2) != ring.keys.size(2)) {
@@ -87,18 +95,67 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   }
   // Until the ring wraps, the valid entries are its first `count` slots.
   const at::Tensor keys = ring.keys.slice(1, 0, ring.count);
-  const at::Tensor values = ring.values.slice(1, 0, ring.count);
   const at::Tensor scores = at::matmul(queries.detach().to(keys.options()), keys.transpose(1, 2));
-  auto [best, index] = scores.topk(std::min(k, ring.count), /*dim=*/-1);
-  const int64_t hits = index.size(2);
+  const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
+  const int64_t hits = std::min(k, ring.count);
+  auto [best, index] = scores.topk(hits, /*dim=*/-1);
+  // Ties (equal scores) come oldest first. topk's order among equal scores is
+  // unspecified, and an equal score just outside its k may be older than one
+  // inside: then (rarely; e.g. duplicated keys) sort all scores by id, then
+  // stably by score.
+  const at::Tensor threshold = best.narrow(-1, hits - 1, 1);
+  if ((scores == threshold).sum(-1).gt((best == threshold).sum(-1)).any().item<bool>()) {
+    const at::Tensor by_id = slot_ids.argsort();
+    const auto [sorted, order] =
+        scores.index_select(-1, by_id).sort(/*stable=*/true, /*dim=*/-1, /*descending=*/true);
+    best = sorted.narrow(-1, 0, hits);
+    index = by_id.index_select(0, order.narrow(-1, 0, hits).reshape({-1})).view_as(best);
+  } else {
+    const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
+    const at::Tensor by_id = std::get<1>(ids.sort(/*stable=*/true, -1, /*descending=*/false));
+    const at::Tensor by_score = std::get<1>(
+        best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
+    const at::Tensor order = by_id.gather(-1, by_score);
+    best = best.gather(-1, order);
+    index = index.gather(-1, order);
+  }
+  const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
+  auto [hit_keys, hit_values] = EntriesById(stream, ids);
+  return KnnResult{hit_keys, hit_values, best, ids};
+}
+
+std::pair<at::Tensor, at::Tensor> LocalKnnMemory::EntriesById(int64_t stream,
+                                                              const at::Tensor& ids) const {
+  const Ring& ring = streams_.at(stream);
+  const int64_t groups = ring.keys.size(0), capacity = options_.capacity();
+  // Entry id j sits in slot j mod capacity (add writes it there).
   const at::Tensor flat =
-      (index + at::arange(groups, index.options()).view({groups, 1, 1}) * ring.count).reshape({-1});
-  return KnnResult{
-      keys.reshape({groups * ring.count, -1}).index_select(0, flat).view({groups, count, hits, -1}),
-      values.reshape({groups * ring.count, -1})
-          .index_select(0, flat)
-          .view({groups, count, hits, -1}),
-      best};
+      (ids.remainder(capacity) + at::arange(groups, ids.options()).view({groups, 1, 1}) * capacity)
+          .reshape({-1});
+  const auto gather = [&](const at::Tensor& buffer) {
+    return buffer.reshape({groups * capacity, -1}).index_select(0, flat).view(
+        {ids.size(0), ids.size(1), ids.size(2), -1});
+  };
+  return {gather(ring.keys), gather(ring.values)};
+}
+
+std::pair<int64_t, int64_t> LocalKnnMemory::KeyShape(int64_t stream) const {
+  auto found = streams_.find(stream);
+  if (found == streams_.end()) return {0, 0};
+  return {found->second.keys.size(0), found->second.keys.size(2)};
+}
+
+int64_t LocalKnnMemory::added(int64_t stream) const {
+  auto found = streams_.find(stream);
+  return found == streams_.end() ? 0 : found->second.added;
+}
+
+at::Tensor LocalKnnMemory::Ring::SlotIds(int64_t capacity) const {
+  const at::Tensor slots = at::arange(count, keys.options().dtype(at::kLong));
+  // Not wrapped: slot s holds entry s. Full: the oldest (id added - capacity)
+  // sits at `next`.
+  if (count < capacity) return slots;
+  return (slots - next).remainder(capacity) + (added - capacity);
 }
 
 void LocalKnnMemory::clear(int64_t stream) { streams_.erase(stream); }
@@ -123,47 +180,52 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
 absl::StatusOr<std::map<std::string, at::Tensor>> LocalKnnMemory::SaveState() const {
   std::map<std::string, at::Tensor> state;
   for (const auto& [stream, ring] : streams_) {
+    if (ring.count == 0) continue;
     const std::string prefix = absl::StrCat(stream, ".");
-    state[prefix + "keys"] = ring.keys.cpu().clone();
-    state[prefix + "values"] = ring.values.cpu().clone();
-    state[prefix + "ring"] = at::tensor({ring.next, ring.count}, at::kLong);
+    const auto [keys, values] = Contents(stream);
+    state[prefix + "keys"] = keys.cpu().contiguous();
+    state[prefix + "values"] = values.cpu().contiguous();
+    state[prefix + "added"] = at::scalar_tensor(ring.added, at::kLong);
   }
   return state;
 }
 
 absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& state) {
-  std::unordered_map<int64_t, Ring> loaded;
+  struct Saved {
+    at::Tensor keys, values, added;
+  };
+  std::map<int64_t, Saved> saved;
   for (const auto& [name, tensor] : state) {
     const size_t dot = name.find('.');
     int64_t stream = 0;
-    if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(0, dot), &stream)) {
+    const std::string field = dot == std::string::npos ? "" : name.substr(dot + 1);
+    if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(0, dot), &stream) ||
+        (field != "keys" && field != "values" && field != "added")) {
       return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
     }
-    const std::string field = name.substr(dot + 1);
-    Ring& ring = loaded[stream];
-    if (field == "keys") {
-      ring.keys = tensor;
-    } else if (field == "values") {
-      ring.values = tensor;
-    } else if (field == "ring" && tensor.numel() == 2 && tensor.scalar_type() == at::kLong) {
-      ring.next = tensor[0].item<int64_t>();
-      ring.count = tensor[1].item<int64_t>();
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
-    }
+    Saved& entry = saved[stream];
+    (field == "keys" ? entry.keys : field == "values" ? entry.values : entry.added) = tensor;
   }
-  const int64_t capacity = options_.capacity();
-  for (const auto& [stream, ring] : loaded) {
-    if (!ring.keys.defined() || !ring.values.defined() || ring.keys.dim() != 3 || ring.values.dim() != 3 ||
-        ring.keys.size(1) != capacity || ring.values.size(1) != capacity || ring.count < 0 ||
-        ring.count > capacity || ring.next < 0 || ring.next >= capacity) {
-      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState(stream ", stream,
-                                                     "): keys ", Shape(ring.keys), " and values ",
-                                                     Shape(ring.values), " do not fit a memory of capacity ",
-                                                     capacity, " (or the ring position is out of range)"));
+  // Built aside and swapped in at the end: a state that does not fit leaves
+  // this memory unchanged.
+  LocalKnnMemory staging(options_);
+  for (const auto& [stream, entry] : saved) {
+    if (!entry.keys.defined() || !entry.values.defined() || !entry.added.defined() || entry.keys.dim() != 3 ||
+        entry.values.dim() != 3 || entry.keys.size(1) != entry.values.size(1) || entry.added.numel() != 1 ||
+        entry.added.item<int64_t>() < entry.keys.size(1)) {
+      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState(stream ", stream, "): keys ",
+                                                     Shape(entry.keys), ", values ", Shape(entry.values),
+                                                     " and the added count do not form a saved stream"));
     }
+    // An empty ring positioned so that the entries land where insertion
+    // continuing from the saved ids puts them (slot = id mod capacity).
+    MEMTRAIN_RETURN_IF_ERROR(staging.add(stream, entry.keys.narrow(1, 0, 0), entry.values.narrow(1, 0, 0)));
+    Ring& ring = staging.streams_.at(stream);
+    ring.added = entry.added.item<int64_t>() - entry.keys.size(1);
+    ring.next = ring.added % options_.capacity();
+    MEMTRAIN_RETURN_IF_ERROR(staging.add(stream, entry.keys, entry.values));
   }
-  streams_ = std::move(loaded);
+  streams_ = std::move(staging.streams_);
   return absl::OkStatus();
 }
 

@@ -91,8 +91,14 @@ TEST(KnnMemoryStateTest, RestoredMemorySearchesExactlyLikeTheOriginalAfterWrappi
     EXPECT_TRUE(at::equal(a->scores, b->scores)) << "stream " << stream;
     EXPECT_TRUE(at::equal(a->values, b->values)) << "stream " << stream;
   }
+  // A smaller memory keeps the newest entries; a malformed state is refused.
   parallel::LocalKnnMemory smaller(parallel::LocalKnnMemoryOptions(8));
-  EXPECT_EQ(smaller.LoadState(read->tensors).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(smaller.LoadState(read->tensors).ok());
+  EXPECT_EQ(smaller.size(0), 8);
+  std::map<std::string, at::Tensor> malformed = read->tensors;
+  malformed.erase("0.added");
+  EXPECT_EQ(restored.LoadState(malformed).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(restored.size(0), 10) << "a refused state must leave the memory unchanged";
 }
 
 }  // namespace

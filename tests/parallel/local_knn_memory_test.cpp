@@ -131,5 +131,63 @@ TEST(LocalKnnMemoryTest, BadShapesAreRefused) {
   EXPECT_EQ(memory.size(0), 4);
 }
 
+TEST(LocalKnnMemoryTest, TiesComeOldestFirstAndIdsCountInsertions) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(6));
+  // Keys 0..9 along one axis, the value of entry i is i; entries 0..3 are
+  // evicted. Keys i and i + 5 are equal, so every score ties in pairs.
+  const at::Tensor keys = at::cat({at::ones({1, 5, 1}), at::ones({1, 5, 1})}, 1) *
+                          at::arange(5, at::kDouble).repeat({2}).view({1, 10, 1});
+  const at::Tensor values = at::arange(10, at::kDouble).view({1, 10, 1});
+  ASSERT_TRUE(memory.add(0, keys.slice(1, 0, 7), values.slice(1, 0, 7)).ok());
+  ASSERT_TRUE(memory.add(0, keys.slice(1, 7), values.slice(1, 7)).ok());
+  // Stored: entries 4..9 with keys 4, 0, 1, 2, 3, 4. Top-3 for query +1: the
+  // two 4s (entry 4 before entry 9), then 3 (entry 8).
+  const KnnResult result = *memory.search(0, at::ones({1, 1, 1}, at::kDouble), 3);
+  EXPECT_TRUE(at::equal(result.values.view(-1), at::tensor({4.0, 9.0, 8.0}, at::kDouble)));
+  EXPECT_TRUE(at::equal(result.ids.view(-1), at::tensor({4, 9, 8}, at::kLong)));
+  // Query 0: all six scores tie, so the two oldest stored entries win (the
+  // ring has wrapped: they sit in slots 4 and 5, not 0 and 1).
+  const KnnResult all_tie = *memory.search(0, at::zeros({1, 1, 1}, at::kDouble), 2);
+  EXPECT_TRUE(at::equal(all_tie.ids.view(-1), at::tensor({4, 5}, at::kLong)));
+}
+
+TEST(LocalKnnMemoryTest, Bf16StorageHalvesTheEntries) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(16).storage_dtype(at::kBFloat16));
+  const at::Tensor keys = at::randn({2, 10, 8}), values = at::randn({2, 10, 4});
+  ASSERT_TRUE(memory.add(0, keys, values).ok());
+  const auto [stored_keys, stored_values] = memory.Contents(0);
+  EXPECT_EQ(stored_keys.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(stored_values, values.to(at::kBFloat16)));
+  const at::Tensor queries = at::randn({2, 3, 8});
+  const KnnResult result = *memory.search(0, queries, 4);
+  // The scores are the bf16 entries' inner products with the queries.
+  const at::Tensor expected = std::get<0>(
+      at::matmul(queries.to(at::kBFloat16), stored_keys.transpose(1, 2)).to(at::kFloat).topk(4, -1));
+  EXPECT_TRUE(at::allclose(result.scores.to(at::kFloat), expected));
+}
+
+TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
+  LocalKnnMemory memory(LocalKnnMemoryOptions(5));
+  ASSERT_TRUE(memory.add(3, Random({2, 7, 4}), Random({2, 7, 3})).ok());  // wrapped
+  ASSERT_TRUE(memory.add(8, Random({2, 2, 4}), Random({2, 2, 3})).ok());
+  const std::string path = ::testing::TempDir() + "/local_knn_memory.pt";
+  ASSERT_TRUE(SaveKnnMemory(memory, path).ok());
+  LocalKnnMemory loaded(LocalKnnMemoryOptions(5));
+  ASSERT_TRUE(loaded.add(99, Random({1, 1, 1}), Random({1, 1, 1})).ok());  // replaced
+  ASSERT_TRUE(LoadKnnMemory(loaded, path).ok());
+  EXPECT_EQ(loaded.size(99), 0);
+  for (int64_t stream : {3, 8}) {
+    EXPECT_EQ(loaded.size(stream), memory.size(stream));
+    EXPECT_TRUE(at::equal(loaded.Contents(stream).first, memory.Contents(stream).first));
+    EXPECT_TRUE(at::equal(loaded.Contents(stream).second, memory.Contents(stream).second));
+    const at::Tensor queries = Random({2, 3, 4});
+    EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->ids,
+                          memory.search(stream, queries, 4)->ids));
+    EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->keys,
+                          memory.search(stream, queries, 4)->keys));
+  }
+  EXPECT_EQ(LoadKnnMemory(loaded, path + ".missing").code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace memtrain::parallel
