@@ -12,7 +12,8 @@
 //           runs, reducer included) and a plain loop (the same model, task,
 //           loss, gradient division, norm and Adam, no reducer), step by step
 //           alternately in one process
-//   python  bench/pytorch_train_reference.py on the same batches
+//   python  bench/pytorch_train_reference.py on the same batches, at the same
+//           thread counts
 //   ranks   memtrain, `mpirun -np 2`, one thread per rank (launch/device.h)
 // The parent writes a synthetic lm corpus with CorpusWriter (no SentencePiece),
 // dumps the batches a BatchSource makes of it to one raw int64 file that
@@ -437,8 +438,8 @@ absl::Status Parent() {
   const double peak = MatmulPeak(cores);
   const double rank_peak = MatmulPeak(rank_threads);
 
-  Throughput memtrain, plain, pytorch, memtrain_rank_threads, plain_rank_threads, per_rank;
-  std::vector<double> ratios, overheads, rank_thread_overheads, overlap;
+  Throughput memtrain, plain, pytorch, memtrain_rank_threads, plain_rank_threads, pytorch_rank_threads, per_rank;
+  std::vector<double> ratios, rank_thread_ratios, overheads, rank_thread_overheads, overlap;
   int64_t memtrain_parameters = 0, pytorch_parameters = 0;
   double memtrain_loss = 0, pytorch_loss = 0;
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
@@ -462,10 +463,13 @@ absl::Status Parent() {
     if (ranks > 1) {
       MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json alone,
                                 RunJsonChild(MemtrainChild(self, "single", rank_threads, corpus, batches)));
+      MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json python_alone, RunJsonChild(PythonChild(rank_threads, batches)));
       MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json together,
                                 RunJsonChild(MemtrainChild(self, "ranks", rank_threads, corpus, batches)));
       memtrain_rank_threads.per_round.push_back(TokensPerSecond(tokens, alone["trainer_step_seconds"]));
       plain_rank_threads.per_round.push_back(TokensPerSecond(tokens, alone["plain_step_seconds"]));
+      pytorch_rank_threads.per_round.push_back(TokensPerSecond(tokens, python_alone["step_seconds"]));
+      rank_thread_ratios.push_back(memtrain_rank_threads.per_round.back() / pytorch_rank_threads.per_round.back());
       rank_thread_overheads.push_back(plain_rank_threads.per_round.back() / memtrain_rank_threads.per_round.back() - 1.0);
       per_rank.per_round.push_back(
           TokensPerSecond(together["tokens_per_step_per_rank"].get<double>(), together["step_seconds"]));
@@ -551,6 +555,9 @@ absl::Status Parent() {
     row("memtrain, per rank", rank_threads, per_rank, rank_peak);
     row("memtrain Trainer::StepOn, 1 rank", rank_threads, memtrain_rank_threads, rank_peak);
     row("memtrain plain loop, 1 rank", rank_threads, plain_rank_threads, rank_peak);
+    row("PyTorch eager (Python)", rank_threads, pytorch_rank_threads, rank_peak);
+    std::printf("memtrain / PyTorch at %d thread(s) = %.2f (median of the rounds' ratios)\n", rank_threads,
+                Median(rank_thread_ratios));
     std::printf("efficiency (DDP: per-rank tok/s at %d ranks / 1 rank without reducer at %d threads) = %.2f; "
                 "the %d ranks share the %d cores the 1 rank had, so %.2f is perfect here\n",
                 ranks, cores, ddp, ranks, cores, static_cast<double>(rank_threads) / cores);
@@ -567,6 +574,9 @@ absl::Status Parent() {
                                 {"per_rank_mfu", mfu(per_rank.median(), rank_peak)},
                                 {"one_rank_trainer_tokens_per_s", memtrain_rank_threads.median()},
                                 {"one_rank_plain_tokens_per_s", plain_rank_threads.median()},
+                                {"one_rank_pytorch_tokens_per_s", pytorch_rank_threads.median()},
+                                {"memtrain_over_pytorch", Median(rank_thread_ratios)},
+                                {"memtrain_over_pytorch_rounds", rank_thread_ratios},
                                 {"efficiency_ddp", ddp},
                                 {"efficiency_same_threads_per_rank", same_threads},
                                 {"total_speedup_same_cores", ranks * ddp},
