@@ -122,8 +122,9 @@ trainer::TrainerOptions TrainerOptionsFor(const std::string& corpus) {
 
 // ---- inputs -------------------------------------------------------------------------
 
-// Documents of 200..1000 tokens, each a word followed by a fixed successor
-// with probability 0.9 (so the loss falls), enough for `tokens` in all.
+// Documents of 1000..3000 tokens (a row pads from its document's end to the
+// segment's, so short documents would waste positions), each word followed by
+// a fixed successor with probability 0.9 (so the loss falls); `tokens` in all.
 absl::Status WriteCorpus(const std::string& path, int64_t tokens) {
   const int32_t vocab = absl::GetFlag(FLAGS_vocab);
   data::TokenizerInfo tokenizer;
@@ -138,7 +139,7 @@ absl::Status WriteCorpus(const std::string& path, int64_t tokens) {
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   const int32_t words = vocab - kFirstWord;
   for (int64_t written = 0; written < tokens;) {
-    std::vector<int32_t> document(200 + random() % 801);
+    std::vector<int32_t> document(1000 + random() % 2001);
     document[0] = word(random);
     for (size_t i = 1; i < document.size(); ++i) {
       const int32_t successor = kFirstWord + ((document[i - 1] - kFirstWord) * 7 + 3) % words;
@@ -427,9 +428,9 @@ absl::Status Parent() {
   }
   std::filesystem::create_directories(dir);
   const std::string corpus = dir + "/synthetic.train.h5", batches = dir + "/batches.int64";
-  const int64_t tokens_per_step = int64_t{absl::GetFlag(FLAGS_streams)} * absl::GetFlag(FLAGS_segment_length);
-  // Streams split the corpus into `streams` equal parts: twice what the steps need.
-  MEMTRAIN_RETURN_IF_ERROR(WriteCorpus(corpus, 2 * tokens_per_step * (TotalSteps() + 1)));
+  const int64_t positions_per_step = int64_t{absl::GetFlag(FLAGS_streams)} * absl::GetFlag(FLAGS_segment_length);
+  // Streams split the corpus into `streams` parts: four times what the steps need.
+  MEMTRAIN_RETURN_IF_ERROR(WriteCorpus(corpus, 4 * positions_per_step * (TotalSteps() + 1)));
   MEMTRAIN_RETURN_IF_ERROR(DumpBatches(corpus, batches));
 
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -441,12 +442,14 @@ absl::Status Parent() {
   Throughput memtrain, plain, pytorch, memtrain_rank_threads, plain_rank_threads, pytorch_rank_threads, per_rank;
   std::vector<double> ratios, rank_thread_ratios, overheads, rank_thread_overheads, overlap;
   int64_t memtrain_parameters = 0, pytorch_parameters = 0;
+  double target_tokens_per_step = 0;
   double memtrain_loss = 0, pytorch_loss = 0;
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
     MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json single,
                               RunJsonChild(MemtrainChild(self, "single", cores, corpus, batches)));
     MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json python, RunJsonChild(PythonChild(cores, batches)));
     const double tokens = single["tokens_per_step"].get<double>();
+    target_tokens_per_step = tokens;
     memtrain.per_round.push_back(TokensPerSecond(tokens, single["trainer_step_seconds"]));
     plain.per_round.push_back(TokensPerSecond(tokens, single["plain_step_seconds"]));
     pytorch.per_round.push_back(TokensPerSecond(python["tokens_per_step"].get<double>(), python["step_seconds"]));
@@ -490,8 +493,10 @@ absl::Status Parent() {
   const double d = static_cast<double>(absl::GetFlag(FLAGS_dim)), n = absl::GetFlag(FLAGS_segment_length),
                layers = static_cast<double>(absl::GetFlag(FLAGS_layers));
   const double flops_per_token = 6.0 * static_cast<double>(memtrain_parameters) + 12.0 * layers * d * n;
+  // The model computes every position, padded or not; tokens/s counts targets.
   auto mfu = [&](double tokens_per_second, double peak_flops) {
-    return flops_per_token * tokens_per_second / peak_flops;
+    return flops_per_token * tokens_per_second * static_cast<double>(positions_per_step) / target_tokens_per_step /
+           peak_flops;
   };
 
   std::printf("# bench-train: decoder-only LM, D=%lld, %lld layers, %lld heads, FFN %lld, vocab %d, "
@@ -500,9 +505,10 @@ absl::Status Parent() {
               static_cast<long long>(absl::GetFlag(FLAGS_heads)), static_cast<long long>(absl::GetFlag(FLAGS_ffn_dim)),
               absl::GetFlag(FLAGS_vocab), absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length),
               absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_steps), absl::GetFlag(FLAGS_rounds));
-  std::printf("# parameters: memtrain %lld, PyTorch %lld; model FLOPs per token 6N + 12LDn = %.4g\n",
+  std::printf("# parameters: memtrain %lld, PyTorch %lld; model FLOPs per position 6N + 12LDn = %.4g; "
+              "%.0f target tokens of %lld positions per step (tokens/s counts targets, MFU positions)\n",
               static_cast<long long>(memtrain_parameters), static_cast<long long>(pytorch_parameters),
-              flops_per_token);
+              flops_per_token, target_tokens_per_step, static_cast<long long>(positions_per_step));
   std::printf("# fp32 matmul peak (2048^3 at::mm, best of 8): %.1f GFLOP/s at %d threads, %.1f GFLOP/s at %d\n",
               peak / 1e9, cores, rank_peak / 1e9, rank_threads);
   std::printf("# last smoothed loss per token: memtrain %.3f, PyTorch %.3f (same data; different initial weights)\n\n",
@@ -510,7 +516,7 @@ absl::Status Parent() {
   std::printf("%-36s %7s %10s %9s %6s\n", "loop", "threads", "tokens/s", "step ms", "MFU");
   auto row = [&](const char* name, int threads, const Throughput& t, double peak_flops) {
     std::printf("%-36s %7d %10.0f %9.1f %5.1f%%\n", name, threads, t.median(),
-                1e3 * static_cast<double>(tokens_per_step) / t.median(), 100 * mfu(t.median(), peak_flops));
+                1e3 * target_tokens_per_step / t.median(), 100 * mfu(t.median(), peak_flops));
   };
   row("memtrain Trainer::StepOn, 1 rank", cores, memtrain, peak);
   row("memtrain plain loop (no reducer)", cores, plain, peak);
@@ -526,8 +532,10 @@ absl::Status Parent() {
         {"vocab", absl::GetFlag(FLAGS_vocab)}, {"streams", absl::GetFlag(FLAGS_streams)},
         {"segment_length", n}, {"parameters_memtrain", memtrain_parameters},
         {"parameters_pytorch", pytorch_parameters}}},
-      {"flops_per_token", flops_per_token},
-      {"flops_formula", "6 * parameters + 12 * layers * dim * segment_length"},
+      {"flops_per_position", flops_per_token},
+      {"flops_formula", "6 * parameters + 12 * layers * dim * segment_length, per position computed"},
+      {"target_tokens_per_step", target_tokens_per_step},
+      {"positions_per_step", positions_per_step},
       {"matmul_peak_flops", {{std::to_string(cores), peak}, {std::to_string(rank_threads), rank_peak}}},
       {"warmup_steps", absl::GetFlag(FLAGS_warmup)},
       {"timed_steps", absl::GetFlag(FLAGS_steps)},
