@@ -41,7 +41,6 @@
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -53,7 +52,6 @@
 #include "launch/device.h"
 #include "nlohmann/json.hpp"
 #include "parallel/mpi_runtime.h"
-#include "trainer/evaluate.h"
 #include "trainer/task.h"
 #include "trainer/trainer.h"
 
