@@ -47,6 +47,7 @@ ABSL_FLAG(double, label_smoothing, kDefaults.label_smoothing, "Label smoothing e
 ABSL_FLAG(double, clip_norm, kDefaults.clip_norm, "Gradient norm clip; 0: none.");
 ABSL_FLAG(bool, use_memory, kDefaults.use_memory,
           "lm: memory layers (knn, infinite) keep each stream's memory across steps.");
+ABSL_FLAG(bool, bf16, kDefaults.bf16_autocast, "GPU only: bf16 autocast in the forward pass (CPU: fp32).");
 ABSL_FLAG(int64_t, bucket_mb, kDefaults.reducer.bucket_bytes >> 20, "Gradient bucket size, MiB.");
 ABSL_FLAG(std::string, unused_parameters, "error",
           "Parameters that get no gradient on any rank: error (name them) or zero.");
@@ -99,6 +100,7 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
   o.label_smoothing = absl::GetFlag(FLAGS_label_smoothing);
   o.clip_norm = absl::GetFlag(FLAGS_clip_norm);
   o.use_memory = absl::GetFlag(FLAGS_use_memory);
+  o.bf16_autocast = absl::GetFlag(FLAGS_bf16);
   o.reducer.bucket_bytes = absl::GetFlag(FLAGS_bucket_mb) << 20;
   const std::string unused = absl::GetFlag(FLAGS_unused_parameters);
   if (unused == "error") {

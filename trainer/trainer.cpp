@@ -1,6 +1,7 @@
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/serialize.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -263,6 +264,29 @@ absl::StatusOr<StepMetrics> Trainer::Step() {
   return metrics;
 }
 
+namespace {
+
+// bf16 autocast for CUDA ops while in scope. Never run: no GPU was available
+// where this was written (docs/TRAINING.md).
+class CudaBf16Autocast {
+ public:
+  explicit CudaBf16Autocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ~CudaBf16Autocast() {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  const bool enabled_;
+};
+
+}  // namespace
+
 absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micro_batches) {
   const absl::Time start = absl::Now();
   model_->train();
@@ -270,7 +294,11 @@ absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micr
   for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
     std::optional<parallel::GradientReducer::NoSync> no_sync;
     if (micro + 1 < micro_batches.size()) no_sync.emplace(*reducer_);
-    TokenLoss loss = task_->Forward(*model_, ToDevice(micro_batches[micro], device_));
+    TokenLoss loss;
+    {
+      CudaBf16Autocast autocast(options_.bf16_autocast && device_.is_cuda());
+      loss = task_->Forward(*model_, ToDevice(micro_batches[micro], device_));
+    }
     loss.smoothed.backward();
     local += loss.totals;
   }

@@ -72,6 +72,10 @@ struct TrainerOptions {
   double label_smoothing = 0.1;
   double clip_norm = 0.0;  ///< 0: no clipping (the norm is still reported)
   bool use_memory = true;  ///< lm: memory layers keep their streams across steps
+  /// GPU only: forward passes under bf16 autocast (matmuls and attention in
+  /// bf16, softmax, norms and the loss in fp32, as autocast's op lists
+  /// decide); backward and the optimizer stay fp32. Ignored on CPU.
+  bool bf16_autocast = true;
   parallel::GradientReducerOptions reducer;
   // reporting
   int64_t log_every = 10;
