@@ -1,6 +1,7 @@
 #include "model/linear_attention.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace memtrain::model {
@@ -18,49 +19,97 @@ at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const
               "CausalLinearAttention: q, k must be [B, H, n, r] and v [B, H, n, e]; got ",
               q.sizes(), ", ", k.sizes(), ", ", v.sizes());
   const bool scaled = log_scale.defined();
-  const int64_t n = q.size(2);
+  const int64_t batch = q.size(0), heads = q.size(1), n = q.size(2), r = q.size(3), e = v.size(3);
+  if (n == 0) return at::zeros({batch, heads, 0, e}, v.options());
   at::Tensor kv = prefix != nullptr ? prefix->kv : at::Tensor();
   at::Tensor kv_scale = prefix != nullptr ? prefix->log_scale : at::Tensor();
-  std::vector<at::Tensor> outputs;
-  for (int64_t start = 0; start < n; start += chunk) {
-    const int64_t end = std::min(n, start + chunk), length = end - start;
-    const at::Tensor qc = q.slice(2, start, end), kc = k.slice(2, start, end), vc = v.slice(2, start, end);
-    // Intra-chunk: explicit scores under the causal mask, each key rescaled to
-    // the query's running maximum. Future entries are masked before exp, so a
-    // large later key cannot overflow into an earlier row.
-    const at::Tensor causal = at::ones({length, length}, q.options().dtype(at::kBool)).tril();
-    at::Tensor scores = at::matmul(qc, kc.transpose(-2, -1));  // [B, H, C, C]
-    at::Tensor mc;
-    if (scaled) {
-      mc = log_scale.slice(2, start, end);
-      const at::Tensor gap = mc.unsqueeze(-2) - mc.unsqueeze(-1);  // m_j - m_i
-      scores = scores * at::where(causal, gap, at::full({}, -INFINITY, gap.options())).exp();
+
+  // Every chunk at once: pad n to a multiple of `chunk` (zero keys add
+  // nothing; the padded scales repeat the last one, so they stay
+  // non-decreasing) and view the sequence as [chunks, chunk].
+  const int64_t chunks = (n + chunk - 1) / chunk, padded = chunks * chunk;
+  auto blocks = [&](const at::Tensor& t) {
+    at::Tensor full = t;
+    if (padded != n) {
+      std::vector<int64_t> shape = t.sizes().vec();
+      shape[2] = padded - n;
+      full = at::cat({t, at::zeros(shape, t.options())}, 2);
     }
-    scores = at::where(causal, scores, at::zeros({}, scores.options()));
-    at::Tensor out = at::matmul(scores, vc);
-    // Inter-chunk: the prefix state, rescaled from its own maximum to each row's.
-    if (kv.defined()) {
-      at::Tensor carried = at::matmul(qc, kv);
-      if (scaled) carried = carried * (kv_scale.unsqueeze(-1) - mc).exp().unsqueeze(-1);
-      out = out + carried;
-    }
-    outputs.push_back(out);
-    // Fold this chunk into the prefix, at the chunk's last (largest) scale.
-    at::Tensor kc_scaled = kc;
-    if (scaled) {
-      const at::Tensor last = mc.select(2, length - 1);
-      kc_scaled = kc * (mc - last.unsqueeze(-1)).exp().unsqueeze(-1);
-      if (kv.defined()) kv = kv * (kv_scale - last).exp().unsqueeze(-1).unsqueeze(-1);
-      kv_scale = last;
-    }
-    const at::Tensor added = KeyValueSummary(kc_scaled, vc);
-    kv = kv.defined() ? kv + added : added;
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[2] = chunk;
+    shape.insert(shape.begin() + 2, chunks);
+    return full.reshape(shape);
+  };
+  const at::Tensor qc = blocks(q), kc = blocks(k), vc = blocks(v);  // [B, H, N, C, r|e]
+  at::Tensor mc;                                                     // [B, H, N, C]
+  if (scaled) {
+    at::Tensor m = log_scale;
+    if (padded != n) m = at::cat({m, m.narrow(2, n - 1, 1).expand({batch, heads, padded - n})}, 2);
+    mc = m.reshape({batch, heads, chunks, chunk});
   }
-  if (prefix != nullptr && n > 0) {
+
+  // Intra-chunk: explicit scores under the causal mask, each key rescaled to
+  // the query's running maximum. Future entries are masked before exp, so a
+  // large later key cannot overflow into an earlier row.
+  const at::Tensor causal = at::ones({chunk, chunk}, q.options().dtype(at::kBool)).tril();
+  at::Tensor scores = at::matmul(qc, kc.transpose(-2, -1));  // [B, H, N, C, C]
+  if (scaled) {
+    const at::Tensor gap = mc.unsqueeze(-2) - mc.unsqueeze(-1);  // m_j - m_i
+    scores = scores * at::where(causal, gap, at::full({}, -INFINITY, gap.options())).exp();
+  }
+  scores = at::where(causal, scores, at::zeros({}, scores.options()));
+  at::Tensor out = at::matmul(scores, vc);  // [B, H, N, C, e]
+
+  // Each chunk's own summary, at its last (largest) scale.
+  at::Tensor last;  // [B, H, N]
+  at::Tensor kc_scaled = kc;
+  if (scaled) {
+    last = mc.select(3, chunk - 1);
+    kc_scaled = kc * (mc - last.unsqueeze(-1)).exp().unsqueeze(-1);
+  }
+  const at::Tensor summaries = at::matmul(kc_scaled.transpose(-2, -1), vc);  // [B, H, N, r, e]
+
+  // The state before each chunk. Unscaled: an exclusive prefix sum. Scaled:
+  // a recurrence over chunks (one multiply-add each) that rescales the
+  // running state from one chunk's maximum to the next, so every factor is
+  // exp(older - newer) <= 1 and nothing later than a chunk enters it.
+  at::Tensor before;  // [B, H, N, r, e]
+  at::Tensor before_scale;  // [B, H, N] (scaled only)
+  if (!scaled) {
+    at::Tensor inclusive = summaries.cumsum(2);
+    if (kv.defined()) inclusive = inclusive + kv.unsqueeze(2);
+    const at::Tensor first = kv.defined() ? kv.unsqueeze(2) : at::zeros_like(summaries.narrow(2, 0, 1));
+    before = at::cat({first, inclusive.narrow(2, 0, chunks - 1)}, 2);
+    kv = inclusive.select(2, chunks - 1);
+  } else {
+    std::vector<at::Tensor> states, scales;
+    at::Tensor state = kv, scale = kv_scale;
+    for (int64_t c = 0; c < chunks; ++c) {
+      states.push_back(state.defined() ? state : at::zeros({batch, heads, r, e}, summaries.options()));
+      // No state yet: zeros, at the chunk's first scale, so that the factor
+      // exp(scale - m_i) below stays <= 1 (0 * inf would be NaN).
+      scales.push_back(scale.defined() ? scale : mc.select(2, c).select(2, 0));
+      const at::Tensor chunk_scale = last.select(2, c);
+      state = state.defined()
+                  ? state * (scale - chunk_scale).exp().unsqueeze(-1).unsqueeze(-1) + summaries.select(2, c)
+                  : summaries.select(2, c);
+      scale = chunk_scale;
+    }
+    before = at::stack(states, 2);
+    before_scale = at::stack(scales, 2);
+    kv = state;
+    kv_scale = scale;
+  }
+
+  // Inter-chunk: the state before the chunk, rescaled from its maximum to each row's.
+  at::Tensor carried = at::matmul(qc, before);  // [B, H, N, C, e]
+  if (scaled) carried = carried * (before_scale.unsqueeze(-1) - mc).exp().unsqueeze(-1);
+  out = out + carried;
+  if (prefix != nullptr) {
     prefix->kv = kv;
     prefix->log_scale = kv_scale;
   }
-  return n > 0 ? at::cat(outputs, 2) : at::zeros({q.size(0), q.size(1), 0, v.size(3)}, v.options());
+  return out.reshape({batch, heads, padded, e}).narrow(2, 0, n);
 }
 
 }  // namespace memtrain::model
