@@ -35,11 +35,14 @@ struct LinearPrefix {
 /// a later key never changes an earlier output. Undefined m = all zeros.
 ///
 /// Within a chunk of `chunk` positions the scores are formed explicitly under
-/// a causal mask; across chunks the prefix state carries the sum. Time
-/// O(n (chunk r + r e)), memory O(n chunk + r e) beyond the inputs; ordinary
-/// autograd. `prefix` (optional) is read as the state before q/k/v and, if
-/// given, updated to the state after them: the decode step is this call with
-/// n = 1 (its cost is independent of how many positions came before).
+/// a causal mask; across chunks the state before each chunk carries the sum
+/// (a prefix sum without scales; with scales a recurrence of one
+/// multiply-add per chunk). All chunks are processed at once. Time
+/// O(n (chunk r + r e)), memory O(n chunk + (n / chunk) r e) beyond the
+/// inputs; ordinary autograd. `prefix` (optional) is read as the state before
+/// q/k/v and, if given, updated to the state after them: the decode step is
+/// this call with n = 1 (its cost is independent of how many positions came
+/// before).
 at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& log_scale, int64_t chunk,
                                  LinearPrefix* prefix = nullptr);
