@@ -84,15 +84,18 @@ at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const
   } else {
     std::vector<at::Tensor> states, scales;
     at::Tensor state = kv, scale = kv_scale;
+    // unbind, not select in the loop: select's backward fills a whole-size
+    // zero gradient per chunk, which made this quadratic in the chunks.
+    const std::vector<at::Tensor> chunk_summaries = summaries.unbind(2), chunk_scales = last.unbind(2);
     for (int64_t c = 0; c < chunks; ++c) {
       states.push_back(state.defined() ? state : at::zeros({batch, heads, r, e}, summaries.options()));
       // No state yet: zeros, at the chunk's first scale, so that the factor
       // exp(scale - m_i) below stays <= 1 (0 * inf would be NaN).
       scales.push_back(scale.defined() ? scale : mc.select(2, c).select(2, 0));
-      const at::Tensor chunk_scale = last.select(2, c);
+      const at::Tensor& chunk_scale = chunk_scales[c];
       state = state.defined()
-                  ? state * (scale - chunk_scale).exp().unsqueeze(-1).unsqueeze(-1) + summaries.select(2, c)
-                  : summaries.select(2, c);
+                  ? state * (scale - chunk_scale).exp().unsqueeze(-1).unsqueeze(-1) + chunk_summaries[c]
+                  : chunk_summaries[c];
       scale = chunk_scale;
     }
     before = at::stack(states, 2);
