@@ -4,7 +4,10 @@
 // non-zero too). Ranks other than 0 print only failures.
 #include "tests/mpi_test_support.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include "common/process.h"
 #include "glog/logging.h"
@@ -23,6 +26,17 @@ std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOption
   auto world = Runtime().CreateWorld(options);
   TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
   return *std::move(world);
+}
+
+std::string BroadcastString(parallel::Communicator& world, const std::string& value) {
+  at::Tensor length = at::tensor({static_cast<int64_t>(value.size())}, at::kLong);
+  EXPECT_TRUE(world.broadcast(length, 0).ok());
+  at::Tensor bytes = at::zeros({length.item<int64_t>()}, at::kByte);
+  if (world.rank() == 0) std::memcpy(bytes.data_ptr(), value.data(), value.size());
+  const absl::Status sent = world.broadcast(bytes, 0);
+  EXPECT_TRUE(sent.ok()) << sent;
+  if (!sent.ok()) return "";
+  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
 }
 
 }  // namespace memtrain::testing

@@ -3,6 +3,7 @@
 #define MEMTRAIN_TESTS_MPI_TEST_SUPPORT_H_
 
 #include <memory>
+#include <string>
 
 #include "parallel/mpi_runtime.h"
 
@@ -16,6 +17,10 @@ parallel::MpiRuntime& Runtime();
 /// instead of hanging it.
 std::unique_ptr<parallel::MpiCommunicator> NewWorld(
     parallel::CommunicatorOptions options = {absl::Seconds(60), /*verify_collectives=*/true});
+
+/// Rank 0's `value` on every rank (e.g. the path of a file rank 0 wrote).
+/// Collective; fails the test (and returns "") when the broadcast fails.
+std::string BroadcastString(parallel::Communicator& world, const std::string& value);
 
 }  // namespace memtrain::testing
 

@@ -7,17 +7,19 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "checkpoints/checkpoint.h"
 #include "tests/mpi_test_support.h"
 #include "tests/trainer/toy_corpus.h"
+#include "tests/trainer/trainer_test_support.h"
 #include "trainer/trainer.h"
 
 namespace memtrain::trainer {
 namespace {
+
+using testing::Losses;
 
 namespace fs = std::filesystem;
 
@@ -34,10 +36,7 @@ std::string SharedPath(parallel::Communicator& world, const std::string& name, b
       fs::remove_all(path);
     }
   }
-  at::Tensor bytes = at::zeros({512}, at::kByte);
-  std::memcpy(bytes.data_ptr(), path.data(), path.size());
-  EXPECT_TRUE(world.broadcast(bytes, 0).ok());
-  return std::string(static_cast<const char*>(bytes.data_ptr()));
+  return memtrain::testing::BroadcastString(world, path);
 }
 
 model::TransformerOptions LmModel() {
@@ -83,17 +82,6 @@ TrainerOptions Training(const std::string& corpus, const std::string& checkpoint
   o.checkpoint.save_knn_memory = true;
   o.checkpoint.keep_last = 5;
   return o;
-}
-
-std::vector<double> Losses(Trainer& trainer, int steps) {
-  std::vector<double> losses;
-  for (int i = 0; i < steps; ++i) {
-    auto metrics = trainer.Step();
-    EXPECT_TRUE(metrics.ok()) << metrics.status();
-    if (!metrics.ok()) break;
-    losses.push_back(metrics->loss);
-  }
-  return losses;
 }
 
 constexpr int kStop = 5;

@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <set>
 
 #include "data/batch_source.h"
@@ -30,10 +29,7 @@ std::string SharedCorpus(parallel::Communicator& world, bool seq2seq) {
       testing::WriteLmCorpus(path, lengths);
     }
   }
-  at::Tensor name = at::zeros({512}, at::kByte);
-  std::memcpy(name.data_ptr(), path.data(), path.size());
-  EXPECT_TRUE(world.broadcast(name, 0).ok());
-  return std::string(static_cast<const char*>(name.data_ptr()));
+  return memtrain::testing::BroadcastString(world, path);
 }
 
 TEST(BatchSourceMpiTest, LmShardsAreDisjointAndCoverTheEpoch) {

@@ -4,16 +4,18 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <numeric>
 
 #include "data/batch_source.h"
 #include "tests/mpi_test_support.h"
 #include "tests/trainer/toy_corpus.h"
+#include "tests/trainer/trainer_test_support.h"
 #include "trainer/trainer.h"
 
 namespace memtrain::trainer {
 namespace {
+
+using testing::Losses;
 
 // Rank 0 writes the corpus; every rank learns its path.
 std::string SharedToyLm(parallel::Communicator& world) {
@@ -22,10 +24,7 @@ std::string SharedToyLm(parallel::Communicator& world) {
     path = testing::ToyPath("toy_lm.h5");
     testing::WriteToyLm(path, 40, /*seed=*/5);
   }
-  at::Tensor name = at::zeros({512}, at::kByte);
-  std::memcpy(name.data_ptr(), path.data(), path.size());
-  EXPECT_TRUE(world.broadcast(name, 0).ok());
-  return std::string(static_cast<const char*>(name.data_ptr()));
+  return memtrain::testing::BroadcastString(world, path);
 }
 
 model::TransformerOptions TinyModel() {
@@ -59,17 +58,6 @@ TrainerOptions TinyTraining(const std::string& path, int streams) {
   // The knn gate gets no gradient while a stream's memory is empty.
   o.reducer.unused_parameters = parallel::UnusedParameters::kZeroFill;
   return o;
-}
-
-std::vector<double> Losses(Trainer& trainer, int steps) {
-  std::vector<double> losses;
-  for (int i = 0; i < steps; ++i) {
-    auto metrics = trainer.Step();
-    EXPECT_TRUE(metrics.ok()) << metrics.status();
-    if (!metrics.ok()) break;
-    losses.push_back(metrics->loss);
-  }
-  return losses;
 }
 
 constexpr int kSteps = 40;

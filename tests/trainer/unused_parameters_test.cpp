@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 
 #include "tests/mpi_test_support.h"
 #include "tests/trainer/toy_corpus.h"
@@ -23,10 +22,7 @@ TEST(UnusedParametersTest, TheKnnGateIsNamedUnderErrorAndZeroFilledOtherwise) {
     path = testing::ToyPath("unused.h5");
     testing::WriteToyLm(path, 12, /*seed=*/9);
   }
-  at::Tensor name = at::zeros({512}, at::kByte);
-  std::memcpy(name.data_ptr(), path.data(), path.size());
-  ASSERT_TRUE(world->broadcast(name, 0).ok());
-  path = static_cast<const char*>(name.data_ptr());
+  path = memtrain::testing::BroadcastString(*world, path);
 
   model::TransformerOptions model;
   model.model_dim = 16;
