@@ -7,7 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "common/registry.h"
+#include "common/status_macros.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -121,14 +122,14 @@ class Seq2SeqTask final : public Task {
 
 using Factory = std::function<std::unique_ptr<Task>(const TaskOptions&)>;
 
-const std::map<std::string, Factory>& Registry() {
-  static const auto* registry = new std::map<std::string, Factory>{
+const NamedRegistry<Factory>& Registry() {
+  static const auto* registry = new NamedRegistry<Factory>("task", {
       {"lm", [](const TaskOptions& o) { return std::make_unique<LmTask>(o); }},
       {"translation", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("translation", o); }},
       {"summarization",
        [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("summarization", o); }},
       {"qa", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("qa", o); }},
-  };
+  });
   return *registry;
 }
 
@@ -144,19 +145,11 @@ absl::Status Task::LoadState(model::TransformerImpl&, const std::map<std::string
                                                  state.size(), " tensors of task state (saved by another task?)"));
 }
 
-std::vector<std::string> TaskNames() {
-  std::vector<std::string> names;
-  for (const auto& [name, factory] : Registry()) names.push_back(name);
-  return names;
-}
+std::vector<std::string> TaskNames() { return Registry().names(); }
 
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options) {
-  auto found = Registry().find(name);
-  if (found == Registry().end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown task '", name, "'; known: ", absl::StrJoin(TaskNames(), ", ")));
-  }
-  return found->second(options);
+  MEMTRAIN_ASSIGN_OR_RETURN(const Factory* factory, Registry().Find(name));
+  return (*factory)(options);
 }
 
 data::Batch ToDevice(const data::Batch& batch, const c10::Device& device) {
