@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/parameterdict.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -19,9 +20,20 @@ at::Tensor Normalize(const at::Tensor& x) { return x * at::rsqrt(x.pow(2).sum(-1
 }  // namespace
 
 KnnDecodeState::KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory,
-                               std::vector<int64_t> streams)
-    : memory_(std::move(memory)), streams_(std::move(streams)) {
+                               std::vector<int64_t> streams, KnnMemoryUse use)
+    : memory_(std::move(memory)), streams_(std::move(streams)), use_(use) {
   TORCH_CHECK(memory_ != nullptr, "KnnDecodeState: needs a memory");
+}
+
+std::vector<std::pair<int64_t, std::vector<int64_t>>> KnnDecodeState::RowsByStream() const {
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> groups;
+  for (size_t row = 0; row < streams_.size(); ++row) {
+    auto group = std::find_if(groups.begin(), groups.end(),
+                              [&](const auto& g) { return g.first == streams_[row]; });
+    if (group == groups.end()) group = groups.insert(groups.end(), {streams_[row], {}});
+    group->second.push_back(static_cast<int64_t>(row));
+  }
+  return groups;
 }
 
 void KnnDecodeState::Reorder(const at::Tensor& indices) {
@@ -37,23 +49,21 @@ void KnnDecodeState::Reorder(const at::Tensor& indices) {
 }
 
 absl::Status KnnDecodeState::EndSegment() {
-  if (keys.defined()) {
-    for (size_t b = 0; b < streams_.size(); ++b) {
-      for (size_t c = 0; c < b; ++c) {
-        if (streams_[b] == streams_[c]) {
-          return absl::FailedPreconditionError(
-              "KnnDecodeState::EndSegment: rows share a memory stream after a reorder; writing "
-              "would store the segment twice");
-        }
+  if (keys.defined() && use_ != KnnMemoryUse::kReadOnly) {
+    for (const auto& [stream, rows] : RowsByStream()) {
+      if (rows.size() > 1 && use_ == KnnMemoryUse::kPerStream) {
+        return absl::FailedPreconditionError(
+            "KnnDecodeState::EndSegment: rows share a memory stream after a reorder; writing "
+            "would store the segment twice");
       }
-    }
-    const int64_t row_count = static_cast<int64_t>(streams_.size());
-    for (int64_t b = 0; b < row_count; ++b) {
-      const at::Tensor kept = padding[b].logical_not().nonzero().view(-1).to(keys.device());
-      // Memory entries are grouped by head: [H, n, d].
-      absl::Status status =
-          memory_->add(streams_[static_cast<size_t>(b)], keys[b].index_select(1, kept),
-                       values[b].index_select(1, kept));
+      // Memory entries are grouped by head: [H, n, d]; a stream's rows follow each other.
+      std::vector<at::Tensor> row_keys, row_values;
+      for (const int64_t b : rows) {
+        const at::Tensor kept = padding[b].logical_not().nonzero().view(-1).to(keys.device());
+        row_keys.push_back(keys[b].index_select(1, kept));
+        row_values.push_back(values[b].index_select(1, kept));
+      }
+      const absl::Status status = memory_->add(stream, at::cat(row_keys, 1), at::cat(row_values, 1));
       if (!status.ok()) return status;
     }
   }
@@ -68,7 +78,7 @@ void KnnDecodeState::NewDocument(const at::Tensor& starts) {
               starts.sizes());
   for (int64_t b = 0; b < rows.numel(); ++b) {
     if (!rows.data_ptr<bool>()[b]) continue;
-    memory_->clear(streams_[static_cast<size_t>(b)]);
+    if (use_ == KnnMemoryUse::kPerStream) memory_->clear(streams_[static_cast<size_t>(b)]);
     if (padding.defined()) padding[b].fill_(true);  // the old document's window
   }
 }
@@ -178,25 +188,30 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
       MaskedAttention(scaled_q, k, v, visible, is_training() ? options_.dropout : 0.0);
 
   // Memory branch: per stream, top-k of the memory as it was before this
-  // segment (EndSegment writes). A row that retrieves nothing keeps `local`.
+  // segment (EndSegment writes), the stream's rows in one search. A row that
+  // retrieves nothing keeps `local`.
   if (state != nullptr) {
-    const at::Tensor gate = at::sigmoid(gate_bias_).to(compute).view({heads, 1, 1});
-    std::vector<at::Tensor> rows;
-    for (int64_t b = 0; b < batch; ++b) {
-      auto found = state->memory().search(state->streams()[static_cast<size_t>(b)], q[b].detach(),
-                                          options_.knn.top_k);
+    const at::Tensor gate = at::sigmoid(gate_bias_).to(compute).view({1, heads, 1, 1});
+    std::vector<at::Tensor> rows = local.unbind(0);
+    for (const auto& [stream, members] : state->RowsByStream()) {
+      const int64_t m = static_cast<int64_t>(members.size());
+      const at::Tensor index = at::tensor(members, at::kLong).to(q.device());
+      // [H, m * n, dk]: the rows' queries one after another.
+      const at::Tensor queries = q.index_select(0, index).detach().transpose(0, 1).reshape({heads, m * n, -1});
+      auto found = state->memory().search(stream, queries, options_.knn.top_k);
       TORCH_CHECK(found.ok(), options_.layer, ": kNN search failed: ", found.status().ToString());
-      if (found->keys.size(2) == 0) {
-        rows.push_back(local[b]);
-        continue;
-      }
-      // [H, n, k]: the retrieved keys are constants; gradients reach q only.
+      const int64_t hits = found->keys.size(2);
+      if (hits == 0) continue;
+      // [m, H, n, k, d]: the retrieved keys are constants; gradients reach q only.
+      auto per_row = [&](const at::Tensor& t) {
+        return t.to(compute).reshape({heads, m, n, hits, t.size(3)}).transpose(0, 1);
+      };
       const at::Tensor logits =
-          at::matmul(scaled_q[b].unsqueeze(2), found->keys.to(compute).transpose(2, 3)).squeeze(2);
-      const at::Tensor weights = at::softmax(logits, -1);
+          at::matmul(scaled_q.index_select(0, index).unsqueeze(3), per_row(found->keys).transpose(3, 4)).squeeze(3);
       const at::Tensor remembered =
-          at::matmul(weights.unsqueeze(2), found->values.to(compute)).squeeze(2);
-      rows.push_back(gate * remembered + (1 - gate) * local[b]);
+          at::matmul(at::softmax(logits, -1).unsqueeze(3), per_row(found->values)).squeeze(3);
+      const std::vector<at::Tensor> mixed = (gate * remembered + (1 - gate) * local.index_select(0, index)).unbind(0);
+      for (int64_t i = 0; i < m; ++i) rows[static_cast<size_t>(members[static_cast<size_t>(i)])] = mixed[static_cast<size_t>(i)];
     }
     local = at::stack(rows);
   }

@@ -19,9 +19,10 @@
 //
 // Where the memory lives: in the KnnDecodeState, never in the module. The
 // state holds a std::shared_ptr<parallel::KnnMemory> (NewState makes a
-// LocalKnnMemory; a caller may build a KnnDecodeState over a sharded memory)
-// and one stream id per batch row. A call without a state sees an empty
-// memory and is exactly local attention.
+// LocalKnnMemory; a caller may build a KnnDecodeState over a sharded, FAISS
+// or prebuilt memory), one stream id per batch row and how the rows use it
+// (KnnMemoryUse). Rows of one stream search it together, in one call. A call
+// without a state sees an empty memory and is exactly local attention.
 //
 // When memory is written: only by KnnDecodeState::EndSegment, which flushes
 // the (normalised, detached) keys and values buffered since the last segment
@@ -48,25 +49,40 @@
 
 namespace memtrain::model {
 
+/// How a `knn` layer's rows use their memory (docs/KNN_MEMORY.md, "Scopes").
+enum class KnnMemoryUse {
+  /// The paper: each row is its own stream, cleared when its document starts.
+  kPerStream,
+  /// One memory for many rows (all rows may name one stream): each segment's
+  /// rows are written in row order, and a new document clears nothing.
+  kShared,
+  /// A prebuilt memory (memtrain-build-memory): searched, never written or cleared.
+  kReadOnly,
+};
+
 /// Per-stream state of a `knn` layer: the kNN memory (shared pointer, so a
 /// memory can outlive or be shared by states), the stream id of each batch
 /// row, and the current segment's local keys/values.
 class KnnDecodeState final : public SegmentMemoryState {
  public:
-  KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams);
+  KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams,
+                 KnnMemoryUse use = KnnMemoryUse::kPerStream);
 
   /// Reorders the rows' local windows and stream ids. Rows that come to share
-  /// a stream (beam search) share its memory; EndSegment refuses then.
+  /// a stream (beam search) share its memory; with kPerStream, EndSegment
+  /// refuses then.
   void Reorder(const at::Tensor& indices) override;
   /// The local window (memory contents are the memory's to save).
   std::vector<at::Tensor> Tensors() const override { return {keys, values, padding}; }
   int64_t position() const override { return position_; }
 
-  /// Segment boundary: appends each row's buffered non-padding keys/values to
-  /// its stream's memory and empties the local window.
+  /// Segment boundary: appends the rows' buffered non-padding keys/values to
+  /// their streams' memory (one add per stream, its rows in order; none when
+  /// kReadOnly) and empties the local window.
   absl::Status EndSegment() override;
   /// Rows where `starts` ([B] bool) is true begin a new document: their
-  /// memory stream is cleared and their buffered positions are hidden.
+  /// buffered positions are hidden and, with kPerStream, their memory stream
+  /// is cleared.
   void NewDocument(const at::Tensor& starts) override;
   /// "position", "streams", the local window ("window.keys|values|padding",
   /// when not empty) and the memory's own state under "memory.".
@@ -75,6 +91,11 @@ class KnnDecodeState final : public SegmentMemoryState {
 
   parallel::KnnMemory& memory() const { return *memory_; }
   const std::vector<int64_t>& streams() const { return streams_; }
+  KnnMemoryUse use() const { return use_; }
+  /// The rows of each stream, streams in order of their first row. A sharded
+  /// memory is collective, so every search and add goes once per stream, in
+  /// this order, on every rank.
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> RowsByStream() const;
 
   // The current segment so far. keys/values [B, H, t, d] (keys normalised
   // when the layer normalises), padding [B, t] bool; undefined when empty.
@@ -83,6 +104,7 @@ class KnnDecodeState final : public SegmentMemoryState {
  private:
   std::shared_ptr<parallel::KnnMemory> memory_;  // [not null]
   std::vector<int64_t> streams_;                 // stream id of each batch row
+  KnnMemoryUse use_;
   int64_t position_ = 0;
   friend class KnnAttentionImpl;
 };

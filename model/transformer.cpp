@@ -355,7 +355,7 @@ TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch,
                   ": the knn memory factory gave ", binding.streams.size(), " streams for ",
                   batch, " rows");
       state = std::make_unique<KnnDecodeState>(std::move(binding.memory),
-                                               std::move(binding.streams));
+                                               std::move(binding.streams), binding.use);
     }
   }
   return states;

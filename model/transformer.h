@@ -36,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/attention.h"
+#include "model/knn_attention.h"
 #include "parallel/knn_memory.h"
 
 namespace memtrain::model {
@@ -89,11 +90,12 @@ class TransformerBlockImpl : public torch::nn::Module {
 TORCH_MODULE(TransformerBlock);
 
 /// The memory a `knn` layer's segment state uses: the memory (e.g. a
-/// parallel::ShardedKnnMemory shared by the ranks) and each batch row's
-/// stream in it.
+/// parallel::ShardedKnnMemory shared by the ranks), each batch row's stream
+/// in it, and how the rows use it.
 struct KnnMemoryBinding {
   std::shared_ptr<parallel::KnnMemory> memory;
-  std::vector<int64_t> streams;  ///< one per batch row, distinct
+  std::vector<int64_t> streams;  ///< one per batch row; distinct for kPerStream
+  KnnMemoryUse use = KnnMemoryUse::kPerStream;
 };
 /// Called once per `knn` decoder layer (its index) with the batch rows.
 using KnnMemoryFactory = std::function<KnnMemoryBinding(int64_t layer, int64_t batch)>;

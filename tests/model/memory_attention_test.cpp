@@ -205,6 +205,64 @@ TEST_F(KnnAttentionTest, RowsSharingAStreamCannotWrite) {
   EXPECT_EQ(Knn(state).EndSegment().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// A state over `memory` whose rows name `streams`, used as `use`.
+std::unique_ptr<DecodeState> StateOver(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams,
+                                       KnnMemoryUse use) {
+  return std::make_unique<KnnDecodeState>(std::move(memory), std::move(streams), use);
+}
+
+TEST_F(KnnAttentionTest, RowsSharingAStreamSearchItTogetherAsIfEachSearchedAlone) {
+  auto knn = MakeKnn();
+  // Streams 0 and 1 hold the same entries: rows on streams {0, 1} and rows
+  // sharing stream 0 must see the same neighbours.
+  auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
+  const at::Tensor keys = Random({kHeads, 20, kWidth / kHeads}), values = Random({kHeads, 20, kWidth / kHeads});
+  ASSERT_TRUE(memory->add(0, keys, values).ok());
+  ASSERT_TRUE(memory->add(1, keys, values).ok());
+  const at::Tensor x = Random({2, kSegment, kWidth});
+  auto apart = StateOver(memory, {0, 1}, KnnMemoryUse::kPerStream);
+  auto together = StateOver(memory, {0, 0}, KnnMemoryUse::kShared);
+  const at::Tensor expected = Forward(*knn, x, apart.get());
+  EXPECT_TRUE(at::allclose(Forward(*knn, x, together.get()), expected, 1e-12, 1e-12));
+  EXPECT_FALSE(at::allclose(expected, Forward(*knn, x), 1e-3, 1e-3));  // the memory mattered
+}
+
+TEST_F(KnnAttentionTest, SharedUseWritesRowsInOrderAndNewDocumentsKeepTheMemory) {
+  auto knn = MakeKnn();
+  auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
+  auto state = StateOver(memory, {0, 0}, KnnMemoryUse::kShared);
+  AttentionCall call;
+  call.query = Random({2, kSegment, kWidth});
+  call.causal = true;
+  call.state = state.get();
+  call.key_padding = at::zeros({2, kSegment}, at::kBool);
+  call.key_padding[1].slice(0, 4).fill_(true);  // row 1 ends its document after 4 tokens
+  knn->forward(call);
+  const at::Tensor buffered = Knn(state).keys.clone();
+  ASSERT_TRUE(Knn(state).EndSegment().ok());
+  // One stream: row 0's 6 entries, then row 1's 4, in that order.
+  ASSERT_EQ(memory->size(0), kSegment + 4);
+  const at::Tensor stored = memory->Contents(0).first;
+  EXPECT_TRUE(at::equal(stored.slice(1, 0, kSegment), buffered[0]));
+  EXPECT_TRUE(at::equal(stored.slice(1, kSegment), buffered[1].slice(1, 0, 4)));
+  Knn(state).NewDocument(at::tensor({1, 1}, at::kLong).to(at::kBool));
+  EXPECT_EQ(memory->size(0), kSegment + 4) << "a new document cleared the shared memory";
+}
+
+TEST_F(KnnAttentionTest, ReadOnlyUseSearchesButNeverWritesNorClears) {
+  auto knn = MakeKnn();
+  auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
+  ASSERT_TRUE(memory->add(0, Random({kHeads, 20, kWidth / kHeads}), Random({kHeads, 20, kWidth / kHeads})).ok());
+  auto state = StateOver(memory, {0, 0}, KnnMemoryUse::kReadOnly);
+  const at::Tensor x = Random({2, kSegment, kWidth});
+  const at::Tensor first = Forward(*knn, x, state.get());
+  ASSERT_TRUE(Knn(state).EndSegment().ok());
+  Knn(state).NewDocument(at::tensor({1, 1}, at::kLong).to(at::kBool));
+  EXPECT_EQ(memory->size(0), 20);
+  EXPECT_TRUE(at::allclose(Forward(*knn, x, state.get()), first, 1e-12, 1e-12));  // the same memory again
+  EXPECT_FALSE(at::allclose(first, Forward(*knn, x), 1e-3, 1e-3));
+}
+
 TEST_F(KnnAttentionTest, CrossAttentionIsRefusedNamingTheLayer) {
   AttentionOptions options;
   options.layer = "decoder.4.cross";
