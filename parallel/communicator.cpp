@@ -1,7 +1,10 @@
 #include "parallel/communicator.h"
 
+#include <ATen/ATen.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace memtrain::parallel {
 
@@ -59,6 +62,16 @@ std::string DescribeTensor(const at::Tensor& tensor) {
   if (!tensor.defined()) return "undefined";
   return absl::StrCat(DtypeName(tensor.scalar_type()), "[", absl::StrJoin(tensor.sizes(), ", "),
                       "]");
+}
+
+absl::Status AllRanksOk(Communicator& group, const absl::Status& mine, const std::string& what) {
+  // The largest status code of the ranks that failed: every rank returns the same code.
+  at::Tensor worst = at::full({1}, static_cast<int>(mine.code()), at::kInt);
+  MEMTRAIN_RETURN_IF_ERROR(group.allreduce(worst, ReduceOp::kMax));
+  if (!mine.ok()) return absl::Status(mine.code(), absl::StrCat("rank ", group.rank(), ": ", what, ": ", mine.message()));
+  const auto code = static_cast<absl::StatusCode>(worst.item<int>());
+  if (code != absl::StatusCode::kOk) return absl::Status(code, absl::StrCat(what, " failed on another rank (see its log)"));
+  return absl::OkStatus();
 }
 
 absl::Status ValidateCollectiveTensor(absl::string_view collective, absl::string_view group,

@@ -116,6 +116,13 @@ bool IsSupportedDtype(c10::ScalarType dtype);
 absl::Status ValidateCollectiveTensor(absl::string_view collective, absl::string_view group,
                                       const at::Tensor& tensor, c10::DeviceType device_type);
 
+/// Collective: `mine` on this rank, and whether every rank of `group` is ok.
+/// This rank's error names the rank and `what`; a rank that is ok while
+/// another failed gets that failure's code (the largest of several) and a
+/// message saying so. So all ranks take the same branch
+/// after a step that may fail on one of them (e.g. writing a file).
+absl::Status AllRanksOk(Communicator& group, const absl::Status& mine, const std::string& what);
+
 /// "float32", "bfloat16", "int64", ...
 std::string DtypeName(c10::ScalarType dtype);
 
