@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "checkpoints/durable_file.h"
 #include "common/status_macros.h"
+#include "data/corpus_file.h"
 #include "nlohmann/json.hpp"
 
 namespace memtrain::checkpoints {
@@ -83,6 +84,8 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat(config_path.string(), ": ", e.what()));
   }
+  MEMTRAIN_ASSIGN_OR_RETURN(const data::InputFile weights, data::DescribeInputFile(weights_path.string()));
+  loaded.weights_sha256 = weights.sha256;
   MEMTRAIN_ASSIGN_OR_RETURN(loaded.model, model::MakeTransformer(loaded.info.options));
   // Module::load replaces each tensor with the stored one whatever its shape,
   // so the shapes the config implies are checked afterwards.

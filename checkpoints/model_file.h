@@ -42,6 +42,7 @@ absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& mod
 struct LoadedModel {
   model::Transformer model{nullptr};
   ModelInfo info;
+  std::string weights_sha256;  ///< of model.pt: what the model is, e.g. for a memory its keys came from
 };
 
 /// kNotFound when `dir` has no model; kDataLoss (naming the file) when a file

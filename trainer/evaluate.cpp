@@ -22,15 +22,18 @@ absl::StatusOr<LossTotals> AllReduceTotals(parallel::Communicator& comm, const L
   return global;
 }
 
+int64_t EvaluationSteps(const data::BatchSource& source, int64_t max_steps) {
+  return max_steps > 0 ? std::min(max_steps, source.steps_in_epoch()) : source.steps_in_epoch();
+}
+
 absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task, data::BatchSource& source,
                                     parallel::Communicator& comm, const c10::Device& device,
-                                    int64_t max_steps) {
+                                    int64_t max_steps, ProgressReporter* progress) {
   at::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   MEMTRAIN_RETURN_IF_ERROR(source.StartEpoch(0));
-  const int64_t steps =
-      max_steps > 0 ? std::min(max_steps, source.steps_in_epoch()) : source.steps_in_epoch();
+  const int64_t steps = EvaluationSteps(source, max_steps);
   LossTotals local;
   for (int64_t step = 0; step < steps; ++step) {
     MEMTRAIN_ASSIGN_OR_RETURN(std::optional<data::Batch> batch, source.Next());
@@ -38,9 +41,10 @@ absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task, d
       return absl::InternalError(absl::StrCat("evaluation data ended after ", step, " of ", steps,
                                               " steps; the BatchSource broke its step count"));
     }
-    if (batch->inputs.size(0) == 0) continue;
-    local += task.Forward(model, ToDevice(*batch, device)).totals;
+    if (batch->inputs.size(0) > 0) local += task.Forward(model, ToDevice(*batch, device)).totals;
+    if (progress != nullptr) progress->Update(step + 1);
   }
+  if (progress != nullptr) progress->Finish();
   if (was_training) model.train();
   return AllReduceTotals(comm, local);
 }

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "common/progress.h"
 #include "data/batch_source.h"
 #include "model/transformer.h"
 #include "parallel/communicator.h"
@@ -29,10 +30,14 @@ absl::StatusOr<LossTotals> AllReduceTotals(parallel::Communicator& comm, const L
 /// Runs `source` from the start of its epoch 0 to its end, or for
 /// `max_steps` steps (0 = all), in eval mode without gradients, and
 /// all-reduces the totals. Collective: every rank runs the same number of
-/// steps (BatchSource guarantees it).
+/// steps (BatchSource guarantees it). `progress` (optional) is told the
+/// steps done against the steps to run.
 absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task, data::BatchSource& source,
                                     parallel::Communicator& comm, const c10::Device& device,
-                                    int64_t max_steps);
+                                    int64_t max_steps, ProgressReporter* progress = nullptr);
+
+/// The steps Evaluate runs on `source` for `max_steps` (0 = all).
+int64_t EvaluationSteps(const data::BatchSource& source, int64_t max_steps);
 
 }  // namespace memtrain::trainer
 

@@ -39,7 +39,7 @@ class LmTask final : public Task {
     if (options_.use_memory) {
       const int64_t rows = batch.inputs.size(0);
       if (!states_ || states_->self.empty() || rows != rows_) {
-        states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows));
+        states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows, options_.knn_memory));
         rows_ = rows;
       }
       model.StartDocuments(*states_, batch.new_document);
@@ -71,7 +71,7 @@ class LmTask final : public Task {
     auto rows = state.find("rows");
     if (rows == state.end()) return absl::InvalidArgumentError("lm task state without 'rows'");
     rows_ = rows->second.item<int64_t>();
-    states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows_));
+    states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows_, options_.knn_memory));
     const c10::Device device = model.parameters().front().device();
     for (size_t i = 0; i < states_->self.size(); ++i) {
       if (!states_->self[i]) continue;

@@ -34,6 +34,9 @@ struct TaskOptions {
   double label_smoothing = 0.0;
   /// lm only: keep the memory layers' states across segments.
   bool use_memory = true;
+  /// lm with memory: the knn layers' memories (trainer/knn_memory_setup.h).
+  /// Null: a LocalKnnMemory per layer, one stream per row.
+  model::KnnMemoryFactory knn_memory;
 };
 
 class Task {

@@ -102,6 +102,9 @@ nlohmann::json OptionsJson(const TrainerOptions& o) {
           {"label_smoothing", o.label_smoothing},
           {"clip_norm", o.clip_norm},
           {"use_memory", o.use_memory},
+          {"knn_backend", o.knn_memory.backend},
+          {"knn_sharded", o.knn_memory.sharded},
+          {"knn_scope", o.knn_memory.scope},
           {"bucket_bytes", o.reducer.bucket_bytes},
           {"first_bucket_bytes", o.reducer.first_bucket_bytes},
           {"unused_parameters", static_cast<int>(o.reducer.unused_parameters)},
@@ -177,10 +180,6 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
                                                       options.train_data, ", a ", train_file->header().task,
                                                       " corpus"));
   }
-  TaskOptions task_options;
-  task_options.label_smoothing = options.label_smoothing;
-  task_options.use_memory = options.use_memory;
-  MEMTRAIN_ASSIGN_OR_RETURN(t->task_, MakeTask(t->task_name_, task_options));
 
   // Same seed on every rank, so each builds the same model; the broadcast
   // below makes that a guarantee rather than a hope.
@@ -202,6 +201,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
     MEMTRAIN_ASSIGN_OR_RETURN(t->model_, model::MakeTransformer(model_options));
     t->model_->to(device);
   }
+  MEMTRAIN_ASSIGN_OR_RETURN(t->knn_memory_, MakeKnnMemoryFactory(options.knn_memory, model_options, world));
+  MEMTRAIN_ASSIGN_OR_RETURN(t->task_, MakeTask(t->task_name_, t->TaskOptionsFor(options.label_smoothing)));
   MEMTRAIN_RETURN_IF_ERROR(t->task_->CheckModel(model_options));
   train_file.reset();
   // Dropout differs per rank from here on, as data does.
@@ -235,6 +236,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   }
   if (options.checkpoint.resume != "none") MEMTRAIN_RETURN_IF_ERROR(t->Resume());
   return t;
+}
+
+TaskOptions Trainer::TaskOptionsFor(double label_smoothing) const {
+  TaskOptions task;
+  task.label_smoothing = label_smoothing;
+  task.use_memory = options_.use_memory;
+  task.knn_memory = knn_memory_;
+  return task;
 }
 
 absl::StatusOr<data::Batch> Trainer::NextTrainBatch() {
@@ -339,9 +348,7 @@ absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micr
 
 absl::StatusOr<LossTotals> Trainer::Validate() {
   if (!valid_) return absl::FailedPreconditionError("no validation data (--valid_data)");
-  TaskOptions options;
-  options.use_memory = options_.use_memory;
-  MEMTRAIN_ASSIGN_OR_RETURN(auto task, MakeTask(task_name_, options));  // fresh memories
+  MEMTRAIN_ASSIGN_OR_RETURN(auto task, MakeTask(task_name_, TaskOptionsFor(0.0)));  // fresh memories
   return Evaluate(*model_, *task, *valid_, world_, device_, options_.valid_steps);
 }
 
@@ -447,14 +454,6 @@ absl::Status Trainer::Run() {
   return absl::OkStatus();
 }
 
-absl::Status Trainer::AllRanksOk(const absl::Status& mine, const std::string& what) {
-  at::Tensor ok = at::full({1}, mine.ok() ? 1 : 0, at::kInt);
-  MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(ok, parallel::ReduceOp::kMin));
-  if (!mine.ok()) return absl::Status(mine.code(), absl::StrCat("rank ", world_.rank(), ": ", what, ": ", mine.message()));
-  if (ok.item<int>() == 0) return absl::InternalError(absl::StrCat(what, " failed on another rank (see its log)"));
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   const checkpoints::CheckpointOptions& c = options_.checkpoint;
   if (c.dir.empty()) return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
@@ -462,7 +461,7 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   // 1. Rank 0 makes the empty partial directory; the others wait for it.
   absl::StatusOr<std::string> partial = checkpoints::PartialCheckpointPath(c.dir, step_);
   if (world_.rank() == 0) partial = checkpoints::CreatePartialCheckpoint(c.dir, step_);
-  MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(partial.status(), "creating the checkpoint directory"));
+  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, partial.status(), "creating the checkpoint directory"));
   // 2. Every rank writes its part; rank 0 also the replicated state.
   auto write = [&]() -> absl::Status {
     const std::filesystem::path dir(*partial);
@@ -518,11 +517,11 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
                                   {"bucket_plan", reducer_->bucket_plan()}};
     return checkpoints::WriteFileDurably((dir / checkpoints::kTrainerStateName).string(), state.dump(2) + "\n");
   };
-  MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(write(), absl::StrCat("writing checkpoint ", *partial)));
+  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, write(), absl::StrCat("writing checkpoint ", *partial)));
   // 3. Every rank's files are on disk: rank 0 commits.
   absl::StatusOr<std::string> committed = checkpoints::PartialCheckpointPath(c.dir, step_);
   if (world_.rank() == 0) committed = checkpoints::CommitCheckpoint(c.dir, step_, c.keep_last);
-  MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(committed.status(), "committing the checkpoint"));
+  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, committed.status(), "committing the checkpoint"));
   last_checkpoint_step_ = step_;
   LOG_IF(INFO, world_.rank() == 0) << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step_, *committed,
                                                       absl::ToDoubleSeconds(absl::Now() - start));
@@ -560,9 +559,9 @@ absl::Status Trainer::Resume() {
     }
     path = checkpoints::CheckpointPath(c.dir, agreed);
   } else {
-    MEMTRAIN_RETURN_IF_ERROR(AllRanksOk(checkpoints::VerifyCheckpoint(path, wanted), "verifying --resume=" + path));
+    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, checkpoints::VerifyCheckpoint(path, wanted), "verifying --resume=" + path));
   }
-  return AllRanksOk(LoadCheckpoint(path), "loading " + path);
+  return parallel::AllRanksOk(world_, LoadCheckpoint(path), "loading " + path);
 }
 
 absl::Status Trainer::LoadCheckpoint(const std::string& path) {

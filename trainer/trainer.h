@@ -44,6 +44,7 @@
 #include "model/transformer.h"
 #include "parallel/communicator.h"
 #include "parallel/gradient_reducer.h"
+#include "trainer/knn_memory_setup.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_log.h"
 #include "trainer/task.h"
@@ -72,6 +73,7 @@ struct TrainerOptions {
   double label_smoothing = 0.1;
   double clip_norm = 0.0;  ///< 0: no clipping (the norm is still reported)
   bool use_memory = true;  ///< lm: memory layers keep their streams across steps
+  KnnMemorySetup knn_memory;  ///< lm: the knn layers' memories (backend, sharding, scope)
   /// GPU only: forward passes under bf16 autocast (matmuls and attention in
   /// bf16, softmax, norms and the loss in fp32, as autocast's op lists
   /// decide); backward and the optimizer stay fp32. Ignored on CPU.
@@ -143,12 +145,12 @@ class Trainer {
  private:
   Trainer(const TrainerOptions& options, parallel::Communicator& world, const c10::Device& device);
   absl::StatusOr<data::Batch> NextTrainBatch();
+  /// The options of the tasks that train (with `label_smoothing`) and validate (0).
+  TaskOptions TaskOptionsFor(double label_smoothing) const;
   /// Picks the checkpoint options.checkpoint.resume names (the ranks agree)
   /// and loads it; OK without loading when auto finds none.
   absl::Status Resume();
   absl::Status LoadCheckpoint(const std::string& path);
-  /// Rank `r`'s status made everyone's: OK only if OK on every rank.
-  absl::Status AllRanksOk(const absl::Status& mine, const std::string& what);
   void Report(const StepMetrics& metrics);
 
   const TrainerOptions options_;
@@ -157,6 +159,7 @@ class Trainer {
   std::string task_name_;
   std::string tokenizer_sha256_;
   model::Transformer model_{nullptr};
+  model::KnnMemoryFactory knn_memory_;  // for the training and validation tasks
   std::unique_ptr<Task> task_;
   std::unique_ptr<data::BatchSource> train_, valid_;
   std::unique_ptr<parallel::GradientReducer> reducer_;

@@ -1,0 +1,142 @@
+#include "trainer/knn_memory_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "checkpoints/durable_file.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace memtrain::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kInfoName[] = "memory.json";
+constexpr char kFormat[] = "memtrain-knn-memory-1";
+
+std::string ShardName(int64_t layer, int rank) { return absl::StrCat("layer-", layer, ".rank-", rank, ".pt"); }
+
+nlohmann::json InfoJson(const KnnMemoryStoreInfo& info) {
+  nlohmann::json entries = nlohmann::json::object();
+  for (const auto& [layer, count] : info.entries) entries[std::to_string(layer)] = count;
+  return {{"format", kFormat},
+          {"model_sha256", info.model_sha256},
+          {"corpus", info.corpus},
+          {"corpus_tokens", info.corpus_tokens},
+          {"ranks", info.ranks},
+          {"backend", info.memory.backend},
+          {"capacity_per_rank", info.memory.capacity},
+          {"entries", entries}};
+}
+
+}  // namespace
+
+absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInfo& info,
+                                 const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
+                                 parallel::Communicator& group) {
+  const std::string partial = dir + ".partial";
+  absl::Status made = absl::OkStatus();
+  if (group.rank() == 0) {
+    std::error_code error;
+    if (fs::exists(dir, error)) {
+      made = absl::AlreadyExistsError(absl::StrCat(dir, " exists; choose another --out or remove it"));
+    } else {
+      fs::remove_all(partial, error);  // a crashed earlier attempt
+      fs::create_directories(partial, error);
+      if (error) made = absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
+    }
+  }
+  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, made, "creating the memory directory"));
+  auto write_shards = [&]() -> absl::Status {
+    for (const auto& [layer, memory] : memories) {
+      const std::string path = (fs::path(partial) / ShardName(layer, group.rank())).string();
+      MEMTRAIN_RETURN_IF_ERROR(parallel::SaveKnnMemory(*memory, path));
+      MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(path));
+    }
+    return absl::OkStatus();
+  };
+  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, write_shards(), "writing the memory shards"));
+  absl::Status committed = absl::OkStatus();
+  if (group.rank() == 0) {
+    committed = [&]() -> absl::Status {
+      MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteFileDurably((fs::path(partial) / kInfoName).string(),
+                                                             InfoJson(info).dump(2) + "\n"));
+      MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(partial));
+      std::error_code error;
+      fs::rename(partial, dir, error);
+      if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial, " to ", dir, ": ", error.message()));
+      const fs::path parent = fs::absolute(dir).parent_path();
+      return checkpoints::Fsync(parent.string());
+    }();
+  }
+  return parallel::AllRanksOk(group, committed, "committing the memory directory");
+}
+
+absl::StatusOr<KnnMemoryStoreInfo> ReadKnnMemoryStoreInfo(const std::string& dir) {
+  const std::string path = (fs::path(dir) / kInfoName).string();
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": not found (not a memtrain-build-memory directory?)"));
+  std::stringstream text;
+  text << file.rdbuf();
+  KnnMemoryStoreInfo info;
+  try {
+    const nlohmann::json json = nlohmann::json::parse(text.str());
+    if (json.at("format").get<std::string>() != kFormat) {
+      return absl::DataLossError(absl::StrCat(path, ": format '", json.at("format").get<std::string>(),
+                                              "', expected '", kFormat, "'"));
+    }
+    info.model_sha256 = json.at("model_sha256").get<std::string>();
+    info.corpus = json.at("corpus").get<std::string>();
+    info.corpus_tokens = json.at("corpus_tokens").get<int64_t>();
+    info.ranks = json.at("ranks").get<int>();
+    info.memory.backend = json.at("backend").get<std::string>();
+    info.memory.capacity = json.at("capacity_per_rank").get<int64_t>();
+    info.memory.sharded = true;
+    for (const auto& [layer, count] : json.at("entries").items()) info.entries[std::stoll(layer)] = count.get<int64_t>();
+  } catch (const std::exception& e) {  // nlohmann::json and std::stoll throw
+    return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
+  }
+  return info;
+}
+
+absl::StatusOr<std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>> ReadKnnMemoryStore(
+    const std::string& dir, const std::string& model_sha256, const std::vector<int64_t>& layers,
+    parallel::Communicator& group) {
+  MEMTRAIN_ASSIGN_OR_RETURN(const KnnMemoryStoreInfo info, ReadKnnMemoryStoreInfo(dir));
+  if (info.model_sha256 != model_sha256) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " holds the keys of the model with weights sha256 ",
+                                                      info.model_sha256, ", not of this one (", model_sha256,
+                                                      "); rebuild it with memtrain-build-memory --model"));
+  }
+  std::vector<int64_t> stored;
+  for (const auto& [layer, count] : info.entries) stored.push_back(layer);
+  if (stored != layers) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " holds memories for decoder layers [",
+                                                      absl::StrJoin(stored, ", "), "], the model's knn layers are [",
+                                                      absl::StrJoin(layers, ", "), "]"));
+  }
+  if (info.ranks != group.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " was built sharded over ", info.ranks,
+                                                      " ranks; read it with as many (this job has ",
+                                                      group.size(), ")"));
+  }
+  std::map<int64_t, std::shared_ptr<parallel::KnnMemory>> memories;
+  auto load = [&]() -> absl::Status {
+    for (const auto& [layer, count] : info.entries) {
+      MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<parallel::KnnMemory> memory, parallel::MakeKnnMemory(info.memory, &group));
+      const std::string path = (fs::path(dir) / ShardName(layer, group.rank())).string();
+      const absl::Status loaded = parallel::LoadKnnMemory(*memory, path);
+      if (!loaded.ok()) return absl::DataLossError(loaded.message());
+      memories[layer] = std::move(memory);
+    }
+    return absl::OkStatus();
+  };
+  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, load(), absl::StrCat("reading the kNN memory ", dir)));
+  return memories;
+}
+
+}  // namespace memtrain::trainer
