@@ -12,14 +12,19 @@
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "launch/knn_memory_flags.h"
 #include "launch/rank_context.h"
 #include "launch/saved_model_flags.h"
 #include "trainer/evaluate.h"
 #include "trainer/generation.h"
+#include "trainer/knn_memory_store.h"
 #include "trainer/metrics_log.h"
 
 ABSL_FLAG(bool, use_memory, true, "lm: memory layers keep each stream's memory across segments.");
 ABSL_FLAG(bool, compare_memory, false, "lm: evaluate with and without the memories and compare.");
+ABSL_FLAG(std::string, knn_memory_dir, "",
+          "lm: the knn layers search this prebuilt memory (memtrain-build-memory --out) read-only instead of "
+          "memories that start empty. Run with as many ranks as built it.");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to evaluate; 0: the whole corpus.");
 ABSL_FLAG(int, streams, 8, "lm: document streams per rank.");
 ABSL_FLAG(int, segment_length, 512, "lm: tokens per stream and step (as in training).");
@@ -51,12 +56,27 @@ absl::Status Run(int argc, char** argv) {
   source_options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
   MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(data_path, source_options));
 
+  MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemorySetup knn_setup, launch::KnnMemorySetupFromFlags());
+  if (const std::string dir = absl::GetFlag(FLAGS_knn_memory_dir); !dir.empty()) {
+    MEMTRAIN_ASSIGN_OR_RETURN(knn_setup.prebuilt,
+                              trainer::ReadKnnMemoryStore(dir, loaded.weights_sha256,
+                                                          trainer::KnnLayers(loaded.info.options), *rank.world));
+    MEMTRAIN_ASSIGN_OR_RETURN(const trainer::KnnMemoryStoreInfo info, trainer::ReadKnnMemoryStoreInfo(dir));
+    for (const auto& [layer, entries] : info.entries) {
+      LOG_IF(INFO, lead) << absl::StrFormat("[eval] decoder.%d searches %s read-only: %d entries of %s over %d rank(s)",
+                                            layer, dir, entries, info.corpus, info.ranks);
+    }
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(const model::KnnMemoryFactory knn_memory,
+                            trainer::MakeKnnMemoryFactory(knn_setup, loaded.info.options, *rank.world));
+
   std::vector<bool> memory_settings = {absl::GetFlag(FLAGS_use_memory)};
   if (absl::GetFlag(FLAGS_compare_memory)) memory_settings = {true, false};
   std::vector<trainer::LossTotals> results;
   for (bool use_memory : memory_settings) {
     trainer::TaskOptions task_options;
     task_options.use_memory = use_memory;
+    task_options.knn_memory = knn_memory;
     MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask(loaded.info.task, task_options));
     MEMTRAIN_ASSIGN_OR_RETURN(trainer::LossTotals totals,
                               trainer::Evaluate(*loaded.model, *task, *source, *rank.world, rank.device.device,

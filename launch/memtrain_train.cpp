@@ -14,6 +14,7 @@
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "launch/knn_memory_flags.h"
 #include "launch/model_flags.h"
 #include "launch/rank_context.h"
 #include "launch/signals.h"
@@ -100,6 +101,7 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
   o.label_smoothing = absl::GetFlag(FLAGS_label_smoothing);
   o.clip_norm = absl::GetFlag(FLAGS_clip_norm);
   o.use_memory = absl::GetFlag(FLAGS_use_memory);
+  MEMTRAIN_ASSIGN_OR_RETURN(o.knn_memory, launch::KnnMemorySetupFromFlags());
   o.bf16_autocast = absl::GetFlag(FLAGS_bf16);
   o.reducer.bucket_bytes = absl::GetFlag(FLAGS_bucket_mb) << 20;
   const std::string unused = absl::GetFlag(FLAGS_unused_parameters);

@@ -15,6 +15,7 @@ namespace memtrain::launch {
 absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device) {
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   ModelAndData opened;
+  opened.model_dir = model_dir;
   opened.data_path = absl::GetFlag(FLAGS_data);
   if (model_dir.empty() || opened.data_path.empty()) {
     return absl::InvalidArgumentError("--model and --data are required");

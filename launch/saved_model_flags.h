@@ -24,6 +24,7 @@ namespace memtrain::launch {
 
 struct ModelAndData {
   checkpoints::LoadedModel model;
+  std::string model_dir;
   std::string data_path;
   std::unique_ptr<data::CorpusFile> data;
 };
