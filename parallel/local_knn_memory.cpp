@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -101,24 +102,18 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   auto [best, index] = scores.topk(hits, /*dim=*/-1);
   // Ties (equal scores) come oldest first. topk's order among equal scores is
   // unspecified, and an equal score just outside its k may be older than one
-  // inside: then (rarely; e.g. duplicated keys) sort all scores by id, then
-  // stably by score.
-  const at::Tensor threshold = best.narrow(-1, hits - 1, 1);
-  if ((scores == threshold).sum(-1).gt((best == threshold).sum(-1)).any().item<bool>()) {
-    const at::Tensor by_id = slot_ids.argsort();
-    const auto [sorted, order] =
-        scores.index_select(-1, by_id).sort(/*stable=*/true, /*dim=*/-1, /*descending=*/true);
-    best = sorted.narrow(-1, 0, hits);
-    index = by_id.index_select(0, order.narrow(-1, 0, hits).reshape({-1})).view_as(best);
-  } else {
-    const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
-    const at::Tensor by_id = std::get<1>(ids.sort(/*stable=*/true, -1, /*descending=*/false));
-    const at::Tensor by_score = std::get<1>(
-        best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
-    const at::Tensor order = by_id.gather(-1, by_score);
-    best = best.gather(-1, order);
-    index = index.gather(-1, order);
-  }
+  // inside (e.g. duplicated keys: the same token after the same prefix). So
+  // the candidates are every entry scoring at least the k-th best, ordered
+  // by id, then stably by score; there are rarely more than k of them.
+  const int64_t candidates = (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
+  if (candidates > hits) std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+  const at::Tensor candidate_ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
+  const at::Tensor by_id = std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
+  const at::Tensor by_score =
+      std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
+  const at::Tensor order = by_id.gather(-1, by_score).narrow(-1, 0, hits);
+  best = best.gather(-1, order);
+  index = index.gather(-1, order);
   const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
   auto [hit_keys, hit_values] = EntriesById(stream, ids);
   return KnnResult{hit_keys, hit_values, best, ids};
