@@ -9,6 +9,9 @@
 #          from it and matches the uninterrupted run.
 #   damage the newest checkpoint truncated -> the resume warns naming the file
 #          and uses the previous one.
+#   sharded with --knn_sharded (each rank holds half of every stream's memory)
+#          the checkpoint of step 8 resumes to losses equal to the
+#          uninterrupted sharded run; resuming without --knn_sharded is refused.
 #   export memtrain-ckpt export -> import -> export gives the same bytes, and
 #          Python's safetensors (when PYTHON has it) reads tensors equal to the
 #          checkpoint's model.pt as torch.jit.load reads it.
@@ -102,6 +105,21 @@ case "${scenario}" in
       || { grep ckpt "${work}/resumed.log"; echo "FAIL: no warning naming the truncated file"; exit 1; }
     grep -q "resumed from .*step-00000008" "${work}/resumed.log" || { echo "FAIL: did not fall back to step 8"; exit 1; }
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+  sharded)
+    train whole_sharded --knn_sharded || { tail -20 "${work}/whole_sharded.log"; exit 1; }
+    steps=8
+    train saved --knn_sharded --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=8 \
+      || { tail "${work}/saved.log"; exit 1; }
+    steps=12
+    status=0
+    train unsharded --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto || status=$?
+    [[ ${status} -ne 0 ]] || { echo "FAIL: resumed a sharded memory as a local one"; exit 1; }
+    grep -q "knn_sharded: checkpoint true, now false" "${work}/unsharded.log" \
+      || { tail "${work}/unsharded.log"; echo "FAIL: the refusal does not name --knn_sharded"; exit 1; }
+    train resumed --knn_sharded --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+      || { tail -20 "${work}/resumed.log"; exit 1; }
+    grep -q "resumed from .*step-00000008" "${work}/resumed.log" || { echo "FAIL: did not resume from step 8"; exit 1; }
+    same_losses "${work}/whole_sharded.jsonl" "${work}/resumed.jsonl" ;;
   export)
     train saved --checkpoint_dir="${ckpt}" || { tail "${work}/saved.log"; exit 1; }
     "${bin}/memtrain-ckpt" export --format=safetensors --output="${work}/w.safetensors" "${ckpt}/latest"
