@@ -3,9 +3,11 @@
 #include <functional>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/registry.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -69,6 +71,10 @@ absl::StatusOr<model::KnnMemoryFactory> MakeKnnMemoryFactory(const KnnMemorySetu
   spec.sharded = setup.sharded;
   MEMTRAIN_RETURN_IF_ERROR(parallel::CheckKnnMemorySpec(spec, &group));
   MEMTRAIN_ASSIGN_OR_RETURN(const Scope* scope, Scopes().Find(setup.scope));
+  LOG_IF(WARNING, absl::StartsWith(setup.backend, "faiss") && setup.scope == "stream" && group.rank() == 0)
+      << "[knn] --knn_backend=" << setup.backend << " with --knn_scope=stream: a FAISS index is rebuilt whenever "
+      << "its stream evicts, i.e. every segment once a stream's memory is full; exact is faster for per-stream "
+      << "memories (docs/KNN_MEMORY.md)";
   return model::KnnMemoryFactory([spec, scope = *scope, &group](int64_t layer, int64_t rows) {
     auto memory = parallel::MakeKnnMemory(spec, &group);
     TORCH_CHECK(memory.ok(), "decoder.", layer, ": ", memory.status().ToString());  // checked above
