@@ -24,4 +24,10 @@ std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   return absl::ParseCommandLine(argc, argv);
 }
 
+int ExitStatus(const absl::Status& status, const char* tag) {
+  if (status.ok()) return 0;
+  LOG(ERROR) << tag << " " << status.message();
+  return 1;
+}
+
 }  // namespace memtrain

@@ -4,7 +4,7 @@
 //
 //   int main(int argc, char** argv) {
 //     std::vector<char*> args = memtrain::InitBinary(argc, argv, "Does X.\n  usage...");
-//     ...
+//     return memtrain::ExitStatus(memtrain::Run(args), "[x]");
 //   }
 //
 // It applies ConfigureProcess() (common/process.h), starts glog, and parses
@@ -15,9 +15,15 @@
 
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace memtrain {
 
 std::vector<char*> InitBinary(int argc, char** argv, const char* usage);
+
+/// main()'s return value for `status`: 0, or 1 after logging the error as
+/// "<tag> <message>".
+int ExitStatus(const absl::Status& status, const char* tag);
 
 }  // namespace memtrain
 

@@ -129,10 +129,5 @@ int main(int argc, char** argv) {
                        "sharded over the ranks) for memtrain-eval --knn_memory_dir.\n"
                        "  mpirun -np 2 memtrain-build-memory --model=runs/quickstart/model "
                        "--data=demo.train.h5 --out=runs/quickstart/memory [--knn_backend=faiss_hnsw]");
-  const absl::Status status = memtrain::Run(argc, argv);
-  if (!status.ok()) {
-    LOG(ERROR) << "[build-memory] " << status.message();
-    return 1;
-  }
-  return 0;
+  return memtrain::ExitStatus(memtrain::Run(argc, argv), "[build-memory]");
 }

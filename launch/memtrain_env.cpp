@@ -85,10 +85,5 @@ int main(int argc, char** argv) {
       "Prints each rank's place in the job (rank, local rank, host, launcher), the library "
       "versions (LibTorch, MPI, NCCL, HDF5) and the device it would use.\n"
       "  mpirun -np 2 memtrain-env | srun --mpi=pmix -n 2 memtrain-env | memtrain-env");
-  const absl::Status status = memtrain::Run(argc, argv);
-  if (!status.ok()) {
-    LOG(ERROR) << "[launch] memtrain-env: " << status;
-    return 1;
-  }
-  return 0;
+  return memtrain::ExitStatus(memtrain::Run(argc, argv), "[launch] memtrain-env:");
 }

@@ -40,15 +40,8 @@ std::string SharedPath(parallel::Communicator& world, const std::string& name, b
 }
 
 model::TransformerOptions LmModel() {
-  model::TransformerOptions o;
-  o.model_dim = 16;
-  o.heads = 2;
-  o.ffn_dim = 32;
-  o.encoder_layers = 0;
-  o.decoder_layers = 2;
+  model::TransformerOptions o = testing::TinyModel();
   o.dropout = 0.1;  // draws from the CPU generator: its state must be restored
-  o.layer_attention = {{1, "knn"}};
-  o.attention_options.knn.top_k = 4;
   o.attention_options.knn.memory_size = 24;  // the rings wrap within the run
   return o;
 }
