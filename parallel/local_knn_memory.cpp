@@ -99,14 +99,19 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   const at::Tensor scores = at::matmul(queries.detach().to(keys.options()), keys.transpose(1, 2));
   const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
   const int64_t hits = std::min(k, ring.count);
-  auto [best, index] = scores.topk(hits, /*dim=*/-1);
   // Ties (equal scores) come oldest first. topk's order among equal scores is
   // unspecified, and an equal score just outside its k may be older than one
-  // inside (e.g. duplicated keys: the same token after the same prefix). So
-  // the candidates are every entry scoring at least the k-th best, ordered
-  // by id, then stably by score; there are rarely more than k of them.
-  const int64_t candidates = (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
-  if (candidates > hits) std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+  // inside (e.g. duplicated keys: the same token after the same prefix). One
+  // more than k shows whether a tie straddles the k-th place; only then are
+  // the candidates every entry scoring at least the k-th best (a full pass
+  // over the scores, as costly as the matmul). The candidates are then
+  // ordered by id, then stably by score.
+  const int64_t probe = std::min(hits + 1, ring.count);
+  auto [best, index] = scores.topk(probe, /*dim=*/-1);
+  if (probe > hits && best.select(-1, hits).eq(best.select(-1, hits - 1)).any().item<bool>()) {
+    const int64_t candidates = (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
+    std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+  }
   const at::Tensor candidate_ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
   const at::Tensor by_id = std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
   const at::Tensor by_score =
