@@ -1,4 +1,5 @@
-// bench-knn: the kNN memories' search speed (docs/BENCHMARKS.md, docs/KNN_MEMORY.md).
+// bench-knn: the kNN memories' search speed, and what a knn layer's memory adds
+// to a training step (docs/BENCHMARKS.md, docs/KNN_MEMORY.md).
 //
 //   build/bin/bench-knn [--json FILE]                                      # one rank
 //   mpirun -np 2 --bind-to none --allow-run-as-root build/bin/bench-knn    # ShardedKnnMemory
@@ -9,7 +10,12 @@
 // One rank, for each capacity: 512 unit-norm queries, top-32, d = 128, one
 // group: queries/s of LocalKnnMemory (fp32 and bf16 storage) against FAISS
 // IndexFlatIP on the same entries in the same run (the ratio), and FAISS
-// HNSW's build time, speed and recall against the exact answer.
+// HNSW's build time, speed and recall against the exact answer. Then the
+// knn step overhead: forward + backward of one segment of a small decoder-only
+// LM whose knn layer searches a full LocalKnnMemory of each --step_capacities
+// per stream and head (ForwardSegment, its memory writes included), against
+// the same model and tokens without memory (ForwardLm: the knn layer is then
+// local attention only), alternating step by step.
 //
 // R ranks, a ShardedKnnMemory of each capacity per rank (R x capacity in all):
 //   split       one 512-query batch, 512/R queries from each rank: its latency
@@ -19,6 +25,7 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -33,6 +40,7 @@
 #include "common/binary.h"
 #include "glog/logging.h"
 #include "launch/device.h"
+#include "model/transformer.h"
 #include "nlohmann/json.hpp"
 #include "parallel/local_knn_memory.h"
 #include "parallel/mpi_runtime.h"
@@ -46,8 +54,14 @@ ABSL_FLAG(int64_t, queries, 512,
           "Queries per search (the split row divides them evenly over the ranks).");
 ABSL_FLAG(int64_t, top, 32, "Neighbours per query.");
 ABSL_FLAG(int64_t, dim, 128, "Key width.");
-ABSL_FLAG(int, reps, 5, "Timed searches per measurement (after one untimed).");
+ABSL_FLAG(int, reps, 5,
+          "Timed repetitions per measurement, after one untimed: searches (mean), steps (median).");
 ABSL_FLAG(int64_t, hnsw_max, 65536, "Largest capacity to build an HNSW index for (its build is slow).");
+ABSL_FLAG(bool, step, true, "Measure the knn step overhead (one-rank runs only).");
+ABSL_FLAG(std::string, step_capacities, "8192,65536",
+          "Memory sizes of the step-overhead model's knn layer (entries per stream and head).");
+ABSL_FLAG(int64_t, step_batch, 2, "Rows (document streams) per step of the step-overhead model.");
+ABSL_FLAG(int64_t, step_segment, 512, "Tokens per row and step of the step-overhead model.");
 ABSL_FLAG(std::string, json, "", "Also write the results to this JSON file (rank 0).");
 
 namespace memtrain {
@@ -221,6 +235,84 @@ nlohmann::json ShardedRow(parallel::Communicator& comm, int64_t capacity, const 
   return row;
 }
 
+double Median(std::vector<double> values) {
+  std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
+  return values[values.size() / 2];
+}
+
+// The step-overhead model: decoder-only, its knn layer in the middle.
+model::TransformerOptions StepModelOptions(int64_t top_k) {
+  model::TransformerOptions options;
+  options.vocab_size = 1000;
+  options.model_dim = 256;
+  options.heads = 4;
+  options.ffn_dim = 1024;
+  options.encoder_layers = 0;
+  options.decoder_layers = 4;
+  options.layer_attention = {{2, "knn"}};
+  options.attention_options.knn.top_k = top_k;
+  return options;
+}
+
+// For each capacity: the median seconds of a training step (forward and
+// backward of the loss) with the knn layer's memory full, against the same
+// without memory, and their ratio.
+nlohmann::json StepOverhead(int64_t top_k) {
+  const model::TransformerOptions options = StepModelOptions(top_k);
+  model::Transformer lm(options);
+  const int64_t batch = absl::GetFlag(FLAGS_step_batch), length = absl::GetFlag(FLAGS_step_segment);
+  const int64_t head_dim = options.model_dim / options.heads;
+  const at::Tensor tokens = at::randint(1, options.vocab_size, {batch, length});
+  const at::Tensor targets = at::randint(1, options.vocab_size, {batch * length});
+  const auto step_seconds = [&](const std::function<at::Tensor()>& forward) {
+    const auto start = Clock::now();
+    lm->zero_grad();
+    at::cross_entropy_loss(forward().view({batch * length, options.vocab_size}), targets).backward();
+    return Seconds(start);
+  };
+  std::printf("knn step overhead: LM of %ld layers, D = %ld, %ld heads, knn at layer %ld (top-%ld), "
+              "%ld x %ld tokens, forward + backward, median of %d\n",
+              options.decoder_layers, options.model_dim, options.heads,
+              options.layer_attention.begin()->first, top_k, batch, length,
+              absl::GetFlag(FLAGS_reps));
+  nlohmann::json rows = nlohmann::json::array();
+  for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_step_capacities), "step_capacities")) {
+    // Every stream starts full, as deep into a long document: what it holds
+    // does not change the cost of an exact search.
+    std::shared_ptr<parallel::LocalKnnMemory> memory;
+    model::TransformerDecodeStates states = lm->NewSegmentStates(batch, [&](int64_t, int64_t rows) {
+      memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity));
+      std::vector<int64_t> streams;
+      for (int64_t row = 0; row < rows; ++row) {
+        CHECK(memory->add(row, UnitRows({options.heads, capacity, head_dim}),
+                          at::randn({options.heads, capacity, head_dim}))
+                  .ok());
+        streams.push_back(row);
+      }
+      return model::KnnMemoryBinding{memory, std::move(streams)};
+    });
+    std::vector<double> with_memory, without;
+    for (int rep = 0; rep <= absl::GetFlag(FLAGS_reps); ++rep) {
+      without.push_back(step_seconds([&] { return lm->ForwardLm(tokens); }));
+      with_memory.push_back(step_seconds([&] { return lm->ForwardSegment(tokens, states); }));
+    }
+    // Every segment was written: the rings stayed full, each past `capacity` by the segments.
+    CHECK_EQ(memory->size(0), capacity);
+    CHECK_EQ(memory->added(0), capacity + static_cast<int64_t>(with_memory.size()) * length);
+    with_memory.erase(with_memory.begin());  // the untimed first
+    without.erase(without.begin());
+    const double with_s = Median(with_memory), without_s = Median(without);
+    rows.push_back({{"memory", capacity},
+                    {"step_s_with_memory", with_s},
+                    {"step_s_without_memory", without_s},
+                    {"ratio", with_s / without_s}});
+    std::printf("  memory %7ld: %.3f s per step, without memory %.3f s: %.2fx\n", capacity, with_s,
+                without_s, with_s / without_s);
+    std::fflush(stdout);
+  }
+  return rows;
+}
+
 int Main(int argc, char** argv) {
   auto runtime = parallel::MpiRuntime::Initialize(&argc, &argv, {});
   CHECK(runtime.ok()) << runtime.status();
@@ -255,6 +347,11 @@ int Main(int argc, char** argv) {
                                        : ShardedRow(comm, capacity, keys, values, k));
   }
   report["results"] = std::move(results);
+  if (absl::GetFlag(FLAGS_step) && comm.size() == 1) {
+    report["step_overhead"] = StepOverhead(k);
+  } else if (absl::GetFlag(FLAGS_step) && root) {
+    std::printf("knn step overhead: measured in one-rank runs only\n");
+  }
   if (root && !absl::GetFlag(FLAGS_json).empty()) {
     std::ofstream(absl::GetFlag(FLAGS_json)) << report.dump(2) << "\n";
   }
@@ -270,8 +367,10 @@ int main(int argc, char** argv) {
       "Search speed of the kNN memories. One rank: LocalKnnMemory (fp32, bf16) vs FAISS flat and "
       "HNSW. Under mpirun: ShardedKnnMemory, split (one batch over the ranks, latency vs a local "
       "memory of the same capacity per rank on rank 0 alone) and throughput (every rank's own "
-      "batch). Threads per rank: the cores divided among the ranks.\n"
+      "batch). Threads per rank: the cores divided among the ranks. One rank only: the knn step "
+      "overhead, a small LM's training step with a full memory vs without (--step=false skips it)."
+      "\n"
       "  [mpirun -np 2 --bind-to none --allow-run-as-root] bench-knn "
-      "[--capacities=8192,65536,262144] [--json FILE]");
+      "[--capacities=8192,65536,262144] [--step_capacities=8192,65536] [--json FILE]");
   return memtrain::Main(argc, argv);
 }
