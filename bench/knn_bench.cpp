@@ -1,28 +1,46 @@
-// bench-knn: the kNN memories' search speed (docs/BENCHMARKS.md, docs/KNN_MEMORY.md).
+// bench-knn: the kNN memories' search speed, and what a knn layer's memory adds
+// to a training step (docs/BENCHMARKS.md, docs/KNN_MEMORY.md).
 //
-//   build/bin/bench-knn [--json FILE]                      # LocalKnnMemory vs FAISS
-//   mpirun -np 2 --bind-to none build/bin/bench-knn        # + ShardedKnnMemory
+//   build/bin/bench-knn [--json FILE]                                      # one rank
+//   mpirun -np 2 --bind-to none --allow-run-as-root build/bin/bench-knn    # ShardedKnnMemory
 //
-// One rank: for each capacity, 512 unit-norm queries, top-32, d = 128, one
+// Threads: each rank gets the host's cores divided among the ranks on it, as
+// memtrain-train does (launch/device.h): 1 per rank with 2 ranks on 2 cores.
+//
+// One rank, for each capacity: 512 unit-norm queries, top-32, d = 128, one
 // group: queries/s of LocalKnnMemory (fp32 and bf16 storage) against FAISS
 // IndexFlatIP on the same entries in the same run (the ratio), and FAISS
-// HNSW's build time, speed and recall against the exact answer.
-// Several ranks: ShardedKnnMemory with each capacity per rank: total
-// capacity, and search latency against LocalKnnMemory of the same capacity
-// per rank measured on rank 0 in the same run (target <= 1.5x).
+// HNSW's build time, speed and recall against the exact answer. Then the
+// knn step overhead: forward + backward of one segment of a small decoder-only
+// LM whose knn layer searches a full LocalKnnMemory of each --step_capacities
+// per stream and head (ForwardSegment, its memory writes included), against
+// the same model and tokens without memory (ForwardLm: the knn layer is then
+// local attention only), alternating step by step.
+//
+// R ranks, a ShardedKnnMemory of each capacity per rank (R x capacity in all):
+//   split       one 512-query batch, 512/R queries from each rank: its latency
+//               against a LocalKnnMemory of the same capacity per rank searching
+//               all 512 on rank 0 alone, at the same threads (target <= 1.5x);
+//   throughput  every rank brings its own 512 queries: queries/s over all ranks.
 #include <ATen/ATen.h>
+#include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/binary.h"
 #include "glog/logging.h"
+#include "launch/device.h"
+#include "model/transformer.h"
 #include "nlohmann/json.hpp"
 #include "parallel/local_knn_memory.h"
 #include "parallel/mpi_runtime.h"
@@ -32,11 +50,18 @@
 #endif
 
 ABSL_FLAG(std::string, capacities, "8192,65536,262144", "Entries per memory (per rank when sharded).");
-ABSL_FLAG(int64_t, queries, 512, "Queries per search.");
+ABSL_FLAG(int64_t, queries, 512,
+          "Queries per search (the split row divides them evenly over the ranks).");
 ABSL_FLAG(int64_t, top, 32, "Neighbours per query.");
 ABSL_FLAG(int64_t, dim, 128, "Key width.");
-ABSL_FLAG(int, reps, 5, "Timed searches per measurement (after one untimed).");
+ABSL_FLAG(int, reps, 5,
+          "Timed repetitions per measurement, after one untimed: searches (mean), steps (median).");
 ABSL_FLAG(int64_t, hnsw_max, 65536, "Largest capacity to build an HNSW index for (its build is slow).");
+ABSL_FLAG(bool, step, true, "Measure the knn step overhead (one-rank runs only).");
+ABSL_FLAG(std::string, step_capacities, "8192,65536",
+          "Memory sizes of the step-overhead model's knn layer (entries per stream and head).");
+ABSL_FLAG(int64_t, step_batch, 2, "Rows (document streams) per step of the step-overhead model.");
+ABSL_FLAG(int64_t, step_segment, 512, "Tokens per row and step of the step-overhead model.");
 ABSL_FLAG(std::string, json, "", "Also write the results to this JSON file (rank 0).");
 
 namespace memtrain {
@@ -44,28 +69,248 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::vector<int64_t> ParseList(const std::string& text, const char* flag) {
+  std::vector<int64_t> values;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int64_t value = 0;
+    CHECK(absl::SimpleAtoi(part, &value) && value > 0) << "bad --" << flag << ": " << text;
+    values.push_back(value);
+  }
+  return values;
+}
+
 at::Tensor UnitRows(std::vector<int64_t> shape) {
   const at::Tensor x = at::randn(shape);
   return x / x.norm(2, -1, /*keepdim=*/true);
 }
 
-// Mean seconds of one search (after one untimed).
+// Mean seconds of one search of stream 0 (after one untimed); `found` gets the result.
 double TimeSearch(const parallel::KnnMemory& memory, const at::Tensor& queries, int64_t k,
-                  at::Tensor* ids = nullptr) {
+                  parallel::KnnResult* found = nullptr) {
   auto once = [&] {
-    auto found = memory.search(0, queries, k);
-    CHECK(found.ok()) << found.status();
-    if (ids != nullptr) *ids = found->ids;
+    auto result = memory.search(0, queries, k);
+    CHECK(result.ok()) << result.status();
+    if (found != nullptr) *found = *std::move(result);
   };
   once();
   const auto start = Clock::now();
   for (int i = 0; i < absl::GetFlag(FLAGS_reps); ++i) once();
-  return std::chrono::duration<double>(Clock::now() - start).count() / absl::GetFlag(FLAGS_reps);
+  return Seconds(start) / absl::GetFlag(FLAGS_reps);
 }
 
 double Recall(const at::Tensor& found, const at::Tensor& exact) {
   const at::Tensor hit = found.unsqueeze(-1).eq(exact.unsqueeze(-2)).any(-2);
   return hit.sum().item<double>() / static_cast<double>(exact.numel());
+}
+
+double SlowestRank(parallel::Communicator& comm, double seconds) {
+  at::Tensor value = at::full({1}, seconds, at::kDouble);
+  CHECK(comm.allreduce(value, parallel::ReduceOp::kMax).ok());
+  return value.item<double>();
+}
+
+// Runs `work` on rank 0 while the other ranks sleep. They must not wait in a
+// barrier: Open MPI's barrier polls, and a polling rank takes a core from
+// `work`. MPI_COMM_WORLD carries nothing else: memtrain's communicators and the
+// watchdog use duplicates of it.
+void OnRootAlone(parallel::Communicator& comm, const std::function<void()>& work) {
+  constexpr int kDoneTag = 1;
+  CHECK(comm.barrier().ok());
+  if (comm.rank() == 0) {
+    work();
+    for (int rank = 1; rank < comm.size(); ++rank) {
+      CHECK_EQ(MPI_Send(nullptr, 0, MPI_BYTE, rank, kDoneTag, MPI_COMM_WORLD), MPI_SUCCESS);
+    }
+    return;
+  }
+  MPI_Request done_request;
+  CHECK_EQ(MPI_Irecv(nullptr, 0, MPI_BYTE, 0, kDoneTag, MPI_COMM_WORLD, &done_request), MPI_SUCCESS);
+  for (int done = 0; done == 0;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK_EQ(MPI_Test(&done_request, &done, MPI_STATUS_IGNORE), MPI_SUCCESS);
+  }
+}
+
+// One process: LocalKnnMemory fp32 / bf16, FAISS flat and HNSW on the same entries.
+nlohmann::json OneRankRow(int64_t capacity, const at::Tensor& keys, const at::Tensor& values,
+                          int64_t k) {
+  const at::Tensor queries = UnitRows({1, absl::GetFlag(FLAGS_queries), keys.size(2)});
+  const double q = static_cast<double>(queries.size(1));
+  nlohmann::json row = {{"capacity", capacity}};
+  parallel::LocalKnnMemory fp32{parallel::LocalKnnMemoryOptions(capacity)};
+  CHECK(fp32.add(0, keys, values).ok());
+  parallel::KnnResult exact;
+  row["local_fp32_qps"] = q / TimeSearch(fp32, queries, k, &exact);
+  parallel::LocalKnnMemory bf16(
+      parallel::LocalKnnMemoryOptions(capacity).storage_dtype(at::kBFloat16));
+  CHECK(bf16.add(0, keys, values).ok());
+  row["local_bf16_qps"] = q / TimeSearch(bf16, queries, k);
+  std::printf("capacity %7ld: local fp32 %8.0f q/s, bf16 %8.0f q/s", capacity,
+              row["local_fp32_qps"].get<double>(), row["local_bf16_qps"].get<double>());
+#ifdef MEMTRAIN_WITH_FAISS
+  parallel::FaissKnnMemory flat(
+      parallel::FaissKnnMemoryOptions(capacity).kind(parallel::FaissIndexKind::kFlat));
+  CHECK(flat.add(0, keys, values).ok());
+  row["faiss_flat_qps"] = q / TimeSearch(flat, queries, k);
+  row["local_vs_faiss_flat"] = row["local_fp32_qps"].get<double>() / row["faiss_flat_qps"].get<double>();
+  std::printf(" | FAISS flat %8.0f q/s (local/FAISS %.2fx)", row["faiss_flat_qps"].get<double>(),
+              row["local_vs_faiss_flat"].get<double>());
+  if (capacity <= absl::GetFlag(FLAGS_hnsw_max)) {
+    parallel::FaissKnnMemory hnsw((parallel::FaissKnnMemoryOptions(capacity)));
+    CHECK(hnsw.add(0, keys, values).ok());
+    const auto start = Clock::now();
+    CHECK(hnsw.search(0, queries.narrow(1, 0, 1), 1).ok());  // builds the index
+    row["faiss_hnsw_build_s"] = Seconds(start);
+    parallel::KnnResult approximate;
+    row["faiss_hnsw_qps"] = q / TimeSearch(hnsw, queries, k, &approximate);
+    row["faiss_hnsw_recall"] = Recall(approximate.ids, exact.ids);
+    std::printf(" | HNSW %8.0f q/s, recall %.3f, build %.1f s", row["faiss_hnsw_qps"].get<double>(),
+                row["faiss_hnsw_recall"].get<double>(), row["faiss_hnsw_build_s"].get<double>());
+  }
+#endif
+  std::printf("\n");
+  std::fflush(stdout);
+  return row;
+}
+
+// R ranks: the split and throughput rows of a ShardedKnnMemory of `capacity`
+// per rank, each rank adding its own `keys`, against a LocalKnnMemory of
+// `capacity` (rank 0's entries) on rank 0 alone.
+nlohmann::json ShardedRow(parallel::Communicator& comm, int64_t capacity, const at::Tensor& keys,
+                          const at::Tensor& values, int64_t k) {
+  const int ranks = comm.size();
+  const int64_t q = absl::GetFlag(FLAGS_queries), share = q / ranks;
+  CHECK_EQ(q % ranks, 0) << "--queries must split evenly over the ranks";
+  at::Tensor batch = UnitRows({1, q, keys.size(2)});
+  CHECK(comm.broadcast(batch, 0).ok());  // the split row's batch is rank 0's, as the baseline's
+  double local_s = 0;
+  parallel::KnnResult local_found;
+  OnRootAlone(comm, [&] {
+    parallel::LocalKnnMemory local{parallel::LocalKnnMemoryOptions(capacity)};
+    CHECK(local.add(0, keys, values).ok());
+    local_s = TimeSearch(local, batch, k, &local_found);
+  });
+  local_s = SlowestRank(comm, local_s);  // rank 0's, on every rank
+
+  parallel::ShardedKnnMemory sharded(
+      comm, std::make_unique<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity)),
+      capacity);
+  CHECK(sharded.add(0, keys, values).ok());
+  parallel::KnnResult split_found;
+  const double split_s = SlowestRank(
+      comm, TimeSearch(sharded, batch.narrow(1, comm.rank() * share, share), k, &split_found));
+  if (comm.rank() == 0) {
+    // The sharded memory holds rank 0's entries and more: its k-th best can only be better.
+    const at::Tensor kth = split_found.scores.select(-1, k - 1);
+    const at::Tensor local_kth = local_found.scores.narrow(1, 0, share).select(-1, k - 1);
+    CHECK(kth.ge(local_kth - 1e-5).all().item<bool>()) << "sharded search lost entries";
+  }
+  const double throughput_s = SlowestRank(comm, TimeSearch(sharded, UnitRows(batch.sizes().vec()), k));
+
+  nlohmann::json row = {{"capacity_per_rank", capacity},
+                        {"ranks", ranks},
+                        {"sharded_capacity", sharded.size(0)},
+                        {"local_alone_qps", q / local_s},
+                        {"split_queries_per_rank", share},
+                        {"split_qps", q / split_s},
+                        {"split_latency_vs_local", split_s / local_s},
+                        {"throughput_qps_per_rank", q / throughput_s},
+                        {"throughput_qps_total", q * ranks / throughput_s},
+                        {"throughput_latency_vs_local", throughput_s / local_s}};
+  if (comm.rank() == 0) {
+    std::printf(
+        "capacity %7ld/rank: sharded holds %8ld; local memory of %ld on rank 0 alone: %8.0f q/s\n"
+        "  split      (one %ld-query batch, %ld per rank): %8.0f q/s, latency %.2fx local "
+        "(target <= 1.5x)\n"
+        "  throughput (%ld queries from every rank): %8.0f q/s per rank, %8.0f q/s all ranks, "
+        "latency %.2fx local\n",
+        capacity, sharded.size(0), capacity, q / local_s, q, share, q / split_s, split_s / local_s,
+        q, q / throughput_s, q * ranks / throughput_s, throughput_s / local_s);
+    std::fflush(stdout);
+  }
+  return row;
+}
+
+double Median(std::vector<double> values) {
+  std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
+  return values[values.size() / 2];
+}
+
+// The step-overhead model: decoder-only, its knn layer in the middle.
+model::TransformerOptions StepModelOptions(int64_t top_k) {
+  model::TransformerOptions options;
+  options.vocab_size = 1000;
+  options.model_dim = 256;
+  options.heads = 4;
+  options.ffn_dim = 1024;
+  options.encoder_layers = 0;
+  options.decoder_layers = 4;
+  options.layer_attention = {{2, "knn"}};
+  options.attention_options.knn.top_k = top_k;
+  return options;
+}
+
+// For each capacity: the median seconds of a training step (forward and
+// backward of the loss) with the knn layer's memory full, against the same
+// without memory, and their ratio.
+nlohmann::json StepOverhead(int64_t top_k) {
+  const model::TransformerOptions options = StepModelOptions(top_k);
+  model::Transformer lm(options);
+  const int64_t batch = absl::GetFlag(FLAGS_step_batch), length = absl::GetFlag(FLAGS_step_segment);
+  const int64_t head_dim = options.model_dim / options.heads;
+  const at::Tensor tokens = at::randint(1, options.vocab_size, {batch, length});
+  const at::Tensor targets = at::randint(1, options.vocab_size, {batch * length});
+  const auto step_seconds = [&](const std::function<at::Tensor()>& forward) {
+    const auto start = Clock::now();
+    lm->zero_grad();
+    at::cross_entropy_loss(forward().view({batch * length, options.vocab_size}), targets).backward();
+    return Seconds(start);
+  };
+  std::printf("knn step overhead: LM of %ld layers, D = %ld, %ld heads, knn at layer %ld (top-%ld), "
+              "%ld x %ld tokens, forward + backward, median of %d\n",
+              options.decoder_layers, options.model_dim, options.heads,
+              options.layer_attention.begin()->first, top_k, batch, length,
+              absl::GetFlag(FLAGS_reps));
+  nlohmann::json rows = nlohmann::json::array();
+  for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_step_capacities), "step_capacities")) {
+    // Every stream starts full, as deep into a long document: what it holds
+    // does not change the cost of an exact search.
+    std::shared_ptr<parallel::LocalKnnMemory> memory;
+    model::TransformerDecodeStates states = lm->NewSegmentStates(batch, [&](int64_t, int64_t rows) {
+      memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity));
+      std::vector<int64_t> streams;
+      for (int64_t row = 0; row < rows; ++row) {
+        CHECK(memory->add(row, UnitRows({options.heads, capacity, head_dim}),
+                          at::randn({options.heads, capacity, head_dim}))
+                  .ok());
+        streams.push_back(row);
+      }
+      return model::KnnMemoryBinding{memory, std::move(streams)};
+    });
+    std::vector<double> with_memory, without;
+    for (int rep = 0; rep <= absl::GetFlag(FLAGS_reps); ++rep) {
+      without.push_back(step_seconds([&] { return lm->ForwardLm(tokens); }));
+      with_memory.push_back(step_seconds([&] { return lm->ForwardSegment(tokens, states); }));
+    }
+    // Every segment was written: the rings stayed full, each past `capacity` by the segments.
+    CHECK_EQ(memory->size(0), capacity);
+    CHECK_EQ(memory->added(0), capacity + static_cast<int64_t>(with_memory.size()) * length);
+    with_memory.erase(with_memory.begin());  // the untimed first
+    without.erase(without.begin());
+    const double with_s = Median(with_memory), without_s = Median(without);
+    rows.push_back({{"memory", capacity},
+                    {"step_s_with_memory", with_s},
+                    {"step_s_without_memory", without_s},
+                    {"ratio", with_s / without_s}});
+    std::printf("  memory %7ld: %.3f s per step, without memory %.3f s: %.2fx\n", capacity, with_s,
+                without_s, with_s / without_s);
+    std::fflush(stdout);
+  }
+  return rows;
 }
 
 int Main(int argc, char** argv) {
@@ -74,89 +319,41 @@ int Main(int argc, char** argv) {
   auto world = (*runtime)->CreateWorld(parallel::CommunicatorOptions{});
   CHECK(world.ok()) << world.status();
   parallel::Communicator& comm = **world;
+  auto device = launch::ChooseDeviceForThisMachine(comm.local_rank(), comm.local_size());
+  CHECK(device.ok()) << device.status();
+  launch::ApplyDeviceChoice(*device);
   const bool root = comm.rank() == 0;
-  const int64_t q = absl::GetFlag(FLAGS_queries), k = absl::GetFlag(FLAGS_top),
-                d = absl::GetFlag(FLAGS_dim);
-  std::vector<int64_t> capacities;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_capacities), ',')) {
-    int64_t value = 0;
-    CHECK(absl::SimpleAtoi(part, &value)) << "bad --capacities";
-    capacities.push_back(value);
-  }
-  nlohmann::json results = nlohmann::json::array();
+  const int64_t k = absl::GetFlag(FLAGS_top), d = absl::GetFlag(FLAGS_dim);
+  nlohmann::json report = {{"benchmark", "knn"},
+                           {"ranks", comm.size()},
+                           {"threads_per_rank", at::get_num_threads()},
+                           {"queries", absl::GetFlag(FLAGS_queries)},
+                           {"top", k},
+                           {"dim", d}};
   if (root) {
-    std::printf("bench-knn: %ld queries, top-%ld, d = %ld, torch threads %d, ranks %d\n", q, k, d,
-                at::get_num_threads(), comm.size());
+    std::printf("bench-knn: %ld queries, top-%ld, d = %ld, ranks %d, each %s\n",
+                absl::GetFlag(FLAGS_queries), k, d, comm.size(), device->description.c_str());
+    if (comm.size() > 1) {
+      std::printf("local baseline: rank 0 alone at the same %d thread(s), the other ranks asleep\n",
+                  at::get_num_threads());
+    }
+    std::fflush(stdout);
   }
   at::manual_seed(1 + comm.rank());
-  for (const int64_t capacity : capacities) {
+  nlohmann::json results = nlohmann::json::array();
+  for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_capacities), "capacities")) {
     const at::Tensor keys = UnitRows({1, capacity, d}), values = at::randn({1, capacity, 1});
-    const at::Tensor queries = UnitRows({1, q, d});
-    nlohmann::json row = {{"capacity_per_rank", capacity}, {"ranks", comm.size()}};
-    parallel::LocalKnnMemory local{parallel::LocalKnnMemoryOptions(capacity)};
-    CHECK(local.add(0, keys, values).ok());
-    at::Tensor exact_ids;
-    const double local_s = TimeSearch(local, queries, k, &exact_ids);
-    row["local_fp32_qps"] = q / local_s;
-    if (comm.size() == 1) {
-      parallel::LocalKnnMemory bf16(
-          parallel::LocalKnnMemoryOptions(capacity).storage_dtype(at::kBFloat16));
-      CHECK(bf16.add(0, keys, values).ok());
-      row["local_bf16_qps"] = q / TimeSearch(bf16, queries, k);
-#ifdef MEMTRAIN_WITH_FAISS
-      parallel::FaissKnnMemory flat(
-          parallel::FaissKnnMemoryOptions(capacity).kind(parallel::FaissIndexKind::kFlat));
-      CHECK(flat.add(0, keys, values).ok());
-      row["faiss_flat_qps"] = q / TimeSearch(flat, queries, k);
-      row["local_vs_faiss_flat"] = row["local_fp32_qps"].get<double>() / row["faiss_flat_qps"].get<double>();
-      if (capacity <= absl::GetFlag(FLAGS_hnsw_max)) {
-        parallel::FaissKnnMemory hnsw((parallel::FaissKnnMemoryOptions(capacity)));
-        CHECK(hnsw.add(0, keys, values).ok());
-        const auto start = Clock::now();
-        CHECK(hnsw.search(0, queries.narrow(1, 0, 1), 1).ok());  // builds the index
-        row["faiss_hnsw_build_s"] = std::chrono::duration<double>(Clock::now() - start).count();
-        at::Tensor ids;
-        row["faiss_hnsw_qps"] = q / TimeSearch(hnsw, queries, k, &ids);
-        row["faiss_hnsw_recall"] = Recall(ids, exact_ids);
-      }
-#endif
-      std::printf("capacity %7ld: local fp32 %8.0f q/s, bf16 %8.0f q/s", capacity,
-                  row["local_fp32_qps"].get<double>(), row["local_bf16_qps"].get<double>());
-      if (row.contains("faiss_flat_qps")) {
-        std::printf(" | FAISS flat %8.0f q/s (local/FAISS %.2fx)", row["faiss_flat_qps"].get<double>(),
-                    row["local_vs_faiss_flat"].get<double>());
-      }
-      if (row.contains("faiss_hnsw_qps")) {
-        std::printf(" | HNSW %8.0f q/s, recall %.3f, build %.1f s",
-                    row["faiss_hnsw_qps"].get<double>(), row["faiss_hnsw_recall"].get<double>(),
-                    row["faiss_hnsw_build_s"].get<double>());
-      }
-      std::printf("\n");
-      std::fflush(stdout);
-    } else {
-      // Every rank adds its own entries: the shared memory holds them all.
-      parallel::ShardedKnnMemory sharded(
-          comm, std::make_unique<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity)),
-          capacity);
-      CHECK(sharded.add(0, keys, values).ok());
-      CHECK(comm.barrier().ok());
-      const double sharded_s = TimeSearch(sharded, queries, k);
-      row["sharded_capacity"] = sharded.size(0);
-      row["sharded_qps_per_rank"] = q / sharded_s;
-      row["sharded_qps_total"] = q * comm.size() / sharded_s;
-      row["sharded_latency_vs_local"] = sharded_s / local_s;
-      if (root) {
-        std::printf(
-            "capacity %7ld/rank: sharded holds %8ld, %8.0f q/s per rank (%8.0f all ranks); "
-            "latency %.2fx one local memory of %ld\n",
-            capacity, sharded.size(0), q / sharded_s, q * comm.size() / sharded_s,
-            sharded_s / local_s, capacity);
-      }
-    }
-    results.push_back(row);
+    results.push_back(comm.size() == 1 ? OneRankRow(capacity, keys, values, k)
+                                       : ShardedRow(comm, capacity, keys, values, k));
+  }
+  report["results"] = std::move(results);
+  if (absl::GetFlag(FLAGS_step) && comm.size() == 1) {
+    report["step_overhead"] = StepOverhead(k);
+  } else if (absl::GetFlag(FLAGS_step) && root) {
+    std::printf("knn step overhead: measured in one-rank runs only\n");
   }
   if (root && !absl::GetFlag(FLAGS_json).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_json)) << nlohmann::json{{"benchmark", "knn"}, {"results", results}}.dump(2) << "\n";
+    std::ofstream(absl::GetFlag(FLAGS_json)) << report.dump(2) << "\n";
   }
   return 0;
 }
@@ -165,10 +362,15 @@ int Main(int argc, char** argv) {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Search speed of the kNN memories: LocalKnnMemory vs FAISS (one rank), "
-                       "ShardedKnnMemory (under mpirun).\n"
-                       "  [mpirun -np 2 --bind-to none] bench-knn [--capacities=8192,65536,262144] "
-                       "[--json FILE]");
+  memtrain::InitBinary(
+      argc, argv,
+      "Search speed of the kNN memories. One rank: LocalKnnMemory (fp32, bf16) vs FAISS flat and "
+      "HNSW. Under mpirun: ShardedKnnMemory, split (one batch over the ranks, latency vs a local "
+      "memory of the same capacity per rank on rank 0 alone) and throughput (every rank's own "
+      "batch). Threads per rank: the cores divided among the ranks. One rank only: the knn step "
+      "overhead, a small LM's training step with a full memory vs without (--step=false skips it)."
+      "\n"
+      "  [mpirun -np 2 --bind-to none --allow-run-as-root] bench-knn "
+      "[--capacities=8192,65536,262144] [--step_capacities=8192,65536] [--json FILE]");
   return memtrain::Main(argc, argv);
 }
