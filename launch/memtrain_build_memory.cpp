@@ -128,6 +128,8 @@ int main(int argc, char** argv) {
                        "Builds a shared kNN memory from a corpus with a saved lm model (one per knn layer, "
                        "sharded over the ranks) for memtrain-eval --knn_memory_dir.\n"
                        "  mpirun -np 2 memtrain-build-memory --model=runs/quickstart/model "
-                       "--data=demo.train.h5 --out=runs/quickstart/memory [--knn_backend=faiss_hnsw]");
+                       "--data=demo.train.h5 --out=runs/quickstart/memory [--knn_backend=faiss_hnsw]\n"
+                       "The memory is always shared and sharded over the job's ranks: --knn_scope and "
+                       "--knn_sharded do not apply; read it with as many ranks.");
   return memtrain::ExitStatus(memtrain::Run(argc, argv), "[build-memory]");
 }
