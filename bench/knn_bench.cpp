@@ -113,10 +113,10 @@ double SlowestRank(parallel::Communicator& comm, double seconds) {
   return value.item<double>();
 }
 
-// Runs `work` on rank 0 while the other ranks sleep. They must not wait in a
-// barrier: Open MPI's barrier polls, and a polling rank takes a core from
-// `work`. MPI_COMM_WORLD carries nothing else: memtrain's communicators and the
-// watchdog use duplicates of it.
+// Runs `work` on rank 0 while the other ranks sleep. They do not wait in a
+// barrier: Open MPI's barrier polls, and a polling rank holds a core, which
+// `work` needs when the ranks outnumber the cores. MPI_COMM_WORLD carries
+// nothing else: memtrain's communicators and the watchdog use duplicates of it.
 void OnRootAlone(parallel::Communicator& comm, const std::function<void()>& work) {
   constexpr int kDoneTag = 1;
   CHECK(comm.barrier().ok());
