@@ -20,6 +20,14 @@ std::string Amount(double value, ProgressReporter::Unit unit) {
   return absl::StrFormat("%.0f B", value);
 }
 
+// Slow work (a few items a second) still shows a rate, not "0 items/s".
+std::string Rate(double per_second, ProgressReporter::Unit unit) {
+  if (unit == ProgressReporter::Unit::kItems) {
+    return absl::StrFormat(per_second < 10 ? "%.1f items/s" : "%.0f items/s", per_second);
+  }
+  return Amount(per_second, unit) + "/s";
+}
+
 std::string Clock(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   if (s >= 3600) return absl::StrFormat("%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60);
@@ -41,8 +49,7 @@ ProgressReporter::ProgressReporter(std::string label, int64_t total, Unit unit,
 std::string ProgressReporter::Render(int64_t done, absl::Duration elapsed) const {
   const double seconds = std::max(absl::ToDoubleSeconds(elapsed), 1e-9);
   const double rate = static_cast<double>(done) / seconds;
-  const std::string rate_text =
-      absl::StrCat(Amount(rate, unit_), unit_ == Unit::kItems ? " items/s" : "/s");
+  const std::string rate_text = Rate(rate, unit_);
   if (total_ <= 0) {
     return absl::StrCat(label_, " ", Amount(done, unit_), ", ", rate_text, ", ", Clock(seconds));
   }
