@@ -225,6 +225,20 @@ TEST_F(KnnAttentionTest, RowsSharingAStreamSearchItTogetherAsIfEachSearchedAlone
   const at::Tensor expected = Forward(*knn, x, apart.get());
   EXPECT_TRUE(at::allclose(Forward(*knn, x, together.get()), expected, 1e-12, 1e-12));
   EXPECT_FALSE(at::allclose(expected, Forward(*knn, x), 1e-3, 1e-3));  // the memory mattered
+  // And the same gradients, to the input and to the gate.
+  auto gradients = [&](DecodeState* state) {
+    knn->zero_grad();
+    const at::Tensor input = x.clone().requires_grad_(true);
+    (Forward(*knn, input, state) * Random({2, kSegment, kWidth})).sum().backward();
+    at::manual_seed(99);  // the same weights of the sum for both calls
+    return std::make_pair(input.grad(), Param(*knn, "head.gate_bias").grad().clone());
+  };
+  at::manual_seed(99);
+  const auto [input_apart, gate_apart] = gradients(apart.get());
+  const auto [input_together, gate_together] = gradients(together.get());
+  EXPECT_TRUE(at::allclose(input_together, input_apart, 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(gate_together, gate_apart, 1e-12, 1e-12));
+  EXPECT_GT(gate_apart.abs().sum().item<double>(), 0);
 }
 
 TEST_F(KnnAttentionTest, SharedUseWritesRowsInOrderAndNewDocumentsKeepTheMemory) {
