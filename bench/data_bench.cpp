@@ -34,9 +34,8 @@
 #include "data/batch_source.h"
 #include "data/corpus_file.h"
 #include "glog/logging.h"
-#include "launch/device.h"
+#include "launch/rank_context.h"
 #include "nlohmann/json.hpp"
-#include "parallel/mpi_runtime.h"
 
 ABSL_FLAG(int64_t, demo_documents, 2000, "Documents of the 1x corpus (the demo default).");
 ABSL_FLAG(int, scale, 10, "The large corpus is this many times the 1x one.");
@@ -148,14 +147,9 @@ double TrainingTokensPerSecond(int64_t vocabulary) {
 }
 
 int Main(int argc, char** argv) {
-  auto runtime = parallel::MpiRuntime::Initialize(&argc, &argv, {});
-  CHECK(runtime.ok()) << runtime.status();
-  auto world = (*runtime)->CreateWorld({});
-  CHECK(world.ok()) << world.status();
-  parallel::Communicator& comm = **world;
-  auto device = launch::ChooseDeviceForThisMachine(comm.local_rank(), comm.local_size());
-  CHECK(device.ok()) << device.status();
-  launch::ApplyDeviceChoice(*device);
+  auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-data]");
+  CHECK(rank.ok()) << rank.status();
+  parallel::Communicator& comm = *rank->world;
   const bool root = comm.rank() == 0;
 
   std::string dir = absl::GetFlag(FLAGS_work_dir);
@@ -238,7 +232,7 @@ int Main(int argc, char** argv) {
     const std::string json_path = absl::GetFlag(FLAGS_json);
     if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
   }
-  world->reset();
+  rank->world.reset();
   return 0;
 }
 

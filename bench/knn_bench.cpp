@@ -39,11 +39,10 @@
 #include "absl/strings/str_split.h"
 #include "common/binary.h"
 #include "glog/logging.h"
-#include "launch/device.h"
+#include "launch/rank_context.h"
 #include "model/transformer.h"
 #include "nlohmann/json.hpp"
 #include "parallel/local_knn_memory.h"
-#include "parallel/mpi_runtime.h"
 #include "parallel/sharded_knn_memory.h"
 #ifdef MEMTRAIN_WITH_FAISS
 #include "parallel/faiss_knn_memory.h"
@@ -314,14 +313,9 @@ nlohmann::json StepOverhead(int64_t top_k) {
 }
 
 int Main(int argc, char** argv) {
-  auto runtime = parallel::MpiRuntime::Initialize(&argc, &argv, {});
-  CHECK(runtime.ok()) << runtime.status();
-  auto world = (*runtime)->CreateWorld(parallel::CommunicatorOptions{});
-  CHECK(world.ok()) << world.status();
-  parallel::Communicator& comm = **world;
-  auto device = launch::ChooseDeviceForThisMachine(comm.local_rank(), comm.local_size());
-  CHECK(device.ok()) << device.status();
-  launch::ApplyDeviceChoice(*device);
+  auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-knn]");
+  CHECK(rank.ok()) << rank.status();
+  parallel::Communicator& comm = *rank->world;
   const bool root = comm.rank() == 0;
   const int64_t k = absl::GetFlag(FLAGS_top), d = absl::GetFlag(FLAGS_dim);
   nlohmann::json report = {{"benchmark", "knn"},
@@ -332,7 +326,7 @@ int Main(int argc, char** argv) {
                            {"dim", d}};
   if (root) {
     std::printf("bench-knn: %ld queries, top-%ld, d = %ld, ranks %d, each %s\n",
-                absl::GetFlag(FLAGS_queries), k, d, comm.size(), device->description.c_str());
+                absl::GetFlag(FLAGS_queries), k, d, comm.size(), rank->device.description.c_str());
     if (comm.size() > 1) {
       std::printf("local baseline: rank 0 alone at the same %d thread(s), the other ranks asleep\n",
                   at::get_num_threads());
