@@ -8,6 +8,7 @@
 
 #include "tests/mpi_test_support.h"
 #include "tests/trainer/toy_corpus.h"
+#include "tests/trainer/trainer_test_support.h"
 #include "trainer/trainer.h"
 
 namespace memtrain::trainer {
@@ -24,13 +25,7 @@ TEST(UnusedParametersTest, TheKnnGateIsNamedUnderErrorAndZeroFilledOtherwise) {
   }
   path = memtrain::testing::BroadcastString(*world, path);
 
-  model::TransformerOptions model;
-  model.model_dim = 16;
-  model.heads = 2;
-  model.ffn_dim = 32;
-  model.encoder_layers = 0;
-  model.decoder_layers = 2;
-  model.layer_attention = {{1, "knn"}};
+  const model::TransformerOptions model = testing::TinyModel();  // knn at decoder layer 1
   TrainerOptions options;
   options.train_data = path;
   options.streams = 2;
