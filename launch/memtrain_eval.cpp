@@ -58,14 +58,14 @@ absl::Status Run(int argc, char** argv) {
 
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemorySetup knn_setup, launch::KnnMemorySetupFromFlags());
   if (const std::string dir = absl::GetFlag(FLAGS_knn_memory_dir); !dir.empty()) {
-    MEMTRAIN_ASSIGN_OR_RETURN(knn_setup.prebuilt,
+    MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemoryStore store,
                               trainer::ReadKnnMemoryStore(dir, loaded.weights_sha256,
                                                           trainer::KnnLayers(loaded.info.options), *rank.world));
-    MEMTRAIN_ASSIGN_OR_RETURN(const trainer::KnnMemoryStoreInfo info, trainer::ReadKnnMemoryStoreInfo(dir));
-    for (const auto& [layer, entries] : info.entries) {
+    for (const auto& [layer, entries] : store.info.entries) {
       LOG_IF(INFO, lead) << absl::StrFormat("[eval] decoder.%d searches %s read-only: %d entries of %s over %d rank(s)",
-                                            layer, dir, entries, info.corpus, info.ranks);
+                                            layer, dir, entries, store.info.corpus, store.info.ranks);
     }
+    knn_setup.prebuilt = std::move(store.memories);
   }
   MEMTRAIN_ASSIGN_OR_RETURN(const model::KnnMemoryFactory knn_memory,
                             trainer::MakeKnnMemoryFactory(knn_setup, loaded.info.options, *rank.world));

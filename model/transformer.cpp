@@ -261,8 +261,7 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
   decoder_ = register_module("decoder", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.decoder_layers; ++i) {
     const std::string name = absl::StrCat("decoder.", i);
-    auto kind = options.layer_attention.find(i);
-    const std::string& self_kind = kind == options.layer_attention.end() ? options.attention : kind->second;
+    const std::string& self_kind = DecoderSelfAttentionKind(options, i);
     decoder_->push_back(TransformerBlock(
         options, MakeLayerAttention(layer_options, self_kind, name + ".self", true, false),
         encoder_decoder ? MakeLayerAttention(layer_options, options.cross_attention, name + ".cross", false, true)
@@ -398,6 +397,11 @@ std::string TransformerImpl::ParameterReport() {
   if (output_) report << absl::StrFormat("  %-14s %12d\n", "output", Count(*output_));
   report << absl::StrFormat("  %-14s %12d\n", "total", Count(*this));
   return report.str();
+}
+
+const std::string& DecoderSelfAttentionKind(const TransformerOptions& options, int64_t layer) {
+  auto kind = options.layer_attention.find(layer);
+  return kind == options.layer_attention.end() ? options.attention : kind->second;
 }
 
 absl::StatusOr<Transformer> MakeTransformer(const TransformerOptions& options) {

@@ -165,6 +165,10 @@ TORCH_MODULE(Transformer);
 /// option or layer for bad configurations.
 absl::StatusOr<Transformer> MakeTransformer(const TransformerOptions& options);
 
+/// The self-attention kind of decoder layer `layer`: its layer_attention
+/// entry, else options.attention.
+const std::string& DecoderSelfAttentionKind(const TransformerOptions& options, int64_t layer);
+
 }  // namespace memtrain::model
 
 #endif  // MEMTRAIN_MODEL_TRANSFORMER_H_

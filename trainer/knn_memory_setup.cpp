@@ -44,8 +44,7 @@ std::vector<std::string> KnnScopeNames() { return Scopes().names(); }
 std::vector<int64_t> KnnLayers(const model::TransformerOptions& options) {
   std::vector<int64_t> layers;
   for (int64_t i = 0; i < options.decoder_layers; ++i) {
-    auto kind = options.layer_attention.find(i);
-    if ((kind == options.layer_attention.end() ? options.attention : kind->second) == "knn") layers.push_back(i);
+    if (model::DecoderSelfAttentionKind(options, i) == "knn") layers.push_back(i);
   }
   return layers;
 }

@@ -103,10 +103,11 @@ absl::StatusOr<KnnMemoryStoreInfo> ReadKnnMemoryStoreInfo(const std::string& dir
   return info;
 }
 
-absl::StatusOr<std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>> ReadKnnMemoryStore(
-    const std::string& dir, const std::string& model_sha256, const std::vector<int64_t>& layers,
-    parallel::Communicator& group) {
-  MEMTRAIN_ASSIGN_OR_RETURN(const KnnMemoryStoreInfo info, ReadKnnMemoryStoreInfo(dir));
+absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir, const std::string& model_sha256,
+                                                  const std::vector<int64_t>& layers, parallel::Communicator& group) {
+  KnnMemoryStore store;
+  MEMTRAIN_ASSIGN_OR_RETURN(store.info, ReadKnnMemoryStoreInfo(dir));
+  const KnnMemoryStoreInfo& info = store.info;
   if (info.model_sha256 != model_sha256) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " holds the keys of the model with weights sha256 ",
                                                       info.model_sha256, ", not of this one (", model_sha256,
@@ -124,19 +125,18 @@ absl::StatusOr<std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>> ReadKnnM
                                                       " ranks; read it with as many (this job has ",
                                                       group.size(), ")"));
   }
-  std::map<int64_t, std::shared_ptr<parallel::KnnMemory>> memories;
   auto load = [&]() -> absl::Status {
     for (const auto& [layer, count] : info.entries) {
       MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<parallel::KnnMemory> memory, parallel::MakeKnnMemory(info.memory, &group));
       const std::string path = (fs::path(dir) / ShardName(layer, group.rank())).string();
       const absl::Status loaded = parallel::LoadKnnMemory(*memory, path);
       if (!loaded.ok()) return absl::DataLossError(loaded.message());
-      memories[layer] = std::move(memory);
+      store.memories[layer] = std::move(memory);
     }
     return absl::OkStatus();
   };
   MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, load(), absl::StrCat("reading the kNN memory ", dir)));
-  return memories;
+  return store;
 }
 
 }  // namespace memtrain::trainer

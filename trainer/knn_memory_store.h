@@ -47,15 +47,19 @@ absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInf
 /// DIR/memory.json. kNotFound without it, kDataLoss when it is malformed.
 absl::StatusOr<KnnMemoryStoreInfo> ReadKnnMemoryStoreInfo(const std::string& dir);
 
-/// Collective over `group`: the memories of DIR for the model whose weights
-/// have `model_sha256` and whose knn layers are `layers`, one
+struct KnnMemoryStore {
+  KnnMemoryStoreInfo info;
+  std::map<int64_t, std::shared_ptr<parallel::KnnMemory>> memories;  ///< decoder layer -> memory
+};
+
+/// Collective over `group`: DIR's description and memories for the model
+/// whose weights have `model_sha256` and whose knn layers are `layers`, one
 /// ShardedKnnMemory per layer with this rank's shards loaded.
 /// kFailedPrecondition when DIR was built by another model, for other
 /// layers, or by a group of another size; kDataLoss naming a shard file that
 /// is missing or does not fit.
-absl::StatusOr<std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>> ReadKnnMemoryStore(
-    const std::string& dir, const std::string& model_sha256, const std::vector<int64_t>& layers,
-    parallel::Communicator& group);
+absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir, const std::string& model_sha256,
+                                                  const std::vector<int64_t>& layers, parallel::Communicator& group);
 
 }  // namespace memtrain::trainer
 

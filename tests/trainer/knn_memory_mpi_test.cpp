@@ -117,8 +117,9 @@ TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedRe
   auto loaded = ReadKnnMemoryStore(dir, "model-a", {1}, *world);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   const at::Tensor queries = at::randn({2, 5, 8});  // heads, queries, head width
+  EXPECT_EQ(loaded->info.entries, info.entries);
   auto expected = built.at(1)->search(0, queries, 4);
-  auto actual = loaded->at(1)->search(0, queries, 4);
+  auto actual = loaded->memories.at(1)->search(0, queries, 4);
   ASSERT_TRUE(expected.ok() && actual.ok());
   EXPECT_TRUE(at::equal(actual->ids, expected->ids));
   EXPECT_TRUE(at::equal(actual->keys, expected->keys));
@@ -127,13 +128,13 @@ TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedRe
   // Evaluation searches it read-only: twice the same perplexity, the memory
   // unchanged, and not the perplexity without memory.
   KnnMemorySetup prebuilt;
-  prebuilt.prebuilt = *loaded;
+  prebuilt.prebuilt = loaded->memories;
   auto reader = MakeKnnMemoryFactory(prebuilt, options, *world);
   ASSERT_TRUE(reader.ok()) << reader.status();
   const double first = EvaluateWith(**model, path, *world, *reader).perplexity();
   const double second = EvaluateWith(**model, path, *world, *reader).perplexity();
   EXPECT_EQ(first, second);
-  EXPECT_EQ(loaded->at(1)->size(0), info.entries[1]);
+  EXPECT_EQ(loaded->memories.at(1)->size(0), info.entries[1]);
   const double without = EvaluateWith(**model, path, *world, nullptr, /*use_memory=*/false).perplexity();
   EXPECT_GT(std::abs(first - without), 1e-6 * without);
 
