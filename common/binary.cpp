@@ -4,6 +4,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "common/native_libraries.h"
 #include "common/process.h"
 #include "glog/logging.h"
 
@@ -21,7 +22,12 @@ std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   };
   config.contains_helpshort_flags = config.contains_help_flags;
   absl::SetFlagsUsageConfig(config);
-  return absl::ParseCommandLine(argc, argv);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  // Correct but 2-3x slower matrix products are the kind of fault nobody
+  // notices in a loss curve, so every binary says so at start-up.
+  const absl::Status blas = CheckLibTorchBlas(FindNativeLibraries());
+  LOG_IF(WARNING, !blas.ok()) << "[process] " << blas.message();
+  return positional;
 }
 
 int ExitStatus(const absl::Status& status, const char* tag) {

@@ -7,9 +7,10 @@
 //     return memtrain::ExitStatus(memtrain::Run(args), "[x]");
 //   }
 //
-// It applies ConfigureProcess() (common/process.h), starts glog, and parses
+// It applies ConfigureProcess() (common/process.h), starts glog, parses
 // Abseil flags (--help lists every memtrain flag of the binary, --flagfile
-// reads a config). Returns the positional arguments (argv[0] first).
+// reads a config) and warns if LibTorch's BLAS or the OpenMP runtime is not
+// the one the build intends (common/native_libraries.h). Returns the positional arguments (argv[0] first).
 #ifndef MEMTRAIN_COMMON_BINARY_H_
 #define MEMTRAIN_COMMON_BINARY_H_
 

@@ -5,7 +5,9 @@
 //   srun --mpi=pmix -n 2 build/bin/memtrain-env
 //   build/bin/memtrain-env                      # a single process
 //
-// Rank 0 prints one line per rank, in rank order.
+// Rank 0 prints one line per rank, in rank order. memtrain-env links what
+// memtrain-train links (the kNN backends, FAISS among them), so the BLAS and
+// OpenMP runtime it reports are the ones a training process runs.
 #include <H5public.h>
 #include <torch/version.h>
 #include <unistd.h>
@@ -15,12 +17,15 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/binary.h"
+#include "common/native_libraries.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/device.h"
 #include "launch/environment.h"
 #include "launch/signals.h"
+#include "parallel/knn_memory_factory.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/nccl_bootstrap.h"
 
@@ -60,7 +65,9 @@ absl::Status Run(int argc, char** argv) {
       world->local_size(), " host ", host, " pid ", getpid(), " launcher ",
       launch::LauncherName(env.launcher), " | LibTorch ", TORCH_VERSION,
       " | ", parallel::MpiRuntime::LibraryVersion(), ", MPI_THREAD_MULTIPLE | ",
-      parallel::NcclDescription(), " | ", Hdf5Version(), " | device ", device.description);
+      parallel::NcclDescription(), " | ", Hdf5Version(), " | device ", device.description, " | ",
+      DescribeNativeLibraries(FindNativeLibraries()), " | kNN backends ",
+      absl::StrJoin(parallel::KnnBackendNames(), ","));
 
   at::Tensor bytes = at::empty({static_cast<int64_t>(line.size())}, at::kByte);
   std::memcpy(bytes.data_ptr(), line.data(), line.size());
@@ -83,7 +90,8 @@ int main(int argc, char** argv) {
   memtrain::InitBinary(
       argc, argv,
       "Prints each rank's place in the job (rank, local rank, host, launcher), the library "
-      "versions (LibTorch, MPI, NCCL, HDF5) and the device it would use.\n"
+      "versions (LibTorch, MPI, NCCL, HDF5), the device it would use, the BLAS LibTorch's matrix "
+      "products run on, the OpenMP runtime, and the kNN memory backends.\n"
       "  mpirun -np 2 memtrain-env | srun --mpi=pmix -n 2 memtrain-env | memtrain-env");
   return memtrain::ExitStatus(memtrain::Run(argc, argv), "[launch] memtrain-env:");
 }

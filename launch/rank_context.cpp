@@ -1,5 +1,6 @@
 #include "launch/rank_context.h"
 
+#include "common/native_libraries.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/signals.h"
@@ -21,7 +22,8 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration co
   ApplyDeviceChoice(rank.device);
   LOG_IF(INFO, rank.world->rank() == 0) << log_tag << " " << rank.world->size() << " rank(s) via "
                                         << LauncherName(rank.environment.launcher) << "; rank 0 on "
-                                        << rank.device.description;
+                                        << rank.device.description << "; "
+                                        << DescribeNativeLibraries(FindNativeLibraries());
   return rank;
 }
 
