@@ -32,6 +32,7 @@
 #include "glog/logging.h"
 #include "nlohmann/json.hpp"
 #include "trainer/evaluate.h"
+#include "trainer/fused_adam.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -39,14 +40,14 @@ namespace {
 absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(const TrainerOptions& o,
                                                                        std::vector<at::Tensor> parameters) {
   if (o.optimizer == "adam") {
-    return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::Adam(
+    return std::unique_ptr<torch::optim::Optimizer>(new FusedAdam(
         std::move(parameters), torch::optim::AdamOptions(o.lr.lr)
                                    .betas({o.adam_beta1, o.adam_beta2})
                                    .eps(o.adam_eps)
                                    .weight_decay(o.weight_decay)));
   }
   if (o.optimizer == "adamw") {
-    return std::unique_ptr<torch::optim::Optimizer>(new torch::optim::AdamW(
+    return std::unique_ptr<torch::optim::Optimizer>(new FusedAdamW(
         std::move(parameters), torch::optim::AdamWOptions(o.lr.lr)
                                    .betas({o.adam_beta1, o.adam_beta2})
                                    .eps(o.adam_eps)
@@ -319,19 +320,19 @@ absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micr
   if (global.tokens <= 0) {
     return absl::FailedPreconditionError(absl::StrCat("step ", step_ + 1, ": no target tokens on any rank"));
   }
-  std::vector<at::Tensor> parameters = model_->parameters();
-  {
-    at::NoGradGuard no_grad;
-    for (at::Tensor& p : parameters) {
-      if (p.grad().defined()) p.mutable_grad().div_(global.tokens);
-    }
-  }
-  const double max_norm = options_.clip_norm > 0 ? options_.clip_norm : std::numeric_limits<double>::infinity();
+  // The gradients hold sums over the step's tokens. Dividing by the token
+  // count and clipping are one factor that the fused optimizer applies inside
+  // its kernel, rather than two more passes over every gradient.
   StepMetrics m;
-  m.grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+  m.grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), std::numeric_limits<double>::infinity()) /
+                global.tokens;
+  double grad_scale = global.tokens;
+  if (options_.clip_norm > 0 && options_.clip_norm / (m.grad_norm + 1e-6) < 1) {
+    grad_scale *= (m.grad_norm + 1e-6) / options_.clip_norm;  // torch's clip_grad_norm_ factor
+  }
   m.lr = schedule_(step_ + 1);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(m.lr);
-  optimizer_->step();
+  dynamic_cast<GradScaledStep&>(*optimizer_).StepWithGradScale(grad_scale);
   optimizer_->zero_grad();
   ++step_;
   tokens_seen_ += global.tokens;
