@@ -1,10 +1,12 @@
 // bench-allreduce: bus bandwidth of Communicator::allreduce against raw
 // MPI_Allreduce on the same buffers, in the same run, from 1 KiB to 256 MiB.
 //
-//   mpirun -np 2 --bind-to none build/bin/bench-allreduce [--json FILE]
+//   mpirun -np 2 --bind-to none build/bin/bench-allreduce [--json FILE] [--warmup 3 --repeats 50]
 //
 // Numbers (nccl-tests' definitions, doc/PERFORMANCE.md there; docs/BENCHMARKS.md):
-//   time   median over iterations of the slowest rank's time for one call
+//   time   median over iterations of the slowest rank's time for one call:
+//          --repeats iterations per size and method (at least 3, fewer for big
+//          sizes: --bytes_per_size) after --warmup untimed ones
 //   algbw  bytes / time
 //   busbw  algbw * 2(n-1)/n: the per-link traffic of a ring all-reduce, so
 //          numbers compare across rank counts (0 for one rank)
@@ -18,12 +20,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
+#include "bench/bench_support.h"
 #include "common/binary.h"
 #include "glog/logging.h"
 #include "nlohmann/json.hpp"
@@ -32,11 +34,8 @@
 ABSL_FLAG(int64_t, min_bytes, 1024, "Smallest message, bytes.");
 ABSL_FLAG(int64_t, max_bytes, int64_t{256} << 20, "Largest message, bytes.");
 ABSL_FLAG(int, step_factor, 2, "Each size is the previous one times this.");
-ABSL_FLAG(int, iters, 50, "Timed iterations per size and method (fewer for big sizes).");
-ABSL_FLAG(int, warmup_iters, 3, "Untimed iterations per size and method.");
 ABSL_FLAG(int64_t, bytes_per_size, int64_t{2} << 30,
-          "Caps iterations so each size moves at most about this many bytes per method.");
-ABSL_FLAG(std::string, json, "", "Also write the results to this JSON file (rank 0).");
+          "Caps --repeats so each size moves at most about this many bytes per method.");
 ABSL_FLAG(double, min_ratio, 0.0,
           "Exit non-zero if a size of 1 MiB or more has ratio below this (0 = report only).");
 ABSL_FLAG(int, collective_timeout, 600, "Seconds before a stuck collective aborts the job.");
@@ -56,11 +55,6 @@ struct Row {
   Measurement communicator, raw;
 };
 
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 class Bench {
  public:
   explicit Bench(MpiCommunicator& world) : world_(world) {}
@@ -69,9 +63,9 @@ class Bench {
     const int64_t count = bytes / static_cast<int64_t>(sizeof(float));
     at::Tensor buffer = at::empty({count}, at::kFloat);
     const int iters = static_cast<int>(std::max<int64_t>(
-        3, std::min<int64_t>(absl::GetFlag(FLAGS_iters),
+        3, std::min<int64_t>(bench::Repeats(),
                              absl::GetFlag(FLAGS_bytes_per_size) / std::max<int64_t>(bytes, 1))));
-    for (int i = 0; i < absl::GetFlag(FLAGS_warmup_iters); ++i) {
+    for (int i = 0; i < bench::Warmup(); ++i) {
       Once(buffer, /*use_communicator=*/true);
       Once(buffer, /*use_communicator=*/false);
     }
@@ -92,7 +86,7 @@ class Bench {
       MPI_Allreduce(MPI_IN_PLACE, times[m].data(), static_cast<int>(times[m].size()), MPI_DOUBLE,
                     MPI_MAX, world_.comm());
       MPI_Allreduce(MPI_IN_PLACE, &wrong[m], 1, MPI_INT64_T, MPI_SUM, world_.comm());
-      out[m]->seconds = Median(times[m]);
+      out[m]->seconds = bench::Median(times[m]);
       out[m]->wrong = wrong[m];
     }
     return row;
@@ -126,6 +120,8 @@ std::string HumanBytes(int64_t bytes) {
 }
 
 int Main(int argc, char** argv) {
+  const absl::Status repetitions = bench::SetRepetitionDefaults(/*warmup=*/3, /*repeats=*/50);
+  if (!repetitions.ok()) return ExitStatus(repetitions, "[bench-allreduce]");
   auto runtime = parallel::MpiRuntime::Initialize(&argc, &argv, {});
   if (!runtime.ok()) {
     LOG(ERROR) << runtime.status();
@@ -149,6 +145,7 @@ int Main(int argc, char** argv) {
   Bench bench(comm);
   nlohmann::json results = nlohmann::json::array();
   int64_t total_wrong = 0;
+  bool json_failed = false;
   bool below_floor = false;
   for (int64_t bytes = absl::GetFlag(FLAGS_min_bytes); bytes <= absl::GetFlag(FLAGS_max_bytes);
        bytes *= absl::GetFlag(FLAGS_step_factor)) {
@@ -181,19 +178,16 @@ int Main(int argc, char** argv) {
   if (root) {
     std::printf("# %s: %lld wrong element(s)\n", total_wrong == 0 ? "OK" : "FAILED",
                 static_cast<long long>(total_wrong));
-    const std::string json_path = absl::GetFlag(FLAGS_json);
-    if (!json_path.empty()) {
-      nlohmann::json doc = {{"benchmark", "allreduce"},
-                            {"ranks", n},
-                            {"dtype", "float32"},
-                            {"mpi", parallel::MpiRuntime::LibraryVersion()},
-                            {"busbw_definition", "algbw * 2(n-1)/n"},
-                            {"results", results}};
-      std::ofstream(json_path) << doc.dump(2) << "\n";
-    }
+    const nlohmann::json report = {{"benchmark", "allreduce"},
+                                   {"ranks", n},
+                                   {"dtype", "float32"},
+                                   {"mpi", parallel::MpiRuntime::LibraryVersion()},
+                                   {"busbw_definition", "algbw * 2(n-1)/n"},
+                                   {"results", results}};
+    json_failed = ExitStatus(bench::WriteJsonIfRequested(report), "[bench-allreduce]") != 0;
   }
   world->reset();
-  if (total_wrong > 0) return 1;
+  if (total_wrong > 0 || json_failed) return 1;
   if (below_floor) {
     if (root) std::printf("# ratio below --min_ratio=%.2f from 1 MiB up\n", absl::GetFlag(FLAGS_min_ratio));
     return 2;
@@ -207,6 +201,7 @@ int Main(int argc, char** argv) {
 int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv,
                        "Bus bandwidth of Communicator::allreduce vs raw MPI_Allreduce.\n"
-                       "  mpirun -np 2 --bind-to none bench-allreduce [--json FILE]");
+                       "  mpirun -np 2 --bind-to none bench-allreduce [--json FILE] [--warmup 3 "
+                       "--repeats 50]");
   return memtrain::Main(argc, argv);
 }

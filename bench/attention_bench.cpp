@@ -2,11 +2,13 @@
 // kind against softmax, measured in the same run.
 //
 //   build/bin/bench-attention [--json FILE] [--lengths 256,512,...] [--tokens 16384]
+//                             [--warmup 1 --repeats 3]
 //
 // Numbers (docs/BENCHMARKS.md):
 //   train us/token  forward + backward of one layer (D = --width, --heads) on a
 //                   batch of --tokens tokens (batch = tokens / n), median of
-//                   --repeats, divided by the tokens; non-causal and causal
+//                   --repeats after --warmup, divided by the tokens; non-causal
+//                   and causal
 //   peak MB         the measuring process's peak RSS minus that of a process
 //                   that only starts up (each measurement runs in its own
 //                   process, so one variant's memory never hides another's)
@@ -17,14 +19,9 @@
 // 1.3x from n = 512 to the longest length, at least 4x cheaper than softmax at
 // n = 8192, and its decode time per token flat in position.
 #include <ATen/ATen.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -35,7 +32,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/bench_support.h"
 #include "common/binary.h"
+#include "common/status_macros.h"
 #include "glog/logging.h"
 #include "model/attention.h"
 #include "nlohmann/json.hpp"
@@ -46,12 +45,10 @@ ABSL_FLAG(std::vector<std::string>, lengths,
 ABSL_FLAG(int64_t, tokens, 16384, "Tokens per training batch (batch = tokens / n).");
 ABSL_FLAG(int64_t, width, 512, "Model width D.");
 ABSL_FLAG(int64_t, heads, 8, "Heads.");
-ABSL_FLAG(int, repeats, 3, "Timed repetitions per measurement (median).");
 ABSL_FLAG(int64_t, decode_positions, 4096, "Decode this many tokens one at a time.");
 ABSL_FLAG(std::vector<std::string>, kinds, {}, "Kinds to measure (default: every registered kind).");
 ABSL_FLAG(bool, train, true, "Measure training cost.");
 ABSL_FLAG(bool, decode, true, "Measure decoding cost.");
-ABSL_FLAG(std::string, json, "", "Also write the results here.");
 ABSL_FLAG(std::string, measure, "", "Internal: measure one point (kind:causal:n, kind:decode, or startup).");
 
 namespace memtrain {
@@ -74,11 +71,6 @@ std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal,
   return *made;
 }
 
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 // Child: one training point. Prints seconds per token.
 void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
   auto attention = Make(kind, causal, n);
@@ -91,14 +83,14 @@ void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
     attention->zero_grad();
     attention->forward(call).sum().backward();
   };
-  step();  // warm-up
+  for (int i = 0; i < bench::Warmup(); ++i) step();
   std::vector<double> times;
-  for (int i = 0; i < absl::GetFlag(FLAGS_repeats); ++i) {
+  for (int i = 0; i < bench::Repeats(); ++i) {
     const absl::Time start = absl::Now();
     step();
     times.push_back(absl::ToDoubleSeconds(absl::Now() - start));
   }
-  std::printf("%.9g\n", Median(times) / static_cast<double>(batch * n));
+  std::printf("%.9g\n", bench::Median(times) / static_cast<double>(batch * n));
 }
 
 // Child: decode one token at a time; prints "position seconds" pairs.
@@ -126,61 +118,40 @@ void MeasureDecode(const std::string& kind) {
   }
 }
 
-struct ChildResult {
-  std::string output;
-  double peak_mb = 0;
-  bool ok = false;
-};
-
-// Runs this binary with --measure=`what` and collects its output and peak RSS.
-ChildResult RunChild(const std::string& self, const std::string& what) {
-  std::vector<std::string> args = {self, "--measure=" + what};
-  args.push_back(absl::StrCat("--width=", absl::GetFlag(FLAGS_width)));
-  args.push_back(absl::StrCat("--heads=", absl::GetFlag(FLAGS_heads)));
-  args.push_back(absl::StrCat("--repeats=", absl::GetFlag(FLAGS_repeats)));
-  args.push_back(absl::StrCat("--tokens=", absl::GetFlag(FLAGS_tokens)));
-  args.push_back(absl::StrCat("--decode_positions=", absl::GetFlag(FLAGS_decode_positions)));
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  int pipe_fds[2];
-  CHECK_EQ(pipe(pipe_fds), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  pid_t child = 0;
-  CHECK_EQ(posix_spawn(&child, self.c_str(), &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  ChildResult result;
-  char buffer[4096];
-  ssize_t got;
-  while ((got = read(pipe_fds[0], buffer, sizeof(buffer))) > 0) result.output.append(buffer, static_cast<size_t>(got));
-  close(pipe_fds[0]);
-  int status = 0;
-  struct rusage usage;
-  wait4(child, &status, 0, &usage);
-  result.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  result.peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
-  return result;
+// Runs this binary with --measure=`what`; its stdout and peak RSS.
+absl::StatusOr<bench::ChildResult> RunMeasurement(const std::string& self,
+                                                  const std::string& what) {
+  bench::ChildCommand command;
+  command.argv = {self,
+                  "--measure=" + what,
+                  absl::StrCat("--width=", absl::GetFlag(FLAGS_width)),
+                  absl::StrCat("--heads=", absl::GetFlag(FLAGS_heads)),
+                  absl::StrCat("--warmup=", bench::Warmup()),
+                  absl::StrCat("--repeats=", bench::Repeats()),
+                  absl::StrCat("--tokens=", absl::GetFlag(FLAGS_tokens)),
+                  absl::StrCat("--decode_positions=", absl::GetFlag(FLAGS_decode_positions))};
+  return bench::RunChild(command);
 }
 
-int Parent(const std::string& self) {
+absl::Status Parent() {
   std::vector<std::string> kinds = absl::GetFlag(FLAGS_kinds);
   if (kinds.empty()) kinds = model::AttentionKinds();
-  CHECK(std::find(kinds.begin(), kinds.end(), "softmax") != kinds.end()) << "softmax is the baseline";
+  if (std::find(kinds.begin(), kinds.end(), "softmax") == kinds.end()) {
+    return absl::InvalidArgumentError("--kinds: softmax is the baseline, it must be one of them");
+  }
   std::vector<int64_t> lengths;
   for (const std::string& text : absl::GetFlag(FLAGS_lengths)) {
     int64_t n = 0;
-    CHECK(absl::SimpleAtoi(text, &n)) << "--lengths: '" << text << "'";
+    if (!absl::SimpleAtoi(text, &n) || n < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--lengths: '", text, "' is not a length"));
+    }
     lengths.push_back(n);
   }
-  const ChildResult startup = RunChild(self, "startup");
-  CHECK(startup.ok) << "the startup measurement failed";
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string self, bench::ThisExecutable());
+  MEMTRAIN_ASSIGN_OR_RETURN(const bench::ChildResult startup, RunMeasurement(self, "startup"));
   std::printf("# bench-attention: D=%lld, %lld heads, %lld tokens per training batch, %d thread(s); peak MB above a bare start (%.0f MB)\n",
               static_cast<long long>(absl::GetFlag(FLAGS_width)), static_cast<long long>(absl::GetFlag(FLAGS_heads)),
-              static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(), startup.peak_mb);
+              static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(), startup.peak_rss_mb);
 
   nlohmann::json results = nlohmann::json::object();
   // train[kind][causal][n] = {us_per_token, peak_mb}
@@ -190,13 +161,17 @@ int Parent(const std::string& self) {
     for (bool causal : {false, true}) {
       if ((causal && !caps.causal) || (!causal && !caps.non_causal)) continue;
       for (int64_t n : lengths) {
-        const ChildResult r = RunChild(self, absl::StrCat(kind, ":", causal ? 1 : 0, ":", n));
-        if (!r.ok) {
+        // A point that fails (out of memory at a long n, say) leaves a gap, not the run.
+        const absl::StatusOr<bench::ChildResult> r =
+            RunMeasurement(self, absl::StrCat(kind, ":", causal ? 1 : 0, ":", n));
+        if (!r.ok()) {
+          LOG(WARNING) << "[bench-attention] " << r.status().message();
           std::printf("%-10s %-10s n=%-6lld failed (its error is above)\n", kind.c_str(),
                       causal ? "causal" : "non-causal", static_cast<long long>(n));
           continue;
         }
-        train[kind][causal][n] = {std::stod(r.output) * 1e6, r.peak_mb - startup.peak_mb};
+        train[kind][causal][n] = {std::stod(r->stdout_text) * 1e6,
+                                  r->peak_rss_mb - startup.peak_rss_mb};
       }
     }
   }
@@ -221,9 +196,12 @@ int Parent(const std::string& self) {
   for (const std::string& kind : absl::GetFlag(FLAGS_decode) ? kinds : std::vector<std::string>{}) {
     const model::AttentionCapabilities caps = Make(kind, false)->capabilities();
     if (!caps.causal || !caps.decode) continue;
-    const ChildResult r = RunChild(self, kind + ":decode");
-    if (!r.ok) continue;
-    for (absl::string_view line : absl::StrSplit(r.output, '\n', absl::SkipEmpty())) {
+    const absl::StatusOr<bench::ChildResult> r = RunMeasurement(self, kind + ":decode");
+    if (!r.ok()) {
+      LOG(WARNING) << "[bench-attention] " << r.status().message();
+      continue;
+    }
+    for (absl::string_view line : absl::StrSplit(r->stdout_text, '\n', absl::SkipEmpty())) {
       std::vector<std::string> parts = absl::StrSplit(line, ' ');
       decode[kind][std::stoll(parts[0])] = std::stod(parts[1]) * 1e6;
     }
@@ -237,24 +215,26 @@ int Parent(const std::string& self) {
       results["decode"][kind][std::to_string(position)] = micros;
     }
   }
-  const std::string json_path = absl::GetFlag(FLAGS_json);
-  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
-  return 0;
+  return bench::WriteJsonIfRequested(results);
 }
 
-int Main(int argc, char** argv) {
+absl::Status Main() {
+  MEMTRAIN_RETURN_IF_ERROR(bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/3));
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const std::string measure = absl::GetFlag(FLAGS_measure);
-  if (measure.empty()) return Parent(argv[0]);
-  if (measure == "startup") return 0;
+  if (measure.empty()) return Parent();
+  if (measure == "startup") return absl::OkStatus();
   std::vector<std::string> parts = absl::StrSplit(measure, ':');
   if (parts.size() == 2 && parts[1] == "decode") {
     MeasureDecode(parts[0]);
-    return 0;
+    return absl::OkStatus();
   }
-  CHECK_EQ(parts.size(), 3u) << "--measure=" << measure;
+  if (parts.size() != 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--measure=", measure, ": not kind:causal:n, kind:decode or startup"));
+  }
   MeasureTrain(parts[0], parts[1] == "1", std::stoll(parts[2]));
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -263,6 +243,6 @@ int Main(int argc, char** argv) {
 int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv,
                        "Training and decoding cost of every attention kind against softmax.\n"
-                       "  bench-attention [--json FILE] [--lengths 256,512,...]");
-  return memtrain::Main(argc, argv);
+                       "  bench-attention [--json FILE] [--lengths 256,512,...] [--warmup 1 --repeats 3]");
+  return memtrain::ExitStatus(memtrain::Main(), "[bench-attention]");
 }

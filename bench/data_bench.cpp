@@ -1,7 +1,7 @@
 // bench-data: how fast memtrain prepares and reads corpora, against baselines
 // measured in the same run.
 //
-//   mpirun -np 2 --bind-to none build/bin/bench-data [--json FILE]
+//   mpirun -np 2 --bind-to none build/bin/bench-data [--json FILE] [--warmup 1 --repeats 4]
 //
 // Numbers (docs/BENCHMARKS.md):
 //   prepare MB/s      raw demo text per second through memtrain-prepare (a child
@@ -12,25 +12,29 @@
 //   read tok/s/rank   loss tokens per second per rank from a prefetching lm
 //                     BatchSource, alone (1 rank) and with every rank reading
 //   train tok/s       tokens per second of a small Transformer LM training step
-//                     (2 layers, d=256, same batch shape) on this rank's cores
+//                     (2 layers, d=256, same batch shape) on this rank's cores:
+//                     the median of --repeats steps after --warmup
 //   reading/training  read tok/s/rank over train tok/s (target >= 100)
 //   RSS               resident memory a rank-0 BatchSource epoch added, for the
 //                     1x and the 10x corpus (target: flat; measured first, in
 //                     a fresh process, since freed memory stays in the heap)
+// Rank 0 prepares the corpora in --work_dir; every rank reads them there.
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/bench_support.h"
 #include "common/binary.h"
+#include "common/status_macros.h"
 #include "data/batch_source.h"
 #include "data/corpus_file.h"
 #include "glog/logging.h"
@@ -41,9 +45,6 @@ ABSL_FLAG(int64_t, demo_documents, 2000, "Documents of the 1x corpus (the demo d
 ABSL_FLAG(int, scale, 10, "The large corpus is this many times the 1x one.");
 ABSL_FLAG(int, streams, 8, "lm streams per rank.");
 ABSL_FLAG(int, segment_length, 512, "Tokens per stream and step.");
-ABSL_FLAG(int, train_steps, 4, "Timed training steps of the consumption baseline.");
-ABSL_FLAG(std::string, work_dir, "", "Where the corpora go (default: a fresh temp directory).");
-ABSL_FLAG(std::string, json, "", "Also write the results here (rank 0).");
 
 namespace memtrain {
 namespace {
@@ -62,17 +63,30 @@ int64_t ResidentBytes() {
 }
 
 // Runs memtrain-prepare (next to this binary) and returns its stats.
-nlohmann::json RunPrepare(const std::string& self, const std::string& output, int64_t documents,
-                          const std::string& tokenizer_from) {
-  const std::string prepare = (std::filesystem::path(self).parent_path() / "memtrain-prepare").string();
+absl::StatusOr<nlohmann::json> RunPrepare(const std::string& output, int64_t documents,
+                                          const std::string& tokenizer_from) {
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string prepare, bench::SiblingExecutable("memtrain-prepare"));
   const std::string stats = output + ".stats.json";
-  std::string command = absl::StrCat(prepare, " --corpus=demo --progress=false --demo_documents=",
-                                     documents, " --output=", output, " --stats_json=", stats);
-  if (!tokenizer_from.empty()) absl::StrAppend(&command, " --tokenizer_from=", tokenizer_from);
-  absl::StrAppend(&command, " 2>/dev/null");
-  CHECK_EQ(std::system(command.c_str()), 0) << "failed: " << command;
+  bench::ChildCommand command;
+  command.argv = {prepare, "--corpus=demo", "--progress=false", absl::StrCat("--demo_documents=", documents),
+                  "--output=" + output, "--stats_json=" + stats};
+  if (!tokenizer_from.empty()) command.argv.push_back("--tokenizer_from=" + tokenizer_from);
+  command.capture_stdout = false;  // it prints nothing there; its errors go to stderr
+  MEMTRAIN_RETURN_IF_ERROR(bench::RunChild(command).status());
   std::ifstream in(stats);
-  return nlohmann::json::parse(in);
+  nlohmann::json parsed = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return absl::InternalError(absl::StrCat("memtrain-prepare wrote no JSON to ", stats));
+  return parsed;
+}
+
+// Rank 0's `text` on every rank.
+absl::StatusOr<std::string> BroadcastText(parallel::Communicator& comm, const std::string& text) {
+  at::Tensor length = at::tensor({static_cast<int64_t>(text.size())}, at::kLong);
+  MEMTRAIN_RETURN_IF_ERROR(comm.broadcast(length, 0));
+  at::Tensor bytes = at::zeros({length.item<int64_t>()}, at::kByte);
+  if (comm.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
+  MEMTRAIN_RETURN_IF_ERROR(comm.broadcast(bytes, 0));
+  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
 }
 
 double RawReadTokensPerSecond(const std::string& path) {
@@ -139,45 +153,75 @@ double TrainingTokensPerSecond(int64_t vocabulary) {
     loss.backward();
     optimizer.step();
   };
-  step();  // warm-up
-  const absl::Time start = absl::Now();
-  const int steps = absl::GetFlag(FLAGS_train_steps);
-  for (int i = 0; i < steps; ++i) step();
-  return rows * length * steps / Seconds(start);
+  for (int i = 0; i < bench::Warmup(); ++i) step();
+  std::vector<double> seconds;
+  for (int i = 0; i < bench::Repeats(); ++i) {
+    const absl::Time start = absl::Now();
+    step();
+    seconds.push_back(Seconds(start));
+  }
+  return rows * length / bench::Median(seconds);
 }
 
-int Main(int argc, char** argv) {
-  auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-data]");
-  CHECK(rank.ok()) << rank.status();
-  parallel::Communicator& comm = *rank->world;
-  const bool root = comm.rank() == 0;
+// The corpora in the work directory: 1x and --scale x.
+constexpr char kSmallCorpus[] = "/demo_1x.h5";
+constexpr char kLargeCorpus[] = "/demo_10x.h5";
 
-  std::string dir = absl::GetFlag(FLAGS_work_dir);
-  if (dir.empty()) dir = (std::filesystem::temp_directory_path() / absl::StrCat("memtrain_bench_data_", getppid())).string();
-  std::filesystem::create_directories(dir);
-  const std::string small = dir + "/demo_1x.h5", large = dir + "/demo_10x.h5";
+// Rank 0: the large corpus in `dir` (training the tokenizer), then the small
+// one (reusing it); prints the prepare line and returns its numbers.
+absl::StatusOr<nlohmann::json> PrepareCorpora(const std::string& dir, int ranks) {
   const int64_t documents = absl::GetFlag(FLAGS_demo_documents);
   const int scale = absl::GetFlag(FLAGS_scale);
-  nlohmann::json results;
+  MEMTRAIN_ASSIGN_OR_RETURN(const nlohmann::json with_training,
+                            RunPrepare(dir + kLargeCorpus, documents * scale, ""));
+  MEMTRAIN_ASSIGN_OR_RETURN(const nlohmann::json reuse,
+                            RunPrepare(dir + kSmallCorpus, documents, dir + kLargeCorpus));
+  const double bytes = with_training["input_bytes"].get<double>();
+  const double seconds = with_training["seconds"].get<double>();
+  const double train = with_training["tokenizer_training_seconds"].get<double>();
+  std::printf("# bench-data: %d rank(s), demo corpus 1x = %lld documents, %dx = %lld\n", ranks,
+              static_cast<long long>(documents), scale, static_cast<long long>(documents * scale));
+  std::printf("prepare %dx: %.1f MB of text, %.2f MB/s with tokenizer training, %.2f MB/s encoding only\n",
+              scale, bytes / 1e6, bytes / 1e6 / seconds, bytes / 1e6 / (seconds - train));
+  return nlohmann::json{{"documents", documents * scale},
+                        {"input_MB", bytes / 1e6},
+                        {"MBps_total", bytes / 1e6 / seconds},
+                        {"MBps_encode_only", bytes / 1e6 / (seconds - train)},
+                        {"tokens", with_training["source_tokens"]},
+                        {"MBps_1x_reused_tokenizer",
+                         reuse["input_bytes"].get<double>() / 1e6 / reuse["seconds"].get<double>()}};
+}
+
+absl::Status Main(int argc, char** argv) {
+  MEMTRAIN_RETURN_IF_ERROR(bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/4));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      launch::RankContext rank,
+      launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-data]"));
+  parallel::Communicator& comm = *rank.world;
+  const bool root = comm.rank() == 0;
+  const int scale = absl::GetFlag(FLAGS_scale);
+
+  // Rank 0 makes the work directory and the corpora in it, then tells every
+  // rank where they are, or "" when it failed: then every rank stops, rather
+  // than the others waiting for rank 0 in the next collective.
+  std::optional<bench::WorkDir> work_dir;
+  absl::StatusOr<nlohmann::json> prepared = nlohmann::json();
   if (root) {
-    nlohmann::json with_training = RunPrepare(argv[0], large, documents * scale, "");
-    nlohmann::json reuse = RunPrepare(argv[0], small, documents, large);
-    const double bytes = with_training["input_bytes"].get<double>();
-    const double seconds = with_training["seconds"].get<double>();
-    const double train = with_training["tokenizer_training_seconds"].get<double>();
-    results["prepare"] = {{"documents", documents * scale},
-                          {"input_MB", bytes / 1e6},
-                          {"MBps_total", bytes / 1e6 / seconds},
-                          {"MBps_encode_only", bytes / 1e6 / (seconds - train)},
-                          {"tokens", with_training["source_tokens"]},
-                          {"MBps_1x_reused_tokenizer",
-                           reuse["input_bytes"].get<double>() / 1e6 / reuse["seconds"].get<double>()}};
-    std::printf("# bench-data: %d rank(s), demo corpus 1x = %lld documents, %dx = %lld\n", comm.size(),
-                static_cast<long long>(documents), scale, static_cast<long long>(documents * scale));
-    std::printf("prepare %dx: %.1f MB of text, %.2f MB/s with tokenizer training, %.2f MB/s encoding only\n",
-                scale, bytes / 1e6, bytes / 1e6 / seconds, bytes / 1e6 / (seconds - train));
+    absl::StatusOr<bench::WorkDir> made = bench::WorkDir::Create("bench_data");
+    if (made.ok()) {
+      work_dir.emplace(*std::move(made));
+      prepared = PrepareCorpora(work_dir->path(), comm.size());
+    } else {
+      prepared = made.status();
+    }
   }
-  CHECK(comm.barrier().ok());
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string dir,
+                            BroadcastText(comm, root && prepared.ok() ? work_dir->path() : ""));
+  if (!prepared.ok()) return prepared.status();
+  if (dir.empty()) return absl::AbortedError("rank 0 could not prepare the corpora (its error is above)");
+  const std::string small = dir + kSmallCorpus, large = dir + kLargeCorpus;
+  nlohmann::json results;
+  if (root) results["prepare"] = *std::move(prepared);
 
   nlohmann::json reading = nlohmann::json::array();
   int64_t vocabulary = 0;
@@ -190,10 +234,10 @@ int Main(int argc, char** argv) {
       alone = ReadEpoch(path, 0, 1);
       rss_after = ResidentBytes();
     }
-    CHECK(comm.barrier().ok());
+    MEMTRAIN_RETURN_IF_ERROR(comm.barrier());
     const double together = ReadEpoch(path, comm.rank(), comm.size());
     at::Tensor slowest = at::full({1}, together, at::kDouble);
-    CHECK(comm.allreduce(slowest, parallel::ReduceOp::kMin).ok());
+    MEMTRAIN_RETURN_IF_ERROR(comm.allreduce(slowest, parallel::ReduceOp::kMin));
     if (root) {
       raw = RawReadTokensPerSecond(path);
       auto file = data::CorpusFile::Open(path, {});
@@ -229,11 +273,9 @@ int Main(int argc, char** argv) {
     std::printf("reading / training = %.0fx (target >= 100x); RSS added by reading: 1x %.1f MB, %dx %.1f MB (target: flat); peak RSS of rank 0 %.0f MB (LibTorch and the training step included)\n",
                 per_rank / training, rss_small / 1e6, scale, rss_large / 1e6,
                 results["peak_rss_bytes"].get<double>() / 1e6);
-    const std::string json_path = absl::GetFlag(FLAGS_json);
-    if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
+    MEMTRAIN_RETURN_IF_ERROR(bench::WriteJsonIfRequested(results));
   }
-  rank->world.reset();
-  return 0;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -242,6 +284,6 @@ int Main(int argc, char** argv) {
 int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv,
                        "Prepare and read throughput of memtrain corpora, with baselines.\n"
-                       "  mpirun -np 2 --bind-to none bench-data [--json FILE]");
-  return memtrain::Main(argc, argv);
+                       "  mpirun -np 2 --bind-to none bench-data [--json FILE] [--warmup 1 --repeats 4]");
+  return memtrain::ExitStatus(memtrain::Main(argc, argv), "[bench-data]");
 }

@@ -1,7 +1,7 @@
 // bench-knn: the kNN memories' search speed, and what a knn layer's memory adds
 // to a training step (docs/BENCHMARKS.md, docs/KNN_MEMORY.md).
 //
-//   build/bin/bench-knn [--json FILE]                                      # one rank
+//   build/bin/bench-knn [--json FILE] [--warmup 1 --repeats 5]             # one rank
 //   mpirun -np 2 --bind-to none --allow-run-as-root build/bin/bench-knn    # ShardedKnnMemory
 //
 // Threads: each rank gets the host's cores divided among the ranks on it, as
@@ -15,7 +15,8 @@
 // LM whose knn layer searches a full LocalKnnMemory of each --step_capacities
 // per stream and head (ForwardSegment, its memory writes included), against
 // the same model and tokens without memory (ForwardLm: the knn layer is then
-// local attention only), alternating step by step.
+// local attention only), alternating step by step. Every search and step time
+// is the median of --repeats after --warmup untimed.
 //
 // R ranks, a ShardedKnnMemory of each capacity per rank (R x capacity in all):
 //   split       one 512-query batch, 512/R queries from each rank: its latency
@@ -25,10 +26,8 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -37,6 +36,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_support.h"
 #include "common/binary.h"
 #include "glog/logging.h"
 #include "launch/rank_context.h"
@@ -53,15 +53,12 @@ ABSL_FLAG(int64_t, queries, 512,
           "Queries per search (the split row divides them evenly over the ranks).");
 ABSL_FLAG(int64_t, top, 32, "Neighbours per query.");
 ABSL_FLAG(int64_t, dim, 128, "Key width.");
-ABSL_FLAG(int, reps, 5,
-          "Timed repetitions per measurement, after one untimed: searches (mean), steps (median).");
 ABSL_FLAG(int64_t, hnsw_max, 65536, "Largest capacity to build an HNSW index for (its build is slow).");
 ABSL_FLAG(bool, step, true, "Measure the knn step overhead (one-rank runs only).");
 ABSL_FLAG(std::string, step_capacities, "8192,65536",
           "Memory sizes of the step-overhead model's knn layer (entries per stream and head).");
 ABSL_FLAG(int64_t, step_batch, 2, "Rows (document streams) per step of the step-overhead model.");
 ABSL_FLAG(int64_t, step_segment, 512, "Tokens per row and step of the step-overhead model.");
-ABSL_FLAG(std::string, json, "", "Also write the results to this JSON file (rank 0).");
 
 namespace memtrain {
 namespace {
@@ -87,7 +84,7 @@ at::Tensor UnitRows(std::vector<int64_t> shape) {
   return x / x.norm(2, -1, /*keepdim=*/true);
 }
 
-// Mean seconds of one search of stream 0 (after one untimed); `found` gets the result.
+// Median seconds of one search of stream 0; `found` gets the result.
 double TimeSearch(const parallel::KnnMemory& memory, const at::Tensor& queries, int64_t k,
                   parallel::KnnResult* found = nullptr) {
   auto once = [&] {
@@ -95,10 +92,14 @@ double TimeSearch(const parallel::KnnMemory& memory, const at::Tensor& queries, 
     CHECK(result.ok()) << result.status();
     if (found != nullptr) *found = *std::move(result);
   };
-  once();
-  const auto start = Clock::now();
-  for (int i = 0; i < absl::GetFlag(FLAGS_reps); ++i) once();
-  return Seconds(start) / absl::GetFlag(FLAGS_reps);
+  for (int i = 0; i < bench::Warmup(); ++i) once();
+  std::vector<double> seconds;
+  for (int i = 0; i < bench::Repeats(); ++i) {
+    const auto start = Clock::now();
+    once();
+    seconds.push_back(Seconds(start));
+  }
+  return bench::Median(seconds);
 }
 
 double Recall(const at::Tensor& found, const at::Tensor& exact) {
@@ -234,11 +235,6 @@ nlohmann::json ShardedRow(parallel::Communicator& comm, int64_t capacity, const 
   return row;
 }
 
-double Median(std::vector<double> values) {
-  std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
-  return values[values.size() / 2];
-}
-
 // The step-overhead model: decoder-only, its knn layer in the middle.
 model::TransformerOptions StepModelOptions(int64_t top_k) {
   model::TransformerOptions options;
@@ -273,7 +269,7 @@ nlohmann::json StepOverhead(int64_t top_k) {
               "%ld x %ld tokens, forward + backward, median of %d\n",
               options.decoder_layers, options.model_dim, options.heads,
               options.layer_attention.begin()->first, top_k, batch, length,
-              absl::GetFlag(FLAGS_reps));
+              bench::Repeats());
   nlohmann::json rows = nlohmann::json::array();
   for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_step_capacities), "step_capacities")) {
     // Every stream starts full, as deep into a long document: what it holds
@@ -291,16 +287,16 @@ nlohmann::json StepOverhead(int64_t top_k) {
       return model::KnnMemoryBinding{memory, std::move(streams)};
     });
     std::vector<double> with_memory, without;
-    for (int rep = 0; rep <= absl::GetFlag(FLAGS_reps); ++rep) {
+    for (int rep = 0; rep < bench::Warmup() + bench::Repeats(); ++rep) {
       without.push_back(step_seconds([&] { return lm->ForwardLm(tokens); }));
       with_memory.push_back(step_seconds([&] { return lm->ForwardSegment(tokens, states); }));
     }
     // Every segment was written: the rings stayed full, each past `capacity` by the segments.
     CHECK_EQ(memory->size(0), capacity);
     CHECK_EQ(memory->added(0), capacity + static_cast<int64_t>(with_memory.size()) * length);
-    with_memory.erase(with_memory.begin());  // the untimed first
-    without.erase(without.begin());
-    const double with_s = Median(with_memory), without_s = Median(without);
+    with_memory.erase(with_memory.begin(), with_memory.begin() + bench::Warmup());  // untimed
+    without.erase(without.begin(), without.begin() + bench::Warmup());
+    const double with_s = bench::Median(with_memory), without_s = bench::Median(without);
     rows.push_back({{"memory", capacity},
                     {"step_s_with_memory", with_s},
                     {"step_s_without_memory", without_s},
@@ -313,6 +309,8 @@ nlohmann::json StepOverhead(int64_t top_k) {
 }
 
 int Main(int argc, char** argv) {
+  const absl::Status repetitions = bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/5);
+  if (!repetitions.ok()) return ExitStatus(repetitions, "[bench-knn]");
   auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-knn]");
   CHECK(rank.ok()) << rank.status();
   parallel::Communicator& comm = *rank->world;
@@ -346,9 +344,7 @@ int Main(int argc, char** argv) {
   } else if (absl::GetFlag(FLAGS_step) && root) {
     std::printf("knn step overhead: measured in one-rank runs only\n");
   }
-  if (root && !absl::GetFlag(FLAGS_json).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_json)) << report.dump(2) << "\n";
-  }
+  if (root) return ExitStatus(bench::WriteJsonIfRequested(report), "[bench-knn]");
   return 0;
 }
 
@@ -365,6 +361,7 @@ int main(int argc, char** argv) {
       "overhead, a small LM's training step with a full memory vs without (--step=false skips it)."
       "\n"
       "  [mpirun -np 2 --bind-to none --allow-run-as-root] bench-knn "
-      "[--capacities=8192,65536,262144] [--step_capacities=8192,65536] [--json FILE]");
+      "[--capacities=8192,65536,262144] [--step_capacities=8192,65536] [--warmup 1 --repeats 5] "
+      "[--json FILE]");
   return memtrain::Main(argc, argv);
 }

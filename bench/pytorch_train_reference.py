@@ -17,7 +17,7 @@ Reads the batches bench-train wrote (raw little-endian int64
 [steps, 3 (inputs, targets, loss_mask), streams, length]) and prints one JSON
 object: the parameter count and the seconds of each timed step.
 
-  python bench/pytorch_train_reference.py --batches FILE --steps S --streams B --length n ...
+  python bench/pytorch_train_reference.py --batches FILE --repeats S --streams B --length n ...
 """
 import argparse
 import json
@@ -98,7 +98,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", required=True)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, required=True, help="timed steps; the file holds warmup + steps")
+    parser.add_argument("--repeats", type=int, required=True, help="timed steps; the file holds warmup + repeats")
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--length", type=int, required=True)
     parser.add_argument("--vocab", type=int, required=True)
@@ -114,7 +114,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    total = args.warmup + args.steps
+    total = args.warmup + args.repeats
     batches = torch.from_file(args.batches, size=total * 3 * args.streams * args.length, dtype=torch.int64)
     batches = batches.view(total, 3, args.streams, args.length)
 
@@ -141,7 +141,7 @@ def main():
     print(json.dumps({
         "parameters": sum(p.numel() for p in model.parameters()),
         "step_seconds": seconds,
-        "tokens_per_step": int(batches[args.warmup:, 2].sum().item()) // args.steps,
+        "tokens_per_step": int(batches[args.warmup:, 2].sum().item()) // args.repeats,
         "smoothed_loss_per_token": losses,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

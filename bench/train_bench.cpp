@@ -3,7 +3,7 @@
 // run; data-parallel efficiency from 1 to 2 ranks; the gradient reducer's
 // overhead at one rank.
 //
-//   source scripts/env.sh && build/bin/bench-train [--json FILE] [--rounds 3] [--steps 8]
+//   source scripts/env.sh && build/bin/bench-train [--json FILE] [--rounds 3] [--warmup 3 --repeats 8]
 //
 // Every measurement runs in a child process of its own, so the ranks, thread
 // counts and allocators never share a process (docs/BENCHMARKS.md defines
@@ -18,19 +18,15 @@
 // The parent writes a synthetic lm corpus with CorpusWriter (no SentencePiece),
 // dumps the batches a BatchSource makes of it to one raw int64 file that
 // every child reads, measures the fp32 matmul peak, and repeats the children
-// --rounds times alternately (the machine is shared and noisy: medians).
+// --rounds times alternately (the machine is shared and noisy: medians). Each
+// child runs --warmup untimed and --repeats timed steps.
 #include <ATen/ATen.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <random>
@@ -41,9 +37,8 @@
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/bench_support.h"
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "data/batch_source.h"
@@ -62,15 +57,11 @@ ABSL_FLAG(int64_t, ffn_dim, 1024, "Feed-forward width.");
 ABSL_FLAG(int32_t, vocab, 8000, "Vocabulary of the synthetic corpus (ids 5 .. vocab-1 are words).");
 ABSL_FLAG(int, streams, 8, "Rows per step and rank.");
 ABSL_FLAG(int, segment_length, 256, "Tokens per row and step (n).");
-ABSL_FLAG(int, warmup, 3, "Untimed steps at the start of every measurement.");
-ABSL_FLAG(int, steps, 8, "Timed steps per measurement (median).");
 ABSL_FLAG(int, rounds, 3, "Repetitions of every measurement, alternating (median of the rounds).");
 ABSL_FLAG(int, ranks, 2, "Ranks of the data-parallel measurement (0: skip it).");
 ABSL_FLAG(std::string, mpirun, "mpirun", "mpirun of the MPI memtrain is built with.");
 ABSL_FLAG(std::string, python, MEMTRAIN_PYTHON_PATH, "Python with torch, for the PyTorch baseline.");
 ABSL_FLAG(std::string, reference_script, MEMTRAIN_TRAIN_REFERENCE_SCRIPT, "The PyTorch baseline.");
-ABSL_FLAG(std::string, work_dir, "", "Corpus and batches go here (default: a fresh temp directory).");
-ABSL_FLAG(std::string, json, "", "Also write every number here.");
 ABSL_FLAG(std::string, measure, "", "Internal: run one child measurement (single or ranks).");
 ABSL_FLAG(int, threads, 0, "Internal: intra-op threads of a single measurement.");
 ABSL_FLAG(std::string, corpus, "", "Internal: the corpus the parent wrote.");
@@ -82,14 +73,9 @@ namespace {
 constexpr int32_t kFirstWord = 5;  // after pad, unk, bos, eos, sep (data/corpus_file.h)
 constexpr int32_t kEos = 3;
 
-int TotalSteps() { return absl::GetFlag(FLAGS_warmup) + absl::GetFlag(FLAGS_steps); }
+using bench::Median;
 
-double Median(std::vector<double> values) {
-  CHECK(!values.empty());
-  std::sort(values.begin(), values.end());
-  const size_t middle = values.size() / 2;
-  return values.size() % 2 == 1 ? values[middle] : 0.5 * (values[middle - 1] + values[middle]);
-}
+int TotalSteps() { return bench::Warmup() + bench::Repeats(); }
 
 model::TransformerOptions ModelOptions() {
   model::TransformerOptions o;
@@ -217,54 +203,10 @@ double MatmulPeak(int threads) {
 
 // ---- children ---------------------------------------------------------------------
 
-struct Child {
-  std::vector<std::string> argv;
-  std::vector<std::string> extra_environment;
-};
-
-// Runs `child` (found on PATH) and parses the last line of its stdout as JSON.
-absl::StatusOr<nlohmann::json> RunJsonChild(const Child& child) {
-  std::vector<char*> argv;
-  std::vector<std::string> args = child.argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> environment = child.extra_environment;
-  for (char** variable = environ; *variable != nullptr; ++variable) environment.emplace_back(*variable);
-  std::vector<char*> envp;
-  for (std::string& variable : environment) envp.push_back(variable.data());
-  envp.push_back(nullptr);
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return absl::InternalError("pipe failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  pid_t pid = 0;
-  const int spawned = posix_spawnp(&pid, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  if (spawned != 0) {
-    close(pipe_fds[0]);
-    return absl::FailedPreconditionError(absl::StrCat("cannot run ", args[0], ": ", std::strerror(spawned)));
-  }
-  std::string output;
-  char buffer[4096];
-  ssize_t got;
-  while ((got = read(pipe_fds[0], buffer, sizeof(buffer))) > 0) output.append(buffer, static_cast<size_t>(got));
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  const std::string command = absl::StrJoin(child.argv, " ");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("`", command, "` failed (its error is above)"));
-  }
-  std::vector<std::string> lines = absl::StrSplit(output, '\n', absl::SkipWhitespace());
-  if (lines.empty()) return absl::InternalError(absl::StrCat("`", command, "` printed nothing"));
-  nlohmann::json parsed = nlohmann::json::parse(lines.back(), nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    return absl::InternalError(absl::StrCat("`", command, "` printed no JSON: ", lines.back()));
-  }
-  return parsed;
+// Runs `command` and returns the JSON object its last line prints.
+absl::StatusOr<nlohmann::json> RunJsonChild(const bench::ChildCommand& command) {
+  MEMTRAIN_ASSIGN_OR_RETURN(const bench::ChildResult child, bench::RunChild(command));
+  return child.LastLineJson();
 }
 
 std::vector<std::string> ShapeFlags() {
@@ -274,13 +216,13 @@ std::vector<std::string> ShapeFlags() {
           absl::StrCat("--ffn_dim=", absl::GetFlag(FLAGS_ffn_dim)),
           absl::StrCat("--vocab=", absl::GetFlag(FLAGS_vocab)),
           absl::StrCat("--streams=", absl::GetFlag(FLAGS_streams)),
-          absl::StrCat("--warmup=", absl::GetFlag(FLAGS_warmup)),
-          absl::StrCat("--steps=", absl::GetFlag(FLAGS_steps))};
+          absl::StrCat("--warmup=", bench::Warmup()),
+          absl::StrCat("--repeats=", bench::Repeats())};
 }
 
-Child MemtrainChild(const std::string& self, const std::string& measure, int threads,
-                    const std::string& corpus, const std::string& batches) {
-  Child child;
+bench::ChildCommand MemtrainChild(const std::string& self, const std::string& measure, int threads,
+                                  const std::string& corpus, const std::string& batches) {
+  bench::ChildCommand child;
   if (measure == "ranks") {
     child.argv = {absl::GetFlag(FLAGS_mpirun), "-np", std::to_string(absl::GetFlag(FLAGS_ranks)),
                   "--bind-to", "none"};
@@ -294,8 +236,8 @@ Child MemtrainChild(const std::string& self, const std::string& measure, int thr
   return child;
 }
 
-Child PythonChild(int threads, const std::string& batches) {
-  Child child;
+bench::ChildCommand PythonChild(int threads, const std::string& batches) {
+  bench::ChildCommand child;
   child.argv = {absl::GetFlag(FLAGS_python), absl::GetFlag(FLAGS_reference_script),
                 "--batches=" + batches, absl::StrCat("--threads=", threads),
                 absl::StrCat("--length=", absl::GetFlag(FLAGS_segment_length))};
@@ -352,7 +294,7 @@ absl::Status MeasureSingle(int argc, char** argv) {
     plain_step(batches[step]);
     const double plain_step_seconds = absl::ToDoubleSeconds(absl::Now() - start);
     trainer_losses.push_back(metrics.loss);
-    if (step < absl::GetFlag(FLAGS_warmup)) continue;
+    if (step < bench::Warmup()) continue;
     trainer_seconds.push_back(trainer_step);
     plain_seconds.push_back(plain_step_seconds);
     tokens += metrics.tokens;
@@ -389,7 +331,7 @@ absl::Status MeasureRanks(int argc, char** argv) {
     MEMTRAIN_ASSIGN_OR_RETURN(trainer::StepMetrics metrics, trainer_loop->StepOn({batch}));
     at::Tensor slowest = at::full({1}, absl::ToDoubleSeconds(absl::Now() - start), at::kDouble);
     MEMTRAIN_RETURN_IF_ERROR(world->allreduce(slowest, parallel::ReduceOp::kMax));
-    if (step < absl::GetFlag(FLAGS_warmup)) continue;
+    if (step < bench::Warmup()) continue;
     seconds.push_back(slowest.item<double>());
     overlap.push_back(metrics.overlap_fraction);
     tokens += metrics.tokens;
@@ -418,14 +360,9 @@ double TokensPerSecond(double tokens_per_step, const nlohmann::json& step_second
 }
 
 absl::Status Parent() {
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::string dir = absl::GetFlag(FLAGS_work_dir);
-  const bool temporary = dir.empty();
-  if (temporary) {
-    dir = (std::filesystem::temp_directory_path() / absl::StrCat("memtrain_bench_train_", getpid())).string();
-  }
-  std::filesystem::create_directories(dir);
-  const std::string corpus = dir + "/synthetic.train.h5", batches = dir + "/batches.int64";
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string self, bench::ThisExecutable());
+  MEMTRAIN_ASSIGN_OR_RETURN(const bench::WorkDir work_dir, bench::WorkDir::Create("bench_train"));
+  const std::string corpus = work_dir.path() + "/synthetic.train.h5", batches = work_dir.path() + "/batches.int64";
   const int64_t positions_per_step = int64_t{absl::GetFlag(FLAGS_streams)} * absl::GetFlag(FLAGS_segment_length);
   // Streams split the corpus into `streams` parts: four times what the steps need.
   MEMTRAIN_RETURN_IF_ERROR(WriteCorpus(corpus, 4 * positions_per_step * (TotalSteps() + 1)));
@@ -502,7 +439,7 @@ absl::Status Parent() {
               static_cast<long long>(d), static_cast<long long>(layers),
               static_cast<long long>(absl::GetFlag(FLAGS_heads)), static_cast<long long>(absl::GetFlag(FLAGS_ffn_dim)),
               absl::GetFlag(FLAGS_vocab), absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length),
-              absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_steps), absl::GetFlag(FLAGS_rounds));
+              bench::Warmup(), bench::Repeats(), absl::GetFlag(FLAGS_rounds));
   std::printf("# parameters: memtrain %lld, PyTorch %lld; model FLOPs per position 6N + 12LDn = %.4g; "
               "%.0f target tokens of %lld positions per step (tokens/s counts targets, MFU positions)\n",
               static_cast<long long>(memtrain_parameters), static_cast<long long>(pytorch_parameters),
@@ -535,8 +472,8 @@ absl::Status Parent() {
       {"target_tokens_per_step", target_tokens_per_step},
       {"positions_per_step", positions_per_step},
       {"matmul_peak_flops", {{std::to_string(cores), peak}, {std::to_string(rank_threads), rank_peak}}},
-      {"warmup_steps", absl::GetFlag(FLAGS_warmup)},
-      {"timed_steps", absl::GetFlag(FLAGS_steps)},
+      {"warmup_steps", bench::Warmup()},
+      {"timed_steps", bench::Repeats()},
       {"rounds", absl::GetFlag(FLAGS_rounds)},
       {"threads", cores},
       {"memtrain_tokens_per_s", memtrain.median()},
@@ -589,13 +526,11 @@ absl::Status Parent() {
                                 {"overlap_fraction", Median(overlap)},
                                 {"reducer_overhead_1_rank", Median(rank_thread_overheads)}};
   }
-  const std::string json_path = absl::GetFlag(FLAGS_json);
-  if (!json_path.empty()) std::ofstream(json_path) << results.dump(2) << "\n";
-  if (temporary) std::filesystem::remove_all(dir);
-  return absl::OkStatus();
+  return bench::WriteJsonIfRequested(results);
 }
 
 absl::Status Main(int argc, char** argv) {
+  MEMTRAIN_RETURN_IF_ERROR(bench::SetRepetitionDefaults(/*warmup=*/3, /*repeats=*/8));
   const std::string measure = absl::GetFlag(FLAGS_measure);
   if (measure.empty()) return Parent();
   if (measure == "single") return MeasureSingle(argc, argv);
@@ -610,11 +545,6 @@ int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv,
                        "Training tokens/s and MFU of memtrain against a PyTorch loop of the same model, data "
                        "parallel efficiency 1 -> 2 ranks, reducer overhead.\n"
-                       "  source scripts/env.sh && bench-train [--json FILE] [--rounds 3] [--steps 8]");
-  const absl::Status status = memtrain::Main(argc, argv);
-  if (!status.ok()) {
-    LOG(ERROR) << "[bench-train] " << status.message();
-    return 1;
-  }
-  return 0;
+                       "  source scripts/env.sh && bench-train [--json FILE] [--rounds 3] [--warmup 3 --repeats 8]");
+  return memtrain::ExitStatus(memtrain::Main(argc, argv), "[bench-train]");
 }
