@@ -10,7 +10,7 @@
 // every number):
 //   single  memtrain, 1 rank: trainer::Trainer::StepOn (the step memtrain-train
 //           runs, reducer included) and a plain loop (the same model, task,
-//           loss, gradient division, norm and Adam, no reducer), step by step
+//           loss, norm and fused Adam with the division by the tokens, no reducer), step by step
 //           alternately in one process
 //   python  bench/pytorch_train_reference.py on the same batches, at the same
 //           thread counts
@@ -22,7 +22,6 @@
 // child runs --warmup untimed and --repeats timed steps.
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adam.h>
 
 #include <algorithm>
 #include <cmath>
@@ -47,6 +46,7 @@
 #include "launch/device.h"
 #include "nlohmann/json.hpp"
 #include "parallel/mpi_runtime.h"
+#include "trainer/fused_adam.h"
 #include "trainer/task.h"
 #include "trainer/trainer.h"
 
@@ -267,20 +267,17 @@ absl::Status MeasureSingle(int argc, char** argv) {
   trainer::TaskOptions task_options;
   task_options.label_smoothing = options.label_smoothing;
   MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask("lm", task_options));
-  torch::optim::Adam adam(plain->parameters(), torch::optim::AdamOptions(options.lr.lr)
+  trainer::FusedAdam adam(plain->parameters(), torch::optim::AdamOptions(options.lr.lr)
                                                    .betas({options.adam_beta1, options.adam_beta2})
                                                    .eps(options.adam_eps));
   auto plain_step = [&](const data::Batch& batch) {
     plain->train();
     trainer::TokenLoss loss = task->Forward(*plain, batch);
     loss.smoothed.backward();
-    std::vector<at::Tensor> parameters = plain->parameters();
-    {
-      at::NoGradGuard no_grad;
-      for (at::Tensor& p : parameters) p.mutable_grad().div_(loss.totals.tokens);
-    }
-    torch::nn::utils::clip_grad_norm_(parameters, std::numeric_limits<double>::infinity());
-    adam.step();
+    // As Trainer::StepOn: the norm of the summed gradients, the division by
+    // the tokens inside the optimizer's kernel.
+    torch::nn::utils::clip_grad_norm_(plain->parameters(), std::numeric_limits<double>::infinity());
+    adam.StepWithGradScale(loss.totals.tokens);
     adam.zero_grad();
   };
 
