@@ -1,7 +1,11 @@
 #include "parallel/local_knn_memory.h"
 
 #include <ATen/ATen.h>
+#include <ATen/cpu/Utils.h>
 #include <torch/csrc/autograd/grad_mode.h>
+
+#include <cmath>
+#include <functional>
 
 #include <algorithm>
 #include <string>
@@ -22,7 +26,59 @@ std::string Shape(const at::Tensor& t) {
   return out + "]";
 }
 
+// The coarse pass ranks blocks of this many consecutive slots by the most an
+// entry in them can score, and rescores only entries of the blocks that can
+// still hold one of the k best.
+constexpr int64_t kCoarseBlock = 32;
+// Below this many entries the float32 matmul is cheap and the coarse pass
+// (and its bf16 copy of the keys) is not worth it.
+constexpr int64_t kCoarseMinEntries = 16384;
+// Unit roundoff of bf16 (8 significand bits) and of float32.
+const double kBf16Roundoff = std::ldexp(1.0, -8);
+const double kFloatRoundoff = std::ldexp(1.0, -24);
+
+// Native bf16 dot products, without which a bf16 matmul is slower than float32.
+bool CpuHasNativeBf16() {
+  static const bool has = [] {
+    const auto capabilities = at::cpu::get_cpu_capabilities();
+    for (const char* name : {"avx512_bf16", "amx_bf16"}) {
+      auto found = capabilities.find(name);
+      if (found != capabilities.end() && found->second.isBool() && found->second.toBool()) return true;
+    }
+    return false;
+  }();
+  return has;
+}
+
+// Scores are computed in float32 (float64 for float64 entries).
+at::ScalarType ScoreType(at::ScalarType storage) { return storage == at::kDouble ? at::kDouble : at::kFloat; }
+
+// The best `hits` columns of `scores` [G, q, m] per query with their ids
+// (`ids_of` maps column indices [G, q, j] to insertion ids), best first and
+// equal scores oldest first. topk's order among equal scores is unspecified,
+// and an equal score just outside its k may be older than one inside (e.g.
+// duplicated keys: the same token after the same prefix). One more than k
+// shows whether a tie straddles the k-th place; only then are the candidates
+// every column scoring at least the k-th best. The candidates are then
+// ordered by id, then stably by score.
+std::pair<at::Tensor, at::Tensor> BestOldestFirst(const at::Tensor& scores, int64_t hits,
+                                                  const std::function<at::Tensor(const at::Tensor&)>& ids_of) {
+  const int64_t probe = std::min(hits + 1, scores.size(-1));
+  auto [best, index] = scores.topk(probe, /*dim=*/-1);
+  if (probe > hits && best.select(-1, hits).eq(best.select(-1, hits - 1)).any().item<bool>()) {
+    const int64_t candidates = (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
+    std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+  }
+  const at::Tensor candidate_ids = ids_of(index);
+  const at::Tensor by_id = std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
+  const at::Tensor by_score = std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
+  const at::Tensor order = by_id.gather(-1, by_score).narrow(-1, 0, hits);
+  return {best.gather(-1, order), candidate_ids.gather(-1, order)};
+}
+
 }  // namespace
+
+bool LocalKnnMemory::CoarsePassAvailable() { return CpuHasNativeBf16(); }
 
 LocalKnnMemory::LocalKnnMemory(const LocalKnnMemoryOptions& options) : options_(options) {
   TORCH_CHECK(options.capacity() >= 1, "LocalKnnMemory: capacity must be >= 1, got ",
@@ -55,6 +111,13 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
     ring.values =
         at::zeros({values.size(0), capacity, values.size(2)},
                   values.options().dtype(options_.storage_dtype().value_or(values.scalar_type())));
+    // The coarse pass needs bf16 keys: bf16 storage is its own copy.
+    const at::ScalarType stored = ring.keys.scalar_type();
+    if (ring.keys.is_cpu() && CpuHasNativeBf16() && capacity >= kCoarseMinEntries &&
+        (stored == at::kFloat || stored == at::kBFloat16)) {
+      ring.coarse_keys = stored == at::kBFloat16 ? ring.keys : at::zeros_like(ring.keys, at::kBFloat16);
+      ring.key_norms = at::zeros({keys.size(0), capacity}, ring.keys.options().dtype(at::kFloat));
+    }
     found = streams_.emplace(stream, std::move(ring)).first;
   }
   Ring& ring = found->second;
@@ -65,6 +128,11 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
       (at::arange(kept, ring.keys.options().dtype(at::kLong)) + ring.next + (n - kept)) % capacity;
   ring.keys.index_copy_(1, slots, keys.detach().slice(1, n - kept).to(ring.keys.options()));
   ring.values.index_copy_(1, slots, values.detach().slice(1, n - kept).to(ring.values.options()));
+  if (ring.coarse_keys.defined() && kept > 0) {
+    const at::Tensor written = ring.keys.index_select(1, slots);
+    if (!ring.coarse_keys.is_same(ring.keys)) ring.coarse_keys.index_copy_(1, slots, written.to(at::kBFloat16));
+    ring.key_norms.index_copy_(1, slots, written.to(at::kFloat).norm(2, -1));
+  }
   ring.next = (ring.next + n) % capacity;
   ring.count = std::min(capacity, ring.count + n);
   ring.added += n;
@@ -94,32 +162,91 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
         absl::StrCat("LocalKnnMemory::search(stream ", stream, "): queries ", Shape(queries),
                      " do not match the stored keys ", Shape(ring.keys)));
   }
-  // Until the ring wraps, the valid entries are its first `count` slots.
-  const at::Tensor keys = ring.keys.slice(1, 0, ring.count);
-  const at::Tensor scores = at::matmul(queries.detach().to(keys.options()), keys.transpose(1, 2));
-  const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
   const int64_t hits = std::min(k, ring.count);
-  // Ties (equal scores) come oldest first. topk's order among equal scores is
-  // unspecified, and an equal score just outside its k may be older than one
-  // inside (e.g. duplicated keys: the same token after the same prefix). One
-  // more than k shows whether a tie straddles the k-th place; only then are
-  // the candidates every entry scoring at least the k-th best (a full pass
-  // over the scores, as costly as the matmul). The candidates are then
-  // ordered by id, then stably by score.
-  const int64_t probe = std::min(hits + 1, ring.count);
-  auto [best, index] = scores.topk(probe, /*dim=*/-1);
-  if (probe > hits && best.select(-1, hits).eq(best.select(-1, hits - 1)).any().item<bool>()) {
-    const int64_t candidates = (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
-    std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+  const at::Tensor query = queries.detach().to(ring.keys.device(), ScoreType(ring.keys.scalar_type()));
+  if (ring.coarse_keys.defined() && ring.count >= kCoarseMinEntries && query.scalar_type() == at::kFloat &&
+      4 * hits * kCoarseBlock <= ring.count) {
+    if (std::optional<KnnResult> found_fast = CoarseThenExactSearch(stream, ring, query, hits)) {
+      ++counts_.coarse;
+      return *found_fast;
+    }
+    ++counts_.coarse_fallbacks;
   }
-  const at::Tensor candidate_ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
-  const at::Tensor by_id = std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
-  const at::Tensor by_score =
-      std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
-  const at::Tensor order = by_id.gather(-1, by_score).narrow(-1, 0, hits);
-  best = best.gather(-1, order);
-  index = index.gather(-1, order);
-  const at::Tensor ids = slot_ids.index_select(0, index.reshape({-1})).view_as(index);
+  ++counts_.full;
+  // Until the ring wraps, the valid entries are its first `count` slots.
+  const at::Tensor keys = ring.keys.slice(1, 0, ring.count).to(query.scalar_type());
+  const at::Tensor scores = at::matmul(query, keys.transpose(1, 2));
+  const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
+  auto [best, ids] = BestOldestFirst(scores, hits, [&](const at::Tensor& columns) {
+    return slot_ids.index_select(0, columns.reshape({-1})).view_as(columns);
+  });
+  auto [hit_keys, hit_values] = EntriesById(stream, ids);
+  return KnnResult{hit_keys, hit_values, best, ids};
+}
+
+std::optional<KnnResult> LocalKnnMemory::CoarseThenExactSearch(int64_t stream, const Ring& ring,
+                                                               const at::Tensor& query, int64_t hits) const {
+  const int64_t groups = query.size(0), rows = query.size(1), capacity = options_.capacity();
+  const at::TensorOptions long_options = query.options().dtype(at::kLong);
+  // Coarse scores: bf16 queries and keys, float32 accumulation, bf16 result
+  // (bmm: at::matmul takes a slower path for one group here).
+  const at::Tensor coarse =
+      at::bmm(query.to(at::kBFloat16), ring.coarse_keys.slice(1, 0, ring.count).transpose(1, 2));
+  // |coarse - exact| <= bound_j = relative_bound |q| |k_j| for every entry j:
+  // rounding the query (u) and, unless stored in bf16, the key (u + u^2) to
+  // bf16, float32 accumulation over dk products (dk 2^-24), rounding the
+  // result to bf16 (u (1 + 3u)); a quarter more, for margin.
+  const bool keys_rounded = !ring.coarse_keys.is_same(ring.keys);
+  const double u = kBf16Roundoff;
+  const double relative_bound = 1.25 * ((keys_rounded ? 2.0 * u + u * u : u) + u * (1.0 + 3.0 * u) +
+                                        static_cast<double>(query.size(2)) * kFloatRoundoff);
+  const at::Tensor query_bound = (query.norm(2, -1) * relative_bound).unsqueeze(-1);  // [G, rows, 1]
+  // Blocks of consecutive slots: their best coarse score, and their ceiling,
+  // the most any entry in them can score exactly.
+  const int64_t whole = ring.count / kCoarseBlock * kCoarseBlock, blocks = whole / kCoarseBlock;
+  const at::Tensor block_norm =
+      ring.key_norms.narrow(1, 0, whole).view({groups, 1, blocks, kCoarseBlock}).amax(-1);  // [G, 1, blocks]
+  // (amax is not vectorized for bf16: converting first is 5x faster.)
+  const at::Tensor block_best =
+      coarse.narrow(-1, 0, whole).to(at::kFloat).view({groups, rows, blocks, kCoarseBlock}).amax(-1);
+  const at::Tensor block_ceiling = block_best + query_bound * block_norm;
+  // The k best blocks hold k entries scoring at least t (the k-th best block
+  // maximum) coarsely, so at least t - B exactly (B: their largest bound); so
+  // the exact k-th best T >= t - B, and an entry scoring at least T has
+  // coarse + bound >= t - B: the threshold no candidate may be below.
+  const auto [top_block_best, top_blocks] = block_best.topk(hits, /*dim=*/-1);
+  const at::Tensor threshold =
+      top_block_best.select(-1, hits - 1).unsqueeze(-1) -
+      query_bound * block_norm.expand({groups, rows, blocks}).gather(-1, top_blocks).amax(-1, /*keepdim=*/true);
+  // The blocks whose ceiling reaches it (the same number for every row), and
+  // the slots past the last whole block.
+  const int64_t kept_blocks = block_ceiling.ge(threshold).sum(-1).max().item<int64_t>();
+  if (kept_blocks * kCoarseBlock * 4 > ring.count) return std::nullopt;  // not worth a second pass
+  at::Tensor columns = (std::get<1>(block_ceiling.topk(kept_blocks, /*dim=*/-1)).unsqueeze(-1) * kCoarseBlock +
+                        at::arange(kCoarseBlock, long_options))
+                           .flatten(-2);
+  if (whole < ring.count) {
+    columns = at::cat({columns, at::arange(whole, ring.count, long_options).expand({groups, rows, ring.count - whole})},
+                      -1);
+  }
+  // Of those, the entries whose own ceiling reaches the threshold are
+  // rescored in float32.
+  const at::Tensor candidate_ceiling =
+      coarse.gather(-1, columns).to(at::kFloat) +
+      query_bound * ring.key_norms.unsqueeze(1).expand({groups, rows, capacity}).gather(-1, columns);
+  const int64_t rescored = candidate_ceiling.ge(threshold).sum(-1).max().item<int64_t>();
+  const at::Tensor slots = columns.gather(-1, std::get<1>(candidate_ceiling.topk(rescored, /*dim=*/-1)));
+  const at::Tensor flat_slots = (slots + at::arange(groups, long_options).view({groups, 1, 1}) * capacity).reshape({-1});
+  const at::Tensor candidate_keys = ring.keys.reshape({groups * capacity, -1})
+                                        .index_select(0, flat_slots)
+                                        .view({groups, rows, rescored, -1})
+                                        .to(at::kFloat);
+  const at::Tensor exact = at::matmul(candidate_keys, query.unsqueeze(-1)).squeeze(-1);
+  const at::Tensor candidate_ids =
+      ring.SlotIds(capacity).index_select(0, slots.reshape({-1})).view_as(slots);
+  auto [best, ids] = BestOldestFirst(exact, hits, [&](const at::Tensor& positions) {
+    return candidate_ids.gather(-1, positions);
+  });
   auto [hit_keys, hit_values] = EntriesById(stream, ids);
   return KnnResult{hit_keys, hit_values, best, ids};
 }

@@ -11,15 +11,26 @@
 //
 // A stream's buffers ([G, capacity, dk] and [G, capacity, dv], on the device
 // of its first add, in `storage_dtype` or else the dtype of its first add) are
-// allocated at its first add and freed by clear. bf16 storage halves the
-// memory and the search's matmul cost; its rounded scores may reorder
-// near-ties (docs/KNN_MEMORY.md).
+// allocated at its first add and freed by clear. Scores are the inner
+// products of the queries with the stored keys computed in float32 (float64
+// for float64 entries), whatever the storage; bf16 storage halves the memory.
+//
+// Search is exact either way. On a CPU with native bf16 dot products
+// (AVX512-BF16) a large memory is searched in two passes: a bf16 matmul ranks
+// every entry coarsely (4-5x the float32 matmul's speed there), and the
+// entries that can still be among the k best, given a proven bound on the
+// bf16 rounding error (per entry, from its key's norm), are rescored in
+// float32. When too many entries stay in doubt for that to pay, the search
+// falls back to the float32 matmul over every entry. float32 storage keeps a
+// bf16 copy of the keys and their norms for the coarse pass (+53 % key
+// memory; docs/KNN_MEMORY.md).
 #ifndef MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
 #define MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
 
 #include <c10/util/Optional.h>
 #include <torch/arg.h>
 
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -68,17 +79,41 @@ class LocalKnnMemory final : public KnnMemory {
   /// {G, dk} of `stream`'s keys; {0, 0} when it holds nothing.
   std::pair<int64_t, int64_t> KeyShape(int64_t stream) const;
 
+  /// Whether this machine's CPU has the native bf16 dot products the coarse
+  /// pass needs (AVX512-BF16 or AMX-BF16).
+  static bool CoarsePassAvailable();
+  /// How this memory's searches went so far: answered by the coarse pass and
+  /// float32 rescoring, or by the float32 matmul over every entry (small
+  /// memories, no coarse pass here, or too many entries in doubt:
+  /// `coarse_fallbacks` of those). For benchmarks and tests.
+  struct SearchCounts {
+    int64_t coarse = 0;
+    int64_t full = 0;
+    int64_t coarse_fallbacks = 0;
+  };
+  SearchCounts search_counts() const { return counts_; }
+
  private:
   struct Ring {
     at::Tensor keys, values;  // [G, capacity, dk|dv], no autograd history
+    // bf16 keys of the coarse pass (`keys` itself for bf16 storage);
+    // undefined where the coarse pass is not used.
+    at::Tensor coarse_keys;
+    at::Tensor key_norms;  // [G, capacity] float32 norms of the keys, with coarse_keys
     int64_t next = 0;         // slot the next entry goes to
     int64_t count = 0;        // valid entries: slots [0, count) until full
     int64_t added = 0;        // entries added since the stream was cleared
     // Insertion id (KnnResult::ids) of the entry in each slot [count].
     at::Tensor SlotIds(int64_t capacity) const;
   };
+  // The coarse bf16 pass, then float32 rescoring of the entries it cannot
+  // rule out; nullopt when the error bound does not separate them.
+  std::optional<KnnResult> CoarseThenExactSearch(int64_t stream, const Ring& ring, const at::Tensor& queries,
+                                                 int64_t hits) const;
+
   const LocalKnnMemoryOptions options_;
   std::unordered_map<int64_t, Ring> streams_;
+  mutable SearchCounts counts_;  // search() is const; one thread at a time (knn_memory.h)
 };
 
 }  // namespace memtrain::parallel

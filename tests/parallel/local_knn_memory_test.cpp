@@ -160,10 +160,109 @@ TEST(LocalKnnMemoryTest, Bf16StorageHalvesTheEntries) {
   EXPECT_TRUE(at::equal(stored_values, values.to(at::kBFloat16)));
   const at::Tensor queries = at::randn({2, 3, 8});
   const KnnResult result = *memory.search(0, queries, 4);
-  // The scores are the bf16 entries' inner products with the queries.
-  const at::Tensor expected = std::get<0>(
-      at::matmul(queries.to(at::kBFloat16), stored_keys.transpose(1, 2)).to(at::kFloat).topk(4, -1));
-  EXPECT_TRUE(at::allclose(result.scores.to(at::kFloat), expected));
+  // The scores are the bf16 entries' inner products with the float32
+  // queries, computed in float32.
+  EXPECT_EQ(result.scores.scalar_type(), at::kFloat);
+  const at::Tensor expected =
+      std::get<0>(at::matmul(queries, stored_keys.to(at::kFloat).transpose(1, 2)).topk(4, -1));
+  EXPECT_TRUE(at::allclose(result.scores, expected));
+}
+
+// The brute-force answer: float32 scores of every stored key, top k.
+std::pair<at::Tensor, at::Tensor> BruteForce(const LocalKnnMemory& memory, const at::Tensor& queries, int64_t k) {
+  const at::Tensor keys = memory.Contents(0).first.to(at::kFloat);
+  return [&] {
+    auto [best, index] = at::matmul(queries, keys.transpose(1, 2)).topk(k, -1);
+    return std::make_pair(best, index);
+  }();
+}
+
+// Large memories on a CPU with bf16 dot products: the coarse bf16 pass and
+// float32 rescoring give the exact answer, for keys of unequal norms, in
+// float32 and bf16 storage, and they are the path taken.
+TEST(LocalKnnMemoryTest, CoarsePassGivesTheExactTopK) {
+  if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
+  at::manual_seed(11);
+  for (const at::ScalarType storage : {at::kFloat, at::kBFloat16}) {
+    LocalKnnMemory memory(LocalKnnMemoryOptions(20000).storage_dtype(storage));  // > kCoarseMinEntries
+    // Norms from 0.2 to 5: the error bound must hold for the largest.
+    const at::Tensor keys = at::randn({2, 20000, 64}) * at::rand({2, 20000, 1}).mul(4.8).add(0.2);
+    ASSERT_TRUE(memory.add(0, keys, at::randn({2, 20000, 3})).ok());
+    const at::Tensor queries = at::randn({2, 300, 64});
+    const KnnResult result = *memory.search(0, queries, 32);
+    EXPECT_EQ(memory.search_counts().coarse, 1) << "the coarse pass was not taken";
+    const auto [best, index] = BruteForce(memory, queries, 32);
+    // The same scores; the entries are the ones the ids name; and each
+    // returned entry really has its score.
+    EXPECT_TRUE(at::allclose(result.scores, best, 1e-5, 1e-5));
+    const auto [id_keys, id_values] = memory.EntriesById(0, result.ids);
+    EXPECT_TRUE(at::equal(id_keys, result.keys));
+    EXPECT_TRUE(at::equal(id_values, result.values));
+    const at::Tensor rescored = at::matmul(queries.unsqueeze(2), result.keys.to(at::kFloat).transpose(2, 3)).squeeze(2);
+    EXPECT_TRUE(at::allclose(rescored, result.scores, 1e-5, 1e-5));
+    // Well separated ranks must agree id for id.
+    const at::Tensor separated = (best.narrow(-1, 0, 31) - best.narrow(-1, 1, 31)).gt(1e-4);
+    EXPECT_TRUE(at::equal(result.ids.narrow(-1, 0, 31).masked_select(separated),
+                          index.narrow(-1, 0, 31).masked_select(separated)));
+  }
+}
+
+// Near-ties that bf16 cannot order: in each of 16 groups, 100 keys (one in
+// every 160 slots) whose exact scores spread over a few bf16 steps
+// (1 +- 0.03), so that rounding reorders them coarsely; the answer is still
+// the exact one. (bf16's wide steps make the candidate set generous: this
+// data passed even with a bound 60x too narrow, so it checks exactness, not
+// the tightness of the bound, which the proof in local_knn_memory.cpp carries.)
+TEST(LocalKnnMemoryTest, CoarsePassResolvesNearTiesBelowBf16Resolution) {
+  if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
+  at::manual_seed(5);
+  const int64_t groups = 16, capacity = 16384, near_count = 100;
+  const at::Tensor query = at::randn({groups, 1, 64});
+  const at::Tensor unit = query / query.norm(2, -1, /*keepdim=*/true);
+  const at::Tensor near = unit + 0.08 * at::randn({groups, near_count, 64}) / 8.0;
+  const at::Tensor near_slots = at::arange(near_count, at::kLong) * 160;
+  const at::Tensor keys = (at::randn({groups, capacity, 64}) / 8.0).index_copy_(1, near_slots, near);
+  LocalKnnMemory memory{LocalKnnMemoryOptions(capacity)};
+  ASSERT_TRUE(memory.add(0, keys, at::zeros({groups, capacity, 1})).ok());
+  const KnnResult found = *memory.search(0, unit, 32);
+  EXPECT_EQ(memory.search_counts().coarse, 1);
+  const at::Tensor exact = at::matmul(unit, near.transpose(1, 2)).squeeze(1);  // [G, near]
+  const at::Tensor expected = near_slots.index_select(0, std::get<1>(exact.topk(32)).reshape(-1)).view({groups, 32});
+  EXPECT_TRUE(at::equal(found.ids.squeeze(1), expected)) << found.ids.squeeze(1) - expected;
+}
+
+// Exact ties at the k-th place (duplicated keys) still come oldest first
+// through the coarse pass.
+TEST(LocalKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
+  if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
+  LocalKnnMemory memory(LocalKnnMemoryOptions(32768));
+  // 32768 entries: 1024 distinct unit keys, each written 32 times (ids j,
+  // j + 1024, ...). Key 5 as the query: its 32 copies tie at score 1, and
+  // every other key scores less.
+  const at::Tensor distinct = at::randn({1, 1024, 16});
+  const at::Tensor unit = distinct / distinct.norm(2, -1, /*keepdim=*/true);
+  ASSERT_TRUE(memory.add(0, unit.repeat({1, 32, 1}), at::zeros({1, 32768, 1})).ok());
+  const KnnResult result = *memory.search(0, unit.narrow(1, 5, 1), 8);
+  EXPECT_EQ(memory.search_counts().coarse, 1);
+  EXPECT_TRUE(at::equal(result.ids.view(-1), at::arange(8, at::kLong) * 1024 + 5)) << result.ids;
+
+  // Keys of unequal norms, duplicated: every query's answer is the brute
+  // force's, ties oldest first (score descending, then id ascending).
+  LocalKnnMemory unequal(LocalKnnMemoryOptions(32768));
+  const at::Tensor scaled = distinct * at::rand({1, 1024, 1}).mul(3).add(0.5);
+  ASSERT_TRUE(unequal.add(0, scaled.repeat({1, 32, 1}), at::zeros({1, 32768, 1})).ok());
+  const at::Tensor queries = at::randn({1, 64, 16});
+  const KnnResult found = *unequal.search(0, queries, 40);
+  EXPECT_EQ(unequal.search_counts().coarse, 1);
+  const at::Tensor scores = at::matmul(queries, scaled.transpose(1, 2)).squeeze(0);  // [64, 1024]
+  for (int64_t i = 0; i < 64; ++i) {
+    // The best distinct key takes the first 32 places (its copies, oldest
+    // first), the second best the next 8.
+    const at::Tensor order = std::get<1>(scores[i].topk(2));
+    const at::Tensor expected = at::cat({at::arange(32, at::kLong) * 1024 + order[0].item<int64_t>(),
+                                         at::arange(8, at::kLong) * 1024 + order[1].item<int64_t>()});
+    EXPECT_TRUE(at::equal(found.ids[0][i], expected)) << "query " << i << ": " << found.ids[0][i];
+  }
 }
 
 TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
