@@ -39,6 +39,26 @@ at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   return attended * has_key.to(attended.scalar_type());
 }
 
+bool CausalFlagSuffices(const at::Tensor& key_padding) {
+  if (!key_padding.defined()) return true;
+  if (!key_padding.is_cpu()) return false;
+  const int64_t s = key_padding.size(1);
+  // Trailing only: no unpadded position after a padded one.
+  return s < 2 || !key_padding.narrow(1, 0, s - 1).logical_and(key_padding.narrow(1, 1, s - 1).logical_not())
+                       .any()
+                       .item<bool>();
+}
+
+at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& key_padding, double dropout) {
+  const at::Tensor attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout,
+                                                               /*is_causal=*/true, /*scale=*/1.0);
+  if (!key_padding.defined()) return attended;
+  // With trailing padding a row's first key is padding only if all are.
+  const at::Tensor has_key = key_padding.select(1, 0).logical_not().view({-1, 1, 1, 1});
+  return attended * has_key.to(attended.scalar_type());
+}
+
 void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& layer) {
   TORCH_CHECK(call.query.defined() && call.query.dim() == 3 && call.query.size(2) == model_dim,
               layer, ": query must be [batch, length, ", model_dim, "], got ",

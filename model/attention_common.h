@@ -31,6 +31,22 @@ at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, 
 at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& visible, double dropout);
 
+/// Whether SDPA's `is_causal` alone computes causal self-attention with this
+/// key padding ([B, s] bool or undefined) at every unpadded query: no
+/// padding, or padding only at the end of each row on the CPU (as lm
+/// segments and seq2seq targets are padded): an unpadded query then never
+/// sees a padded key. (Elsewhere the check would cost a device sync.)
+bool CausalFlagSuffices(const at::Tensor& key_padding);
+
+/// Causal self-attention of q [B, H, n, d] over k, v [B, H, n, d] with
+/// SDPA's `is_causal` (its CPU flash kernel skips the blocks above the
+/// diagonal, and no [B, 1, n, n] mask is built), for padding where
+/// CausalFlagSuffices. Rows that are all padding output zeros, as
+/// MaskedAttention's do; padded queries of other rows also see padded keys
+/// before them (their outputs are never used).
+at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& key_padding, double dropout);
+
 /// Throws (TORCH_CHECK, naming `layer`) unless `call` fits a layer of width
 /// `model_dim`: 3-D query, matching memory and padding shapes, no causal
 /// cross-attention.

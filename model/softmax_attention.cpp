@@ -86,12 +86,16 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
   }
 
   const int64_t n = q.size(2), s = k.size(2);
-  const at::Tensor visible = VisibleKeys(padding, batch, n, s, call.causal && !cross, q.options());
   const c10::ScalarType compute = ComputeType(q.scalar_type());
   const double scale = 1.0 / std::sqrt(static_cast<double>(options_.model_dim / heads));
-  const at::Tensor attended =
-      MaskedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), visible,
-                      is_training() ? options_.dropout : 0.0);
+  const double dropout = is_training() ? options_.dropout : 0.0;
+  at::Tensor attended;
+  if (call.causal && !cross && n == s && CausalFlagSuffices(padding)) {
+    attended = CausalAttention(q.to(compute) * scale, k.to(compute), v.to(compute), padding, dropout);
+  } else {
+    const at::Tensor visible = VisibleKeys(padding, batch, n, s, call.causal && !cross, q.options());
+    attended = MaskedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), visible, dropout);
+  }
   return output_(MergeHeads(attended.to(call.query.scalar_type())));
 }
 
