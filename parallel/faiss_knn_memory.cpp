@@ -15,7 +15,7 @@ namespace memtrain::parallel {
 
 FaissKnnMemory::FaissKnnMemory(const FaissKnnMemoryOptions& options)
     : options_(options),
-      entries_(LocalKnnMemoryOptions(options.capacity()).storage_dtype(at::kFloat)) {}
+      entries_(LocalKnnMemoryOptions(options.capacity()).storage_dtype(at::kFloat).coarse_pass(false)) {}
 
 FaissKnnMemory::~FaissKnnMemory() = default;
 

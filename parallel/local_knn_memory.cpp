@@ -113,7 +113,7 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
                   values.options().dtype(options_.storage_dtype().value_or(values.scalar_type())));
     // The coarse pass needs bf16 keys: bf16 storage is its own copy.
     const at::ScalarType stored = ring.keys.scalar_type();
-    if (ring.keys.is_cpu() && CpuHasNativeBf16() && capacity >= kCoarseMinEntries &&
+    if (options_.coarse_pass() && ring.keys.is_cpu() && CpuHasNativeBf16() && capacity >= kCoarseMinEntries &&
         (stored == at::kFloat || stored == at::kBFloat16)) {
       ring.coarse_keys = stored == at::kBFloat16 ? ring.keys : at::zeros_like(ring.keys, at::kBFloat16);
       ring.key_norms = at::zeros({keys.size(0), capacity}, ring.keys.options().dtype(at::kFloat));

@@ -46,6 +46,10 @@ struct LocalKnnMemoryOptions {
   /// The dtype entries are stored and searched in (e.g. at::kBFloat16);
   /// unset: the dtype of the stream's first add.
   TORCH_ARG(c10::optional<at::ScalarType>, storage_dtype) = c10::nullopt;
+  /// Whether a large memory on a CPU with bf16 dot products is searched in
+  /// two passes (and, for float32 storage, keeps the bf16 copy of its keys
+  /// that needs). Off for FaissKnnMemory's entry store, which it never searches.
+  TORCH_ARG(bool, coarse_pass) = true;
 };
 
 class LocalKnnMemory final : public KnnMemory {
