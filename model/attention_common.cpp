@@ -59,6 +59,13 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   return attended * has_key.to(attended.scalar_type());
 }
 
+at::Tensor PaddedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& key_padding, bool causal, double dropout) {
+  const int64_t batch = q.size(0), n = q.size(2), s = k.size(2);
+  if (causal && n == s && CausalFlagSuffices(key_padding)) return CausalAttention(q, k, v, key_padding, dropout);
+  return MaskedAttention(q, k, v, VisibleKeys(key_padding, batch, n, s, causal, q.options()), dropout);
+}
+
 void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& layer) {
   TORCH_CHECK(call.query.defined() && call.query.dim() == 3 && call.query.size(2) == model_dim,
               layer, ": query must be [batch, length, ", model_dim, "], got ",

@@ -47,6 +47,13 @@ bool CausalFlagSuffices(const at::Tensor& key_padding);
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_padding, double dropout);
 
+/// Softmax attention of q [B, H, n, d] (already scaled) over k, v [B, H, s, d]:
+/// keys marked in `key_padding` ([B, s] bool, undefined = none) are hidden,
+/// and with `causal` key j is visible to query i iff j <= i + (s - n).
+/// CausalAttention where CausalFlagSuffices, else VisibleKeys + MaskedAttention.
+at::Tensor PaddedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& key_padding, bool causal, double dropout);
+
 /// Throws (TORCH_CHECK, naming `layer`) unless `call` fits a layer of width
 /// `model_dim`: 3-D query, matching memory and padding shapes, no causal
 /// cross-attention.

@@ -217,9 +217,7 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
     padding = state->padding;
   }
   // Short-term memory: softmax attention over the segment so far.
-  const at::Tensor visible = VisibleKeys(padding, batch, n, k.size(2), call.causal, q.options());
-  const at::Tensor stm =
-      MaskedAttention(q / root, k, v, visible, is_training() ? options_.dropout : 0.0);
+  const at::Tensor stm = PaddedAttention(q / root, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
   at::Tensor out = output_(MergeHeads(stm.to(call.query.scalar_type())));
   if (state == nullptr || !state->coefficients.defined()) return out;
 

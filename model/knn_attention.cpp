@@ -183,9 +183,7 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
   const at::Tensor scaled_q = q * (logit_scale_.abs().to(compute) * base).view({1, heads, 1, 1});
 
   // Local branch.
-  const at::Tensor visible = VisibleKeys(padding, batch, n, k.size(2), call.causal, q.options());
-  at::Tensor local =
-      MaskedAttention(scaled_q, k, v, visible, is_training() ? options_.dropout : 0.0);
+  at::Tensor local = PaddedAttention(scaled_q, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
 
   // Memory branch: per stream, top-k of the memory as it was before this
   // segment (EndSegment writes), the stream's rows in one search. A row that

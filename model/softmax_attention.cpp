@@ -46,7 +46,6 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
   CheckCall(call, options_.model_dim, options_.layer);
   SoftmaxState* state = StateOf<SoftmaxState>(call, options_.layer, "softmax");
   const int64_t heads = options_.heads;
-  const int64_t batch = call.query.size(0);
   const at::Tensor q = SplitHeads(query_(call.query), heads);
   at::Tensor k, v, padding;
   bool cross = call.memory.defined();
@@ -85,17 +84,10 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
     }
   }
 
-  const int64_t n = q.size(2), s = k.size(2);
   const c10::ScalarType compute = ComputeType(q.scalar_type());
   const double scale = 1.0 / std::sqrt(static_cast<double>(options_.model_dim / heads));
-  const double dropout = is_training() ? options_.dropout : 0.0;
-  at::Tensor attended;
-  if (call.causal && !cross && n == s && CausalFlagSuffices(padding)) {
-    attended = CausalAttention(q.to(compute) * scale, k.to(compute), v.to(compute), padding, dropout);
-  } else {
-    const at::Tensor visible = VisibleKeys(padding, batch, n, s, call.causal && !cross, q.options());
-    attended = MaskedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), visible, dropout);
-  }
+  const at::Tensor attended = PaddedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), padding,
+                                              call.causal && !cross, is_training() ? options_.dropout : 0.0);
   return output_(MergeHeads(attended.to(call.query.scalar_type())));
 }
 
