@@ -1,5 +1,8 @@
 #include "common/binary.h"
 
+#include <exception>
+#include <string>
+
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -28,6 +31,38 @@ std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   const absl::Status blas = CheckLibTorchBlas(FindNativeLibraries());
   LOG_IF(WARNING, !blas.ok()) << "[process] " << blas.message();
   return positional;
+}
+
+namespace {
+
+// An exception's message without the C++ backtrace c10::Error appends
+// (common/ links no LibTorch, so it cannot call what_without_backtrace()).
+std::string MessageOf(const std::exception& error) {
+  std::string message = error.what();
+  const size_t backtrace = message.find("\nException raised from ");
+  if (backtrace != std::string::npos) message.resize(backtrace);
+  return message;
+}
+
+}  // namespace
+
+int RunBinaryWithExitCode(const char* tag, const std::function<absl::StatusOr<int>()>& run) {
+  try {
+    const absl::StatusOr<int> code = run();
+    if (code.ok()) return *code;
+    LOG(ERROR) << tag << " " << code.status().message();
+  } catch (const std::exception& error) {
+    LOG(ERROR) << tag << " " << MessageOf(error);
+  }
+  return 1;
+}
+
+int RunBinary(const char* tag, const std::function<absl::Status()>& run) {
+  return RunBinaryWithExitCode(tag, [&]() -> absl::StatusOr<int> {
+    const absl::Status status = run();
+    if (!status.ok()) return status;
+    return 0;
+  });
 }
 
 int ExitStatus(const absl::Status& status, const char* tag) {

@@ -106,5 +106,5 @@ int main(int argc, char** argv) {
     std::cerr << "usage: memtrain-inspect FILE.h5 [--doc=N] (see --help)\n";
     return 2;
   }
-  return memtrain::data::Main(args[1]);
+  return memtrain::RunBinaryWithExitCode("[inspect]", [&] { return memtrain::data::Main(args[1]); });
 }

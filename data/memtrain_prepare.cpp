@@ -149,5 +149,5 @@ int main(int argc, char** argv) {
                        "Turns a raw corpus into a memtrain HDF5 corpus (docs/DATA.md).\n"
                        "  memtrain-prepare --corpus=wikitext --inputs=wiki.valid.tokens "
                        "--split=valid --output=wiki.valid.h5");
-  return memtrain::data::Main();
+  return memtrain::RunBinaryWithExitCode("[prepare]", [] { return memtrain::data::Main(); });
 }

@@ -131,5 +131,5 @@ int main(int argc, char** argv) {
                        "--data=demo.train.h5 --out=runs/quickstart/memory [--knn_backend=faiss_hnsw]\n"
                        "The memory is always shared and sharded over the job's ranks: --knn_scope and "
                        "--knn_sharded do not apply; read it with as many ranks.");
-  return memtrain::ExitStatus(memtrain::Run(argc, argv), "[build-memory]");
+  return memtrain::RunBinary("[build-memory]", [&] { return memtrain::Run(argc, argv); });
 }

@@ -152,20 +152,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string command = args[1], path = args[2], output = absl::GetFlag(FLAGS_output);
-  absl::Status status;
-  if (command == "inspect") {
-    status = memtrain::Inspect(path);
-  } else if (command == "export") {
-    status = memtrain::Export(path, output);
-  } else if (command == "import") {
-    status = memtrain::Import(path, output);
-  } else {
+  if (command != "inspect" && command != "export" && command != "import") {
     std::cerr << "unknown command '" << command << "': inspect, export or import\n";
     return 2;
   }
-  if (!status.ok()) {
-    LOG(ERROR) << "[ckpt] " << status.message();
-    return 1;
-  }
-  return 0;
+  return memtrain::RunBinary("[ckpt]", [&] {
+    if (command == "inspect") return memtrain::Inspect(path);
+    if (command == "export") return memtrain::Export(path, output);
+    return memtrain::Import(path, output);
+  });
 }

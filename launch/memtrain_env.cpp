@@ -93,5 +93,5 @@ int main(int argc, char** argv) {
       "versions (LibTorch, MPI, NCCL, HDF5), the device it would use, the BLAS LibTorch's matrix "
       "products run on, the OpenMP runtime, and the kNN memory backends.\n"
       "  mpirun -np 2 memtrain-env | srun --mpi=pmix -n 2 memtrain-env | memtrain-env");
-  return memtrain::ExitStatus(memtrain::Run(argc, argv), "[launch] memtrain-env:");
+  return memtrain::RunBinary("[launch] memtrain-env:", [&] { return memtrain::Run(argc, argv); });
 }

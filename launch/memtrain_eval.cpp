@@ -139,5 +139,5 @@ int main(int argc, char** argv) {
                        "Evaluates a saved model on a corpus: perplexity (with and without memory), and "
                        "BLEU/ROUGE of beam search for seq2seq tasks.\n"
                        "  memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory");
-  return memtrain::ExitStatus(memtrain::Run(argc, argv), "[eval]");
+  return memtrain::RunBinary("[eval]", [&] { return memtrain::Run(argc, argv); });
 }

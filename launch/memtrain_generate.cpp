@@ -48,5 +48,5 @@ int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv,
                        "Generates with a saved model (greedy or beam search) for records of a corpus.\n"
                        "  memtrain-generate --model=runs/wmt/model --data=wmt16.test.h5 --count=5 --beam=4");
-  return memtrain::ExitStatus(memtrain::Run(), "[generate]");
+  return memtrain::RunBinary("[generate]", [] { return memtrain::Run(); });
 }

@@ -7,6 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "common/binary.h"
+#include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/model_flags.h"
 
@@ -16,20 +17,13 @@ int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv,
                        "Prints the layers, attention kinds and parameter counts of the model the "
                        "flags describe.\n  memtrain-model --attention=performer --decoder_layers=6");
-  auto options = memtrain::launch::ModelOptionsFromFlags();
-  if (!options.ok()) {
-    LOG(ERROR) << "[model] " << options.status().message();
-    return 2;
-  }
-  auto model = memtrain::model::MakeTransformer(*options);
-  if (!model.ok()) {
-    LOG(ERROR) << "[model] " << model.status().message();
-    return 2;
-  }
-  std::cout << ((*options).encoder_layers > 0 ? "encoder-decoder" : "decoder-only") << " Transformer\n"
-            << (*model)->ParameterReport();
-  if (absl::GetFlag(FLAGS_json)) {
-    std::cout << memtrain::model::TransformerOptionsToJson(*options) << "\n";
-  }
-  return 0;
+  return memtrain::RunBinary("[model]", []() -> absl::Status {
+    MEMTRAIN_ASSIGN_OR_RETURN(const memtrain::model::TransformerOptions options,
+                              memtrain::launch::ModelOptionsFromFlags());
+    MEMTRAIN_ASSIGN_OR_RETURN(auto model, memtrain::model::MakeTransformer(options));
+    std::cout << (options.encoder_layers > 0 ? "encoder-decoder" : "decoder-only") << " Transformer\n"
+              << model->ParameterReport();
+    if (absl::GetFlag(FLAGS_json)) std::cout << memtrain::model::TransformerOptionsToJson(options) << "\n";
+    return absl::OkStatus();
+  });
 }

@@ -172,10 +172,5 @@ int main(int argc, char** argv) {
                        "With --checkpoint_dir, SIGUSR1, SIGUSR2 or SIGTERM make every rank checkpoint at the next "
                        "step boundary and exit with status 75 (EX_TEMPFAIL: requeue me); --resume=auto continues. "
                        "Exit status: 0 done, 1 error, 75 stopped by a signal after a checkpoint (docs/CHECKPOINTS.md).");
-  const absl::StatusOr<int> status = memtrain::Run(argc, argv);
-  if (!status.ok()) {
-    LOG(ERROR) << "[train] " << status.status().message();
-    return 1;
-  }
-  return *status;
+  return memtrain::RunBinaryWithExitCode("[train]", [&] { return memtrain::Run(argc, argv); });
 }
