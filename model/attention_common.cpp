@@ -1,17 +1,10 @@
 #include "model/attention_common.h"
 
 namespace memtrain::model {
+namespace {
 
-at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) {
-  const int64_t batch = x.size(0), length = x.size(1), width = x.size(2);
-  return x.view({batch, length, heads, width / heads}).transpose(1, 2);
-}
-
-at::Tensor MergeHeads(const at::Tensor& x) {
-  const int64_t batch = x.size(0), heads = x.size(1), length = x.size(2), head_dim = x.size(3);
-  return x.transpose(1, 2).reshape({batch, length, heads * head_dim});
-}
-
+// Which keys each query may see, [B, 1, n, s] bool (true = visible): not
+// padding, and with `causal`, key j <= query i + (s - n).
 at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, int64_t s,
                        bool causal, const at::TensorOptions& options) {
   at::Tensor visible = at::ones({batch, 1, n, s}, options.dtype(at::kBool));
@@ -26,6 +19,7 @@ at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, 
   return visible;
 }
 
+// Softmax attention where `visible` ([B, 1, n, s] bool) allows.
 at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& visible, double dropout) {
   // A query with no visible key would make softmax 0/0. It is shown key 0
@@ -39,6 +33,11 @@ at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   return attended * has_key.to(attended.scalar_type());
 }
 
+// Whether SDPA's `is_causal` alone computes causal self-attention with this
+// key padding at every unpadded query: no padding, or padding only at the end
+// of each row on the CPU (as lm segments and seq2seq targets are padded): an
+// unpadded query then never sees a padded key. (Elsewhere the check would
+// cost a device sync.)
 bool CausalFlagSuffices(const at::Tensor& key_padding) {
   if (!key_padding.defined()) return true;
   if (!key_padding.is_cpu()) return false;
@@ -49,6 +48,11 @@ bool CausalFlagSuffices(const at::Tensor& key_padding) {
                        .item<bool>();
 }
 
+// Causal self-attention (n == s) with SDPA's `is_causal`: its CPU flash
+// kernel skips the blocks above the diagonal, and no [B, 1, n, n] mask is
+// built. Rows that are all padding output zeros, as MaskedAttention's do;
+// padded queries of other rows also see padded keys before them (their
+// outputs are never used).
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_padding, double dropout) {
   const at::Tensor attended = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout,
@@ -57,6 +61,19 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
   // With trailing padding a row's first key is padding only if all are.
   const at::Tensor has_key = key_padding.select(1, 0).logical_not().view({-1, 1, 1, 1});
   return attended * has_key.to(attended.scalar_type());
+}
+
+}  // namespace
+
+
+at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) {
+  const int64_t batch = x.size(0), length = x.size(1), width = x.size(2);
+  return x.view({batch, length, heads, width / heads}).transpose(1, 2);
+}
+
+at::Tensor MergeHeads(const at::Tensor& x) {
+  const int64_t batch = x.size(0), heads = x.size(1), length = x.size(2), head_dim = x.size(3);
+  return x.transpose(1, 2).reshape({batch, length, heads * head_dim});
 }
 
 at::Tensor PaddedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -19,38 +19,13 @@ at::Tensor SplitHeads(const at::Tensor& x, int64_t heads);
 /// [B, H, t, d] -> [B, t, H*d].
 at::Tensor MergeHeads(const at::Tensor& x);
 
-/// Which keys each query may see, [B, 1, n, s] bool (true = visible): not
-/// padding, and with `causal`, key j <= query i + (s - n) (the queries are the
-/// last n of s positions: bottom-right alignment, as a KV cache needs).
-at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, int64_t s,
-                       bool causal, const at::TensorOptions& options);
-
-/// Softmax attention of q [B, H, n, d] over k, v [B, H, s, d] where `visible`
-/// ([B, 1, n, s] bool) allows, with logits q·k (q already carries its scale).
-/// A query with no visible key outputs zeros with finite gradients.
-at::Tensor MaskedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                           const at::Tensor& visible, double dropout);
-
-/// Whether SDPA's `is_causal` alone computes causal self-attention with this
-/// key padding ([B, s] bool or undefined) at every unpadded query: no
-/// padding, or padding only at the end of each row on the CPU (as lm
-/// segments and seq2seq targets are padded): an unpadded query then never
-/// sees a padded key. (Elsewhere the check would cost a device sync.)
-bool CausalFlagSuffices(const at::Tensor& key_padding);
-
-/// Causal self-attention of q [B, H, n, d] over k, v [B, H, n, d] with
-/// SDPA's `is_causal` (its CPU flash kernel skips the blocks above the
-/// diagonal, and no [B, 1, n, n] mask is built), for padding where
-/// CausalFlagSuffices. Rows that are all padding output zeros, as
-/// MaskedAttention's do; padded queries of other rows also see padded keys
-/// before them (their outputs are never used).
-at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                           const at::Tensor& key_padding, double dropout);
-
 /// Softmax attention of q [B, H, n, d] (already scaled) over k, v [B, H, s, d]:
 /// keys marked in `key_padding` ([B, s] bool, undefined = none) are hidden,
-/// and with `causal` key j is visible to query i iff j <= i + (s - n).
-/// CausalAttention where CausalFlagSuffices, else VisibleKeys + MaskedAttention.
+/// and with `causal` key j is visible to query i iff j <= i + (s - n) (the
+/// queries are the last n of s positions: bottom-right alignment, as a KV
+/// cache needs). A query with no visible key outputs zeros with finite
+/// gradients. Causal self-attention with no padding, or (on the CPU) padding
+/// only at the end of each row, runs SDPA's `is_causal` without a mask.
 at::Tensor PaddedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_padding, bool causal, double dropout);
 
