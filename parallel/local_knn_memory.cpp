@@ -4,10 +4,9 @@
 #include <ATen/cpu/Utils.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
-
-#include <algorithm>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -126,12 +125,12 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   const int64_t kept = std::min(n, capacity);
   const at::Tensor slots =
       (at::arange(kept, ring.keys.options().dtype(at::kLong)) + ring.next + (n - kept)) % capacity;
-  ring.keys.index_copy_(1, slots, keys.detach().slice(1, n - kept).to(ring.keys.options()));
+  const at::Tensor stored_keys = keys.detach().slice(1, n - kept).to(ring.keys.options());
+  ring.keys.index_copy_(1, slots, stored_keys);
   ring.values.index_copy_(1, slots, values.detach().slice(1, n - kept).to(ring.values.options()));
   if (ring.coarse_keys.defined() && kept > 0) {
-    const at::Tensor written = ring.keys.index_select(1, slots);
-    if (!ring.coarse_keys.is_same(ring.keys)) ring.coarse_keys.index_copy_(1, slots, written.to(at::kBFloat16));
-    ring.key_norms.index_copy_(1, slots, written.to(at::kFloat).norm(2, -1));
+    if (!ring.coarse_keys.is_same(ring.keys)) ring.coarse_keys.index_copy_(1, slots, stored_keys.to(at::kBFloat16));
+    ring.key_norms.index_copy_(1, slots, stored_keys.to(at::kFloat).norm(2, -1));
   }
   ring.next = (ring.next + n) % capacity;
   ring.count = std::min(capacity, ring.count + n);
