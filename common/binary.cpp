@@ -49,12 +49,10 @@ std::string MessageOf(const std::exception& error) {
 int RunBinaryWithExitCode(const char* tag, const std::function<absl::StatusOr<int>()>& run) {
   try {
     const absl::StatusOr<int> code = run();
-    if (code.ok()) return *code;
-    LOG(ERROR) << tag << " " << code.status().message();
+    return code.ok() ? *code : ExitStatus(code.status(), tag);
   } catch (const std::exception& error) {
-    LOG(ERROR) << tag << " " << MessageOf(error);
+    return ExitStatus(absl::InternalError(MessageOf(error)), tag);
   }
-  return 1;
 }
 
 int RunBinary(const char* tag, const std::function<absl::Status()>& run) {

@@ -3,12 +3,14 @@
 #include <dlfcn.h>
 #include <link.h>
 
-#include "absl/strings/string_view.h"
+#include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 
 namespace memtrain {
 namespace {

@@ -49,8 +49,9 @@ NativeLibraries FindNativeLibraries();
 /// the libraries otherwise.
 absl::Status CheckLibTorchBlas(const NativeLibraries& libraries);
 
-/// One line for logs and memtrain-env, e.g.
-/// "BLAS: sgemm_ -> libtorch_cpu.so (LibTorch's own MKL) | OpenMP: libgomp.so.1 (torch/lib)".
+/// One line for logs and memtrain-env, e.g. "BLAS sgemm_ ->
+/// torch/lib/libtorch_cpu.so (LibTorch's own); also loaded:
+/// lib/x86_64-linux-gnu/libblas.so.3 | OpenMP torch/lib/libgomp.so.1".
 std::string DescribeNativeLibraries(const NativeLibraries& libraries);
 
 }  // namespace memtrain
