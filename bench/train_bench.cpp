@@ -315,7 +315,7 @@ absl::Status MeasureRanks(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(auto runtime, parallel::MpiRuntime::Initialize(&argc, &argv, {}));
   MEMTRAIN_ASSIGN_OR_RETURN(auto world, runtime->CreateWorld({}));
   MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
-                            launch::ChooseDeviceForThisMachine(world->local_rank(), world->local_size()));
+                            launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), world->local_rank(), world->local_size()));
   launch::ApplyDeviceChoice(device);
   const std::vector<data::Batch> batches = ReadBatches(absl::GetFlag(FLAGS_batches));
   MEMTRAIN_ASSIGN_OR_RETURN(auto trainer_loop, trainer::Trainer::Create(TrainerOptionsFor(absl::GetFlag(FLAGS_corpus)),

@@ -3,23 +3,55 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
 #include <algorithm>
+#include <iterator>
 #include <thread>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "parallel/nccl_bootstrap.h"
+
+ABSL_FLAG(std::string, device, "auto",
+          "Where the model runs: auto (this rank's GPU when one is visible, else the CPU), cpu, or cuda (a GPU, or "
+          "an error when none is visible).");
 
 namespace memtrain::launch {
 
-absl::StatusOr<DeviceChoice> ChooseDevice(int local_rank, int local_size, int cuda_devices,
-                                          int host_cores) {
+absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int device_count) {
+  if (local_rank < 0 || local_rank >= local_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local rank ", local_rank, " is outside [0, ", local_size, ")"));
+  }
+  if (device_count >= local_size) return local_rank;
+  // One visible device per rank: the launcher bound each rank to its own GPU
+  // through CUDA_VISIBLE_DEVICES (srun --gpus-per-task=1).
+  if (device_count == 1) return 0;
+  return absl::FailedPreconditionError(absl::StrCat(
+      local_size, " ranks run on this host but only ", device_count,
+      " CUDA device(s) are visible; NCCL needs one device per rank (two ranks on one GPU "
+      "hang). Start at most ", device_count,
+      " ranks per host (mpirun --map-by ppr:N:node, srun --ntasks-per-node=N) or check "
+      "CUDA_VISIBLE_DEVICES."));
+}
+
+absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank, int local_size,
+                                          int cuda_devices, int host_cores) {
+  if (std::find(std::begin(kDeviceRequests), std::end(kDeviceRequests), requested) == std::end(kDeviceRequests)) {
+    return absl::InvalidArgumentError(absl::StrCat("--device=", requested, " is not one of auto, cpu, cuda"));
+  }
+  if (requested == "cuda" && cuda_devices == 0) {
+    return absl::InvalidArgumentError(
+        "--device=cuda, but no CUDA device is visible to this process (check nvidia-smi, CUDA_VISIBLE_DEVICES, "
+        "and that this is a CUDA build: memtrain-env prints it)");
+  }
   DeviceChoice choice;
   const int ranks_here = std::max(local_size, 1);
   choice.cpu_threads = std::max(1, host_cores / ranks_here);
-  if (cuda_devices > 0) {
+  if (cuda_devices > 0 && requested != "cpu") {
     MEMTRAIN_ASSIGN_OR_RETURN(
-        const int index, parallel::DeviceForLocalRank(local_rank, local_size, cuda_devices));
+        const int index, DeviceForLocalRank(local_rank, local_size, cuda_devices));
     choice.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
     choice.description = absl::StrCat("cuda:", index, " (", cuda_devices, " visible)");
     return choice;
@@ -29,14 +61,18 @@ absl::StatusOr<DeviceChoice> ChooseDevice(int local_rank, int local_size, int cu
   return choice;
 }
 
-absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(int local_rank, int local_size) {
+absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested, int local_rank,
+                                                        int local_size) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int devices = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
-  return ChooseDevice(local_rank, local_size, devices, cores);
+  // --device=cpu never asks the CUDA runtime anything (no context, no driver
+  // start-up cost).
+  const int devices = requested != "cpu" && torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  return ChooseDevice(requested, local_rank, local_size, devices, cores);
 }
 
 void ApplyDeviceChoice(const DeviceChoice& choice) {
   at::set_num_threads(choice.cpu_threads);
+  if (choice.device.is_cuda()) c10::impl::getDeviceGuardImpl(c10::kCUDA)->setDevice(choice.device);
 }
 
 }  // namespace memtrain::launch

@@ -1,7 +1,8 @@
 // File: launch/device.h
 //
-// Which device a rank computes on, and with how many CPU threads: the local
-// rank's GPU when CUDA devices are visible, else the CPU with the host's cores
+// Which device a rank computes on, and with how many CPU threads: as asked by
+// --device (auto: the local rank's GPU when CUDA devices are visible, else the
+// CPU; cpu; cuda: a GPU or an error), the CPU with the host's cores
 // divided among the ranks on it, so that ranks never oversubscribe the cores
 // (TOOLCHAIN.md §2: explicit thread counts; LibTorch's default is half the
 // cores).
@@ -12,7 +13,11 @@
 
 #include <string>
 
+#include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+
+/// --device=auto|cpu|cuda, declared once for every binary that builds a model.
+ABSL_DECLARE_FLAG(std::string, device);
 
 namespace memtrain::launch {
 
@@ -24,17 +29,30 @@ struct DeviceChoice {
   std::string description;
 };
 
-/// `cuda_devices` visible devices (0 = CPU), `host_cores` cores shared by
-/// `local_size` ranks. Fails (kFailedPrecondition) when GPUs are visible but
-/// fewer than the ranks on this host.
-absl::StatusOr<DeviceChoice> ChooseDevice(int local_rank, int local_size, int cuda_devices,
-                                          int host_cores);
+/// What --device accepts: "auto", "cpu", "cuda".
+inline constexpr const char* kDeviceRequests[] = {"auto", "cpu", "cuda"};
+
+/// The CUDA device of the rank with `local_rank` among `local_size` ranks on
+/// its host, given `device_count` visible devices: device `local_rank`, or
+/// device 0 when each rank sees exactly one device (the launcher bound ranks
+/// to GPUs with CUDA_VISIBLE_DEVICES). kFailedPrecondition when there are
+/// fewer devices than local ranks (two ranks on one GPU hang NCCL).
+absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int device_count);
+
+/// `requested` is one of kDeviceRequests; `cuda_devices` visible devices,
+/// `host_cores` cores shared by `local_size` ranks. kInvalidArgument for an
+/// unknown request or "cuda" without a visible GPU; kFailedPrecondition when
+/// a GPU is to be used but there are fewer than the ranks on this host.
+absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank, int local_size,
+                                          int cuda_devices, int host_cores);
 
 /// ChooseDevice with the machine's real device and core counts.
-absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(int local_rank, int local_size);
+absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested, int local_rank,
+                                                        int local_size);
 
-/// Applies `choice`: LibTorch's intra-op thread count, and the current CUDA
-/// device on GPU.
+/// Applies `choice` to the calling thread and the process: LibTorch's
+/// intra-op thread count and, on a GPU, the current CUDA device. Call it
+/// before anything touches CUDA, so that no context is made on another GPU.
 void ApplyDeviceChoice(const DeviceChoice& choice);
 
 }  // namespace memtrain::launch

@@ -27,7 +27,7 @@
 #include "launch/signals.h"
 #include "parallel/knn_memory_factory.h"
 #include "parallel/mpi_runtime.h"
-#include "parallel/nccl_bootstrap.h"
+#include "parallel/c10d_communicator.h"
 
 ABSL_FLAG(int, collective_timeout, 120,
           "Seconds a collective may take before the job is aborted with a report.");
@@ -56,7 +56,7 @@ absl::Status Run(int argc, char** argv) {
                  << "; MPI wins (is the binary started by the launcher it thinks?)";
   }
   MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
-                            launch::ChooseDeviceForThisMachine(world->local_rank(),
+                            launch::ChooseDeviceForThisMachine("auto", world->local_rank(),
                                                                world->local_size()));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -65,7 +65,8 @@ absl::Status Run(int argc, char** argv) {
       world->local_size(), " host ", host, " pid ", getpid(), " launcher ",
       launch::LauncherName(env.launcher), " | LibTorch ", TORCH_VERSION,
       " | ", parallel::MpiRuntime::LibraryVersion(), ", MPI_THREAD_MULTIPLE | ",
-      parallel::NcclDescription(), " | ", Hdf5Version(), " | device ", device.description, " | ",
+      parallel::NcclDescription(), " | c10d backends ", absl::StrJoin(parallel::C10dBackendNames(), ","), " | ",
+      Hdf5Version(), " | device ", device.description, " | ",
       DescribeNativeLibraries(FindNativeLibraries()), " | kNN backends ",
       absl::StrJoin(parallel::KnnBackendNames(), ","));
 

@@ -22,7 +22,7 @@ namespace memtrain {
 namespace {
 
 absl::Status Run() {
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device, launch::ChooseDeviceForThisMachine(0, 1));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device, launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1));
   launch::ApplyDeviceChoice(device);
   MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened, launch::OpenModelAndDataFromFlags(device.device));
   trainer::GenerationOptions options;

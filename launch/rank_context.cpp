@@ -1,9 +1,15 @@
 #include "launch/rank_context.h"
 
+#include "absl/flags/flag.h"
+#include "absl/strings/str_join.h"
 #include "common/native_libraries.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/signals.h"
+
+ABSL_FLAG(std::string, collectives, "auto",
+          "How the model's tensors cross ranks: auto (nccl on a GPU, mpi on the CPU), mpi, gloo (PyTorch's Gloo, "
+          "CPU), nccl (PyTorch's ProcessGroupNCCL, GPU). Host-side tensors always go over MPI.");
 
 namespace memtrain::launch {
 
@@ -13,16 +19,19 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration co
   MEMTRAIN_ASSIGN_OR_RETURN(rank.environment, DiscoverLaunchEnvironment(SystemEnvironment()));
   MEMTRAIN_ASSIGN_OR_RETURN(rank.runtime, parallel::MpiRuntime::Initialize(argc, argv, {}));
   InstallTerminationReport(rank.runtime->world_rank());
-  parallel::CommunicatorOptions options;
-  options.collective_timeout = collective_timeout;
-  MEMTRAIN_ASSIGN_OR_RETURN(rank.world, rank.runtime->CreateWorld(options));
   for (const std::string& warning : rank.environment.warnings) LOG(WARNING) << "[launch] " << warning;
-  MEMTRAIN_ASSIGN_OR_RETURN(rank.device,
-                            ChooseDeviceForThisMachine(rank.world->local_rank(), rank.world->local_size()));
+  MEMTRAIN_ASSIGN_OR_RETURN(rank.device, ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device),
+                                                                    rank.environment.local_rank,
+                                                                    rank.environment.local_size));
   ApplyDeviceChoice(rank.device);
+  parallel::WorldOptions options;
+  options.communicator.collective_timeout = collective_timeout;
+  options.device = rank.device.device;
+  options.collectives = absl::GetFlag(FLAGS_collectives);
+  MEMTRAIN_ASSIGN_OR_RETURN(rank.world, parallel::CreateWorld(*rank.runtime, options));
   LOG_IF(INFO, rank.world->rank() == 0) << log_tag << " " << rank.world->size() << " rank(s) via "
                                         << LauncherName(rank.environment.launcher) << "; rank 0 on "
-                                        << rank.device.description << "; "
+                                        << rank.device.description << "; collectives " << options.collectives << "; "
                                         << DescribeNativeLibraries(FindNativeLibraries());
   return rank;
 }

@@ -2,7 +2,12 @@
 //
 // What every multi-rank memtrain binary sets up first: the launch
 // environment (mpirun, srun or a single process), MPI, the termination
-// report, the world communicator, and this rank's device and thread count.
+// report, this rank's device and thread count, and the world communicator
+// (parallel/world.h: NCCL for a GPU's tensors, MPI for the host's).
+//
+// Flags: --device (launch/device.h), and, declared here once for every
+// binary that calls StartRank, --collectives=auto|mpi|gloo|nccl: how tensors
+// on that device cross ranks.
 //
 //   MEMTRAIN_ASSIGN_OR_RETURN(RankContext rank, StartRank(&argc, &argv, absl::Seconds(600), "[train]"));
 //   ... rank.world->allreduce(...); model->to(rank.device.device);
@@ -17,18 +22,20 @@
 #include "launch/device.h"
 #include "launch/environment.h"
 #include "parallel/mpi_runtime.h"
+#include "parallel/world.h"
 
 namespace memtrain::launch {
 
 struct RankContext {
   LaunchEnvironment environment;
   std::unique_ptr<parallel::MpiRuntime> runtime;
-  std::unique_ptr<parallel::MpiCommunicator> world;
+  std::unique_ptr<parallel::Communicator> world;
   DeviceChoice device;
 };
 
 /// Collective over every process of the job. Applies the device choice
-/// (threads, current GPU) and logs it on rank 0, prefixed by `log_tag`.
+/// (threads, current GPU) before the world is made (the first CUDA call), and
+/// logs it on rank 0, prefixed by `log_tag`.
 absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration collective_timeout,
                                       const std::string& log_tag);
 

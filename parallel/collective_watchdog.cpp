@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -231,6 +232,16 @@ void CollectiveWatchdog::CheckDeadlines() {
   LOG(ERROR) << "[parallel] rank " << world_rank_ << ": aborting the job (exit code "
              << kCollectiveTimeoutExitCode << ")";
   google::FlushLogFiles(google::GLOG_INFO);
+  // ncclCommAbort and MPI_Abort can themselves hang (a wedged device, a dead
+  // peer's socket): whatever happens below, the process is gone after
+  // abort_grace.
+  std::thread([grace = options_.abort_grace, rank = world_rank_] {
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(grace));
+    LOG(ERROR) << "[parallel] rank " << rank << ": the backend's abort or MPI_Abort did not end the process within "
+               << absl::FormatDuration(grace) << "; exiting with _exit(" << kCollectiveTimeoutExitCode << ")";
+    google::FlushLogFiles(google::GLOG_INFO);
+    _exit(kCollectiveTimeoutExitCode);
+  }).detach();
   if (expired.abort_backend) expired.abort_backend();
   MPI_Abort(MPI_COMM_WORLD, kCollectiveTimeoutExitCode);
 }

@@ -18,8 +18,10 @@
 //     sizes), asks every other rank of the group for its state, logs which
 //     ranks had not arrived and what each was doing (no answer within
 //     `answer_grace` = dead or its process hung), runs the backend's abort
-//     (ncclCommAbort) and calls MPI_Abort, which makes mpirun/srun end the
-//     job with kCollectiveTimeoutExitCode.
+//     (c10d's Backend::abort) and calls MPI_Abort, which makes mpirun/srun
+//     end the job with kCollectiveTimeoutExitCode. Either of those may hang
+//     (ncclCommAbort on a wedged device is known to): `abort_grace` later the
+//     process ends itself with _exit(kCollectiveTimeoutExitCode).
 //
 // Threads: Start()/Finish() are called by communicator callers (any thread);
 // the watchdog thread only touches the control channel, never the caller's
@@ -72,6 +74,8 @@ class CollectiveWatchdog {
     absl::Duration poll_interval = absl::Milliseconds(100);
     /// How long a timed-out rank waits for its peers' answers.
     absl::Duration answer_grace = absl::Seconds(3);
+    /// How long the backend's abort plus MPI_Abort may take before _exit.
+    absl::Duration abort_grace = absl::Seconds(15);
     /// What to do after the report is logged. Empty (the default): run the
     /// backend's abort, then MPI_Abort. Tests set it to observe the report;
     /// the collective then stays pending and may still complete.

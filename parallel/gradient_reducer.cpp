@@ -1,6 +1,9 @@
 #include "parallel/gradient_reducer.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <glog/logging.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -274,6 +277,58 @@ absl::StatusOr<std::unique_ptr<GradientReducer>> GradientReducer::Create(
       new GradientReducer(std::move(parameters), options, std::move(buckets), std::move(comm)));
 }
 
+// ---- GPU ordering ------------------------------------------------------------
+// Device-generic c10 streams and events, so this compiles (and is a no-op:
+// device_ordering_ is null) in CPU-only builds too.
+
+class GradientReducer::DeviceOrdering {
+ public:
+  DeviceOrdering(c10::Device device, int jobs)
+      : device_(device),
+        impl_(device.type()),
+        comm_stream_(impl_.getStreamFromGlobalPool(device)),
+        backward_end_(device.type(), c10::EventFlag::BACKEND_DEFAULT),
+        comm_start_(device.type(), c10::EventFlag::BACKEND_DEFAULT),
+        comm_end_(device.type(), c10::EventFlag::BACKEND_DEFAULT) {
+    for (int i = 0; i < jobs; ++i) ready_.emplace_back(device.type());
+  }
+
+  // The thread that completed job `slot`'s inputs (autograd's or the
+  // trainer's), on its current stream.
+  void MarkReady(int slot) { ready_[slot].record(impl_.getStream(device_)); }
+  void MarkBackwardEnd() { backward_end_.record(impl_.getStream(device_)); }
+  // Communication thread, around one collective.
+  c10::Stream BeforeCollective(int slot) {
+    ready_[slot].block(comm_stream_);
+    if (!comm_started_) comm_start_.record(comm_stream_);
+    comm_started_ = true;
+    return comm_stream_;
+  }
+  void AfterCollective() { comm_end_.record(comm_stream_); }
+  // The caller's stream waits for the communication; fills the device times.
+  // After every job of the step was issued.
+  void FinishStep(ReducerStats& stats) {
+    comm_end_.block(impl_.getStream(device_));
+    if (!comm_started_) return;
+    comm_started_ = false;
+    comm_end_.synchronize();  // the step's gradients are needed next anyway
+    const double span_ms = comm_start_.elapsedTime(comm_end_);
+    const double exposed_ms = std::max(0.0, backward_end_.elapsedTime(comm_end_));
+    stats.allreduce = absl::Milliseconds(span_ms);
+    stats.exposed = absl::Milliseconds(exposed_ms);
+    stats.overlap_fraction = span_ms <= 0 ? 1.0 : std::clamp(1.0 - exposed_ms / span_ms, 0.0, 1.0);
+  }
+
+ private:
+  const c10::Device device_;
+  const c10::impl::VirtualGuardImpl impl_;
+  const c10::Stream comm_stream_;
+  std::vector<c10::Event> ready_;  // per job: buckets, then the used flags
+  c10::Event backward_end_, comm_start_, comm_end_;
+  bool comm_started_ = false;  // communication thread during a step; FinishStep after it
+};
+
+
 GradientReducer::GradientReducer(NamedTensors parameters, GradientReducerOptions options,
                                  std::vector<Bucket> buckets, std::unique_ptr<Communicator> comm)
     : parameters_(std::move(parameters)),
@@ -295,6 +350,10 @@ GradientReducer::GradientReducer(NamedTensors parameters, GradientReducerOptions
       slot_of_[i] = static_cast<int>(slot);
       names.push_back(parameters_[i].first);
     }
+  }
+  const c10::Device device = MetadataDevice(parameters_);
+  if (device.is_cuda()) {
+    device_ordering_ = std::make_unique<DeviceOrdering>(device, static_cast<int>(buckets_.size()) + 1);
   }
   ResetStep();
   for (size_t i = 0; i < parameters_.size(); ++i) {
@@ -374,6 +433,7 @@ void GradientReducer::LaunchReadyBucketsLocked() {
   const int launched_before = next_bucket_to_launch_;
   while (next_bucket_to_launch_ < static_cast<int>(buckets_.size()) &&
          pending_in_bucket_[next_bucket_to_launch_] == 0) {
+    if (device_ordering_) device_ordering_->MarkReady(next_bucket_to_launch_);
     jobs_.push_back(next_bucket_to_launch_++);
   }
   if (next_bucket_to_launch_ != launched_before) cv_.notify_all();
@@ -398,7 +458,12 @@ void GradientReducer::CommunicationLoop() {
       // the trainer as the step's status instead.
       try {
         c10::OptionalDeviceGuard device(tensor.device());
+        c10::OptionalStreamGuard stream;
+        if (device_ordering_) {
+          stream.reset_stream(device_ordering_->BeforeCollective(job == kUsedFlagsJob ? static_cast<int>(buckets_.size()) : job));
+        }
         status = comm_->allreduce(tensor, op);
+        if (device_ordering_) device_ordering_->AfterCollective();
       } catch (const std::exception& e) {
         status = absl::InternalError(e.what());
       }
@@ -422,6 +487,7 @@ void GradientReducer::CommunicationLoop() {
 absl::Status GradientReducer::FinishBackward() {
   if (!sync_) return absl::OkStatus();
   const absl::Time backward_end = absl::Now();
+  if (device_ordering_) device_ordering_->MarkBackwardEnd();
   {
     std::unique_lock<std::mutex> lock(mu_);
     at::Tensor used = at::empty({static_cast<int64_t>(parameters_.size())}, at::kInt);
@@ -436,6 +502,7 @@ absl::Status GradientReducer::FinishBackward() {
     }
     used_counts_.copy_(used);
     LaunchReadyBucketsLocked();
+    if (device_ordering_) device_ordering_->MarkReady(static_cast<int>(buckets_.size()));
     jobs_.push_back(kUsedFlagsJob);
     cv_.notify_all();
     const int all_jobs = static_cast<int>(buckets_.size()) + 1;
@@ -453,6 +520,7 @@ absl::Status GradientReducer::FinishBackward() {
           : std::clamp(1.0 - absl::FDivDuration(stats_.exposed, allreduce_time_), 0.0, 1.0);
   stats_.bytes = bytes_reduced_;
   stats_.buckets = static_cast<int>(buckets_.size());
+  if (device_ordering_) device_ordering_->FinishStep(stats_);
 
   absl::Status status = comm_error_;
   if (status.ok()) status = hook_error_;

@@ -57,13 +57,17 @@
 //     collective are reported by FinishBackward, after it has still issued the
 //     step's collectives, so the other ranks do not hang. Collective timeouts
 //     abort the job (parallel/collective_watchdog.h).
-//   - Devices: CPU tensors with MpiCommunicator (tested with 1, 2 and 4 ranks),
-//     CUDA tensors with NcclCommunicator (the same code: the communication
-//     thread sets the bucket's device; every copy and collective is enqueued on
-//     that thread's current stream, the device's default stream, so they are
-//     ordered). The CUDA path has not been run: no GPU was available where
-//     this was written. With NCCL the all-reduce times in ReducerStats measure
-//     host-side enqueue, not GPU time.
+//   - Devices: CPU tensors over MPI or Gloo (tested with 1, 2 and 4 ranks);
+//     CUDA tensors over NCCL (parallel/world.h). On a GPU the communication
+//     thread issues every collective on a communication stream of its own:
+//     when a bucket is complete, the thread that filled it records an event on
+//     its current (compute) stream, and the communication stream waits on
+//     that event before the all-reduce, so backward's later kernels never
+//     queue behind the network. FinishBackward makes the caller's current
+//     stream wait for the communication stream before it writes param.grad().
+//     ReducerStats then come from CUDA events (device time, not host
+//     enqueue). The CUDA path has not been run here (no GPU); its test is
+//     GradientReducerTest.*_CUDA, run by scripts/gpu-check.
 #ifndef MEMTRAIN_PARALLEL_GRADIENT_REDUCER_H_
 #define MEMTRAIN_PARALLEL_GRADIENT_REDUCER_H_
 
@@ -128,11 +132,13 @@ struct GradientReducerOptions {
   ReduceOp op = ReduceOp::kAvg;
 };
 
-/// Measurements of the last synchronized step, filled by FinishBackward.
+/// Measurements of the last synchronized step, filled by FinishBackward. On
+/// the CPU host clocks; on a GPU CUDA events on the device's streams.
 struct ReducerStats {
   /// From the first gradient hook to the last one: backward's gradient phase.
   absl::Duration backward = absl::ZeroDuration();
-  /// Time the communication thread spent inside all-reduce calls.
+  /// CPU: time the communication thread spent inside all-reduce calls. GPU:
+  /// from the first bucket's start to the last one's end on the device.
   absl::Duration allreduce = absl::ZeroDuration();
   /// Time FinishBackward waited for communication after backward had ended:
   /// the communication that was not hidden behind backward.
@@ -263,6 +269,10 @@ class GradientReducer {
   ReducerStats stats_;
   // Only the communication thread calls into it after construction.
   const std::unique_ptr<Communicator> comm_;
+  // Null on the CPU. On a GPU: the stream the collectives are issued on and
+  // the events that order it after the gradients and the optimizer after it.
+  class DeviceOrdering;
+  std::unique_ptr<DeviceOrdering> device_ordering_;
   std::thread comm_thread_;
 };
 

@@ -1,7 +1,10 @@
 // A small job for collective_timeout_test.cpp: every rank all-reduces in a
-// loop; with --fault=stall rank --faulty_rank stops calling collectives
+// loop over the world --collectives makes (mpi, or gloo through the c10d
+// adapter); with --fault=stall rank --faulty_rank stops calling collectives
 // (sleeps) before collective --fault_at, with --fault=kill it SIGKILLs itself
-// there. The surviving ranks must end the job, naming the collective.
+// there. The surviving ranks must end the job, naming the collective. With
+// --fault=hang_in_abort every rank registers a collective that never ends and
+// whose backend abort hangs forever: the watchdog's last resort must end it.
 #include <ATen/ATen.h>
 #include <signal.h>
 #include <unistd.h>
@@ -15,8 +18,10 @@
 #include "glog/logging.h"
 #include "launch/signals.h"
 #include "parallel/mpi_runtime.h"
+#include "parallel/world.h"
 
-ABSL_FLAG(std::string, fault, "none", "none | stall | kill");
+ABSL_FLAG(std::string, fault, "none", "none | stall | kill | hang_in_abort");
+ABSL_FLAG(std::string, collectives, "mpi", "mpi | gloo: the world's device channel (parallel/world.h).");
 ABSL_FLAG(int, faulty_rank, 1, "Rank that misbehaves.");
 ABSL_FLAG(int, fault_at, 3, "The faulty rank misbehaves before this (1-based) all-reduce.");
 ABSL_FLAG(double, collective_timeout, 2.0, "Seconds.");
@@ -24,14 +29,28 @@ ABSL_FLAG(int, steps, 5, "All-reduces to run.");
 
 int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv, "Fault-injection job for the collective timeout tests.");
-  auto runtime = memtrain::parallel::MpiRuntime::Initialize(&argc, &argv, {});
+  memtrain::parallel::MpiRuntimeOptions runtime_options;
+  runtime_options.watchdog.abort_grace = absl::Seconds(3);
+  auto runtime = memtrain::parallel::MpiRuntime::Initialize(&argc, &argv, runtime_options);
   CHECK(runtime.ok()) << runtime.status();
   memtrain::launch::InstallTerminationReport((*runtime)->world_rank());
-  memtrain::parallel::CommunicatorOptions options;
-  options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
-  auto world = (*runtime)->CreateWorld(options);
+  memtrain::parallel::WorldOptions options;
+  options.communicator.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+  options.collectives = absl::GetFlag(FLAGS_collectives);
+  auto world = memtrain::parallel::CreateWorld(**runtime, options);
   CHECK(world.ok()) << world.status();
   const std::string fault = absl::GetFlag(FLAGS_fault);
+  if (fault == "hang_in_abort") {
+    (*runtime)->watchdog().Start(
+        memtrain::parallel::CollectiveCall{"test", {0, 1}, 1, "never_ends", "-"}, options.communicator.collective_timeout,
+        [] { return false; },
+        [] {
+          LOG(INFO) << "[test] the backend's abort hangs";
+          std::this_thread::sleep_for(std::chrono::hours(1));
+        });
+    std::this_thread::sleep_for(std::chrono::seconds(120));
+    return 0;
+  }
   const bool faulty = (*world)->rank() == absl::GetFlag(FLAGS_faulty_rank);
   for (int step = 1; step <= absl::GetFlag(FLAGS_steps); ++step) {
     if (faulty && step == absl::GetFlag(FLAGS_fault_at)) {
@@ -44,7 +63,8 @@ int main(int argc, char** argv) {
       }
     }
     at::Tensor tensor = at::ones({1024});
-    CHECK((*world)->allreduce(tensor, memtrain::parallel::ReduceOp::kSum).ok());
+    const absl::Status reduced = (*world)->allreduce(tensor, memtrain::parallel::ReduceOp::kSum);
+    CHECK(reduced.ok()) << reduced;
   }
   LOG(INFO) << "[test] rank " << (*world)->rank() << " finished";
   world->reset();

@@ -69,4 +69,33 @@ TEST(CollectiveTimeoutTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
   EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world'")) << job.output;
 }
 
+// The same faults with the world's tensors over PyTorch's Gloo through the
+// c10d adapter (parallel/c10d_communicator.h), the code path NCCL takes on GPUs.
+TEST(CollectiveTimeoutTest, GlooStalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
+  const JobResult job = RunJob("--collectives=gloo --fault=stall --collective_timeout=2 --fault_at=3");
+  EXPECT_NE(job.exit_code, 0) << job.output;
+  EXPECT_LT(job.seconds, 30) << job.output;
+  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world/gloo' (float32[1024]) did not "
+                                    "complete within 2s"));
+  EXPECT_THAT(job.output, HasSubstr("ranks that had not arrived: [1]"));
+  EXPECT_THAT(job.output, HasSubstr("aborting the job (exit code 124)"));
+}
+
+TEST(CollectiveTimeoutTest, GlooKilledRankEndsJobNonZeroNamingTheCollective) {
+  const JobResult job = RunJob("--collectives=gloo --fault=kill --collective_timeout=20 --fault_at=3");
+  EXPECT_NE(job.exit_code, 0) << job.output;
+  EXPECT_LT(job.seconds, 30) << job.output;
+  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world/gloo'")) << job.output;
+}
+
+TEST(CollectiveTimeoutTest, HangingBackendAbortStillEndsTheJob) {
+  // Timeout 2 s, answer grace 3 s, abort grace 3 s: the job must be gone long
+  // before the helper's 120 s sleep or the abort's hour-long hang.
+  const JobResult job = RunJob("--fault=hang_in_abort --collective_timeout=2");
+  EXPECT_NE(job.exit_code, 0) << job.output;
+  EXPECT_LT(job.seconds, 40) << job.output;
+  EXPECT_THAT(job.output, HasSubstr("the backend's abort hangs"));
+  EXPECT_THAT(job.output, HasSubstr("exiting with _exit(124)"));
+}
+
 }  // namespace
