@@ -262,14 +262,24 @@ absl::StatusOr<KnnResult> ShardedKnnMemory::search(int64_t stream, const at::Ten
   const int64_t width = request.key_dim + value_dim;
   at::Tensor out = at::zeros({request.groups, request.rows, m.ids.size(2), width},
                              flat.options());
+  // won[r][x]: how many of requester r's results shard x holds. Counted on
+  // the device for every pair at once and copied to the host once (not one
+  // synchronizing .item() per pair, which on a GPU stalls the stream each time).
+  const at::Tensor shard_ids = at::arange(ranks, merged.front().shard.options());
+  std::vector<at::Tensor> won_by_requester;
+  for (int r = 0; r <= me; ++r) {
+    won_by_requester.push_back(
+        merged[static_cast<size_t>(r)].shard.reshape({-1, 1}).eq(shard_ids).sum(0));
+  }
+  const at::Tensor won = at::stack(won_by_requester).to(at::kCPU, at::kLong);  // [me + 1, ranks]
+  const auto won_at = won.accessor<int64_t, 2>();
   for (int x = 0; x < ranks; ++x) {
     int64_t skip = 0;  // entries shard x sent to requesters before this rank
-    for (int r = 0; r < me; ++r) skip += merged[static_cast<size_t>(r)].shard.eq(x).sum().item<int64_t>();
-    const at::Tensor mask = m.shard.eq(x);
-    const int64_t count = mask.sum().item<int64_t>();
-    out.index_put_({mask}, (*all_winners)[static_cast<size_t>(x)]
-                               .narrow(0, skip * width, count * width)
-                               .view({count, width}));
+    for (int r = 0; r < me; ++r) skip += won_at[r][x];
+    const int64_t count = won_at[me][x];
+    out.index_put_({m.shard.eq(x)}, (*all_winners)[static_cast<size_t>(x)]
+                                        .narrow(0, skip * width, count * width)
+                                        .view({count, width}));
   }
   return KnnResult{out.narrow(-1, 0, request.key_dim), out.narrow(-1, request.key_dim, value_dim),
                    m.scores.to(at::kFloat), m.ids};

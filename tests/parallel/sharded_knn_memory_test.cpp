@@ -8,7 +8,10 @@
 
 #include <vector>
 
+#include <torch/cuda.h>
+
 #include "parallel/local_knn_memory.h"
+#include "parallel/world.h"
 #include "tests/mpi_test_support.h"
 
 namespace memtrain::parallel {
@@ -24,11 +27,11 @@ std::unique_ptr<ShardedKnnMemory> NewSharded(Communicator& group, int64_t shard_
 
 void ExpectSame(const KnnResult& sharded, const KnnResult& local) {
   ASSERT_EQ(sharded.ids.sizes(), local.ids.sizes());
-  EXPECT_TRUE(at::equal(sharded.ids, local.ids));
-  // A matmul over a shard may round differently from one over the union.
-  EXPECT_TRUE(at::allclose(sharded.scores, local.scores, /*rtol=*/1e-6, /*atol=*/1e-6));
-  EXPECT_TRUE(at::equal(sharded.keys, local.keys));
-  EXPECT_TRUE(at::equal(sharded.values, local.values));
+  EXPECT_TRUE(at::equal(sharded.ids.cpu(), local.ids));
+  // A matmul over a shard (or on a GPU) may round differently from one over the union.
+  EXPECT_TRUE(at::allclose(sharded.scores.cpu(), local.scores, /*rtol=*/1e-5, /*atol=*/1e-5));
+  EXPECT_TRUE(at::equal(sharded.keys.cpu(), local.keys));
+  EXPECT_TRUE(at::equal(sharded.values.cpu(), local.values));
 }
 
 // One round: every rank adds `counts[r]` entries to `streams[r]` (the same
@@ -36,7 +39,7 @@ void ExpectSame(const KnnResult& sharded, const KnnResult& local) {
 // searches its stream with its own queries; the reference sees the union.
 void AddAndCompare(Communicator& world, ShardedKnnMemory& sharded, LocalKnnMemory& reference,
                    const std::vector<int64_t>& streams, const std::vector<int64_t>& counts,
-                   int64_t k) {
+                   int64_t k, const c10::Device& device = c10::kCPU) {
   const int me = world.rank();
   at::Tensor my_keys, my_values;
   for (int r = 0; r < world.size(); ++r) {
@@ -47,14 +50,15 @@ void AddAndCompare(Communicator& world, ShardedKnnMemory& sharded, LocalKnnMemor
     ASSERT_TRUE(reference.add(streams[r], keys, values).ok());
     if (r == me) my_keys = keys, my_values = values;
   }
-  ASSERT_TRUE(sharded.add(streams[me], my_keys, my_values).ok());
+  ASSERT_TRUE(sharded.add(streams[me], my_keys.to(device), my_values.to(device)).ok());
   at::Tensor my_queries;
   for (int r = 0; r < world.size(); ++r) {
     const at::Tensor queries = at::randn({kGroups, 3 + r, kKeyDim});
     if (r == me) my_queries = queries;
   }
-  auto found = sharded.search(streams[me], my_queries, k);
+  auto found = sharded.search(streams[me], my_queries.to(device), k);
   ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->keys.device(), device);
   ExpectSame(*found, *reference.search(streams[me], my_queries, k));
   EXPECT_EQ(sharded.size(streams[me]), reference.size(streams[me]));
 }
@@ -146,6 +150,29 @@ TEST(ShardedKnnMemoryTest, EachRankSavesAndLoadsItsShard) {
   // Another shard capacity does not fit.
   auto other = NewSharded(*world, 9);
   EXPECT_EQ(LoadKnnMemory(*other, path).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// CUDA keys and queries over the NCCL world (parallel/world.h): the same
+// answers as the CPU reference, results left on the GPU. Skips without a GPU
+// (scripts/gpu-check runs it).
+TEST(ShardedKnnMemoryTest, CudaEntriesOverNcclEqualLocalOnTheUnion_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible: the GPU path not run";
+  auto mpi = testing::NewWorld();
+  WorldOptions options;
+  options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
+  auto world = CreateWorld(testing::Runtime(), options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  const int ranks = (*world)->size();
+  constexpr int64_t kShardCapacity = 16;
+  auto sharded = NewSharded(**world, kShardCapacity);
+  LocalKnnMemory reference(LocalKnnMemoryOptions(kShardCapacity * ranks));
+  at::manual_seed(11);
+  const std::vector<int64_t> streams(static_cast<size_t>(ranks), 0);
+  std::vector<int64_t> counts;
+  for (int r = 0; r < ranks; ++r) counts.push_back(1 + 3 * r);
+  for (int round = 0; round < 8; ++round) {
+    AddAndCompare(**world, *sharded, reference, streams, counts, /*k=*/5, options.device);
+  }
 }
 
 }  // namespace
