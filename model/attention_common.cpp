@@ -1,5 +1,7 @@
 #include "model/attention_common.h"
 
+#include <ATen/autocast_mode.h>
+
 namespace memtrain::model {
 namespace {
 
@@ -128,6 +130,18 @@ void CheckHeads(const AttentionOptions& options) {
 
 c10::ScalarType ComputeType(c10::ScalarType input) {
   return input == at::kHalf || input == at::kBFloat16 ? at::kFloat : input;
+}
+
+AutocastOff::AutocastOff()
+    : cuda_was_enabled_(at::autocast::is_autocast_enabled(at::kCUDA)),
+      cpu_was_enabled_(at::autocast::is_autocast_enabled(at::kCPU)) {
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+}
+
+AutocastOff::~AutocastOff() {
+  at::autocast::set_autocast_enabled(at::kCUDA, cuda_was_enabled_);
+  at::autocast::set_autocast_enabled(at::kCPU, cpu_was_enabled_);
 }
 
 }  // namespace memtrain::model

@@ -59,6 +59,24 @@ void CheckHeads(const AttentionOptions& options);
 /// The dtype attention math runs in: float32 for half types, else the input's.
 c10::ScalarType ComputeType(c10::ScalarType input);
 
+/// While alive, LibTorch's autocast (CUDA and CPU) is off on this thread, so
+/// a matmul runs in its inputs' dtype instead of bf16. Under --bf16 the
+/// projections of an attention layer run in bf16, but the math attention.h
+/// promises in float32 (logits, feature maps and their exponents, prefix
+/// sums, running summaries) runs inside one of these, on inputs already cast
+/// to ComputeType. Restores the previous state on destruction.
+class AutocastOff {
+ public:
+  AutocastOff();
+  ~AutocastOff();
+  AutocastOff(const AutocastOff&) = delete;
+  AutocastOff& operator=(const AutocastOff&) = delete;
+
+ private:
+  const bool cuda_was_enabled_;
+  const bool cpu_was_enabled_;
+};
+
 }  // namespace memtrain::model
 
 #endif  // MEMTRAIN_MODEL_ATTENTION_COMMON_H_

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <iterator>
+#include <optional>
 
 #include "model/attention_common.h"
 
@@ -223,8 +224,11 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
 
   // Long-term memory read, B frozen during the segment.
   const at::Tensor coefficients = state->coefficients.to(compute);    // [B, N, D]
-  const at::Tensor keys = SplitHeads(ltm_key_(coefficients), heads);  // [B, H, N, d]
-  const at::Tensor values = SplitHeads(ltm_value_(coefficients), heads);
+  const at::Tensor keys = SplitHeads(ltm_key_(coefficients), heads).to(compute);  // [B, H, N, d]
+  const at::Tensor values = SplitHeads(ltm_value_(coefficients), heads).to(compute);
+  // The read's logits, its Gaussian's parameters and the read itself in
+  // float32 (attention.h); only the output projection below is left to autocast.
+  std::optional<AutocastOff> full_precision(std::in_place);
   const at::Tensor scores = at::matmul(q, keys.transpose(2, 3)) / root;  // u, [B, H, n, N]
   const at::Tensor mu = at::sigmoid(mu_(scores)).squeeze(-1);            // [B, H, n]
   const at::Tensor variance =
@@ -245,6 +249,7 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
     const at::Tensor mass = (cdf.slice(3, 1) - cdf.slice(3, 0, bins)).sum({1, 2});  // [B, bins]
     state->bin_mass += mass * state->has_memory.to(at::kDouble).view({batch, 1});
   }
+  full_precision.reset();
   return out + ltm_output_(MergeHeads((read * present).to(call.query.scalar_type())));
 }
 

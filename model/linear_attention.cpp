@@ -4,15 +4,19 @@
 #include <cmath>
 #include <vector>
 
+#include "model/attention_common.h"
+
 namespace memtrain::model {
 
 at::Tensor KeyValueSummary(const at::Tensor& k, const at::Tensor& v) {
+  const AutocastOff full_precision;  // a running sum (attention.h)
   return at::matmul(k.transpose(-2, -1), v);
 }
 
 at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                  const at::Tensor& log_scale, int64_t chunk,
                                  LinearPrefix* prefix) {
+  const AutocastOff full_precision;  // prefix sums (attention.h)
   TORCH_CHECK(chunk > 0, "CausalLinearAttention: chunk must be positive, got ", chunk);
   TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 &&
                   v.size(2) == q.size(2),

@@ -105,6 +105,7 @@ at::Tensor LinformerAttentionImpl::forward(const AttentionCall& call) {
     if (call.key_padding.defined()) keep = call.key_padding.logical_not().unsqueeze(-1).to(source.scalar_type());
     const at::Tensor keys = SplitHeads(key_(source) * keep, heads).to(compute);
     const at::Tensor values = SplitHeads(value_(source) * keep, heads).to(compute);
+    const AutocastOff full_precision;  // sums over the positions (attention.h)
     k = at::matmul(project_key_.narrow(2, 0, s).to(compute).unsqueeze(0), keys);  // [B, H, k, d]
     v = at::matmul(project_value_.narrow(2, 0, s).to(compute).unsqueeze(0), values);
     if (state != nullptr) {

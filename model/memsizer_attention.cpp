@@ -103,6 +103,7 @@ at::Tensor MemSizerAttentionImpl::forward(const AttentionCall& call) {
         state->cross_memory = memory;
       }
     }
+    const AutocastOff full_precision;  // reads the running summary (attention.h)
     out = at::matmul(p, memory);
   } else {
     at::Tensor padding = call.key_padding;

@@ -132,6 +132,7 @@ std::unique_ptr<DecodeState> PerformerAttentionImpl::NewState(int64_t /*batch*/)
 }
 
 at::Tensor PerformerAttentionImpl::QueryFeatures(const at::Tensor& q) const {
+  const AutocastOff full_precision;  // the feature exponents (attention.h)
   const PerformerOptions& performer = options_.performer;
   const double normalizer = std::pow(static_cast<double>(q.size(-1)), -0.25);
   const at::Tensor x = q * normalizer;
@@ -175,6 +176,7 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
     const at::Tensor visible = padding.defined()
                                    ? padding.logical_not().view({batch, 1, s}).expand({batch, heads, s})
                                    : at::ones({batch, heads, s}, k.options().dtype(at::kBool));
+    const AutocastOff full_precision;  // the feature exponents (attention.h)
     const at::Tensor x = k * std::pow(static_cast<double>(k.size(-1)), -0.25);
     const at::Tensor projected = at::matmul(x, projection_.to(compute).t());
     ScaledKeys keys;
@@ -200,6 +202,7 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
         state->cross_kv = summary;
       }
     }
+    const AutocastOff full_precision;
     attended = at::matmul(query_features, summary);
   } else if (call.causal) {
     const int64_t n = call.query.size(1);
@@ -216,6 +219,7 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
     if (state != nullptr) state->position_ += n;
   } else {
     auto [keys, values] = keys_and_values(call.query, call.key_padding, false, {});
+    const AutocastOff full_precision;
     attended = at::matmul(query_features, KeyValueSummary(keys.features, values));
   }
   const at::Tensor numerator = attended.narrow(-1, 0, attended.size(-1) - 1);

@@ -2,6 +2,7 @@
 // causal linear-attention kernel they share (ATTENTION.md §3(e), §4(e),
 // §5(e)); the shared harness (attention_test.cpp) covers the rest.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -85,6 +86,34 @@ TEST(LinearAttentionKernelTest, ChunkedCausalEqualsTheNaiveMaskedSum) {
       EXPECT_TRUE(at::allclose(at::cat({first, rest}, 2), expected, 1e-10, 1e-12)) << "chunk " << chunk;
     }
   }
+}
+
+// Under bf16 autocast (the trainer's --bf16; CPU autocast here, the same
+// mechanism as CUDA's) a matmul would run in bf16. The linear kernels' prefix
+// sums and summaries must stay float32 (model/attention.h): their float32
+// results under autocast equal those without it exactly, while the same
+// matmul left to autocast is visibly off.
+TEST(LinearAttentionKernelTest, Bf16AutocastLeavesPrefixSumsAndSummariesInFloat32) {
+  at::manual_seed(5);
+  const int64_t n = 200;
+  const at::Tensor q = at::randn({2, 2, n, 16}), k = at::randn({2, 2, n, 16}).exp(), v = at::randn({2, 2, n, 8});
+  const at::Tensor causal = CausalLinearAttention(q, k, v, /*log_scale=*/{}, 64);
+  const at::Tensor summary = KeyValueSummary(k, v);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  const at::Tensor causal_autocast = CausalLinearAttention(q, k, v, /*log_scale=*/{}, 64);
+  const at::Tensor summary_autocast = KeyValueSummary(k, v);
+  const at::Tensor left_to_autocast = at::matmul(k.transpose(-2, -1), v);
+  EXPECT_TRUE(at::autocast::is_autocast_enabled(at::kCPU)) << "AutocastOff restores the caller's state";
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+
+  EXPECT_EQ(causal_autocast.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(causal_autocast, causal));
+  EXPECT_TRUE(at::equal(summary_autocast, summary));
+  // The check above can fail: without AutocastOff the sums are bf16's.
+  EXPECT_EQ(left_to_autocast.scalar_type(), at::kBFloat16);
+  EXPECT_GT((left_to_autocast.to(at::kFloat) - summary).abs().max().item<float>(), 1e-3);
 }
 
 // ---- linformer -------------------------------------------------------------------
