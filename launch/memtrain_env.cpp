@@ -8,6 +8,7 @@
 // Rank 0 prints one line per rank, in rank order. memtrain-env links what
 // memtrain-train links (the kNN backends, FAISS among them), so the BLAS and
 // OpenMP runtime it reports are the ones a training process runs.
+#include <ATen/ATen.h>
 #include <H5public.h>
 #include <torch/version.h>
 #include <unistd.h>

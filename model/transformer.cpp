@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/dropout.h>
+#include <torch/nn/init.h>
 
 #include <cmath>
 #include <sstream>

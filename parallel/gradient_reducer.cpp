@@ -357,7 +357,7 @@ GradientReducer::GradientReducer(NamedTensors parameters, GradientReducerOptions
   }
   ResetStep();
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    c10::intrusive_ptr<torch::autograd::Node> accumulator =
+    NodePointer accumulator =
         torch::autograd::impl::grad_accumulator(parameters_[i].second);
     hook_keys_.push_back(
         accumulator->add_post_hook(std::make_unique<GradientReadyHook>(this, static_cast<int>(i))));

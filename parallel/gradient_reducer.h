@@ -72,7 +72,10 @@
 #define MEMTRAIN_PARALLEL_GRADIENT_REDUCER_H_
 
 #include <ATen/core/Tensor.h>
-#include <torch/csrc/autograd/node.h>
+// function.h declares autograd::Node in every torch 2.11-2.13 (2.12 moved it
+// to node.h, which 2.11 lacks).
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/nn/module.h>
 
 #include <atomic>
@@ -234,7 +237,9 @@ class GradientReducer {
   // The autograd graph holds only weak references to a leaf's gradient
   // accumulator; holding strong ones keeps the node carrying our hook alive
   // across iterations (as c10d's Reducer does).
-  std::vector<c10::intrusive_ptr<torch::autograd::Node>> grad_accumulators_;
+  // std::shared_ptr in torch 2.11, c10::intrusive_ptr from 2.12 on.
+  using NodePointer = decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
+  std::vector<NodePointer> grad_accumulators_;
   std::vector<uintptr_t> hook_keys_;
 
   // Written by NoSync (trainer thread, between backward passes); read by hooks.

@@ -5,6 +5,7 @@
 #include "tests/mpi_test_support.h"
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -25,6 +26,17 @@ parallel::MpiRuntime& Runtime() {
 std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOptions options) {
   auto world = Runtime().CreateWorld(options);
   TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
+  return *std::move(world);
+}
+
+std::unique_ptr<parallel::Communicator> NewGpuWorld(c10::Device* device) {
+  auto mpi = NewWorld();
+  parallel::WorldOptions options;
+  options.communicator = {absl::Seconds(60), /*verify_collectives=*/true};
+  options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
+  auto world = parallel::CreateWorld(Runtime(), options);
+  TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
+  *device = options.device;
   return *std::move(world);
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "parallel/mpi_runtime.h"
+#include "parallel/world.h"
 
 namespace memtrain::testing {
 
@@ -17,6 +18,11 @@ parallel::MpiRuntime& Runtime();
 /// instead of hanging it.
 std::unique_ptr<parallel::MpiCommunicator> NewWorld(
     parallel::CommunicatorOptions options = {absl::Seconds(60), /*verify_collectives=*/true});
+
+/// The world a GPU job gets (parallel/world.h: NCCL for CUDA tensors, MPI
+/// for CPU ones), on this rank's GPU (local rank modulo the visible devices,
+/// returned in `device`). Collective; only where a GPU is visible.
+std::unique_ptr<parallel::Communicator> NewGpuWorld(c10::Device* device);
 
 /// Rank 0's `value` on every rank (e.g. the path of a file rank 0 wrote).
 /// Collective; fails the test (and returns "") when the broadcast fails.

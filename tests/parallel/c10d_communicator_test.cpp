@@ -198,13 +198,11 @@ TEST(C10dCommunicatorTest, NcclSplitKeepsTheParentsDevice_CUDA) {
 
 TEST(WorldTest, NcclWorldSendsCudaTensorsToNcclAndCpuTensorsToMpi_CUDA) {
   SKIP_WITHOUT_GPU();
-  WorldOptions options;
-  options.device = ThisRanksGpu(*testing::NewWorld());
-  auto world = CreateWorld(testing::Runtime(), options);  // auto = nccl on a GPU
-  ASSERT_TRUE(world.ok()) << world.status();
-  auto& hybrid = dynamic_cast<HybridCommunicator&>(**world);
+  c10::Device gpu = c10::kCUDA;
+  auto world = testing::NewGpuWorld(&gpu);  // --collectives=auto: nccl on a GPU
+  auto& hybrid = dynamic_cast<HybridCommunicator&>(*world);
   const uint64_t host_before = hybrid.host_channel().sequence_number();
-  at::Tensor on_gpu = at::ones({8}, at::TensorOptions().device(options.device));
+  at::Tensor on_gpu = at::ones({8}, at::TensorOptions().device(gpu));
   ASSERT_TRUE(hybrid.allreduce(on_gpu, ReduceOp::kSum).ok());
   EXPECT_EQ(hybrid.host_channel().sequence_number(), host_before);
   at::Tensor on_cpu = at::ones({8});

@@ -45,14 +45,29 @@ TEST(CollectiveTimeoutTest, HealthyJobSucceeds) {
   EXPECT_THAT(job.output, HasSubstr("rank 1 finished"));
 }
 
-TEST(CollectiveTimeoutTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
+// Each fault over the world's two device channels: MPI, and PyTorch's Gloo
+// through the c10d adapter (parallel/c10d_communicator.h), the code path NCCL
+// takes on GPUs. The group name says which.
+struct Channel {
+  const char* collectives;
+  const char* group;
+};
+
+class CollectiveFaultTest : public ::testing::TestWithParam<Channel> {
+ protected:
+  JobResult Run(const std::string& fault_flags) {
+    return RunJob(std::string("--collectives=") + GetParam().collectives + " " + fault_flags);
+  }
+  std::string Call() const { return std::string("allreduce(sum) #4 on group '") + GetParam().group + "'"; }
+};
+
+TEST_P(CollectiveFaultTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
   // Rank 1 sleeps 120 s before all-reduce #3; the timeout is 2 s.
-  const JobResult job = RunJob("--fault=stall --collective_timeout=2 --fault_at=3");
+  const JobResult job = Run("--fault=stall --collective_timeout=2 --fault_at=3");
   EXPECT_NE(job.exit_code, 0) << job.output;
   // 2 s timeout + 3 s answer grace + start-up; far below the 120 s stall.
   EXPECT_LT(job.seconds, 30) << job.output;
-  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world' (float32[1024]) did not "
-                                    "complete within 2s"));
+  EXPECT_THAT(job.output, HasSubstr(Call() + " (float32[1024]) did not complete within 2s"));
   EXPECT_THAT(job.output, HasSubstr("ranks that had not arrived: [1]"));
   EXPECT_THAT(job.output, HasSubstr("rank 1 (world 1): NOT arrived; outside any collective; last finished on this group: #3"));
   // Our own line, not Open MPI's MPI_ABORT banner, which mpirun sometimes
@@ -60,33 +75,19 @@ TEST(CollectiveTimeoutTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAnd
   EXPECT_THAT(job.output, HasSubstr("aborting the job (exit code 124)"));
 }
 
-TEST(CollectiveTimeoutTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
-  const JobResult job = RunJob("--fault=kill --collective_timeout=20 --fault_at=3");
+TEST_P(CollectiveFaultTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
+  const JobResult job = Run("--fault=kill --collective_timeout=20 --fault_at=3");
   EXPECT_NE(job.exit_code, 0) << job.output;
   EXPECT_LT(job.seconds, 30) << job.output;
-  // Either mpirun tore rank 0 down (its termination report names the
-  // collective it was in) or rank 0's watchdog fired first.
-  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world'")) << job.output;
+  // MPI: mpirun tore rank 0 down (its termination report names the
+  // collective it was in) or rank 0's watchdog fired first. Gloo: rank 0's
+  // collective failed at once on the closed connection, naming itself.
+  EXPECT_THAT(job.output, HasSubstr(Call())) << job.output;
 }
 
-// The same faults with the world's tensors over PyTorch's Gloo through the
-// c10d adapter (parallel/c10d_communicator.h), the code path NCCL takes on GPUs.
-TEST(CollectiveTimeoutTest, GlooStalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
-  const JobResult job = RunJob("--collectives=gloo --fault=stall --collective_timeout=2 --fault_at=3");
-  EXPECT_NE(job.exit_code, 0) << job.output;
-  EXPECT_LT(job.seconds, 30) << job.output;
-  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world/gloo' (float32[1024]) did not "
-                                    "complete within 2s"));
-  EXPECT_THAT(job.output, HasSubstr("ranks that had not arrived: [1]"));
-  EXPECT_THAT(job.output, HasSubstr("aborting the job (exit code 124)"));
-}
-
-TEST(CollectiveTimeoutTest, GlooKilledRankEndsJobNonZeroNamingTheCollective) {
-  const JobResult job = RunJob("--collectives=gloo --fault=kill --collective_timeout=20 --fault_at=3");
-  EXPECT_NE(job.exit_code, 0) << job.output;
-  EXPECT_LT(job.seconds, 30) << job.output;
-  EXPECT_THAT(job.output, HasSubstr("allreduce(sum) #4 on group 'world/gloo'")) << job.output;
-}
+INSTANTIATE_TEST_SUITE_P(Channels, CollectiveFaultTest,
+                         ::testing::Values(Channel{"mpi", "world"}, Channel{"gloo", "world/gloo"}),
+                         [](const ::testing::TestParamInfo<Channel>& info) { return std::string(info.param.collectives); });
 
 TEST(CollectiveTimeoutTest, HangingBackendAbortStillEndsTheJob) {
   // Timeout 2 s, answer grace 3 s, abort grace 3 s: the job must be gone long

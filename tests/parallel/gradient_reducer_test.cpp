@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <iostream>
@@ -16,7 +17,6 @@
 
 #include "absl/strings/str_join.h"
 #include "parallel/mpi_communicator.h"
-#include "parallel/world.h"
 #include "tests/mpi_test_support.h"
 
 namespace memtrain::parallel {
@@ -403,14 +403,12 @@ TEST(GradientReducerTest, StatsDescribeTheLastStep) {
 TEST(GradientReducerTest, CudaGradientsOverNcclEqualCpuGradientsOverMpi_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible: the GPU reducer path not run";
   auto mpi = testing::NewWorld();
-  WorldOptions options;
-  options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
-  auto world = CreateWorld(testing::Runtime(), options);
-  ASSERT_TRUE(world.ok()) << world.status();
+  c10::Device gpu = c10::kCUDA;
+  auto world = testing::NewGpuWorld(&gpu);
   torch::nn::Sequential on_cpu = Mlp(/*seed=*/7, /*hidden=*/256), on_gpu = Mlp(7, 256);
-  on_gpu->to(options.device);
+  on_gpu->to(gpu);
   auto cpu_reducer = GradientReducer::Create(*mpi, *on_cpu, OneBucketPerParameter());
-  auto gpu_reducer = GradientReducer::Create(**world, *on_gpu, OneBucketPerParameter());
+  auto gpu_reducer = GradientReducer::Create(*world, *on_gpu, OneBucketPerParameter());
   ASSERT_TRUE(cpu_reducer.ok() && gpu_reducer.ok());
   for (int step = 0; step < 3; ++step) {
     on_cpu->zero_grad();
@@ -418,7 +416,7 @@ TEST(GradientReducerTest, CudaGradientsOverNcclEqualCpuGradientsOverMpi_CUDA) {
     const at::Tensor batch = Batch(mpi->rank(), step, /*rows=*/64);
     Loss(on_cpu, batch).backward();
     ASSERT_TRUE((*cpu_reducer)->FinishBackward().ok());
-    Loss(on_gpu, batch.to(options.device)).backward();
+    Loss(on_gpu, batch.to(gpu)).backward();
     ASSERT_TRUE((*gpu_reducer)->FinishBackward().ok());
     ExpectClose(FlatGradients(*on_gpu).cpu(), FlatGradients(*on_cpu));
   }

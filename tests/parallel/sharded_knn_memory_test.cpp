@@ -11,7 +11,6 @@
 #include <torch/cuda.h>
 
 #include "parallel/local_knn_memory.h"
-#include "parallel/world.h"
 #include "tests/mpi_test_support.h"
 
 namespace memtrain::parallel {
@@ -157,21 +156,18 @@ TEST(ShardedKnnMemoryTest, EachRankSavesAndLoadsItsShard) {
 // (scripts/gpu-check runs it).
 TEST(ShardedKnnMemoryTest, CudaEntriesOverNcclEqualLocalOnTheUnion_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible: the GPU path not run";
-  auto mpi = testing::NewWorld();
-  WorldOptions options;
-  options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
-  auto world = CreateWorld(testing::Runtime(), options);
-  ASSERT_TRUE(world.ok()) << world.status();
-  const int ranks = (*world)->size();
+  c10::Device gpu = c10::kCUDA;
+  auto world = testing::NewGpuWorld(&gpu);
+  const int ranks = world->size();
   constexpr int64_t kShardCapacity = 16;
-  auto sharded = NewSharded(**world, kShardCapacity);
+  auto sharded = NewSharded(*world, kShardCapacity);
   LocalKnnMemory reference(LocalKnnMemoryOptions(kShardCapacity * ranks));
   at::manual_seed(11);
   const std::vector<int64_t> streams(static_cast<size_t>(ranks), 0);
   std::vector<int64_t> counts;
   for (int r = 0; r < ranks; ++r) counts.push_back(1 + 3 * r);
   for (int round = 0; round < 8; ++round) {
-    AddAndCompare(**world, *sharded, reference, streams, counts, /*k=*/5, options.device);
+    AddAndCompare(*world, *sharded, reference, streams, counts, /*k=*/5, gpu);
   }
 }
 
