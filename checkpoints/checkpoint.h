@@ -49,6 +49,10 @@ struct CheckpointOptions {
 inline constexpr char kManifestName[] = "MANIFEST.json";
 inline constexpr char kLatestName[] = "latest";
 inline constexpr char kTrainerStateName[] = "trainer.json";
+/// The trainer.json format this build writes ("format_version"; files without
+/// one are version 1). It reads 1..kTrainerStateVersion; an option missing
+/// from an older file's "options" compares as that option's default on resume.
+inline constexpr int kTrainerStateVersion = 2;
 inline constexpr char kOptimizerName[] = "optimizer.pt";
 
 /// "step-00000042": names sort by step.

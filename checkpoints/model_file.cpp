@@ -37,6 +37,7 @@ absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& mod
                                             e.what_without_backtrace()));
   }
   nlohmann::json config;
+  config["format_version"] = kModelFormatVersion;
   config["model"] = nlohmann::json::parse(model::TransformerOptionsToJson(info.options));
   config["tokenizer_sha256"] = info.tokenizer_sha256;
   config["task"] = info.task;
@@ -77,7 +78,15 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
   try {
     std::ifstream in(config_path);
     const nlohmann::json config = nlohmann::json::parse(in);
-    MEMTRAIN_ASSIGN_OR_RETURN(loaded.info.options, model::TransformerOptionsFromJson(config.at("model").dump()));
+    const int version = config.value("format_version", 1);
+    if (version < 1 || version > kModelFormatVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          config_path.string(), " has format version ", version, "; this memtrain reads versions 1 to ",
+          kModelFormatVersion, " (a newer memtrain wrote it: upgrade to read it)"));
+    }
+    absl::StatusOr<model::TransformerOptions> options = model::TransformerOptionsFromJson(config.at("model").dump());
+    if (!options.ok()) return absl::DataLossError(absl::StrCat(config_path.string(), ": ", options.status().message()));
+    loaded.info.options = *std::move(options);
     loaded.info.tokenizer_sha256 = config.at("tokenizer_sha256").get<std::string>();
     loaded.info.task = config.at("task").get<std::string>();
     loaded.info.step = config.at("step").get<int64_t>();

@@ -10,6 +10,13 @@
 //   MEMTRAIN_RETURN_IF_ERROR(SaveModel("runs/lm/final", *model, info));
 //   MEMTRAIN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel("runs/lm/final", device));
 //
+// Versions: model.json carries "format_version" (kModelFormatVersion; files
+// without one are version 1, written before 2026-12-06). Reading accepts every
+// version up to this build's, an option missing from an older file taking its
+// default (model/transformer.h); a newer file is refused, naming both
+// versions. Reading never throws: every problem is a Status naming the file.
+// tests/checkpoints/fixtures/format1 holds files written by version 1.
+//
 // Writing is atomic: the files go to a sibling directory named
 // `<dir>.partial-<pid>`, are fsynced, and the directory is renamed over
 // `dir` only when complete, so a crash leaves the previous model or none.
@@ -25,6 +32,9 @@
 #include "model/transformer.h"
 
 namespace memtrain::checkpoints {
+
+/// The model.json format this build writes; it reads 1..kModelFormatVersion.
+inline constexpr int kModelFormatVersion = 2;
 
 struct ModelInfo {
   model::TransformerOptions options;

@@ -85,22 +85,25 @@ int64_t Count(torch::nn::Module& module) {
 
 // Variant hyper-parameters as JSON, field by field, so a checkpoint's model
 // config rebuilds exactly the layers it was trained with (nlohmann finds these
-// by argument-dependent lookup; a missing field throws, naming it).
+// by argument-dependent lookup). A field missing from the file (written before
+// the option existed) takes the option's default: the behaviour the model was
+// trained with, since an option is only ever added with a default that keeps
+// the old behaviour.
 NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(LinformerSharing, {{LinformerSharing::kNone, "none"},
                                                         {LinformerSharing::kHeadwise, "headwise"},
                                                         {LinformerSharing::kKeyValue, "key_value"},
                                                         {LinformerSharing::kLayerwise, "layerwise"}})
 NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(PerformerKernel, {{PerformerKernel::kSoftmax, "softmax"},
                                                        {PerformerKernel::kRelu, "relu"}})
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(KnnOptions, top_k, memory_size, normalize_keys, logit_scale,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KnnOptions, top_k, memory_size, normalize_keys, logit_scale,
                                    gate_bias)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(InfiniteOptions, basis, widths, ridge, tau, samples, sticky,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InfiniteOptions, basis, widths, ridge, tau, samples, sticky,
                                    sticky_bins, min_variance)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LinformerOptions, max_length, projected_length, sharing,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LinformerOptions, max_length, projected_length, sharing,
                                    freeze_projection)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PerformerOptions, features, kernel, orthogonal, ortho_scaling,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PerformerOptions, features, kernel, orthogonal, ortho_scaling,
                                    stabilizer, relu_epsilon, redraw_interval, chunk, seed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MemSizerOptions, slots, key_init_scale, value_init_scale, chunk)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemSizerOptions, slots, key_init_scale, value_init_scale, chunk)
 
 namespace {
 
@@ -110,11 +113,11 @@ nlohmann::json VariantOptionsToJson(const AttentionOptions& a) {
 }
 
 void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
-  j.at("knn").get_to(a->knn);
-  j.at("infinite").get_to(a->infinite);
-  j.at("linformer").get_to(a->linformer);
-  j.at("performer").get_to(a->performer);
-  j.at("memsizer").get_to(a->memsizer);
+  if (j.contains("knn")) j.at("knn").get_to(a->knn);
+  if (j.contains("infinite")) j.at("infinite").get_to(a->infinite);
+  if (j.contains("linformer")) j.at("linformer").get_to(a->linformer);
+  if (j.contains("performer")) j.at("performer").get_to(a->performer);
+  if (j.contains("memsizer")) j.at("memsizer").get_to(a->memsizer);
 }
 
 }  // namespace
@@ -138,7 +141,6 @@ std::string TransformerOptionsToJson(const TransformerOptions& o) {
 absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string& text) {
   const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return absl::InvalidArgumentError("model config is not a JSON object");
-  TransformerOptions o;
   const std::vector<std::string> known = {"vocab_size", "model_dim", "heads", "ffn_dim",
                                           "encoder_layers", "decoder_layers", "dropout",
                                           "attention_dropout", "tie_embeddings", "pad_id",
@@ -149,28 +151,28 @@ absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string&
       return absl::InvalidArgumentError(absl::StrCat("model config: unknown field '", key, "'"));
     }
   }
+  // Missing fields keep TransformerOptions' defaults (see above).
+  TransformerOptions o;
   try {
-    for (const std::string& key : known) {
-      if (!json.contains(key)) {
-        return absl::InvalidArgumentError(absl::StrCat("model config: missing field '", key, "'"));
+    o.vocab_size = json.value("vocab_size", o.vocab_size);
+    o.model_dim = json.value("model_dim", o.model_dim);
+    o.heads = json.value("heads", o.heads);
+    o.ffn_dim = json.value("ffn_dim", o.ffn_dim);
+    o.encoder_layers = json.value("encoder_layers", o.encoder_layers);
+    o.decoder_layers = json.value("decoder_layers", o.decoder_layers);
+    o.dropout = json.value("dropout", o.dropout);
+    o.attention_dropout = json.value("attention_dropout", o.attention_dropout);
+    o.tie_embeddings = json.value("tie_embeddings", o.tie_embeddings);
+    o.pad_id = json.value("pad_id", o.pad_id);
+    o.attention = json.value("attention", o.attention);
+    o.cross_attention = json.value("cross_attention", o.cross_attention);
+    if (json.contains("layer_attention")) {
+      o.layer_attention.clear();
+      for (const auto& [index, kind] : json.at("layer_attention").items()) {
+        o.layer_attention[std::stoll(index)] = kind.get<std::string>();
       }
     }
-    o.vocab_size = json.at("vocab_size").get<int64_t>();
-    o.model_dim = json.at("model_dim").get<int64_t>();
-    o.heads = json.at("heads").get<int64_t>();
-    o.ffn_dim = json.at("ffn_dim").get<int64_t>();
-    o.encoder_layers = json.at("encoder_layers").get<int64_t>();
-    o.decoder_layers = json.at("decoder_layers").get<int64_t>();
-    o.dropout = json.at("dropout").get<double>();
-    o.attention_dropout = json.at("attention_dropout").get<double>();
-    o.tie_embeddings = json.at("tie_embeddings").get<bool>();
-    o.pad_id = json.at("pad_id").get<int32_t>();
-    o.attention = json.at("attention").get<std::string>();
-    o.cross_attention = json.at("cross_attention").get<std::string>();
-    for (const auto& [index, kind] : json.at("layer_attention").items()) {
-      o.layer_attention[std::stoll(index)] = kind.get<std::string>();
-    }
-    VariantOptionsFromJson(json.at("attention_options"), &o.attention_options);
+    if (json.contains("attention_options")) VariantOptionsFromJson(json.at("attention_options"), &o.attention_options);
   } catch (const std::exception& error) {
     return absl::InvalidArgumentError(absl::StrCat("model config: ", error.what()));
   }

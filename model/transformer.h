@@ -63,8 +63,10 @@ struct TransformerOptions {
   AttentionOptions attention_options;
 };
 
-/// The options as JSON (for checkpoints) and back; unknown or missing fields
-/// are refused by name.
+/// The options as JSON (for checkpoints) and back. Reading refuses unknown
+/// fields by name; a missing field takes its default, so configs written
+/// before an option existed keep loading (checkpoints/model_file.h versions
+/// the file around it).
 std::string TransformerOptionsToJson(const TransformerOptions& options);
 absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string& json);
 

@@ -508,7 +508,8 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       return absl::InternalError(absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
     }
     MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(optimizer_file));
-    const nlohmann::json state = {{"step", step_},
+    const nlohmann::json state = {{"format_version", checkpoints::kTrainerStateVersion},
+                                  {"step", step_},
                                   {"tokens_seen", tokens_seen_},
                                   {"world_size", world_.size()},
                                   {"task", task_name_},
@@ -567,13 +568,31 @@ absl::Status Trainer::Resume() {
 
 absl::Status Trainer::LoadCheckpoint(const std::string& path) {
   const std::filesystem::path dir(path);
+  const std::string state_file = (dir / checkpoints::kTrainerStateName).string();
   nlohmann::json state;
   try {
-    std::ifstream in(dir / checkpoints::kTrainerStateName);
+    std::ifstream in(state_file);
     state = nlohmann::json::parse(in);
   } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat((dir / checkpoints::kTrainerStateName).string(), ": ", e.what()));
+    return absl::DataLossError(absl::StrCat(state_file, ": ", e.what()));
   }
+  const int version = state.value("format_version", 1);
+  if (version < 1 || version > checkpoints::kTrainerStateVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(state_file, " has format version ", version,
+                                                      "; this memtrain reads versions 1 to ",
+                                                      checkpoints::kTrainerStateVersion,
+                                                      " (a newer memtrain wrote it: upgrade to resume it)"));
+  }
+  // A field missing or of the wrong type is a damaged file, reported as such.
+  try {
+    return ApplyCheckpoint(path, state);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(absl::StrCat(state_file, ": ", e.what()));
+  }
+}
+
+absl::Status Trainer::ApplyCheckpoint(const std::string& path, const nlohmann::json& state) {
+  const std::filesystem::path dir(path);
   if (state.at("world_size").get<int>() != world_.size()) {
     return absl::FailedPreconditionError(absl::StrCat(
         path, " was written by ", state.at("world_size").get<int>(), " ranks; this run has ", world_.size(),
@@ -586,7 +605,10 @@ absl::Status Trainer::LoadCheckpoint(const std::string& path) {
                                                       "; this run is ", task_name_, " with tokenizer ", tokenizer_sha256_));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(path, device_));
-  std::vector<std::string> differences = Differences(state.at("options"), OptionsJson(options_), SafeToChange());
+  // Options the checkpoint's memtrain did not have yet: it ran with their defaults.
+  nlohmann::json saved_options = OptionsJson(TrainerOptions{});
+  saved_options.update(state.at("options"));
+  std::vector<std::string> differences = Differences(saved_options, OptionsJson(options_), SafeToChange());
   for (const std::string& d : Differences(nlohmann::json::parse(model::TransformerOptionsToJson(loaded.info.options)),
                                           nlohmann::json::parse(model::TransformerOptionsToJson(model_->options())), {})) {
     differences.push_back("model." + d);

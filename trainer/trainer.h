@@ -40,6 +40,7 @@
 
 #include "absl/status/statusor.h"
 #include "checkpoints/checkpoint.h"
+#include "nlohmann/json_fwd.hpp"
 #include "data/batch_source.h"
 #include "model/transformer.h"
 #include "parallel/communicator.h"
@@ -150,7 +151,12 @@ class Trainer {
   /// Picks the checkpoint options.checkpoint.resume names (the ranks agree)
   /// and loads it; OK without loading when auto finds none.
   absl::Status Resume();
+  /// Reads `path`'s trainer.json (any format version this build knows) and
+  /// applies the checkpoint; never throws.
   absl::Status LoadCheckpoint(const std::string& path);
+  /// LoadCheckpoint's work on the parsed trainer.json; throws
+  /// nlohmann::json::exception on a missing or mistyped field.
+  absl::Status ApplyCheckpoint(const std::string& path, const nlohmann::json& state);
   void Report(const StepMetrics& metrics);
 
   const TrainerOptions options_;

@@ -12,6 +12,9 @@
 #   sharded with --knn_sharded (each rank holds half of every stream's memory)
 #          the checkpoint of step 8 resumes to losses equal to the
 #          uninterrupted sharded run; resuming without --knn_sharded is refused.
+#   format1 a checkpoint written by format version 1 (fixtures/format1: no
+#          "format_version" yet) resumes under this build to the losses its
+#          own run logged, bitwise, and its saved model generates.
 #   export memtrain-ckpt export -> import -> export gives the same bytes, and
 #          Python's safetensors (when PYTHON has it) reads tensors equal to the
 #          checkpoint's model.pt as torch.jit.load reads it.
@@ -58,6 +61,25 @@ train whole || { tail -20 "${work}/whole.log"; exit 1; }
 ckpt="${work}/ckpt"
 
 case "${scenario}" in
+  format1)
+    fixture="$(cd "$(dirname "$0")" && pwd)/fixtures/format1"
+    cp -r "${fixture}/checkpoint" "${work}/step-00000006"
+    # The flags that wrote the fixture (fixtures/format1/README.md); the corpus
+    # path is relative, as it was then.
+    (cd "${work}" && ${mpiexec} ${mpi_flags} -n 2 "${bin}/memtrain-train" --train_data=demo.h5 --steps=12 \
+      --encoder_layers=0 --decoder_layers=2 --model_dim=16 --heads=2 --ffn_dim=32 --knn_layers=1 \
+      --knn_memory_size=64 --knn_top_k=4 --dropout=0.1 --streams=2 --segment_length=16 --lr_schedule=constant \
+      --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics=format1.jsonl \
+      --checkpoint_dir=ckpt1 --save_every_steps=6 --save_knn_memory=true --resume=step-00000006 \
+      >format1.log 2>&1) || { tail -20 "${work}/format1.log"; exit 1; }
+    grep -q "resumed from step-00000006 at step 6" "${work}/format1.log" || { tail -20 "${work}/format1.log"; exit 1; }
+    same_losses "${fixture}/losses.jsonl" "${work}/format1.jsonl"
+    # The checkpoint this build wrote says which format it is.
+    grep -q '"format_version": 2' "${work}/ckpt1/step-00000012/trainer.json"
+    "${bin}/memtrain-generate" --model="${fixture}/model" --data="${work}/demo.h5" --count=1 --max_length=8 \
+      >"${work}/generate.log" 2>&1 || { cat "${work}/generate.log"; exit 1; }
+    grep -q "output:" "${work}/generate.log"
+    ;;
   usr1)
     steps=400  # long enough to be signalled mid-run
     as_process=exec train stopped --checkpoint_dir="${ckpt}" --save_knn_memory &

@@ -6,6 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+
+#include "nlohmann/json.hpp"
 
 namespace memtrain::checkpoints {
 namespace {
@@ -84,6 +87,53 @@ TEST(ModelFileTest, MissingAndDamagedModelsAreRefusedByName) {
   fs::copy_file(fs::path(dir + "-other") / "model.json", fs::path(dir) / "model.json",
                 fs::copy_options::overwrite_existing);
   EXPECT_EQ(LoadModel(dir, at::kCPU).status().code(), absl::StatusCode::kDataLoss);
+}
+
+// model.json is versioned (checkpoints/model_file.h): a file written by
+// format 1 (tests/checkpoints/fixtures/format1) loads; an option missing from
+// a file takes its default; a newer format and unknown fields are refused,
+// naming the file; nothing throws.
+TEST(ModelFileTest, OlderFormatsLoadAndNewerOnesAreRefused) {
+  const fs::path fixture = fs::path(MEMTRAIN_FIXTURES_DIR) / "format1" / "model";
+  auto old = LoadModel(fixture.string(), at::kCPU);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->info.step, 12);
+  EXPECT_EQ(old->info.options.layer_attention.at(1), "knn");
+
+  const std::string dir = FreshDir("versions");
+  fs::create_directories(dir);
+  fs::copy_file(fixture / "model.pt", fs::path(dir) / "model.pt");
+  auto write_config = [&](const std::function<void(nlohmann::json&)>& edit) {
+    std::ifstream in(fixture / "model.json");
+    nlohmann::json config = nlohmann::json::parse(in);
+    edit(config);
+    std::ofstream(fs::path(dir) / "model.json") << config.dump();
+  };
+  // Written before an option existed: the option takes its default.
+  write_config([](nlohmann::json& c) { c["model"]["attention_options"]["knn"].erase("gate_bias"); });
+  auto without = LoadModel(dir, at::kCPU);
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_EQ(without->info.options.attention_options.knn.gate_bias, model::KnnOptions{}.gate_bias);
+  // This build's own version, explicitly.
+  write_config([](nlohmann::json& c) { c["format_version"] = kModelFormatVersion; });
+  EXPECT_TRUE(LoadModel(dir, at::kCPU).ok());
+  // From a newer memtrain.
+  write_config([](nlohmann::json& c) { c["format_version"] = kModelFormatVersion + 1; });
+  auto newer = LoadModel(dir, at::kCPU);
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(newer.status().message()), HasSubstr("format version 3"));
+  // A misspelt field is not silently dropped.
+  write_config([](nlohmann::json& c) { c["model"]["hedas"] = 4; });
+  auto typo = LoadModel(dir, at::kCPU);
+  EXPECT_EQ(typo.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(typo.status().message()), HasSubstr("unknown field 'hedas'"));
+  // A field of the wrong type.
+  write_config([](nlohmann::json& c) { c["model"]["heads"] = "two"; });
+  EXPECT_EQ(LoadModel(dir, at::kCPU).status().code(), absl::StatusCode::kDataLoss);
+  // What SaveModel writes now says its version.
+  ASSERT_TRUE(SaveModel(dir, *old->model, old->info).ok());
+  std::ifstream in(fs::path(dir) / "model.json");
+  EXPECT_EQ(nlohmann::json::parse(in).at("format_version").get<int>(), kModelFormatVersion);
 }
 
 }  // namespace
