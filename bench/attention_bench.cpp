@@ -2,7 +2,7 @@
 // kind against softmax, measured in the same run.
 //
 //   build/bin/bench-attention [--json FILE] [--lengths 256,512,...] [--tokens 16384]
-//                             [--warmup 1 --repeats 3]
+//                             [--warmup 1 --repeats 3] [--device auto|cpu|cuda]
 //
 // Numbers (docs/BENCHMARKS.md):
 //   train us/token  forward + backward of one layer (D = --width, --heads) on a
@@ -19,6 +19,7 @@
 // 1.3x from n = 512 to the longest length, at least 4x cheaper than softmax at
 // n = 8192, and its decode time per token flat in position.
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -36,6 +37,7 @@
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "launch/device.h"
 #include "model/attention.h"
 #include "nlohmann/json.hpp"
 
@@ -71,11 +73,24 @@ std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal,
   return *made;
 }
 
+// The device --device names (launch/device.h); set by the child's Main
+// before it measures.
+c10::Device measured_device = c10::kCPU;
+const c10::Device& MeasuredDevice() { return measured_device; }
+
+// The clock reads device time only after the device's queued work is done.
+absl::Time Now() {
+  if (MeasuredDevice().is_cuda()) torch::cuda::synchronize(MeasuredDevice().index());
+  return absl::Now();
+}
+
 // Child: one training point. Prints seconds per token.
 void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
   auto attention = Make(kind, causal, n);
+  attention->to(MeasuredDevice());
   const int64_t batch = std::max<int64_t>(1, absl::GetFlag(FLAGS_tokens) / n);
-  const at::Tensor x = at::randn({batch, n, absl::GetFlag(FLAGS_width)}).requires_grad_(true);
+  const at::Tensor x =
+      at::randn({batch, n, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(MeasuredDevice())).requires_grad_(true);
   AttentionCall call;
   call.query = x;
   call.causal = causal;
@@ -86,9 +101,9 @@ void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
   for (int i = 0; i < bench::Warmup(); ++i) step();
   std::vector<double> times;
   for (int i = 0; i < bench::Repeats(); ++i) {
-    const absl::Time start = absl::Now();
+    const absl::Time start = Now();
     step();
-    times.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+    times.push_back(absl::ToDoubleSeconds(Now() - start));
   }
   std::printf("%.9g\n", bench::Median(times) / static_cast<double>(batch * n));
 }
@@ -96,6 +111,7 @@ void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
 // Child: decode one token at a time; prints "position seconds" pairs.
 void MeasureDecode(const std::string& kind) {
   auto attention = Make(kind, true);
+  attention->to(MeasuredDevice());
   at::NoGradGuard no_grad;
   attention->eval();
   auto state = attention->NewState(1);
@@ -103,16 +119,16 @@ void MeasureDecode(const std::string& kind) {
   AttentionCall call;
   call.causal = true;
   call.state = state.get();
-  absl::Time window_start = absl::Now();
+  absl::Time window_start = Now();
   int64_t window = 0;
   for (int64_t t = 1; t <= positions; ++t) {
-    call.query = at::randn({1, 1, absl::GetFlag(FLAGS_width)});
+    call.query = at::randn({1, 1, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(MeasuredDevice()));
     attention->forward(call);
     ++window;
     if ((t & (t - 1)) == 0 && t >= 16) {  // report at powers of two
       std::printf("%lld %.9g\n", static_cast<long long>(t),
-                  absl::ToDoubleSeconds(absl::Now() - window_start) / static_cast<double>(window));
-      window_start = absl::Now();
+                  absl::ToDoubleSeconds(Now() - window_start) / static_cast<double>(window));
+      window_start = Now();
       window = 0;
     }
   }
@@ -124,6 +140,7 @@ absl::StatusOr<bench::ChildResult> RunMeasurement(const std::string& self,
   bench::ChildCommand command;
   command.argv = {self,
                   "--measure=" + what,
+                  "--device=" + absl::GetFlag(FLAGS_device),
                   absl::StrCat("--width=", absl::GetFlag(FLAGS_width)),
                   absl::StrCat("--heads=", absl::GetFlag(FLAGS_heads)),
                   absl::StrCat("--warmup=", bench::Warmup()),
@@ -149,11 +166,14 @@ absl::Status Parent() {
   }
   MEMTRAIN_ASSIGN_OR_RETURN(const std::string self, bench::ThisExecutable());
   MEMTRAIN_ASSIGN_OR_RETURN(const bench::ChildResult startup, RunMeasurement(self, "startup"));
-  std::printf("# bench-attention: D=%lld, %lld heads, %lld tokens per training batch, %d thread(s); peak MB above a bare start (%.0f MB)\n",
+  std::printf("# bench-attention: D=%lld, %lld heads, %lld tokens per training batch, %d thread(s), --device=%s; "
+              "peak MB (host RSS) above a bare start (%.0f MB)\n",
               static_cast<long long>(absl::GetFlag(FLAGS_width)), static_cast<long long>(absl::GetFlag(FLAGS_heads)),
-              static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(), startup.peak_rss_mb);
+              static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(),
+              absl::GetFlag(FLAGS_device).c_str(), startup.peak_rss_mb);
 
   nlohmann::json results = nlohmann::json::object();
+  results["device"] = absl::GetFlag(FLAGS_device);
   // train[kind][causal][n] = {us_per_token, peak_mb}
   std::map<std::string, std::map<bool, std::map<int64_t, std::pair<double, double>>>> train;
   for (const std::string& kind : absl::GetFlag(FLAGS_train) ? kinds : std::vector<std::string>{}) {
@@ -222,8 +242,16 @@ absl::Status Main() {
   MEMTRAIN_RETURN_IF_ERROR(bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/3));
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const std::string measure = absl::GetFlag(FLAGS_measure);
-  if (measure.empty()) return Parent();
-  if (measure == "startup") return absl::OkStatus();
+  if (measure.empty()) {
+    // A bad --device is reported once, here, not by every child.
+    MEMTRAIN_RETURN_IF_ERROR(launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1).status());
+    return Parent();
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(const launch::DeviceChoice device,
+                            launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1));
+  launch::ApplyDeviceChoice(device);
+  measured_device = device.device;
+  if (measure == "startup") return absl::OkStatus();  // a bare start, with the device's own
   std::vector<std::string> parts = absl::StrSplit(measure, ':');
   if (parts.size() == 2 && parts[1] == "decode") {
     MeasureDecode(parts[0]);
