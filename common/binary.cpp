@@ -1,9 +1,13 @@
 #include "common/binary.h"
 
+#include <cstdlib>
 #include <exception>
+#include <iostream>
 #include <string>
 
 #include "absl/flags/parse.h"
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
@@ -25,6 +29,20 @@ std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   };
   config.contains_helpshort_flags = config.contains_help_flags;
   absl::SetFlagsUsageConfig(config);
+  // Abseil's --help exits 1, which breaks `memtrain-foo --help && ...` in
+  // scripts; asking for help is a success.
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-help" || arg == "--helpfull" || arg == "-helpfull" || arg == "-h") {
+      absl::flags_internal::SetProgramInvocationName(argv[0]);
+      absl::flags_internal::FlagsHelp(std::cout, "", absl::flags_internal::HelpFormat::kHumanReadable,
+                                      absl::ProgramUsageMessage());
+      std::cout.flush();
+      // Nothing has started, so nothing needs cleaning up; some libraries'
+      // static destructors (in memtrain-prepare's) would wait forever.
+      std::_Exit(0);
+    }
+  }
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   // Correct but 2-3x slower matrix products are the kind of fault nobody
   // notices in a loss curve, so every binary says so at start-up.
