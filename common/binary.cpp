@@ -1,13 +1,17 @@
 #include "common/binary.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
+#include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/internal/program_name.h"
-#include "absl/flags/internal/usage.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
@@ -16,6 +20,37 @@
 #include "glog/logging.h"
 
 namespace memtrain {
+
+namespace {
+
+// "<binary>: <usage>" and every flag but Abseil's own, by file, through the
+// public reflection API. Not Abseil's internal FlagsHelp: referencing
+// libabsl_flags_usage_internal directly moves it ahead of SentencePiece in
+// the load order, and both export a global `FLAGS_help` (1 byte in Abseil,
+// 32 in SentencePiece's bundled flags), so SentencePiece's constructor then
+// overwrote Abseil's flag state and memtrain-prepare hung inside
+// ParseCommandLine (docs/ARCHITECTURE.md, "Symbols two libraries define").
+void PrintHelp(std::ostream& out, const char* argv0) {
+  std::map<std::string, std::vector<const absl::CommandLineFlag*>> by_file;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::StrContains(flag->Filename(), "absl/")) continue;
+    by_file[flag->Filename()].push_back(flag);
+  }
+  out << std::filesystem::path(argv0).filename().string() << ": " << absl::ProgramUsageMessage() << "\n";
+  for (auto& [file, flags] : by_file) {
+    std::sort(flags.begin(), flags.end(), [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
+      return a->Name() < b->Name();
+    });
+    out << "\n  Flags from " << file << ":\n";
+    for (const absl::CommandLineFlag* flag : flags) {
+      out << "    --" << flag->Name() << " (" << flag->Help() << "); default: " << flag->DefaultValue() << ";\n";
+    }
+  }
+  out << "\n  --flagfile=FILE reads flags from FILE, one per line (configs/*.flags).\n";
+  out.flush();
+}
+
+}  // namespace
 
 std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   ConfigureProcess();
@@ -34,12 +69,8 @@ std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--help" || arg == "-help" || arg == "--helpfull" || arg == "-helpfull" || arg == "-h") {
-      absl::flags_internal::SetProgramInvocationName(argv[0]);
-      absl::flags_internal::FlagsHelp(std::cout, "", absl::flags_internal::HelpFormat::kHumanReadable,
-                                      absl::ProgramUsageMessage());
-      std::cout.flush();
-      // Nothing has started, so nothing needs cleaning up; some libraries'
-      // static destructors (in memtrain-prepare's) would wait forever.
+      PrintHelp(std::cout, argv[0]);
+      // Nothing has started, so nothing needs cleaning up.
       std::_Exit(0);
     }
   }
