@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "common/process.h"
 #include "glog/logging.h"
 
@@ -27,6 +28,16 @@ std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOption
   auto world = Runtime().CreateWorld(options);
   TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
   return *std::move(world);
+}
+
+std::string NoGpuPerRankReason() {
+  const int local_size = NewWorld()->local_size();
+  if (!torch::cuda::is_available()) return "no CUDA device visible: the GPU path not run";
+  const int devices = static_cast<int>(torch::cuda::device_count());
+  if (devices < local_size) {
+    return absl::StrCat(local_size, " ranks on this host but ", devices, " GPU(s): NCCL needs one GPU per rank");
+  }
+  return "";
 }
 
 std::unique_ptr<parallel::Communicator> NewGpuWorld(c10::Device* device) {

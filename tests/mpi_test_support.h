@@ -19,6 +19,11 @@ parallel::MpiRuntime& Runtime();
 std::unique_ptr<parallel::MpiCommunicator> NewWorld(
     parallel::CommunicatorOptions options = {absl::Seconds(60), /*verify_collectives=*/true});
 
+/// Why this job cannot give each rank of a host its own GPU ("" when it
+/// can): no GPU visible, or fewer GPUs than ranks on the host (NCCL refuses
+/// two ranks on one GPU). Collective; the *_CUDA tests skip with it.
+std::string NoGpuPerRankReason();
+
 /// The world a GPU job gets (parallel/world.h: NCCL for CUDA tensors, MPI
 /// for CPU ones), on this rank's GPU (local rank modulo the visible devices,
 /// returned in `device`). Collective; only where a GPU is visible.

@@ -170,13 +170,14 @@ c10::Device ThisRanksGpu(const Communicator& group) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank() % devices));
 }
 
-#define SKIP_WITHOUT_GPU()                                                                     \
-  do {                                                                                         \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible: NCCL not run"; \
+#define SKIP_WITHOUT_GPU_PER_RANK()                                         \
+  do {                                                                      \
+    const std::string reason = testing::NoGpuPerRankReason();              \
+    if (!reason.empty()) GTEST_SKIP() << reason;                           \
   } while (0)
 
 TEST(C10dCommunicatorTest, NcclCollectivesEqualMpis_CUDA) {
-  SKIP_WITHOUT_GPU();
+  SKIP_WITHOUT_GPU_PER_RANK();
   auto world = testing::NewWorld();
   auto nccl = NewC10d("nccl", ThisRanksGpu(*world));
   ASSERT_NE(nccl, nullptr);
@@ -184,7 +185,7 @@ TEST(C10dCommunicatorTest, NcclCollectivesEqualMpis_CUDA) {
 }
 
 TEST(C10dCommunicatorTest, NcclSplitKeepsTheParentsDevice_CUDA) {
-  SKIP_WITHOUT_GPU();
+  SKIP_WITHOUT_GPU_PER_RANK();
   auto world = testing::NewWorld();
   auto nccl = NewC10d("nccl", ThisRanksGpu(*world));
   ASSERT_NE(nccl, nullptr);
@@ -197,7 +198,7 @@ TEST(C10dCommunicatorTest, NcclSplitKeepsTheParentsDevice_CUDA) {
 }
 
 TEST(WorldTest, NcclWorldSendsCudaTensorsToNcclAndCpuTensorsToMpi_CUDA) {
-  SKIP_WITHOUT_GPU();
+  SKIP_WITHOUT_GPU_PER_RANK();
   c10::Device gpu = c10::kCUDA;
   auto world = testing::NewGpuWorld(&gpu);  // --collectives=auto: nccl on a GPU
   auto& hybrid = dynamic_cast<HybridCommunicator&>(*world);

@@ -155,7 +155,7 @@ TEST(ShardedKnnMemoryTest, EachRankSavesAndLoadsItsShard) {
 // answers as the CPU reference, results left on the GPU. Skips without a GPU
 // (scripts/gpu-check runs it).
 TEST(ShardedKnnMemoryTest, CudaEntriesOverNcclEqualLocalOnTheUnion_CUDA) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible: the GPU path not run";
+  if (const std::string reason = testing::NoGpuPerRankReason(); !reason.empty()) GTEST_SKIP() << reason;
   c10::Device gpu = c10::kCUDA;
   auto world = testing::NewGpuWorld(&gpu);
   const int ranks = world->size();
