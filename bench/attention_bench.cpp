@@ -19,7 +19,6 @@
 // 1.3x from n = 512 to the longest length, at least 4x cheaper than softmax at
 // n = 8192, and its decode time per token flat in position.
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -80,7 +79,7 @@ const c10::Device& MeasuredDevice() { return measured_device; }
 
 // The clock reads device time only after the device's queued work is done.
 absl::Time Now() {
-  if (MeasuredDevice().is_cuda()) torch::cuda::synchronize(MeasuredDevice().index());
+  launch::WaitForDevice(MeasuredDevice());
   return absl::Now();
 }
 

@@ -79,9 +79,19 @@ std::vector<int64_t> ParseList(const std::string& text, const char* flag) {
   return values;
 }
 
+// The rank's device (--device, launch/device.h): every memory, query and
+// model of this benchmark lives there; FAISS copies to the CPU itself.
+c10::Device measured_device = c10::kCPU;
+
 at::Tensor UnitRows(std::vector<int64_t> shape) {
-  const at::Tensor x = at::randn(shape);
+  const at::Tensor x = at::randn(shape, at::TensorOptions().device(measured_device));
   return x / x.norm(2, -1, /*keepdim=*/true);
+}
+
+// The clock, read after the device's queued work has run.
+Clock::time_point Now() {
+  launch::WaitForDevice(measured_device);
+  return Clock::now();
 }
 
 // Median seconds of one search of stream 0; `found` gets the result.
@@ -95,15 +105,16 @@ double TimeSearch(const parallel::KnnMemory& memory, const at::Tensor& queries, 
   for (int i = 0; i < bench::Warmup(); ++i) once();
   std::vector<double> seconds;
   for (int i = 0; i < bench::Repeats(); ++i) {
-    const auto start = Clock::now();
+    const auto start = Now();
     once();
+    launch::WaitForDevice(measured_device);
     seconds.push_back(Seconds(start));
   }
   return bench::Median(seconds);
 }
 
 double Recall(const at::Tensor& found, const at::Tensor& exact) {
-  const at::Tensor hit = found.unsqueeze(-1).eq(exact.unsqueeze(-2)).any(-2);
+  const at::Tensor hit = found.cpu().unsqueeze(-1).eq(exact.cpu().unsqueeze(-2)).any(-2);
   return hit.sum().item<double>() / static_cast<double>(exact.numel());
 }
 
@@ -162,7 +173,7 @@ nlohmann::json OneRankRow(int64_t capacity, const at::Tensor& keys, const at::Te
   if (capacity <= absl::GetFlag(FLAGS_hnsw_max)) {
     parallel::FaissKnnMemory hnsw((parallel::FaissKnnMemoryOptions(capacity)));
     CHECK(hnsw.add(0, keys, values).ok());
-    const auto start = Clock::now();
+    const auto start = Now();
     CHECK(hnsw.search(0, queries.narrow(1, 0, 1), 1).ok());  // builds the index
     row["faiss_hnsw_build_s"] = Seconds(start);
     parallel::KnnResult approximate;
@@ -255,14 +266,17 @@ model::TransformerOptions StepModelOptions(int64_t top_k) {
 nlohmann::json StepOverhead(int64_t top_k) {
   const model::TransformerOptions options = StepModelOptions(top_k);
   model::Transformer lm(options);
+  lm->to(measured_device);
   const int64_t batch = absl::GetFlag(FLAGS_step_batch), length = absl::GetFlag(FLAGS_step_segment);
   const int64_t head_dim = options.model_dim / options.heads;
-  const at::Tensor tokens = at::randint(1, options.vocab_size, {batch, length});
-  const at::Tensor targets = at::randint(1, options.vocab_size, {batch * length});
+  const auto on_device = at::TensorOptions().dtype(at::kLong).device(measured_device);
+  const at::Tensor tokens = at::randint(1, options.vocab_size, {batch, length}, on_device);
+  const at::Tensor targets = at::randint(1, options.vocab_size, {batch * length}, on_device);
   const auto step_seconds = [&](const std::function<at::Tensor()>& forward) {
-    const auto start = Clock::now();
+    const auto start = Now();
     lm->zero_grad();
     at::cross_entropy_loss(forward().view({batch * length, options.vocab_size}), targets).backward();
+    launch::WaitForDevice(measured_device);
     return Seconds(start);
   };
   std::printf("knn step overhead: LM of %ld layers, D = %ld, %ld heads, knn at layer %ld (top-%ld), "
@@ -280,7 +294,7 @@ nlohmann::json StepOverhead(int64_t top_k) {
       std::vector<int64_t> streams;
       for (int64_t row = 0; row < rows; ++row) {
         CHECK(memory->add(row, UnitRows({options.heads, capacity, head_dim}),
-                          at::randn({options.heads, capacity, head_dim}))
+                          at::randn({options.heads, capacity, head_dim}, at::TensorOptions().device(measured_device)))
                   .ok());
         streams.push_back(row);
       }
@@ -314,6 +328,7 @@ int Main(int argc, char** argv) {
   auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-knn]");
   CHECK(rank.ok()) << rank.status();
   parallel::Communicator& comm = *rank->world;
+  measured_device = rank->device.device;
   const bool root = comm.rank() == 0;
   const int64_t k = absl::GetFlag(FLAGS_top), d = absl::GetFlag(FLAGS_dim);
   nlohmann::json report = {{"benchmark", "knn"},
@@ -321,7 +336,8 @@ int Main(int argc, char** argv) {
                            {"threads_per_rank", at::get_num_threads()},
                            {"queries", absl::GetFlag(FLAGS_queries)},
                            {"top", k},
-                           {"dim", d}};
+                           {"dim", d},
+                           {"device", rank->device.device.str()}};
   if (root) {
     std::printf("bench-knn: %ld queries, top-%ld, d = %ld, ranks %d, each %s\n",
                 absl::GetFlag(FLAGS_queries), k, d, comm.size(), rank->device.description.c_str());
@@ -334,7 +350,8 @@ int Main(int argc, char** argv) {
   at::manual_seed(1 + comm.rank());
   nlohmann::json results = nlohmann::json::array();
   for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_capacities), "capacities")) {
-    const at::Tensor keys = UnitRows({1, capacity, d}), values = at::randn({1, capacity, 1});
+    const at::Tensor keys = UnitRows({1, capacity, d}),
+                     values = at::randn({1, capacity, 1}, at::TensorOptions().device(measured_device));
     results.push_back(comm.size() == 1 ? OneRankRow(capacity, keys, values, k)
                                        : ShardedRow(comm, capacity, keys, values, k));
   }

@@ -70,6 +70,10 @@ absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& reque
   return ChooseDevice(requested, local_rank, local_size, devices, cores);
 }
 
+void WaitForDevice(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
 void ApplyDeviceChoice(const DeviceChoice& choice) {
   at::set_num_threads(choice.cpu_threads);
   if (choice.device.is_cuda()) c10::impl::getDeviceGuardImpl(c10::kCUDA)->setDevice(choice.device);

@@ -55,6 +55,10 @@ absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& reque
 /// before anything touches CUDA, so that no context is made on another GPU.
 void ApplyDeviceChoice(const DeviceChoice& choice);
 
+/// Returns once every kernel queued on `device` has run (nothing on the CPU):
+/// what a wall-clock measurement of GPU work must call before reading the clock.
+void WaitForDevice(const c10::Device& device);
+
 }  // namespace memtrain::launch
 
 #endif  // MEMTRAIN_LAUNCH_DEVICE_H_
