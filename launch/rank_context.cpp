@@ -3,6 +3,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_join.h"
 #include "common/native_libraries.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "launch/signals.h"
@@ -31,8 +32,8 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration co
   MEMTRAIN_ASSIGN_OR_RETURN(rank.world, parallel::CreateWorld(*rank.runtime, options));
   LOG_IF(INFO, rank.world->rank() == 0) << log_tag << " " << rank.world->size() << " rank(s) via "
                                         << LauncherName(rank.environment.launcher) << "; rank 0 on "
-                                        << rank.device.description << "; collectives " << options.collectives << "; "
-                                        << DescribeNativeLibraries(FindNativeLibraries());
+                                        << rank.device.description << "; collectives " << parallel::ResolvedCollectives(options) << "; "
+                                        << DescribeNativeLibraries(FindNativeLibraries()) << "; " << ProcessSettingsSummary();
   return rank;
 }
 

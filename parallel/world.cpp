@@ -58,9 +58,13 @@ std::vector<std::string> CollectivesNames() {
   return names;
 }
 
+std::string ResolvedCollectives(const WorldOptions& options) {
+  if (options.collectives != "auto") return options.collectives;
+  return options.device.is_cuda() ? "nccl" : "mpi";
+}
+
 absl::StatusOr<std::unique_ptr<Communicator>> CreateWorld(MpiRuntime& runtime, const WorldOptions& options) {
-  std::string collectives = options.collectives;
-  if (collectives == "auto") collectives = options.device.is_cuda() ? "nccl" : "mpi";
+  const std::string collectives = ResolvedCollectives(options);
   const std::vector<std::string> known = CollectivesNames();
   if (std::find(known.begin(), known.end(), collectives) == known.end()) {
     return absl::InvalidArgumentError(absl::StrCat("--collectives=", options.collectives,

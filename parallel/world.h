@@ -89,6 +89,9 @@ struct WorldOptions {
 /// The names --collectives accepts in this build ("nccl" only in GPU builds).
 std::vector<std::string> CollectivesNames();
 
+/// What options.collectives means for options.device ("auto" resolved).
+std::string ResolvedCollectives(const WorldOptions& options);
+
 /// Collective over every process. kInvalidArgument when `collectives` is
 /// unknown or cannot carry tensors on `device` (mpi or gloo with a GPU, nccl
 /// with the CPU).

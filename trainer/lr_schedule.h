@@ -32,7 +32,6 @@ using LrSchedule = std::function<double(int64_t step)>;
 
 /// kInvalidArgument for an unknown name (listing the known ones) or bad options.
 absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name, const LrScheduleOptions& options);
-std::vector<std::string> LrScheduleNames();
 
 }  // namespace memtrain::trainer
 

@@ -145,7 +145,6 @@ absl::Status Task::LoadState(model::TransformerImpl&, const std::map<std::string
                                                  state.size(), " tensors of task state (saved by another task?)"));
 }
 
-std::vector<std::string> TaskNames() { return Registry().names(); }
 
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options) {
   MEMTRAIN_ASSIGN_OR_RETURN(const Factory* factory, Registry().Find(name));

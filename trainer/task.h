@@ -62,7 +62,6 @@ class Task {
 
 /// kInvalidArgument for an unknown name, listing the known ones.
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options);
-std::vector<std::string> TaskNames();
 
 /// `batch`'s tensors on `device` (non-blocking where possible).
 data::Batch ToDevice(const data::Batch& batch, const c10::Device& device);
