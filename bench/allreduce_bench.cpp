@@ -139,8 +139,8 @@ int Main(int argc, char** argv) {
     std::printf("# bench-allreduce: %d rank(s), float32 sum, in place; %s\n", n,
                 parallel::MpiRuntime::LibraryVersion().c_str());
     std::printf("# busbw = algbw * 2(n-1)/n (GB/s = 1e9 B/s); ratio = Communicator / raw MPI\n");
-    std::printf("%10s %12s | %10s %8s %8s | %10s %8s %8s | %6s %6s\n", "size", "count",
-                "comm us", "algbw", "busbw", "raw us", "algbw", "busbw", "ratio", "#wrong");
+    std::printf("%10s %12s | %10s %8s %8s | %10s %8s %8s | %6s %6s\n", "size", "count", "comm us",
+                "algbw", "busbw", "raw us", "algbw", "busbw", "ratio", "#wrong");
   }
   Bench bench(comm);
   nlohmann::json results = nlohmann::json::array();
@@ -165,14 +165,16 @@ int Main(int argc, char** argv) {
       std::fflush(stdout);
     }
     results.push_back({{"bytes", bytes},
-                       {"communicator", {{"seconds", row.communicator.seconds},
-                                         {"algbw_GBps", comm_algbw},
-                                         {"busbw_GBps", comm_algbw * bus_factor},
-                                         {"wrong", row.communicator.wrong}}},
-                       {"raw_mpi", {{"seconds", row.raw.seconds},
-                                    {"algbw_GBps", raw_algbw},
-                                    {"busbw_GBps", raw_algbw * bus_factor},
-                                    {"wrong", row.raw.wrong}}},
+                       {"communicator",
+                        {{"seconds", row.communicator.seconds},
+                         {"algbw_GBps", comm_algbw},
+                         {"busbw_GBps", comm_algbw * bus_factor},
+                         {"wrong", row.communicator.wrong}}},
+                       {"raw_mpi",
+                        {{"seconds", row.raw.seconds},
+                         {"algbw_GBps", raw_algbw},
+                         {"busbw_GBps", raw_algbw * bus_factor},
+                         {"wrong", row.raw.wrong}}},
                        {"ratio", ratio}});
   }
   if (root) {
@@ -189,7 +191,8 @@ int Main(int argc, char** argv) {
   world->reset();
   if (total_wrong > 0 || json_failed) return 1;
   if (below_floor) {
-    if (root) std::printf("# ratio below --min_ratio=%.2f from 1 MiB up\n", absl::GetFlag(FLAGS_min_ratio));
+    if (root)
+      std::printf("# ratio below --min_ratio=%.2f from 1 MiB up\n", absl::GetFlag(FLAGS_min_ratio));
     return 2;
   }
   return 0;

@@ -47,10 +47,12 @@ ABSL_FLAG(int64_t, tokens, 16384, "Tokens per training batch (batch = tokens / n
 ABSL_FLAG(int64_t, width, 512, "Model width D.");
 ABSL_FLAG(int64_t, heads, 8, "Heads.");
 ABSL_FLAG(int64_t, decode_positions, 4096, "Decode this many tokens one at a time.");
-ABSL_FLAG(std::vector<std::string>, kinds, {}, "Kinds to measure (default: every registered kind).");
+ABSL_FLAG(std::vector<std::string>, kinds, {},
+          "Kinds to measure (default: every registered kind).");
 ABSL_FLAG(bool, train, true, "Measure training cost.");
 ABSL_FLAG(bool, decode, true, "Measure decoding cost.");
-ABSL_FLAG(std::string, measure, "", "Internal: measure one point (kind:causal:n, kind:decode, or startup).");
+ABSL_FLAG(std::string, measure, "",
+          "Internal: measure one point (kind:causal:n, kind:decode, or startup).");
 
 namespace memtrain {
 namespace {
@@ -60,7 +62,8 @@ using model::AttentionOptions;
 
 // `longest`: the longest key sequence the layer will see (Linformer's
 // projections have one column per position up to max_length).
-std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal, int64_t longest = 0) {
+std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal,
+                                           int64_t longest = 0) {
   AttentionOptions options;
   options.layer = "bench." + kind;
   options.model_dim = absl::GetFlag(FLAGS_width);
@@ -88,8 +91,9 @@ void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
   auto attention = Make(kind, causal, n);
   attention->to(MeasuredDevice());
   const int64_t batch = std::max<int64_t>(1, absl::GetFlag(FLAGS_tokens) / n);
-  const at::Tensor x =
-      at::randn({batch, n, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(MeasuredDevice())).requires_grad_(true);
+  const at::Tensor x = at::randn({batch, n, absl::GetFlag(FLAGS_width)},
+                                 at::TensorOptions().device(MeasuredDevice()))
+                           .requires_grad_(true);
   AttentionCall call;
   call.query = x;
   call.causal = causal;
@@ -121,7 +125,8 @@ void MeasureDecode(const std::string& kind) {
   absl::Time window_start = Now();
   int64_t window = 0;
   for (int64_t t = 1; t <= positions; ++t) {
-    call.query = at::randn({1, 1, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(MeasuredDevice()));
+    call.query =
+        at::randn({1, 1, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(MeasuredDevice()));
     attention->forward(call);
     ++window;
     if ((t & (t - 1)) == 0 && t >= 16) {  // report at powers of two
@@ -165,11 +170,14 @@ absl::Status Parent() {
   }
   MEMTRAIN_ASSIGN_OR_RETURN(const std::string self, bench::ThisExecutable());
   MEMTRAIN_ASSIGN_OR_RETURN(const bench::ChildResult startup, RunMeasurement(self, "startup"));
-  std::printf("# bench-attention: D=%lld, %lld heads, %lld tokens per training batch, %d thread(s), --device=%s; "
-              "peak MB (host RSS) above a bare start (%.0f MB)\n",
-              static_cast<long long>(absl::GetFlag(FLAGS_width)), static_cast<long long>(absl::GetFlag(FLAGS_heads)),
-              static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(),
-              absl::GetFlag(FLAGS_device).c_str(), startup.peak_rss_mb);
+  std::printf(
+      "# bench-attention: D=%lld, %lld heads, %lld tokens per training batch, %d thread(s), "
+      "--device=%s; "
+      "peak MB (host RSS) above a bare start (%.0f MB)\n",
+      static_cast<long long>(absl::GetFlag(FLAGS_width)),
+      static_cast<long long>(absl::GetFlag(FLAGS_heads)),
+      static_cast<long long>(absl::GetFlag(FLAGS_tokens)), at::get_num_threads(),
+      absl::GetFlag(FLAGS_device).c_str(), startup.peak_rss_mb);
 
   nlohmann::json results = nlohmann::json::object();
   results["device"] = absl::GetFlag(FLAGS_device);
@@ -194,17 +202,21 @@ absl::Status Parent() {
       }
     }
   }
-  std::printf("\n%-10s %-10s %7s %12s %8s %10s %8s\n", "kind", "mode", "n", "train us/tok", "ratio", "peak MB", "ratio");
+  std::printf("\n%-10s %-10s %7s %12s %8s %10s %8s\n", "kind", "mode", "n", "train us/tok", "ratio",
+              "peak MB", "ratio");
   for (const auto& [kind, modes] : train) {
     for (const auto& [causal, points] : modes) {
       for (const auto& [n, point] : points) {
         auto base = train["softmax"][causal].find(n);
         const bool have_base = base != train["softmax"][causal].end();
-        std::printf("%-10s %-10s %7lld %12.3f %8s %10.1f %8s\n", kind.c_str(), causal ? "causal" : "non-causal",
-                    static_cast<long long>(n), point.first,
-                    have_base ? absl::StrFormat("%.2f", point.first / base->second.first).c_str() : "-",
-                    point.second,
-                    have_base && base->second.second > 0 ? absl::StrFormat("%.2f", point.second / base->second.second).c_str() : "-");
+        std::printf(
+            "%-10s %-10s %7lld %12.3f %8s %10.1f %8s\n", kind.c_str(),
+            causal ? "causal" : "non-causal", static_cast<long long>(n), point.first,
+            have_base ? absl::StrFormat("%.2f", point.first / base->second.first).c_str() : "-",
+            point.second,
+            have_base && base->second.second > 0
+                ? absl::StrFormat("%.2f", point.second / base->second.second).c_str()
+                : "-");
         results["train"][kind][causal ? "causal" : "non_causal"][std::to_string(n)] = {
             {"us_per_token", point.first}, {"peak_mb", point.second}};
       }
@@ -229,8 +241,8 @@ absl::Status Parent() {
   for (const auto& [kind, points] : decode) {
     for (const auto& [position, micros] : points) {
       const double base = decode["softmax"].count(position) ? decode["softmax"][position] : 0;
-      std::printf("%-10s %9lld %14.2f %8s\n", kind.c_str(), static_cast<long long>(position), micros,
-                  base > 0 ? absl::StrFormat("%.2f", micros / base).c_str() : "-");
+      std::printf("%-10s %9lld %14.2f %8s\n", kind.c_str(), static_cast<long long>(position),
+                  micros, base > 0 ? absl::StrFormat("%.2f", micros / base).c_str() : "-");
       results["decode"][kind][std::to_string(position)] = micros;
     }
   }
@@ -243,7 +255,8 @@ absl::Status Main() {
   const std::string measure = absl::GetFlag(FLAGS_measure);
   if (measure.empty()) {
     // A bad --device is reported once, here, not by every child.
-    MEMTRAIN_RETURN_IF_ERROR(launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1).status());
+    MEMTRAIN_RETURN_IF_ERROR(
+        launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1).status());
     return Parent();
   }
   MEMTRAIN_ASSIGN_OR_RETURN(const launch::DeviceChoice device,
@@ -268,8 +281,9 @@ absl::Status Main() {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Training and decoding cost of every attention kind against softmax.\n"
-                       "  bench-attention [--json FILE] [--lengths 256,512,...] [--warmup 1 --repeats 3]");
+  memtrain::InitBinary(
+      argc, argv,
+      "Training and decoding cost of every attention kind against softmax.\n"
+      "  bench-attention [--json FILE] [--lengths 256,512,...] [--warmup 1 --repeats 3]");
   return memtrain::ExitStatus(memtrain::Main(), "[bench-attention]");
 }

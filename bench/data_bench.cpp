@@ -20,8 +20,8 @@
 //                     a fresh process, since freed memory stays in the heap)
 // Rank 0 prepares the corpora in --work_dir; every rank reads them there.
 #include <ATen/ATen.h>
-#include <torch/torch.h>
 #include <sys/resource.h>
+#include <torch/torch.h>
 
 #include <cstdio>
 #include <cstring>
@@ -65,17 +65,23 @@ int64_t ResidentBytes() {
 // Runs memtrain-prepare (next to this binary) and returns its stats.
 absl::StatusOr<nlohmann::json> RunPrepare(const std::string& output, int64_t documents,
                                           const std::string& tokenizer_from) {
-  MEMTRAIN_ASSIGN_OR_RETURN(const std::string prepare, bench::SiblingExecutable("memtrain-prepare"));
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string prepare,
+                            bench::SiblingExecutable("memtrain-prepare"));
   const std::string stats = output + ".stats.json";
   bench::ChildCommand command;
-  command.argv = {prepare, "--corpus=demo", "--progress=false", absl::StrCat("--demo_documents=", documents),
-                  "--output=" + output, "--stats_json=" + stats};
+  command.argv = {prepare,
+                  "--corpus=demo",
+                  "--progress=false",
+                  absl::StrCat("--demo_documents=", documents),
+                  "--output=" + output,
+                  "--stats_json=" + stats};
   if (!tokenizer_from.empty()) command.argv.push_back("--tokenizer_from=" + tokenizer_from);
   command.capture_stdout = false;  // it prints nothing there; its errors go to stderr
   MEMTRAIN_RETURN_IF_ERROR(bench::RunChild(command).status());
   std::ifstream in(stats);
   nlohmann::json parsed = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return absl::InternalError(absl::StrCat("memtrain-prepare wrote no JSON to ", stats));
+  if (parsed.is_discarded())
+    return absl::InternalError(absl::StrCat("memtrain-prepare wrote no JSON to ", stats));
   return parsed;
 }
 
@@ -86,7 +92,8 @@ absl::StatusOr<std::string> BroadcastText(parallel::Communicator& comm, const st
   at::Tensor bytes = at::zeros({length.item<int64_t>()}, at::kByte);
   if (comm.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
   MEMTRAIN_RETURN_IF_ERROR(comm.broadcast(bytes, 0));
-  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+  return std::string(static_cast<const char*>(bytes.data_ptr()),
+                     static_cast<size_t>(bytes.numel()));
 }
 
 double RawReadTokensPerSecond(const std::string& path) {
@@ -96,7 +103,8 @@ double RawReadTokensPerSecond(const std::string& path) {
   const absl::Time start = absl::Now();
   int64_t checksum = 0;
   for (int64_t offset = 0; offset < total; offset += 1 << 20) {
-    auto tokens = (*file)->ReadTokens(data::Field::kSource, offset, std::min<int64_t>(1 << 20, total - offset));
+    auto tokens = (*file)->ReadTokens(data::Field::kSource, offset,
+                                      std::min<int64_t>(1 << 20, total - offset));
     CHECK(tokens.ok()) << tokens.status();
     checksum += (*tokens)[0];
   }
@@ -131,12 +139,12 @@ double TrainingTokensPerSecond(int64_t vocabulary) {
   const int64_t rows = absl::GetFlag(FLAGS_streams), length = absl::GetFlag(FLAGS_segment_length);
   const int64_t width = 256;
   torch::nn::Embedding embedding(vocabulary, width);
-  torch::nn::TransformerEncoder encoder(
-      torch::nn::TransformerEncoderOptions(
-          torch::nn::TransformerEncoderLayerOptions(width, 4).dim_feedforward(1024).dropout(0.0), 2));
+  torch::nn::TransformerEncoder encoder(torch::nn::TransformerEncoderOptions(
+      torch::nn::TransformerEncoderLayerOptions(width, 4).dim_feedforward(1024).dropout(0.0), 2));
   torch::nn::Linear output(width, vocabulary);
   std::vector<torch::Tensor> parameters;
-  for (auto* module : std::vector<torch::nn::Module*>{embedding.get(), encoder.get(), output.get()}) {
+  for (auto* module :
+       std::vector<torch::nn::Module*>{embedding.get(), encoder.get(), output.get()}) {
     for (const auto& p : module->parameters()) parameters.push_back(p);
   }
   torch::optim::Adam optimizer(parameters, 1e-4);
@@ -181,22 +189,24 @@ absl::StatusOr<nlohmann::json> PrepareCorpora(const std::string& dir, int ranks)
   const double train = with_training["tokenizer_training_seconds"].get<double>();
   std::printf("# bench-data: %d rank(s), demo corpus 1x = %lld documents, %dx = %lld\n", ranks,
               static_cast<long long>(documents), scale, static_cast<long long>(documents * scale));
-  std::printf("prepare %dx: %.1f MB of text, %.2f MB/s with tokenizer training, %.2f MB/s encoding only\n",
-              scale, bytes / 1e6, bytes / 1e6 / seconds, bytes / 1e6 / (seconds - train));
+  std::printf(
+      "prepare %dx: %.1f MB of text, %.2f MB/s with tokenizer training, %.2f MB/s encoding only\n",
+      scale, bytes / 1e6, bytes / 1e6 / seconds, bytes / 1e6 / (seconds - train));
   return nlohmann::json{{"documents", documents * scale},
                         {"input_MB", bytes / 1e6},
                         {"MBps_total", bytes / 1e6 / seconds},
                         {"MBps_encode_only", bytes / 1e6 / (seconds - train)},
                         {"tokens", with_training["source_tokens"]},
-                        {"MBps_1x_reused_tokenizer",
-                         reuse["input_bytes"].get<double>() / 1e6 / reuse["seconds"].get<double>()}};
+                        {"MBps_1x_reused_tokenizer", reuse["input_bytes"].get<double>() / 1e6 /
+                                                         reuse["seconds"].get<double>()}};
 }
 
 absl::Status Main(int argc, char** argv) {
   MEMTRAIN_RETURN_IF_ERROR(bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/4));
   MEMTRAIN_ASSIGN_OR_RETURN(
       launch::RankContext rank,
-      launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-data]"));
+      launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout,
+                        "[bench-data]"));
   parallel::Communicator& comm = *rank.world;
   const bool root = comm.rank() == 0;
   const int scale = absl::GetFlag(FLAGS_scale);
@@ -218,7 +228,8 @@ absl::Status Main(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(const std::string dir,
                             BroadcastText(comm, root && prepared.ok() ? work_dir->path() : ""));
   if (!prepared.ok()) return prepared.status();
-  if (dir.empty()) return absl::AbortedError("rank 0 could not prepare the corpora (its error is above)");
+  if (dir.empty())
+    return absl::AbortedError("rank 0 could not prepare the corpora (its error is above)");
   const std::string small = dir + kSmallCorpus, large = dir + kLargeCorpus;
   nlohmann::json results;
   if (root) results["prepare"] = *std::move(prepared);
@@ -249,10 +260,11 @@ absl::Status Main(int argc, char** argv) {
                          {"batch_source_tokens_per_s_per_rank", slowest.item<double>()},
                          {"ranks", comm.size()},
                          {"rss_growth_while_reading_bytes", rss_after - rss_before}});
-      std::printf("read %-48s %9lld tokens | raw %.3g tok/s | BatchSource 1 rank %.3g tok/s (%.2fx raw) | %d ranks %.3g tok/s/rank | RSS +%.1f MB\n",
-                  path.c_str(), static_cast<long long>((*file)->header().num_source_tokens), raw,
-                  alone, alone / raw, comm.size(), slowest.item<double>(),
-                  (rss_after - rss_before) / 1e6);
+      std::printf(
+          "read %-48s %9lld tokens | raw %.3g tok/s | BatchSource 1 rank %.3g tok/s (%.2fx raw) | "
+          "%d ranks %.3g tok/s/rank | RSS +%.1f MB\n",
+          path.c_str(), static_cast<long long>((*file)->header().num_source_tokens), raw, alone,
+          alone / raw, comm.size(), slowest.item<double>(), (rss_after - rss_before) / 1e6);
     }
   }
   if (root) {
@@ -270,9 +282,11 @@ absl::Status Main(int argc, char** argv) {
     results["rss_growth_10x_bytes"] = rss_large;
     std::printf("train step (2-layer Transformer LM, d=256, %d x %d tokens): %.3g tok/s\n",
                 absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length), training);
-    std::printf("reading / training = %.0fx (target >= 100x); RSS added by reading: 1x %.1f MB, %dx %.1f MB (target: flat); peak RSS of rank 0 %.0f MB (LibTorch and the training step included)\n",
-                per_rank / training, rss_small / 1e6, scale, rss_large / 1e6,
-                results["peak_rss_bytes"].get<double>() / 1e6);
+    std::printf(
+        "reading / training = %.0fx (target >= 100x); RSS added by reading: 1x %.1f MB, %dx %.1f "
+        "MB (target: flat); peak RSS of rank 0 %.0f MB (LibTorch and the training step included)\n",
+        per_rank / training, rss_small / 1e6, scale, rss_large / 1e6,
+        results["peak_rss_bytes"].get<double>() / 1e6);
     MEMTRAIN_RETURN_IF_ERROR(bench::WriteJsonIfRequested(results));
   }
   return absl::OkStatus();
@@ -282,8 +296,9 @@ absl::Status Main(int argc, char** argv) {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Prepare and read throughput of memtrain corpora, with baselines.\n"
-                       "  mpirun -np 2 --bind-to none bench-data [--json FILE] [--warmup 1 --repeats 4]");
+  memtrain::InitBinary(
+      argc, argv,
+      "Prepare and read throughput of memtrain corpora, with baselines.\n"
+      "  mpirun -np 2 --bind-to none bench-data [--json FILE] [--warmup 1 --repeats 4]");
   return memtrain::ExitStatus(memtrain::Main(argc, argv), "[bench-data]");
 }

@@ -48,12 +48,14 @@
 #include "parallel/faiss_knn_memory.h"
 #endif
 
-ABSL_FLAG(std::string, capacities, "8192,65536,262144", "Entries per memory (per rank when sharded).");
+ABSL_FLAG(std::string, capacities, "8192,65536,262144",
+          "Entries per memory (per rank when sharded).");
 ABSL_FLAG(int64_t, queries, 512,
           "Queries per search (the split row divides them evenly over the ranks).");
 ABSL_FLAG(int64_t, top, 32, "Neighbours per query.");
 ABSL_FLAG(int64_t, dim, 128, "Key width.");
-ABSL_FLAG(int64_t, hnsw_max, 65536, "Largest capacity to build an HNSW index for (its build is slow).");
+ABSL_FLAG(int64_t, hnsw_max, 65536,
+          "Largest capacity to build an HNSW index for (its build is slow).");
 ABSL_FLAG(bool, step, true, "Measure the knn step overhead (one-rank runs only).");
 ABSL_FLAG(std::string, step_capacities, "8192,65536",
           "Memory sizes of the step-overhead model's knn layer (entries per stream and head).");
@@ -139,7 +141,8 @@ void OnRootAlone(parallel::Communicator& comm, const std::function<void()>& work
     return;
   }
   MPI_Request done_request;
-  CHECK_EQ(MPI_Irecv(nullptr, 0, MPI_BYTE, 0, kDoneTag, MPI_COMM_WORLD, &done_request), MPI_SUCCESS);
+  CHECK_EQ(MPI_Irecv(nullptr, 0, MPI_BYTE, 0, kDoneTag, MPI_COMM_WORLD, &done_request),
+           MPI_SUCCESS);
   for (int done = 0; done == 0;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     CHECK_EQ(MPI_Test(&done_request, &done, MPI_STATUS_IGNORE), MPI_SUCCESS);
@@ -167,7 +170,8 @@ nlohmann::json OneRankRow(int64_t capacity, const at::Tensor& keys, const at::Te
       parallel::FaissKnnMemoryOptions(capacity).kind(parallel::FaissIndexKind::kFlat));
   CHECK(flat.add(0, keys, values).ok());
   row["faiss_flat_qps"] = q / TimeSearch(flat, queries, k);
-  row["local_vs_faiss_flat"] = row["local_fp32_qps"].get<double>() / row["faiss_flat_qps"].get<double>();
+  row["local_vs_faiss_flat"] =
+      row["local_fp32_qps"].get<double>() / row["faiss_flat_qps"].get<double>();
   std::printf(" | FAISS flat %8.0f q/s (local/FAISS %.2fx)", row["faiss_flat_qps"].get<double>(),
               row["local_vs_faiss_flat"].get<double>());
   if (capacity <= absl::GetFlag(FLAGS_hnsw_max)) {
@@ -220,7 +224,8 @@ nlohmann::json ShardedRow(parallel::Communicator& comm, int64_t capacity, const 
     const at::Tensor local_kth = local_found.scores.narrow(1, 0, share).select(-1, k - 1);
     CHECK(kth.ge(local_kth - 1e-5).all().item<bool>()) << "sharded search lost entries";
   }
-  const double throughput_s = SlowestRank(comm, TimeSearch(sharded, UnitRows(batch.sizes().vec()), k));
+  const double throughput_s =
+      SlowestRank(comm, TimeSearch(sharded, UnitRows(batch.sizes().vec()), k));
 
   nlohmann::json row = {{"capacity_per_rank", capacity},
                         {"ranks", ranks},
@@ -275,26 +280,31 @@ nlohmann::json StepOverhead(int64_t top_k) {
   const auto step_seconds = [&](const std::function<at::Tensor()>& forward) {
     const auto start = Now();
     lm->zero_grad();
-    at::cross_entropy_loss(forward().view({batch * length, options.vocab_size}), targets).backward();
+    at::cross_entropy_loss(forward().view({batch * length, options.vocab_size}), targets)
+        .backward();
     launch::WaitForDevice(measured_device);
     return Seconds(start);
   };
-  std::printf("knn step overhead: LM of %ld layers, D = %ld, %ld heads, knn at layer %ld (top-%ld), "
-              "%ld x %ld tokens, forward + backward, median of %d\n",
-              options.decoder_layers, options.model_dim, options.heads,
-              options.layer_attention.begin()->first, top_k, batch, length,
-              bench::Repeats());
+  std::printf(
+      "knn step overhead: LM of %ld layers, D = %ld, %ld heads, knn at layer %ld (top-%ld), "
+      "%ld x %ld tokens, forward + backward, median of %d\n",
+      options.decoder_layers, options.model_dim, options.heads,
+      options.layer_attention.begin()->first, top_k, batch, length, bench::Repeats());
   nlohmann::json rows = nlohmann::json::array();
-  for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_step_capacities), "step_capacities")) {
+  for (const int64_t capacity :
+       ParseList(absl::GetFlag(FLAGS_step_capacities), "step_capacities")) {
     // Every stream starts full, as deep into a long document: what it holds
     // does not change the cost of an exact search.
     std::shared_ptr<parallel::LocalKnnMemory> memory;
     model::TransformerDecodeStates states = lm->NewSegmentStates(batch, [&](int64_t, int64_t rows) {
-      memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity));
+      memory =
+          std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity));
       std::vector<int64_t> streams;
       for (int64_t row = 0; row < rows; ++row) {
-        CHECK(memory->add(row, UnitRows({options.heads, capacity, head_dim}),
-                          at::randn({options.heads, capacity, head_dim}, at::TensorOptions().device(measured_device)))
+        CHECK(memory
+                  ->add(row, UnitRows({options.heads, capacity, head_dim}),
+                        at::randn({options.heads, capacity, head_dim},
+                                  at::TensorOptions().device(measured_device)))
                   .ok());
         streams.push_back(row);
       }
@@ -325,7 +335,8 @@ nlohmann::json StepOverhead(int64_t top_k) {
 int Main(int argc, char** argv) {
   const absl::Status repetitions = bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/5);
   if (!repetitions.ok()) return ExitStatus(repetitions, "[bench-knn]");
-  auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout, "[bench-knn]");
+  auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout,
+                                "[bench-knn]");
   CHECK(rank.ok()) << rank.status();
   parallel::Communicator& comm = *rank->world;
   measured_device = rank->device.device;
@@ -351,7 +362,8 @@ int Main(int argc, char** argv) {
   nlohmann::json results = nlohmann::json::array();
   for (const int64_t capacity : ParseList(absl::GetFlag(FLAGS_capacities), "capacities")) {
     const at::Tensor keys = UnitRows({1, capacity, d}),
-                     values = at::randn({1, capacity, 1}, at::TensorOptions().device(measured_device));
+                     values =
+                         at::randn({1, capacity, 1}, at::TensorOptions().device(measured_device));
     results.push_back(comm.size() == 1 ? OneRankRow(capacity, keys, values, k)
                                        : ShardedRow(comm, capacity, keys, values, k));
   }

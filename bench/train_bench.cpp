@@ -3,7 +3,8 @@
 // run; data-parallel efficiency from 1 to 2 ranks; the gradient reducer's
 // overhead at one rank.
 //
-//   source scripts/env.sh && build/bin/bench-train [--json FILE] [--rounds 3] [--warmup 3 --repeats 8]
+//   source scripts/env.sh && build/bin/bench-train [--json FILE] [--rounds 3] [--warmup 3 --repeats
+//   8]
 //
 // Every measurement runs in a child process of its own, so the ranks, thread
 // counts and allocators never share a process (docs/BENCHMARKS.md defines
@@ -60,7 +61,8 @@ ABSL_FLAG(int, segment_length, 256, "Tokens per row and step (n).");
 ABSL_FLAG(int, rounds, 3, "Repetitions of every measurement, alternating (median of the rounds).");
 ABSL_FLAG(int, ranks, 2, "Ranks of the data-parallel measurement (0: skip it).");
 ABSL_FLAG(std::string, mpirun, "mpirun", "mpirun of the MPI memtrain is built with.");
-ABSL_FLAG(std::string, python, MEMTRAIN_PYTHON_PATH, "Python with torch, for the PyTorch baseline.");
+ABSL_FLAG(std::string, python, MEMTRAIN_PYTHON_PATH,
+          "Python with torch, for the PyTorch baseline.");
 ABSL_FLAG(std::string, reference_script, MEMTRAIN_TRAIN_REFERENCE_SCRIPT, "The PyTorch baseline.");
 ABSL_FLAG(std::string, measure, "", "Internal: run one child measurement (single or ranks).");
 ABSL_FLAG(int, threads, 0, "Internal: intra-op threads of a single measurement.");
@@ -150,13 +152,15 @@ absl::Status DumpBatches(const std::string& corpus, const std::string& path) {
   std::ofstream out(path, std::ios::binary);
   for (int step = 0; step < TotalSteps(); ++step) {
     MEMTRAIN_ASSIGN_OR_RETURN(std::optional<data::Batch> batch, source->Next());
-    if (!batch || batch->inputs.size(0) != options.streams || batch->inputs.size(1) != options.segment_length) {
+    if (!batch || batch->inputs.size(0) != options.streams ||
+        batch->inputs.size(1) != options.segment_length) {
       return absl::InternalError(absl::StrCat(corpus, " gave no full batch at step ", step));
     }
     const at::Tensor packed = at::stack({batch->inputs.to(at::kLong), batch->targets.to(at::kLong),
                                          batch->loss_mask.to(at::kLong)})
                                   .contiguous();
-    out.write(static_cast<const char*>(packed.data_ptr()), static_cast<std::streamsize>(packed.nbytes()));
+    out.write(static_cast<const char*>(packed.data_ptr()),
+              static_cast<std::streamsize>(packed.nbytes()));
   }
   out.close();
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
@@ -164,7 +168,8 @@ absl::Status DumpBatches(const std::string& corpus, const std::string& path) {
 }
 
 std::vector<data::Batch> ReadBatches(const std::string& path) {
-  const int64_t streams = absl::GetFlag(FLAGS_streams), length = absl::GetFlag(FLAGS_segment_length);
+  const int64_t streams = absl::GetFlag(FLAGS_streams),
+                length = absl::GetFlag(FLAGS_segment_length);
   const at::Tensor all = at::empty({TotalSteps(), 3, streams, length}, at::kLong);
   std::ifstream in(path, std::ios::binary);
   in.read(static_cast<char*>(all.data_ptr()), static_cast<std::streamsize>(all.nbytes()));
@@ -197,7 +202,8 @@ double MatmulPeak(int threads) {
     at::mm_out(c, a, b);
     best = std::max(best, 2.0 * kSize * kSize * kSize / absl::ToDoubleSeconds(absl::Now() - start));
   }
-  CHECK(at::allclose(c.select(1, 7), at::mv(a, b.select(1, 7)), 1e-3, 1e-3)) << "at::mm gave a wrong product";
+  CHECK(at::allclose(c.select(1, 7), at::mv(a, b.select(1, 7)), 1e-3, 1e-3))
+      << "at::mm gave a wrong product";
   return best;
 }
 
@@ -244,7 +250,8 @@ bench::ChildCommand PythonChild(int threads, const std::string& batches) {
   for (std::string& flag : ShapeFlags()) child.argv.push_back(std::move(flag));
   // The malloc thresholds memtrain sets for itself (common/process.h); without
   // them every large tensor is faulted in again (TOOLCHAIN.md).
-  child.extra_environment = {"MALLOC_MMAP_THRESHOLD_=4294967296", "MALLOC_TRIM_THRESHOLD_=4294967296",
+  child.extra_environment = {"MALLOC_MMAP_THRESHOLD_=4294967296",
+                             "MALLOC_TRIM_THRESHOLD_=4294967296",
                              absl::StrCat("OMP_NUM_THREADS=", threads)};
   return child;
 }
@@ -257,8 +264,9 @@ absl::Status MeasureSingle(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(auto world, runtime->CreateWorld({}));
   const trainer::TrainerOptions options = TrainerOptionsFor(absl::GetFlag(FLAGS_corpus));
   const std::vector<data::Batch> batches = ReadBatches(absl::GetFlag(FLAGS_batches));
-  MEMTRAIN_ASSIGN_OR_RETURN(auto trainer_loop,
-                            trainer::Trainer::Create(options, ModelOptions(), *world, c10::Device(c10::kCPU)));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      auto trainer_loop,
+      trainer::Trainer::Create(options, ModelOptions(), *world, c10::Device(c10::kCPU)));
 
   // The plain loop: Trainer::StepOn for one rank and one micro-batch, without
   // the GradientReducer and the all-reduce of the loss totals.
@@ -298,12 +306,13 @@ absl::Status MeasureSingle(int argc, char** argv) {
   }
   int64_t parameters = 0;
   for (const at::Tensor& p : trainer_loop->model().parameters()) parameters += p.numel();
-  const nlohmann::json result = {{"parameters", parameters},
-                                 {"threads", at::get_num_threads()},
-                                 {"tokens_per_step", tokens / static_cast<double>(trainer_seconds.size())},
-                                 {"trainer_step_seconds", trainer_seconds},
-                                 {"plain_step_seconds", plain_seconds},
-                                 {"trainer_loss", trainer_losses}};
+  const nlohmann::json result = {
+      {"parameters", parameters},
+      {"threads", at::get_num_threads()},
+      {"tokens_per_step", tokens / static_cast<double>(trainer_seconds.size())},
+      {"trainer_step_seconds", trainer_seconds},
+      {"plain_step_seconds", plain_seconds},
+      {"trainer_loss", trainer_losses}};
   std::printf("%s\n", result.dump().c_str());
   return absl::OkStatus();
 }
@@ -314,12 +323,15 @@ absl::Status MeasureSingle(int argc, char** argv) {
 absl::Status MeasureRanks(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(auto runtime, parallel::MpiRuntime::Initialize(&argc, &argv, {}));
   MEMTRAIN_ASSIGN_OR_RETURN(auto world, runtime->CreateWorld({}));
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
-                            launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), world->local_rank(), world->local_size()));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      launch::DeviceChoice device,
+      launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), world->local_rank(),
+                                         world->local_size()));
   launch::ApplyDeviceChoice(device);
   const std::vector<data::Batch> batches = ReadBatches(absl::GetFlag(FLAGS_batches));
-  MEMTRAIN_ASSIGN_OR_RETURN(auto trainer_loop, trainer::Trainer::Create(TrainerOptionsFor(absl::GetFlag(FLAGS_corpus)),
-                                                                        ModelOptions(), *world, device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(auto trainer_loop,
+                            trainer::Trainer::Create(TrainerOptionsFor(absl::GetFlag(FLAGS_corpus)),
+                                                     ModelOptions(), *world, device.device));
   std::vector<double> seconds, overlap;
   double tokens = 0;
   for (int step = 0; step < TotalSteps(); ++step) {
@@ -359,8 +371,10 @@ double TokensPerSecond(double tokens_per_step, const nlohmann::json& step_second
 absl::Status Parent() {
   MEMTRAIN_ASSIGN_OR_RETURN(const std::string self, bench::ThisExecutable());
   MEMTRAIN_ASSIGN_OR_RETURN(const bench::WorkDir work_dir, bench::WorkDir::Create("bench_train"));
-  const std::string corpus = work_dir.path() + "/synthetic.train.h5", batches = work_dir.path() + "/batches.int64";
-  const int64_t positions_per_step = int64_t{absl::GetFlag(FLAGS_streams)} * absl::GetFlag(FLAGS_segment_length);
+  const std::string corpus = work_dir.path() + "/synthetic.train.h5",
+                    batches = work_dir.path() + "/batches.int64";
+  const int64_t positions_per_step =
+      int64_t{absl::GetFlag(FLAGS_streams)} * absl::GetFlag(FLAGS_segment_length);
   // Streams split the corpus into `streams` parts: four times what the steps need.
   MEMTRAIN_RETURN_IF_ERROR(WriteCorpus(corpus, 4 * positions_per_step * (TotalSteps() + 1)));
   MEMTRAIN_RETURN_IF_ERROR(DumpBatches(corpus, batches));
@@ -371,7 +385,8 @@ absl::Status Parent() {
   const double peak = MatmulPeak(cores);
   const double rank_peak = MatmulPeak(rank_threads);
 
-  Throughput memtrain, plain, pytorch, memtrain_rank_threads, plain_rank_threads, pytorch_rank_threads, per_rank;
+  Throughput memtrain, plain, pytorch, memtrain_rank_threads, plain_rank_threads,
+      pytorch_rank_threads, per_rank;
   std::vector<double> ratios, rank_thread_ratios, overheads, rank_thread_overheads, overlap;
   int64_t memtrain_parameters = 0, pytorch_parameters = 0;
   double target_tokens_per_step = 0;
@@ -384,7 +399,8 @@ absl::Status Parent() {
     target_tokens_per_step = tokens;
     memtrain.per_round.push_back(TokensPerSecond(tokens, single["trainer_step_seconds"]));
     plain.per_round.push_back(TokensPerSecond(tokens, single["plain_step_seconds"]));
-    pytorch.per_round.push_back(TokensPerSecond(python["tokens_per_step"].get<double>(), python["step_seconds"]));
+    pytorch.per_round.push_back(
+        TokensPerSecond(python["tokens_per_step"].get<double>(), python["step_seconds"]));
     ratios.push_back(memtrain.per_round.back() / pytorch.per_round.back());
     overheads.push_back(plain.per_round.back() / memtrain.per_round.back() - 1.0);
     memtrain_parameters = single["parameters"].get<int64_t>();
@@ -392,59 +408,78 @@ absl::Status Parent() {
     memtrain_loss = single["trainer_loss"].back().get<double>();
     pytorch_loss = python["smoothed_loss_per_token"].back().get<double>();
     if (std::abs(python["tokens_per_step"].get<double>() - tokens) > 1) {
-      return absl::InternalError(absl::StrCat("the PyTorch loop counted ", python["tokens_per_step"].dump(),
+      return absl::InternalError(absl::StrCat("the PyTorch loop counted ",
+                                              python["tokens_per_step"].dump(),
                                               " tokens per step, memtrain ", tokens));
     }
     if (ranks > 1) {
-      MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json alone,
-                                RunJsonChild(MemtrainChild(self, "single", rank_threads, corpus, batches)));
-      MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json python_alone, RunJsonChild(PythonChild(rank_threads, batches)));
-      MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json together,
-                                RunJsonChild(MemtrainChild(self, "ranks", rank_threads, corpus, batches)));
-      memtrain_rank_threads.per_round.push_back(TokensPerSecond(tokens, alone["trainer_step_seconds"]));
+      MEMTRAIN_ASSIGN_OR_RETURN(
+          nlohmann::json alone,
+          RunJsonChild(MemtrainChild(self, "single", rank_threads, corpus, batches)));
+      MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json python_alone,
+                                RunJsonChild(PythonChild(rank_threads, batches)));
+      MEMTRAIN_ASSIGN_OR_RETURN(
+          nlohmann::json together,
+          RunJsonChild(MemtrainChild(self, "ranks", rank_threads, corpus, batches)));
+      memtrain_rank_threads.per_round.push_back(
+          TokensPerSecond(tokens, alone["trainer_step_seconds"]));
       plain_rank_threads.per_round.push_back(TokensPerSecond(tokens, alone["plain_step_seconds"]));
-      pytorch_rank_threads.per_round.push_back(TokensPerSecond(tokens, python_alone["step_seconds"]));
-      rank_thread_ratios.push_back(memtrain_rank_threads.per_round.back() / pytorch_rank_threads.per_round.back());
-      rank_thread_overheads.push_back(plain_rank_threads.per_round.back() / memtrain_rank_threads.per_round.back() - 1.0);
-      per_rank.per_round.push_back(
-          TokensPerSecond(together["tokens_per_step_per_rank"].get<double>(), together["step_seconds"]));
+      pytorch_rank_threads.per_round.push_back(
+          TokensPerSecond(tokens, python_alone["step_seconds"]));
+      rank_thread_ratios.push_back(memtrain_rank_threads.per_round.back() /
+                                   pytorch_rank_threads.per_round.back());
+      rank_thread_overheads.push_back(
+          plain_rank_threads.per_round.back() / memtrain_rank_threads.per_round.back() - 1.0);
+      per_rank.per_round.push_back(TokensPerSecond(
+          together["tokens_per_step_per_rank"].get<double>(), together["step_seconds"]));
       overlap.push_back(Median(together["overlap_fraction"].get<std::vector<double>>()));
     }
-    std::fprintf(stderr, "[bench-train] round %d: memtrain %.0f tok/s, PyTorch %.0f tok/s\n", round + 1,
-                 memtrain.per_round.back(), pytorch.per_round.back());
+    std::fprintf(stderr, "[bench-train] round %d: memtrain %.0f tok/s, PyTorch %.0f tok/s\n",
+                 round + 1, memtrain.per_round.back(), pytorch.per_round.back());
   }
   if (memtrain_parameters != pytorch_parameters) {
-    return absl::InternalError(absl::StrCat("not the same model: memtrain has ", memtrain_parameters,
-                                            " parameters, the PyTorch loop ", pytorch_parameters));
+    return absl::InternalError(absl::StrCat("not the same model: memtrain has ",
+                                            memtrain_parameters, " parameters, the PyTorch loop ",
+                                            pytorch_parameters));
   }
 
   // Model FLOPs per token (PaLM, Chowdhery et al. 2022, appendix B): 6 N for
   // the matmuls of forward and backward (N = every parameter; the tied
   // embedding counts once, as the output projection), plus 12 L D n for the
   // attention scores and values (the full n x n, causal masking not discounted).
-  const double d = static_cast<double>(absl::GetFlag(FLAGS_dim)), n = absl::GetFlag(FLAGS_segment_length),
+  const double d = static_cast<double>(absl::GetFlag(FLAGS_dim)),
+               n = absl::GetFlag(FLAGS_segment_length),
                layers = static_cast<double>(absl::GetFlag(FLAGS_layers));
-  const double flops_per_token = 6.0 * static_cast<double>(memtrain_parameters) + 12.0 * layers * d * n;
+  const double flops_per_token =
+      6.0 * static_cast<double>(memtrain_parameters) + 12.0 * layers * d * n;
   // The model computes every position, padded or not; tokens/s counts targets.
   auto mfu = [&](double tokens_per_second, double peak_flops) {
-    return flops_per_token * tokens_per_second * static_cast<double>(positions_per_step) / target_tokens_per_step /
-           peak_flops;
+    return flops_per_token * tokens_per_second * static_cast<double>(positions_per_step) /
+           target_tokens_per_step / peak_flops;
   };
 
-  std::printf("# bench-train: decoder-only LM, D=%lld, %lld layers, %lld heads, FFN %lld, vocab %d, "
-              "%d x %d tokens per step and rank; %d warm-up + %d timed steps (median), %d rounds (median)\n",
-              static_cast<long long>(d), static_cast<long long>(layers),
-              static_cast<long long>(absl::GetFlag(FLAGS_heads)), static_cast<long long>(absl::GetFlag(FLAGS_ffn_dim)),
-              absl::GetFlag(FLAGS_vocab), absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length),
-              bench::Warmup(), bench::Repeats(), absl::GetFlag(FLAGS_rounds));
-  std::printf("# parameters: memtrain %lld, PyTorch %lld; model FLOPs per position 6N + 12LDn = %.4g; "
-              "%.0f target tokens of %lld positions per step (tokens/s counts targets, MFU positions)\n",
-              static_cast<long long>(memtrain_parameters), static_cast<long long>(pytorch_parameters),
-              flops_per_token, target_tokens_per_step, static_cast<long long>(positions_per_step));
-  std::printf("# fp32 matmul peak (2048^3 at::mm, best of 8): %.1f GFLOP/s at %d threads, %.1f GFLOP/s at %d\n",
-              peak / 1e9, cores, rank_peak / 1e9, rank_threads);
-  std::printf("# last smoothed loss per token: memtrain %.3f, PyTorch %.3f (same data; different initial weights)\n\n",
-              memtrain_loss, pytorch_loss);
+  std::printf(
+      "# bench-train: decoder-only LM, D=%lld, %lld layers, %lld heads, FFN %lld, vocab %d, "
+      "%d x %d tokens per step and rank; %d warm-up + %d timed steps (median), %d rounds "
+      "(median)\n",
+      static_cast<long long>(d), static_cast<long long>(layers),
+      static_cast<long long>(absl::GetFlag(FLAGS_heads)),
+      static_cast<long long>(absl::GetFlag(FLAGS_ffn_dim)), absl::GetFlag(FLAGS_vocab),
+      absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length), bench::Warmup(),
+      bench::Repeats(), absl::GetFlag(FLAGS_rounds));
+  std::printf(
+      "# parameters: memtrain %lld, PyTorch %lld; model FLOPs per position 6N + 12LDn = %.4g; "
+      "%.0f target tokens of %lld positions per step (tokens/s counts targets, MFU positions)\n",
+      static_cast<long long>(memtrain_parameters), static_cast<long long>(pytorch_parameters),
+      flops_per_token, target_tokens_per_step, static_cast<long long>(positions_per_step));
+  std::printf(
+      "# fp32 matmul peak (2048^3 at::mm, best of 8): %.1f GFLOP/s at %d threads, %.1f GFLOP/s at "
+      "%d\n",
+      peak / 1e9, cores, rank_peak / 1e9, rank_threads);
+  std::printf(
+      "# last smoothed loss per token: memtrain %.3f, PyTorch %.3f (same data; different initial "
+      "weights)\n\n",
+      memtrain_loss, pytorch_loss);
   std::printf("%-36s %7s %10s %9s %6s\n", "loop", "threads", "tokens/s", "step ms", "MFU");
   auto row = [&](const char* name, int threads, const Throughput& t, double peak_flops) {
     std::printf("%-36s %7d %10.0f %9.1f %5.1f%%\n", name, threads, t.median(),
@@ -453,22 +488,32 @@ absl::Status Parent() {
   row("memtrain Trainer::StepOn, 1 rank", cores, memtrain, peak);
   row("memtrain plain loop (no reducer)", cores, plain, peak);
   row("PyTorch eager (Python)", cores, pytorch, peak);
-  std::printf("\nmemtrain / PyTorch = %.2f (median of the rounds' ratios; target >= 1.1); plain loop / PyTorch = %.2f\n",
-              Median(ratios), plain.median() / pytorch.median());
-  std::printf("reducer overhead at 1 rank (plain loop tok/s / Trainer tok/s - 1): %+.1f%% at %d threads\n",
-              100 * Median(overheads), cores);
+  std::printf(
+      "\nmemtrain / PyTorch = %.2f (median of the rounds' ratios; target >= 1.1); plain loop / "
+      "PyTorch = %.2f\n",
+      Median(ratios), plain.median() / pytorch.median());
+  std::printf(
+      "reducer overhead at 1 rank (plain loop tok/s / Trainer tok/s - 1): %+.1f%% at %d threads\n",
+      100 * Median(overheads), cores);
 
   nlohmann::json results = {
       {"model",
-       {{"dim", d}, {"layers", layers}, {"heads", absl::GetFlag(FLAGS_heads)}, {"ffn_dim", absl::GetFlag(FLAGS_ffn_dim)},
-        {"vocab", absl::GetFlag(FLAGS_vocab)}, {"streams", absl::GetFlag(FLAGS_streams)},
-        {"segment_length", n}, {"parameters_memtrain", memtrain_parameters},
+       {{"dim", d},
+        {"layers", layers},
+        {"heads", absl::GetFlag(FLAGS_heads)},
+        {"ffn_dim", absl::GetFlag(FLAGS_ffn_dim)},
+        {"vocab", absl::GetFlag(FLAGS_vocab)},
+        {"streams", absl::GetFlag(FLAGS_streams)},
+        {"segment_length", n},
+        {"parameters_memtrain", memtrain_parameters},
         {"parameters_pytorch", pytorch_parameters}}},
       {"flops_per_position", flops_per_token},
-      {"flops_formula", "6 * parameters + 12 * layers * dim * segment_length, per position computed"},
+      {"flops_formula",
+       "6 * parameters + 12 * layers * dim * segment_length, per position computed"},
       {"target_tokens_per_step", target_tokens_per_step},
       {"positions_per_step", positions_per_step},
-      {"matmul_peak_flops", {{std::to_string(cores), peak}, {std::to_string(rank_threads), rank_peak}}},
+      {"matmul_peak_flops",
+       {{std::to_string(cores), peak}, {std::to_string(rank_threads), rank_peak}}},
       {"warmup_steps", bench::Warmup()},
       {"timed_steps", bench::Repeats()},
       {"rounds", absl::GetFlag(FLAGS_rounds)},
@@ -490,23 +535,30 @@ absl::Status Parent() {
   if (ranks > 1) {
     const double ddp = per_rank.median() / plain.median();
     const double same_threads = per_rank.median() / plain_rank_threads.median();
-    std::printf("\ndata parallel, %d ranks x %d thread(s), %d x %d tokens per rank and step (weak scaling):\n",
-                ranks, rank_threads, absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length));
+    std::printf(
+        "\ndata parallel, %d ranks x %d thread(s), %d x %d tokens per rank and step (weak "
+        "scaling):\n",
+        ranks, rank_threads, absl::GetFlag(FLAGS_streams), absl::GetFlag(FLAGS_segment_length));
     row("memtrain, per rank", rank_threads, per_rank, rank_peak);
     row("memtrain Trainer::StepOn, 1 rank", rank_threads, memtrain_rank_threads, rank_peak);
     row("memtrain plain loop, 1 rank", rank_threads, plain_rank_threads, rank_peak);
     row("PyTorch eager (Python)", rank_threads, pytorch_rank_threads, rank_peak);
-    std::printf("memtrain / PyTorch at %d thread(s) = %.2f (median of the rounds' ratios)\n", rank_threads,
-                Median(rank_thread_ratios));
-    std::printf("efficiency (DDP: per-rank tok/s at %d ranks / 1 rank without reducer at %d threads) = %.2f; "
-                "the %d ranks share the %d cores the 1 rank had, so %.2f is perfect here\n",
-                ranks, cores, ddp, ranks, cores, static_cast<double>(rank_threads) / cores);
-    std::printf("efficiency (same threads per rank: / 1 rank without reducer at %d thread(s)) = %.2f\n",
-                rank_threads, same_threads);
-    std::printf("total tok/s at %d ranks / at 1 rank (same %d cores) = %.2f; overlap of the all-reduce with backward %.2f\n",
-                ranks, cores, ranks * ddp, Median(overlap));
-    std::printf("reducer overhead at 1 rank: %+.1f%% at %d thread(s)\n", 100 * Median(rank_thread_overheads),
-                rank_threads);
+    std::printf("memtrain / PyTorch at %d thread(s) = %.2f (median of the rounds' ratios)\n",
+                rank_threads, Median(rank_thread_ratios));
+    std::printf(
+        "efficiency (DDP: per-rank tok/s at %d ranks / 1 rank without reducer at %d threads) = "
+        "%.2f; "
+        "the %d ranks share the %d cores the 1 rank had, so %.2f is perfect here\n",
+        ranks, cores, ddp, ranks, cores, static_cast<double>(rank_threads) / cores);
+    std::printf(
+        "efficiency (same threads per rank: / 1 rank without reducer at %d thread(s)) = %.2f\n",
+        rank_threads, same_threads);
+    std::printf(
+        "total tok/s at %d ranks / at 1 rank (same %d cores) = %.2f; overlap of the all-reduce "
+        "with backward %.2f\n",
+        ranks, cores, ranks * ddp, Median(overlap));
+    std::printf("reducer overhead at 1 rank: %+.1f%% at %d thread(s)\n",
+                100 * Median(rank_thread_overheads), rank_threads);
     results["data_parallel"] = {{"ranks", ranks},
                                 {"threads_per_rank", rank_threads},
                                 {"per_rank_tokens_per_s", per_rank.median()},
@@ -532,16 +584,18 @@ absl::Status Main(int argc, char** argv) {
   if (measure.empty()) return Parent();
   if (measure == "single") return MeasureSingle(argc, argv);
   if (measure == "ranks") return MeasureRanks(argc, argv);
-  return absl::InvalidArgumentError(absl::StrCat("--measure: '", measure, "' is not single or ranks"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--measure: '", measure, "' is not single or ranks"));
 }
 
 }  // namespace
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Training tokens/s and MFU of memtrain against a PyTorch loop of the same model, data "
-                       "parallel efficiency 1 -> 2 ranks, reducer overhead.\n"
-                       "  source scripts/env.sh && bench-train [--json FILE] [--rounds 3] [--warmup 3 --repeats 8]");
+  memtrain::InitBinary(
+      argc, argv,
+      "Training tokens/s and MFU of memtrain against a PyTorch loop of the same model, data "
+      "parallel efficiency 1 -> 2 ranks, reducer overhead.\n"
+      "  source scripts/env.sh && bench-train [--json FILE] [--rounds 3] [--warmup 3 --repeats 8]");
   return memtrain::ExitStatus(memtrain::Main(argc, argv), "[bench-train]");
 }

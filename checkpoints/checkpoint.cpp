@@ -40,7 +40,8 @@ absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int6
   std::error_code error;
   fs::remove_all(partial, error);
   fs::create_directories(partial, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
+  if (error)
+    return absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
   return partial;
 }
 
@@ -59,24 +60,32 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t ste
   }
   std::sort(files.begin(), files.end());
   for (const std::string& file : files) {
-    MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described, data::DescribeInputFile((fs::path(partial) / file).string()));
-    manifest["files"].push_back({{"file", file}, {"bytes", described.bytes}, {"sha256", described.sha256}});
+    MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described,
+                              data::DescribeInputFile((fs::path(partial) / file).string()));
+    manifest["files"].push_back(
+        {{"file", file}, {"bytes", described.bytes}, {"sha256", described.sha256}});
   }
-  MEMTRAIN_RETURN_IF_ERROR(WriteFileDurably((fs::path(partial) / kManifestName).string(), manifest.dump(2) + "\n"));
+  MEMTRAIN_RETURN_IF_ERROR(
+      WriteFileDurably((fs::path(partial) / kManifestName).string(), manifest.dump(2) + "\n"));
   MEMTRAIN_RETURN_IF_ERROR(Fsync(partial));
   std::error_code error;
   // A checkpoint of this step from an earlier attempt (a run resumed from an
   // older one) is replaced: the new one is at least as recent.
   fs::remove_all(target, error);
   fs::rename(partial, target, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial, " to ", target.string(), ": ", error.message()));
+  if (error)
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", partial, " to ", target.string(), ": ", error.message()));
   MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
   // `latest` moves only now, and atomically: a new link renamed over the old.
-  const fs::path latest = fs::path(dir) / kLatestName, link = fs::path(dir) / absl::StrCat(kLatestName, ".tmp");
+  const fs::path latest = fs::path(dir) / kLatestName,
+                 link = fs::path(dir) / absl::StrCat(kLatestName, ".tmp");
   fs::remove(link, error);
   fs::create_directory_symlink(CheckpointName(step), link, error);
   if (!error) fs::rename(link, latest, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot point ", latest.string(), " at ", target.string(), ": ", error.message()));
+  if (error)
+    return absl::InternalError(absl::StrCat("cannot point ", latest.string(), " at ",
+                                            target.string(), ": ", error.message()));
   MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
   const std::vector<CheckpointRef> complete = ListCheckpoints(dir);
   for (size_t i = static_cast<size_t>(std::max(keep_last, 1)); i < complete.size(); ++i) {
@@ -88,13 +97,16 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t ste
 absl::StatusOr<Manifest> ReadManifest(const std::string& checkpoint) {
   const fs::path path = fs::path(checkpoint) / kManifestName;
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), " is missing (not a complete checkpoint)"));
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat(path.string(), " is missing (not a complete checkpoint)"));
   Manifest manifest;
   try {
     const nlohmann::json json = nlohmann::json::parse(in);
     manifest.step = json.at("step").get<int64_t>();
     for (const auto& entry : json.at("files")) {
-      manifest.files.push_back({entry.at("file").get<std::string>(), entry.at("bytes").get<int64_t>(),
+      manifest.files.push_back({entry.at("file").get<std::string>(),
+                                entry.at("bytes").get<int64_t>(),
                                 entry.at("sha256").get<std::string>()});
     }
   } catch (const std::exception& e) {
@@ -111,15 +123,18 @@ absl::Status VerifyCheckpoint(const std::string& checkpoint,
     const std::string path = (fs::path(checkpoint) / entry.file).string();
     std::error_code error;
     const auto bytes = fs::file_size(path, error);
-    if (error) return absl::DataLossError(absl::StrCat(path, " is missing (listed in the manifest)"));
+    if (error)
+      return absl::DataLossError(absl::StrCat(path, " is missing (listed in the manifest)"));
     if (static_cast<int64_t>(bytes) != entry.bytes) {
-      return absl::DataLossError(absl::StrCat(path, " has ", bytes, " bytes, the manifest says ", entry.bytes,
-                                              bytes < static_cast<uintmax_t>(entry.bytes) ? " (truncated)" : ""));
+      return absl::DataLossError(
+          absl::StrCat(path, " has ", bytes, " bytes, the manifest says ", entry.bytes,
+                       bytes < static_cast<uintmax_t>(entry.bytes) ? " (truncated)" : ""));
     }
     MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described, data::DescribeInputFile(path));
     if (described.sha256 != entry.sha256) {
-      return absl::DataLossError(absl::StrCat(path, " has sha256 ", described.sha256, ", the manifest says ",
-                                              entry.sha256, " (corrupted)"));
+      return absl::DataLossError(absl::StrCat(path, " has sha256 ", described.sha256,
+                                              ", the manifest says ", entry.sha256,
+                                              " (corrupted)"));
     }
   }
   return absl::OkStatus();
@@ -137,21 +152,24 @@ std::vector<CheckpointRef> ListCheckpoints(const std::string& dir) {
     }
     found.push_back({step, entry.path().string()});
   }
-  std::sort(found.begin(), found.end(), [](const CheckpointRef& a, const CheckpointRef& b) { return a.step > b.step; });
+  std::sort(found.begin(), found.end(),
+            [](const CheckpointRef& a, const CheckpointRef& b) { return a.step > b.step; });
   return found;
 }
 
-absl::StatusOr<CheckpointRef> FindNewestValid(const std::string& dir, int64_t max_step,
-                                              const std::function<bool(const std::string& file)>& wanted,
-                                              std::vector<std::string>* skipped) {
+absl::StatusOr<CheckpointRef> FindNewestValid(
+    const std::string& dir, int64_t max_step,
+    const std::function<bool(const std::string& file)>& wanted, std::vector<std::string>* skipped) {
   for (const CheckpointRef& candidate : ListCheckpoints(dir)) {
     if (candidate.step > max_step) continue;
     const absl::Status verified = VerifyCheckpoint(candidate.path, wanted);
     if (verified.ok()) return candidate;
-    if (skipped != nullptr) skipped->push_back(absl::StrCat(candidate.path, ": ", verified.message()));
+    if (skipped != nullptr)
+      skipped->push_back(absl::StrCat(candidate.path, ": ", verified.message()));
   }
-  return absl::NotFoundError(absl::StrCat("no complete checkpoint in ", dir,
-                                          max_step < INT64_MAX ? absl::StrCat(" at or before step ", max_step) : ""));
+  return absl::NotFoundError(
+      absl::StrCat("no complete checkpoint in ", dir,
+                   max_step < INT64_MAX ? absl::StrCat(" at or before step ", max_step) : ""));
 }
 
 }  // namespace memtrain::checkpoints

@@ -10,7 +10,8 @@
 //   barrier     (every rank now sees the empty `<dir>/step-<N>.partial`)
 //   every rank: writes its files into `partial` (RankFileName(rank), ...) and fsyncs them
 //   all-reduce  of "my files are written" (any failure: nobody commits)
-//   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string path, CommitCheckpoint(dir, step, keep_last));
+//   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string path, CommitCheckpoint(dir, step,
+//   keep_last));
 //
 // CommitCheckpoint writes MANIFEST.json (every file's size and sha256),
 // fsyncs, renames `step-<N>.partial` to `step-<N>` (the commit: a directory
@@ -38,12 +39,14 @@ namespace memtrain::checkpoints {
 
 /// How memtrain-train checkpoints (flags of the same names).
 struct CheckpointOptions {
-  std::string dir;                  ///< empty: no checkpoints
-  int64_t save_every_steps = 0;     ///< 0: not by step count
-  double save_every_minutes = 0;    ///< 0: not by time (rank 0's clock decides for all)
-  int keep_last = 3;                ///< complete checkpoints kept, >= 1
-  std::string resume = "none";      ///< none, auto (newest complete one in dir) or a checkpoint directory
-  bool save_knn_memory = false;     ///< lm: also save every stream's memory (needed for an exact resume)
+  std::string dir;                ///< empty: no checkpoints
+  int64_t save_every_steps = 0;   ///< 0: not by step count
+  double save_every_minutes = 0;  ///< 0: not by time (rank 0's clock decides for all)
+  int keep_last = 3;              ///< complete checkpoints kept, >= 1
+  std::string resume =
+      "none";  ///< none, auto (newest complete one in dir) or a checkpoint directory
+  bool save_knn_memory =
+      false;  ///< lm: also save every stream's memory (needed for an exact resume)
 };
 
 inline constexpr char kManifestName[] = "MANIFEST.json";
@@ -100,9 +103,9 @@ std::vector<CheckpointRef> ListCheckpoints(const std::string& dir);
 /// verifies (only the files `wanted` accepts); each damaged one skipped on
 /// the way is reported in `skipped` ("<path>: <reason naming the file>").
 /// kNotFound when none qualifies.
-absl::StatusOr<CheckpointRef> FindNewestValid(const std::string& dir, int64_t max_step,
-                                              const std::function<bool(const std::string& file)>& wanted,
-                                              std::vector<std::string>* skipped);
+absl::StatusOr<CheckpointRef> FindNewestValid(
+    const std::string& dir, int64_t max_step,
+    const std::function<bool(const std::string& file)>& wanted, std::vector<std::string>* skipped);
 
 }  // namespace memtrain::checkpoints
 

@@ -1,5 +1,6 @@
 #include "checkpoints/model_file.h"
 
+#include <torch/serialize.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -7,8 +8,6 @@
 #include <sstream>
 #include <utility>
 #include <vector>
-
-#include <torch/serialize.h>
 
 #include "absl/strings/str_cat.h"
 #include "checkpoints/durable_file.h"
@@ -26,15 +25,16 @@ constexpr char kConfig[] = "model.json";
 
 }  // namespace
 
-absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info) {
+absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& model,
+                             const ModelInfo& info) {
   const fs::path target(dir);
   try {
     torch::serialize::OutputArchive archive;
     model.save(archive);
     archive.save_to((target / kWeights).string());
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("writing ", (target / kWeights).string(), ": ",
-                                            e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("writing ", (target / kWeights).string(), ": ", e.what_without_backtrace()));
   }
   nlohmann::json config;
   config["format_version"] = kModelFormatVersion;
@@ -46,13 +46,15 @@ absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& mod
   return Fsync((target / kWeights).string());
 }
 
-absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info) {
+absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model,
+                       const ModelInfo& info) {
   const fs::path target(dir);
   const fs::path partial = absl::StrCat(dir, ".partial-", ::getpid());
   std::error_code error;
   fs::remove_all(partial, error);
   if (!fs::create_directories(partial, error) && error) {
-    return absl::InternalError(absl::StrCat("cannot create ", partial.string(), ": ", error.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot create ", partial.string(), ": ", error.message()));
   }
   MEMTRAIN_RETURN_IF_ERROR(WriteModelFiles(partial.string(), model, info));
   MEMTRAIN_RETURN_IF_ERROR(Fsync(partial.string()));
@@ -60,11 +62,15 @@ absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, co
   const fs::path old = absl::StrCat(dir, ".old-", ::getpid());
   const bool had_old = fs::exists(target);
   if (had_old) fs::rename(target, old, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", error.message()));
+  if (error)
+    return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", error.message()));
   fs::rename(partial, target, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial.string(), " to ", dir, ": ", error.message()));
+  if (error)
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", partial.string(), " to ", dir, ": ", error.message()));
   if (had_old) fs::remove_all(old, error);
-  if (target.has_parent_path()) MEMTRAIN_RETURN_IF_ERROR(Fsync(fs::absolute(target).parent_path().string()));
+  if (target.has_parent_path())
+    MEMTRAIN_RETURN_IF_ERROR(Fsync(fs::absolute(target).parent_path().string()));
   return absl::OkStatus();
 }
 
@@ -80,12 +86,16 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
     const nlohmann::json config = nlohmann::json::parse(in);
     const int version = config.value("format_version", 1);
     if (version < 1 || version > kModelFormatVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          config_path.string(), " has format version ", version, "; this memtrain reads versions 1 to ",
-          kModelFormatVersion, " (a newer memtrain wrote it: upgrade to read it)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(config_path.string(), " has format version ", version,
+                       "; this memtrain reads versions 1 to ", kModelFormatVersion,
+                       " (a newer memtrain wrote it: upgrade to read it)"));
     }
-    absl::StatusOr<model::TransformerOptions> options = model::TransformerOptionsFromJson(config.at("model").dump());
-    if (!options.ok()) return absl::DataLossError(absl::StrCat(config_path.string(), ": ", options.status().message()));
+    absl::StatusOr<model::TransformerOptions> options =
+        model::TransformerOptionsFromJson(config.at("model").dump());
+    if (!options.ok())
+      return absl::DataLossError(
+          absl::StrCat(config_path.string(), ": ", options.status().message()));
     loaded.info.options = *std::move(options);
     loaded.info.tokenizer_sha256 = config.at("tokenizer_sha256").get<std::string>();
     loaded.info.task = config.at("task").get<std::string>();
@@ -93,21 +103,25 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat(config_path.string(), ": ", e.what()));
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(const data::InputFile weights, data::DescribeInputFile(weights_path.string()));
+  MEMTRAIN_ASSIGN_OR_RETURN(const data::InputFile weights,
+                            data::DescribeInputFile(weights_path.string()));
   loaded.weights_sha256 = weights.sha256;
   MEMTRAIN_ASSIGN_OR_RETURN(loaded.model, model::MakeTransformer(loaded.info.options));
   // Module::load replaces each tensor with the stored one whatever its shape,
   // so the shapes the config implies are checked afterwards.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
-  for (const auto& item : loaded.model->named_parameters()) expected.emplace_back(item.key(), item.value().sizes().vec());
-  for (const auto& item : loaded.model->named_buffers()) expected.emplace_back(item.key(), item.value().sizes().vec());
+  for (const auto& item : loaded.model->named_parameters())
+    expected.emplace_back(item.key(), item.value().sizes().vec());
+  for (const auto& item : loaded.model->named_buffers())
+    expected.emplace_back(item.key(), item.value().sizes().vec());
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(weights_path.string());
     loaded.model->load(archive);
   } catch (const c10::Error& e) {
-    return absl::DataLossError(absl::StrCat(weights_path.string(), " does not load into the model of ",
-                                            config_path.string(), ": ", e.what_without_backtrace()));
+    return absl::DataLossError(
+        absl::StrCat(weights_path.string(), " does not load into the model of ",
+                     config_path.string(), ": ", e.what_without_backtrace()));
   }
   auto parameters = loaded.model->named_parameters();
   auto buffers = loaded.model->named_buffers();
@@ -115,8 +129,9 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
     const at::Tensor* tensor = parameters.find(name);
     if (tensor == nullptr) tensor = buffers.find(name);
     if (tensor == nullptr || tensor->sizes().vec() != shape) {
-      return absl::DataLossError(absl::StrCat(weights_path.string(), ": ", name, " does not have the shape ",
-                                              config_path.string(), " implies"));
+      return absl::DataLossError(absl::StrCat(weights_path.string(), ": ", name,
+                                              " does not have the shape ", config_path.string(),
+                                              " implies"));
     }
   }
   loaded.model->to(device);

@@ -43,16 +43,19 @@ struct ModelInfo {
   int64_t step = 0;              ///< optimizer steps taken
 };
 
-absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info);
+absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model,
+                       const ModelInfo& info);
 /// Writes (and fsyncs) model.pt and model.json into the existing directory
 /// `dir`, non-atomically: for writers that make `dir` appear atomically
 /// themselves (SaveModel, checkpoints/checkpoint.h).
-absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& model, const ModelInfo& info);
+absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& model,
+                             const ModelInfo& info);
 
 struct LoadedModel {
   model::Transformer model{nullptr};
   ModelInfo info;
-  std::string weights_sha256;  ///< of model.pt: what the model is, e.g. for a memory its keys came from
+  std::string
+      weights_sha256;  ///< of model.pt: what the model is, e.g. for a memory its keys came from
 };
 
 /// kNotFound when `dir` has no model; kDataLoss (naming the file) when a file

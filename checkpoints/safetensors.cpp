@@ -19,8 +19,9 @@ namespace {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
 constexpr std::pair<at::ScalarType, const char*> kDtypes[] = {
-    {at::kDouble, "F64"}, {at::kFloat, "F32"}, {at::kHalf, "F16"}, {at::kBFloat16, "BF16"}, {at::kLong, "I64"},
-    {at::kInt, "I32"},    {at::kShort, "I16"}, {at::kChar, "I8"},  {at::kByte, "U8"},       {at::kBool, "BOOL"}};
+    {at::kDouble, "F64"}, {at::kFloat, "F32"}, {at::kHalf, "F16"},  {at::kBFloat16, "BF16"},
+    {at::kLong, "I64"},   {at::kInt, "I32"},   {at::kShort, "I16"}, {at::kChar, "I8"},
+    {at::kByte, "U8"},    {at::kBool, "BOOL"}};
 
 const char* DtypeName(at::ScalarType type) {
   for (const auto& [scalar, name] : kDtypes) {
@@ -31,7 +32,8 @@ const char* DtypeName(at::ScalarType type) {
 
 }  // namespace
 
-absl::Status WriteSafetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::map<std::string, at::Tensor>& tensors,
                               const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -46,7 +48,9 @@ absl::Status WriteSafetensors(const std::string& path, const std::map<std::strin
     }
     contiguous.push_back(tensor.detach().cpu().contiguous());
     const int64_t bytes = static_cast<int64_t>(contiguous.back().nbytes());
-    header[name] = {{"dtype", dtype}, {"shape", tensor.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {{"dtype", dtype},
+                    {"shape", tensor.sizes().vec()},
+                    {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -70,11 +74,12 @@ absl::StatusOr<Safetensors> ReadSafetensors(const std::string& path) {
   buffer << in.rdbuf();
   const std::string bytes = buffer.str();
   uint64_t length = 0;
-  if (bytes.size() < 8) return absl::DataLossError(absl::StrCat(path, ": truncated (", bytes.size(), " bytes)"));
+  if (bytes.size() < 8)
+    return absl::DataLossError(absl::StrCat(path, ": truncated (", bytes.size(), " bytes)"));
   std::memcpy(&length, bytes.data(), 8);
   if (length > bytes.size() - 8) {
-    return absl::DataLossError(absl::StrCat(path, ": header of ", length, " bytes in a file of ", bytes.size(),
-                                            " (truncated?)"));
+    return absl::DataLossError(absl::StrCat(path, ": header of ", length, " bytes in a file of ",
+                                            bytes.size(), " (truncated?)"));
   }
   const uint64_t data_start = 8 + length, data_bytes = bytes.size() - data_start;
   Safetensors file;
@@ -91,15 +96,18 @@ absl::StatusOr<Safetensors> ReadSafetensors(const std::string& path) {
       const auto* known = std::find_if(std::begin(kDtypes), std::end(kDtypes),
                                        [&](const auto& d) { return dtype == d.second; });
       if (known == std::end(kDtypes)) {
-        return absl::DataLossError(absl::StrCat(path, ": tensor ", name, " has unsupported dtype ", dtype));
+        return absl::DataLossError(
+            absl::StrCat(path, ": tensor ", name, " has unsupported dtype ", dtype));
       }
       at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(known->first));
       if (range.size() != 2 || range[0] > range[1] || range[1] > data_bytes ||
           range[1] - range[0] != tensor.nbytes()) {
-        return absl::DataLossError(absl::StrCat(path, ": tensor ", name, " has data_offsets outside the ",
-                                                data_bytes, " data bytes or not matching its shape (truncated?)"));
+        return absl::DataLossError(
+            absl::StrCat(path, ": tensor ", name, " has data_offsets outside the ", data_bytes,
+                         " data bytes or not matching its shape (truncated?)"));
       }
-      if (tensor.nbytes() > 0) std::memcpy(tensor.data_ptr(), bytes.data() + data_start + range[0], tensor.nbytes());
+      if (tensor.nbytes() > 0)
+        std::memcpy(tensor.data_ptr(), bytes.data() + data_start + range[0], tensor.nbytes());
       file.tensors.emplace(name, std::move(tensor));
     }
   } catch (const std::exception& e) {

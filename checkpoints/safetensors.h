@@ -31,7 +31,8 @@ struct Safetensors {
 };
 
 /// Writes and fsyncs `path`. kInvalidArgument for an unsupported dtype.
-absl::Status WriteSafetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::map<std::string, at::Tensor>& tensors,
                               const std::map<std::string, std::string>& metadata);
 /// kNotFound for a missing file; kDataLoss (naming the file and what is
 /// wrong) for a truncated or malformed one.

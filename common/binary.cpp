@@ -36,14 +36,17 @@ void PrintHelp(std::ostream& out, const char* argv0) {
     if (absl::StrContains(flag->Filename(), "absl/")) continue;
     by_file[flag->Filename()].push_back(flag);
   }
-  out << std::filesystem::path(argv0).filename().string() << ": " << absl::ProgramUsageMessage() << "\n";
+  out << std::filesystem::path(argv0).filename().string() << ": " << absl::ProgramUsageMessage()
+      << "\n";
   for (auto& [file, flags] : by_file) {
-    std::sort(flags.begin(), flags.end(), [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
-      return a->Name() < b->Name();
-    });
+    std::sort(flags.begin(), flags.end(),
+              [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
+                return a->Name() < b->Name();
+              });
     out << "\n  Flags from " << file << ":\n";
     for (const absl::CommandLineFlag* flag : flags) {
-      out << "    --" << flag->Name() << " (" << flag->Help() << "); default: " << flag->DefaultValue() << ";\n";
+      out << "    --" << flag->Name() << " (" << flag->Help()
+          << "); default: " << flag->DefaultValue() << ";\n";
     }
   }
   out << "\n  --flagfile=FILE reads flags from FILE, one per line (configs/*.flags).\n";
@@ -68,7 +71,8 @@ std::vector<char*> InitBinary(int argc, char** argv, const char* usage) {
   // scripts; asking for help is a success.
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-help" || arg == "--helpfull" || arg == "-helpfull" || arg == "-h") {
+    if (arg == "--help" || arg == "-help" || arg == "--helpfull" || arg == "-helpfull" ||
+        arg == "-h") {
       PrintHelp(std::cout, argv[0]);
       // Nothing has started, so nothing needs cleaning up.
       std::_Exit(0);

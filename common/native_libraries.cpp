@@ -30,7 +30,8 @@ bool IsOpenMpRuntime(absl::string_view name) {
          absl::StartsWith(name, "libiomp");
 }
 bool IsBlas(absl::string_view name) {
-  for (absl::string_view prefix : {"libopenblas", "libblas", "libblis", "libatlas", "libmkl", "libcblas"}) {
+  for (absl::string_view prefix :
+       {"libopenblas", "libblas", "libblis", "libatlas", "libmkl", "libcblas"}) {
     if (absl::StartsWith(name, prefix)) return true;
   }
   return false;
@@ -79,7 +80,8 @@ NativeLibraries FindNativeLibraries() {
     if (handle != nullptr) {
       const void* own = dlsym(handle, kBlasSymbol);
       found.sgemm_is_libtorchs = own != nullptr && own == bound;
-      if (own != nullptr) found.blas_libraries.insert(found.blas_libraries.begin(), found.libtorch_cpu);
+      if (own != nullptr)
+        found.blas_libraries.insert(found.blas_libraries.begin(), found.libtorch_cpu);
       dlclose(handle);
     }
   }
@@ -96,9 +98,9 @@ absl::Status CheckLibTorchBlas(const NativeLibraries& libraries) {
         "\"One BLAS and one OpenMP runtime per process\")"));
   }
   if (libraries.openmp_runtimes.size() > 1) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("two OpenMP runtimes in one process: ", absl::StrJoin(libraries.openmp_runtimes, ", "),
-                     " (their thread pools oversubscribe the cores; docs/ARCHITECTURE.md)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "two OpenMP runtimes in one process: ", absl::StrJoin(libraries.openmp_runtimes, ", "),
+        " (their thread pools oversubscribe the cores; docs/ARCHITECTURE.md)"));
   }
   return absl::OkStatus();
 }
@@ -118,7 +120,8 @@ std::string DescribeNativeLibraries(const NativeLibraries& libraries) {
   }
   std::vector<std::string> openmp;
   for (const std::string& path : libraries.openmp_runtimes) openmp.push_back(ShortPath(path));
-  return absl::StrCat("BLAS ", blas, " | OpenMP ", openmp.empty() ? "none" : absl::StrJoin(openmp, ", "));
+  return absl::StrCat("BLAS ", blas, " | OpenMP ",
+                      openmp.empty() ? "none" : absl::StrJoin(openmp, ", "));
 }
 
 }  // namespace memtrain

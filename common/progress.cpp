@@ -56,9 +56,9 @@ std::string ProgressReporter::Render(int64_t done, absl::Duration elapsed) const
   const double fraction = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
   const std::string eta = rate > 0 ? Clock((total_ - done) / rate) : std::string("?");
   if (!terminal_) {
-    return absl::StrFormat("%s %5.1f%% (%s of %s, %s, elapsed %s, ETA %s)", label_,
-                           100 * fraction, Amount(done, unit_), Amount(total_, unit_), rate_text,
-                           Clock(seconds), eta);
+    return absl::StrFormat("%s %5.1f%% (%s of %s, %s, elapsed %s, ETA %s)", label_, 100 * fraction,
+                           Amount(done, unit_), Amount(total_, unit_), rate_text, Clock(seconds),
+                           eta);
   }
   constexpr int kWidth = 24;
   const int filled = static_cast<int>(fraction * kWidth);

@@ -20,9 +20,9 @@
 
 /// Evaluates `expr` (an absl::Status) and returns it from the enclosing
 /// function when it is not OK.
-#define MEMTRAIN_RETURN_IF_ERROR(expr)                \
-  do {                                                \
-    ::absl::Status memtrain_status_ = (expr);         \
+#define MEMTRAIN_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::absl::Status memtrain_status_ = (expr);            \
     if (!memtrain_status_.ok()) return memtrain_status_; \
   } while (false)
 
@@ -32,13 +32,12 @@
 /// Evaluates `expr` (an absl::StatusOr<T>); on error returns its status from
 /// the enclosing function, otherwise moves the value into `lhs`, which may be
 /// a declaration (`auto x`) or an existing variable.
-#define MEMTRAIN_ASSIGN_OR_RETURN(lhs, expr)                                          \
-  MEMTRAIN_ASSIGN_OR_RETURN_IMPL_(MEMTRAIN_STATUS_CONCAT_(memtrain_statusor_, __LINE__), \
-                                  lhs, expr)
+#define MEMTRAIN_ASSIGN_OR_RETURN(lhs, expr) \
+  MEMTRAIN_ASSIGN_OR_RETURN_IMPL_(MEMTRAIN_STATUS_CONCAT_(memtrain_statusor_, __LINE__), lhs, expr)
 
 #define MEMTRAIN_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                   \
-  if (!statusor.ok()) return std::move(statusor).status();  \
+  auto statusor = (expr);                                    \
+  if (!statusor.ok()) return std::move(statusor).status();   \
   lhs = *std::move(statusor)
 
 #endif  // MEMTRAIN_COMMON_STATUS_MACROS_H_

@@ -34,8 +34,8 @@ std::vector<int64_t> Permutation(int64_t n, uint64_t seed, int64_t epoch) {
 
 absl::Status CheckRankOptions(const BatchSourceOptions& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " is outside world size ",
-                                                   options.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", options.rank, " is outside world size ", options.world_size));
   }
   return absl::OkStatus();
 }
@@ -47,8 +47,8 @@ absl::StatusOr<nlohmann::json> ParseState(const std::string& state, const std::s
     return absl::InvalidArgumentError("data state is not a JSON object (damaged checkpoint?)");
   }
   if (json.value("kind", "") != kind) {
-    return absl::FailedPreconditionError(absl::StrCat("data state is for a '", json.value("kind", "?"),
-                                                      "' source, this one is '", kind, "'"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data state is for a '", json.value("kind", "?"), "' source, this one is '", kind, "'"));
   }
   if (json.value("records", int64_t{-1}) != file.num_records() ||
       json.value("tokens", int64_t{-1}) != file.header().num_source_tokens) {
@@ -141,7 +141,8 @@ class LmStreamSource final : public BatchSource {
 
   std::string SaveState() const override {
     nlohmann::json cursors = nlohmann::json::array();
-    for (const StreamCursor& cursor : cursors_) cursors.push_back({cursor.document, cursor.position});
+    for (const StreamCursor& cursor : cursors_)
+      cursors.push_back({cursor.document, cursor.position});
     return nlohmann::json{{"kind", "lm"},
                           {"records", file_->num_records()},
                           {"tokens", file_->header().num_source_tokens},
@@ -161,9 +162,9 @@ class LmStreamSource final : public BatchSource {
     if (json.value("segment_length", -1) != options_.segment_length ||
         json.value("seed", uint64_t{0}) != options_.seed) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "data state was saved with segment_length ", json.value("segment_length", -1), " and seed ",
-          json.value("seed", uint64_t{0}), "; this source has ", options_.segment_length, " and ",
-          options_.seed));
+          "data state was saved with segment_length ", json.value("segment_length", -1),
+          " and seed ", json.value("seed", uint64_t{0}), "; this source has ",
+          options_.segment_length, " and ", options_.seed));
     }
     MEMTRAIN_RETURN_IF_ERROR(StartEpoch(json.value("epoch", int64_t{0})));
     next_in_queue_ = json.value("queue_position", int64_t{0});
@@ -205,7 +206,9 @@ class LmStreamSource final : public BatchSource {
     bool starts_document = false;
   };
 
-  int64_t total_streams() const { return static_cast<int64_t>(options_.world_size) * options_.streams; }
+  int64_t total_streams() const {
+    return static_cast<int64_t>(options_.world_size) * options_.streams;
+  }
 
   // Input/target pairs a document of n tokens provides: n - 1.
   int64_t Pairs(int64_t document) const {
@@ -234,9 +237,10 @@ class LmStreamSource final : public BatchSource {
         return Segment{};
       }
     }
-    Segment segment{cursor.document, cursor.position,
-                    std::min<int64_t>(options_.segment_length, Pairs(cursor.document) - cursor.position),
-                    starts || cursor.position == 0};
+    Segment segment{
+        cursor.document, cursor.position,
+        std::min<int64_t>(options_.segment_length, Pairs(cursor.document) - cursor.position),
+        starts || cursor.position == 0};
     cursor.position += options_.segment_length;
     return segment;
   }
@@ -268,9 +272,9 @@ class LmStreamSource final : public BatchSource {
   std::unique_ptr<CorpusFile> file_;
   const BatchSourceOptions options_;
   int64_t epoch_ = 0;
-  std::vector<int64_t> queue_;       // this epoch's document order
+  std::vector<int64_t> queue_;  // this epoch's document order
   int64_t next_in_queue_ = 0;
-  std::deque<StreamCursor> carry_;   // documents handed over by a resize
+  std::deque<StreamCursor> carry_;     // documents handed over by a resize
   std::vector<StreamCursor> cursors_;  // one per global stream (rank-major)
   int64_t step_ = 0;
   int64_t steps_in_epoch_ = 0;
@@ -324,7 +328,8 @@ class Seq2SeqBatchSource final : public BatchSource {
     for (int64_t record : order) {
       const int64_t length = std::max(SourceLength(record, true), TargetLength(record, true));
       const int64_t longest_with = std::max(longest, length);
-      if (!current.empty() && longest_with * static_cast<int64_t>(current.size() + 1) > options_.max_tokens) {
+      if (!current.empty() &&
+          longest_with * static_cast<int64_t>(current.size() + 1) > options_.max_tokens) {
         batches_.push_back(std::move(current));
         current.clear();
         longest = 0;
@@ -336,7 +341,8 @@ class Seq2SeqBatchSource final : public BatchSource {
     const std::vector<int64_t> batch_order =
         Permutation(static_cast<int64_t>(batches_.size()), options_.seed ^ 0x5eedULL, epoch);
     std::vector<std::vector<int64_t>> shuffled;
-    for (int64_t index : batch_order) shuffled.push_back(std::move(batches_[static_cast<size_t>(index)]));
+    for (int64_t index : batch_order)
+      shuffled.push_back(std::move(batches_[static_cast<size_t>(index)]));
     batches_ = std::move(shuffled);
     steps_in_epoch_ = RemainingSteps();
     return absl::OkStatus();
@@ -349,8 +355,9 @@ class Seq2SeqBatchSource final : public BatchSource {
     Batch batch;
     batch.step = step_++;
     const std::vector<int64_t> empty;
-    const std::vector<int64_t>& records =
-        index < static_cast<int64_t>(batches_.size()) ? batches_[static_cast<size_t>(index)] : empty;
+    const std::vector<int64_t>& records = index < static_cast<int64_t>(batches_.size())
+                                              ? batches_[static_cast<size_t>(index)]
+                                              : empty;
     MEMTRAIN_RETURN_IF_ERROR(Fill(records, &batch));
     return std::optional<Batch>(std::move(batch));
   }
@@ -377,8 +384,8 @@ class Seq2SeqBatchSource final : public BatchSource {
         json.value("seed", uint64_t{0}) != options_.seed) {
       return absl::FailedPreconditionError(absl::StrCat(
           "data state was saved with max_tokens ", json.value("max_tokens", int64_t{-1}),
-          " and seed ", json.value("seed", uint64_t{0}), "; this source has ",
-          options_.max_tokens, " and ", options_.seed));
+          " and seed ", json.value("seed", uint64_t{0}), "; this source has ", options_.max_tokens,
+          " and ", options_.seed));
     }
     MEMTRAIN_RETURN_IF_ERROR(StartEpoch(json.value("epoch", int64_t{0})));
     next_batch_ = json.value("next_batch", int64_t{0});
@@ -426,8 +433,10 @@ class Seq2SeqBatchSource final : public BatchSource {
     auto loss_mask = batch->loss_mask.accessor<bool, 2>();
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t record = records[static_cast<size_t>(row)];
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> src, file_->ReadRecord(Field::kSource, record));
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tgt, file_->ReadRecord(Field::kTarget, record));
+      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> src,
+                                file_->ReadRecord(Field::kSource, record));
+      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tgt,
+                                file_->ReadRecord(Field::kTarget, record));
       Truncate(&src, options_.max_source_length, t.eos_id);
       Truncate(&tgt, options_.max_target_length, t.eos_id);
       for (size_t i = 0; i < src.size(); ++i) {
@@ -454,7 +463,7 @@ class Seq2SeqBatchSource final : public BatchSource {
   const BatchSourceOptions options_;
   int64_t epoch_ = 0;
   std::vector<std::vector<int64_t>> batches_;  // this epoch's global batch list
-  int64_t next_batch_ = 0;  // index in batches_ of this step's rank-0 batch
+  int64_t next_batch_ = 0;                     // index in batches_ of this step's rank-0 batch
   int64_t step_ = 0;
   int64_t steps_in_epoch_ = 0;
   int64_t skipped_ = 0;

@@ -78,10 +78,10 @@ struct BatchSourceOptions {
   uint64_t seed = 1;
   int64_t epoch = 0;
   // lm
-  int streams = 8;              ///< rows per rank
-  int segment_length = 512;     ///< tokens per row and step
+  int streams = 8;           ///< rows per rank
+  int segment_length = 512;  ///< tokens per row and step
   // seq2seq
-  int64_t max_tokens = 4096;    ///< padded tokens per batch, the larger side
+  int64_t max_tokens = 4096;  ///< padded tokens per batch, the larger side
   int64_t max_source_length = 1024;
   int64_t max_target_length = 1024;
   TruncationPolicy truncation = TruncationPolicy::kTruncate;

@@ -132,11 +132,10 @@ absl::StatusOr<std::vector<T>> ReadWhole(const std::string& path, hid_t file, co
   const int rank = H5Sget_simple_extent_ndims(space);
   if (rank == 1) H5Sget_simple_extent_dims(space, &size, nullptr);
   std::vector<T> values(size);
-  const herr_t read = rank != 1 ? -1
-                      : size == 0
-                          ? 0
-                          : H5Dread(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                    values.data());
+  const herr_t read =
+      rank != 1   ? -1
+      : size == 0 ? 0
+                  : H5Dread(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
   H5Sclose(space);
   H5Dclose(dataset);
   if (read < 0) {
@@ -162,9 +161,9 @@ absl::Status WriteWhole(hid_t group, const char* name, hid_t file_type, hid_t me
   hid_t space = H5Screate_simple(1, &size, nullptr);
   hid_t dataset = H5Dcreate2(group, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   const herr_t written = dataset < 0 ? -1
-                         : size == 0 ? 0
-                                     : H5Dwrite(dataset, memory_type, H5S_ALL, H5S_ALL,
-                                                H5P_DEFAULT, data);
+                         : size == 0
+                             ? 0
+                             : H5Dwrite(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
   if (dataset >= 0) H5Dclose(dataset);
   H5Sclose(space);
   if (written < 0) return absl::InternalError(absl::StrCat("cannot write dataset ", name));
@@ -175,7 +174,9 @@ const char* TokensName(Field field) {
   return field == Field::kSource ? "/source/tokens" : "/target/tokens";
 }
 
-std::string NowRfc3339() { return absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()); }
+std::string NowRfc3339() {
+  return absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone());
+}
 
 }  // namespace
 
@@ -286,9 +287,9 @@ CorpusWriter::CorpusWriter(std::string path, std::string partial_path, std::stri
     : path_(std::move(path)), partial_path_(std::move(partial_path)), task_(std::move(task)) {}
 
 void CorpusWriter::CloseColumns() {
-  for (std::unique_ptr<Column>* column : {&source_tokens_, &source_offsets_, &source_long_range_,
-                                          &target_tokens_, &target_offsets_, &id_bytes_,
-                                          &id_offsets_}) {
+  for (std::unique_ptr<Column>* column :
+       {&source_tokens_, &source_offsets_, &source_long_range_, &target_tokens_, &target_offsets_,
+        &id_bytes_, &id_offsets_}) {
     column->reset();
   }
 }
@@ -307,8 +308,9 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
   std::unique_ptr<CorpusWriter> writer(new CorpusWriter(path, partial, task));
   writer->file_ = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (writer->file_ < 0) {
-    return absl::PermissionDeniedError(absl::StrCat(partial, ": cannot create (directory missing "
-                                                             "or not writable?)"));
+    return absl::PermissionDeniedError(absl::StrCat(partial,
+                                                    ": cannot create (directory missing "
+                                                    "or not writable?)"));
   }
   const hid_t f = writer->file_;
   MEMTRAIN_ASSIGN_OR_RETURN(writer->source_tokens_,
@@ -325,8 +327,8 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
                               Column::Create(f, "/target/tokens", H5T_STD_I32LE, H5T_NATIVE_INT32,
                                              kTokenChunk, /*compress=*/false));
     MEMTRAIN_ASSIGN_OR_RETURN(writer->target_offsets_,
-                              Column::Create(f, "/target/offsets", H5T_STD_I64LE,
-                                             H5T_NATIVE_INT64, kOffsetChunk, /*compress=*/true));
+                              Column::Create(f, "/target/offsets", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                                             kOffsetChunk, /*compress=*/true));
     MEMTRAIN_ASSIGN_OR_RETURN(writer->id_bytes_,
                               Column::Create(f, "/ids/bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8,
                                              kTokenChunk, /*compress=*/true));
@@ -358,10 +360,13 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
     status = WriteWhole(group, "piece_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64,
                         piece_offsets.data(), piece_offsets.size());
   }
-  for (const auto& [name, value] : std::vector<std::pair<const char*, int64_t>>{
-           {"vocab_size", tokenizer.vocab_size}, {"pad_id", tokenizer.pad_id},
-           {"unk_id", tokenizer.unk_id}, {"bos_id", tokenizer.bos_id},
-           {"eos_id", tokenizer.eos_id}, {"sep_id", tokenizer.sep_id}}) {
+  for (const auto& [name, value] :
+       std::vector<std::pair<const char*, int64_t>>{{"vocab_size", tokenizer.vocab_size},
+                                                    {"pad_id", tokenizer.pad_id},
+                                                    {"unk_id", tokenizer.unk_id},
+                                                    {"bos_id", tokenizer.bos_id},
+                                                    {"eos_id", tokenizer.eos_id},
+                                                    {"sep_id", tokenizer.sep_id}}) {
     if (status.ok()) status = WriteIntAttribute(group, name, value);
   }
   if (status.ok()) status = WriteStringAttribute(group, "sha256", tokenizer.sha256);
@@ -387,9 +392,9 @@ absl::Status CorpusWriter::Append(const std::vector<int32_t>& source,
     const std::vector<uint8_t> zeros(source.size(), 0);
     source_long_range_->Append(zeros.data(), zeros.size());
   } else {
-    any_long_range_ = any_long_range_ || std::any_of(source_long_range.begin(),
-                                                     source_long_range.end(),
-                                                     [](uint8_t flag) { return flag != 0; });
+    any_long_range_ =
+        any_long_range_ || std::any_of(source_long_range.begin(), source_long_range.end(),
+                                       [](uint8_t flag) { return flag != 0; });
     source_long_range_->Append(source_long_range.data(), source_long_range.size());
   }
   source_tokens_count_ += static_cast<int64_t>(source.size());
@@ -408,12 +413,13 @@ absl::Status CorpusWriter::Append(const std::vector<int32_t>& source,
 }
 
 absl::Status CorpusWriter::Flush() {
-  for (Column* column : {source_tokens_.get(), source_offsets_.get(), source_long_range_.get(),
-                         target_tokens_.get(), target_offsets_.get(), id_bytes_.get(),
-                         id_offsets_.get()}) {
+  for (Column* column :
+       {source_tokens_.get(), source_offsets_.get(), source_long_range_.get(), target_tokens_.get(),
+        target_offsets_.get(), id_bytes_.get(), id_offsets_.get()}) {
     if (column == nullptr) continue;
     absl::Status status = column->Flush();
-    if (!status.ok()) return absl::InternalError(absl::StrCat(partial_path_, ": ", status.message()));
+    if (!status.ok())
+      return absl::InternalError(absl::StrCat(partial_path_, ": ", status.message()));
   }
   return absl::OkStatus();
 }
@@ -421,7 +427,8 @@ absl::Status CorpusWriter::Flush() {
 absl::Status CorpusWriter::Finish(CorpusHeader header) {
   MEMTRAIN_RETURN_IF_ERROR(Flush());
   if (header.task != task_) {
-    return absl::InternalError(absl::StrCat("header task ", header.task, " != writer task ", task_));
+    return absl::InternalError(
+        absl::StrCat("header task ", header.task, " != writer task ", task_));
   }
   header.num_records = records_;
   header.num_source_tokens = source_tokens_count_;
@@ -534,16 +541,15 @@ absl::Status CorpusFile::Load() {
   const std::string& p = path_;
   auto format = ReadStringAttribute(p, file_, "format");
   if (!format.ok() || *format != kFormatName) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p, ": not a memtrain corpus (root attribute 'format' is ",
-        format.ok() ? absl::StrCat("'", *format, "'") : std::string("missing"), ", expected '",
-        kFormatName, "'); make one with memtrain-prepare"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(p, ": not a memtrain corpus (root attribute 'format' is ",
+                     format.ok() ? absl::StrCat("'", *format, "'") : std::string("missing"),
+                     ", expected '", kFormatName, "'); make one with memtrain-prepare"));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(const int64_t version, ReadIntAttribute(p, file_, "format_version"));
   if (version != kFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(p, ": format version ", version,
-                                                      ", this memtrain reads version ",
-                                                      kFormatVersion));
+    return absl::FailedPreconditionError(absl::StrCat(
+        p, ": format version ", version, ", this memtrain reads version ", kFormatVersion));
   }
   auto complete = ReadIntAttribute(p, file_, "complete");
   if (!complete.ok() || *complete != 1) {
@@ -570,12 +576,13 @@ absl::Status CorpusFile::Load() {
   const nlohmann::json parsed = nlohmann::json::parse(inputs, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_array()) return Hdf5Error(p, "attribute 'inputs' is not a JSON array");
   for (const nlohmann::json& input : parsed) {
-    header_.inputs.push_back({input.value("path", ""), input.value("bytes", int64_t{0}),
-                              input.value("sha256", "")});
+    header_.inputs.push_back(
+        {input.value("path", ""), input.value("bytes", int64_t{0}), input.value("sha256", "")});
   }
 
   // Tokenizer.
-  if (H5Lexists(file_, "/tokenizer", H5P_DEFAULT) <= 0) return Hdf5Error(p, "group /tokenizer is missing");
+  if (H5Lexists(file_, "/tokenizer", H5P_DEFAULT) <= 0)
+    return Hdf5Error(p, "group /tokenizer is missing");
   hid_t group = H5Gopen2(file_, "/tokenizer", H5P_DEFAULT);
   absl::Status status = absl::OkStatus();
   auto int_field = [&](const char* name, int32_t* out) {
@@ -607,8 +614,9 @@ absl::Status CorpusFile::Load() {
   MEMTRAIN_ASSIGN_OR_RETURN(std::vector<uint8_t> model,
                             ReadWhole<uint8_t>(p, file_, "/tokenizer/model", H5T_NATIVE_UINT8));
   tokenizer_.model_bytes.assign(model.begin(), model.end());
-  MEMTRAIN_ASSIGN_OR_RETURN(std::vector<uint8_t> piece_bytes,
-                            ReadWhole<uint8_t>(p, file_, "/tokenizer/piece_bytes", H5T_NATIVE_UINT8));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> piece_bytes,
+      ReadWhole<uint8_t>(p, file_, "/tokenizer/piece_bytes", H5T_NATIVE_UINT8));
   MEMTRAIN_ASSIGN_OR_RETURN(
       std::vector<int64_t> piece_offsets,
       ReadWhole<int64_t>(p, file_, "/tokenizer/piece_offsets", H5T_NATIVE_INT64));
@@ -632,8 +640,9 @@ absl::Status CorpusFile::Load() {
   }
   if (DatasetLength(file_, "/source/tokens") != header_.num_source_tokens ||
       DatasetLength(file_, "/source/long_range") != header_.num_source_tokens) {
-    return Hdf5Error(p, "/source/tokens or /source/long_range does not have num_source_tokens "
-                        "entries");
+    return Hdf5Error(p,
+                     "/source/tokens or /source/long_range does not have num_source_tokens "
+                     "entries");
   }
   if (is_seq2seq()) {
     MEMTRAIN_ASSIGN_OR_RETURN(target_offsets_,
@@ -700,8 +709,8 @@ absl::StatusOr<std::vector<int32_t>> CorpusFile::ReadTokens(Field field, int64_t
 
 absl::StatusOr<std::vector<int32_t>> CorpusFile::ReadRecord(Field field, int64_t record) {
   if (record < 0 || record >= num_records()) {
-    return absl::OutOfRangeError(absl::StrCat(path_, ": record ", record, " is outside [0, ",
-                                              num_records(), ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat(path_, ": record ", record, " is outside [0, ", num_records(), ")"));
   }
   const std::vector<int64_t>& o = offsets(field);
   return ReadTokens(field, o[record], o[record + 1] - o[record]);
@@ -718,10 +727,10 @@ absl::StatusOr<std::string> CorpusFile::ReadId(int64_t record) {
     return absl::OutOfRangeError(absl::StrCat(path_, ": record ", record, " out of range"));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(hid_t dataset, Dataset("/ids/bytes"));
-  MEMTRAIN_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                            ReadRange<uint8_t>(path_, dataset, "/ids/bytes", H5T_NATIVE_UINT8,
-                                               id_offsets_[record],
-                                               id_offsets_[record + 1] - id_offsets_[record]));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      std::vector<uint8_t> bytes,
+      ReadRange<uint8_t>(path_, dataset, "/ids/bytes", H5T_NATIVE_UINT8, id_offsets_[record],
+                         id_offsets_[record + 1] - id_offsets_[record]));
   return std::string(bytes.begin(), bytes.end());
 }
 
@@ -732,16 +741,16 @@ absl::Status CorpusFile::Verify() {
   for (Field field : {Field::kSource, Field::kTarget}) {
     if (field == Field::kTarget && !is_seq2seq()) continue;
     const std::vector<int64_t>& o = offsets(field);
-    const int64_t total = field == Field::kSource ? header_.num_source_tokens
-                                                  : header_.num_target_tokens;
+    const int64_t total =
+        field == Field::kSource ? header_.num_source_tokens : header_.num_target_tokens;
     if (o.front() != 0 || o.back() != total) {
       return Hdf5Error(path_, absl::StrCat(TokensName(field), ": offsets span [", o.front(), ", ",
                                            o.back(), ") but the file has ", total, " tokens"));
     }
     for (size_t i = 1; i < o.size(); ++i) {
       if (o[i] < o[i - 1]) {
-        return Hdf5Error(path_, absl::StrCat(TokensName(field), ": offsets decrease at record ",
-                                             i - 1));
+        return Hdf5Error(path_,
+                         absl::StrCat(TokensName(field), ": offsets decrease at record ", i - 1));
       }
     }
     constexpr int64_t kBlock = int64_t{1} << 20;
@@ -750,9 +759,10 @@ absl::Status CorpusFile::Verify() {
                                 ReadTokens(field, start, std::min(kBlock, total - start)));
       for (size_t i = 0; i < tokens.size(); ++i) {
         if (tokens[i] < 0 || tokens[i] >= tokenizer_.vocab_size) {
-          return Hdf5Error(path_, absl::StrCat(TokensName(field), "[", start + static_cast<int64_t>(i),
-                                               "] = ", tokens[i], " is outside the vocabulary [0, ",
-                                               tokenizer_.vocab_size, ")"));
+          return Hdf5Error(path_,
+                           absl::StrCat(TokensName(field), "[", start + static_cast<int64_t>(i),
+                                        "] = ", tokens[i], " is outside the vocabulary [0, ",
+                                        tokenizer_.vocab_size, ")"));
         }
       }
     }
@@ -762,10 +772,10 @@ absl::Status CorpusFile::Verify() {
 
 absl::Status CheckSameTokenizer(const CorpusFile& a, const CorpusFile& b) {
   if (a.tokenizer().sha256 == b.tokenizer().sha256) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      a.path(), " and ", b.path(), " were encoded with different tokenizers (sha256 ",
-      a.tokenizer().sha256.substr(0, 12), " vs ", b.tokenizer().sha256.substr(0, 12),
-      "); prepare one with --tokenizer_from=<the other>"));
+  return absl::FailedPreconditionError(
+      absl::StrCat(a.path(), " and ", b.path(), " were encoded with different tokenizers (sha256 ",
+                   a.tokenizer().sha256.substr(0, 12), " vs ", b.tokenizer().sha256.substr(0, 12),
+                   "); prepare one with --tokenizer_from=<the other>"));
 }
 
 // ---- PieceDecoder ----------------------------------------------------------------

@@ -50,9 +50,9 @@ struct InputFile {
 
 /// Root attributes: what the file holds and where it came from.
 struct CorpusHeader {
-  std::string corpus;  ///< wikitext, wmt16, xsum, openorca, demo
-  std::string split;   ///< train, valid, test, ...
-  std::string task;    ///< lm, translation, summarization, qa
+  std::string corpus;       ///< wikitext, wmt16, xsum, openorca, demo
+  std::string split;        ///< train, valid, test, ...
+  std::string task;         ///< lm, translation, summarization, qa
   int64_t num_records = 0;  ///< documents (lm) or examples (seq2seq)
   int64_t num_source_tokens = 0;
   int64_t num_target_tokens = 0;

@@ -15,7 +15,8 @@
 #include "glog/logging.h"
 
 ABSL_FLAG(int64_t, doc, -1, "Print this document (lm) or example (seq2seq), decoded.");
-ABSL_FLAG(bool, verify, true, "Read the whole file and check it (ids in vocabulary, offsets, checksums).");
+ABSL_FLAG(bool, verify, true,
+          "Read the whole file and check it (ids in vocabulary, offsets, checksums).");
 
 namespace memtrain::data {
 namespace {
@@ -29,7 +30,8 @@ std::string DecodeMarked(const PieceDecoder& decoder, const std::vector<int32_t>
     const bool marked = !long_range.empty() && long_range[i] != 0;
     size_t j = i;
     while (j < ids.size() && (!long_range.empty() && long_range[j] != 0) == marked) ++j;
-    const std::string piece = decoder.Decode(std::vector<int32_t>(ids.begin() + i, ids.begin() + j));
+    const std::string piece =
+        decoder.Decode(std::vector<int32_t>(ids.begin() + i, ids.begin() + j));
     text += marked ? absl::StrCat("\u27e6", piece, "\u27e7") : piece;
     i = j;
   }
@@ -106,5 +108,6 @@ int main(int argc, char** argv) {
     std::cerr << "usage: memtrain-inspect FILE.h5 [--doc=N] (see --help)\n";
     return 2;
   }
-  return memtrain::RunBinaryWithExitCode("[inspect]", [&] { return memtrain::data::Main(args[1]); });
+  return memtrain::RunBinaryWithExitCode("[inspect]",
+                                         [&] { return memtrain::data::Main(args[1]); });
 }

@@ -48,7 +48,8 @@ namespace {
 absl::StatusOr<PrepareOptions> OptionsFromFlags() {
   PrepareOptions options;
   auto corpus = ParseCorpus(absl::GetFlag(FLAGS_corpus));
-  if (!corpus.ok()) return absl::InvalidArgumentError(absl::StrCat("--corpus: ", corpus.status().message()));
+  if (!corpus.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--corpus: ", corpus.status().message()));
   options.reader.corpus = *corpus;
   options.reader.inputs = absl::GetFlag(FLAGS_inputs);
   if (options.reader.corpus != Corpus::kDemo && options.reader.inputs.empty()) {
@@ -56,7 +57,8 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
   }
   const std::string bad = absl::GetFlag(FLAGS_on_bad_record);
   if (bad != "fail" && bad != "skip") {
-    return absl::InvalidArgumentError(absl::StrCat("--on_bad_record must be fail or skip, got '", bad, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--on_bad_record must be fail or skip, got '", bad, "'"));
   }
   options.reader.on_bad_record = bad == "skip" ? BadRecordPolicy::kSkip : BadRecordPolicy::kFail;
   const std::string escaping = absl::GetFlag(FLAGS_wmt_escaping);
@@ -82,14 +84,15 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
   options.train.model_type = absl::GetFlag(FLAGS_tokenizer_type);
   options.train.vocab_size = absl::GetFlag(FLAGS_vocab_size);
   if (options.train.vocab_size < 300) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--vocab_size must be at least 300 (256 byte pieces + specials), got ",
-        options.train.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--vocab_size must be at least 300 (256 byte pieces + specials), got ",
+                     options.train.vocab_size));
   }
   options.train.max_sentences = absl::GetFlag(FLAGS_tokenizer_sentences);
   options.train.seed = absl::GetFlag(FLAGS_seed);
   const int threads = absl::GetFlag(FLAGS_threads);
-  options.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options.threads =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   options.train.num_threads = options.threads;
   options.show_progress = absl::GetFlag(FLAGS_progress);
   options.options_json = nlohmann::json{{"corpus", absl::GetFlag(FLAGS_corpus)},
@@ -134,7 +137,8 @@ int Main() {
                                                 {"target_tokens", h.num_target_tokens},
                                                 {"input_bytes", result->input_bytes},
                                                 {"seconds", result->seconds},
-                                                {"tokenizer_training_seconds", result->train_seconds}}
+                                                {"tokenizer_training_seconds",
+                                                 result->train_seconds}}
                                      .dump(2)
                               << "\n";
   }

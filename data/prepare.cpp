@@ -35,7 +35,8 @@ void EncodeSegments(const Tokenizer& tokenizer, const std::vector<TextSegment>& 
     }
     const std::vector<int32_t> piece_ids = tokenizer.Encode(segment.text);
     ids->insert(ids->end(), piece_ids.begin(), piece_ids.end());
-    if (long_range) long_range->insert(long_range->end(), piece_ids.size(), segment.long_range ? 1 : 0);
+    if (long_range)
+      long_range->insert(long_range->end(), piece_ids.size(), segment.long_range ? 1 : 0);
   }
   ids->push_back(tokenizer.eos_id());
   if (long_range) long_range->push_back(0);
@@ -50,14 +51,16 @@ EncodedRecord Encode(const Tokenizer& tokenizer, const Record& record, bool seq2
 }
 
 // Encodes `records` on `threads` threads, keeping their order.
-std::vector<EncodedRecord> EncodeBatch(const Tokenizer& tokenizer, const std::vector<Record>& records,
-                                       bool seq2seq, int threads) {
+std::vector<EncodedRecord> EncodeBatch(const Tokenizer& tokenizer,
+                                       const std::vector<Record>& records, bool seq2seq,
+                                       int threads) {
   std::vector<EncodedRecord> encoded(records.size());
   const int workers = std::max(1, std::min<int>(threads, static_cast<int>(records.size())));
   std::vector<std::thread> pool;
   for (int w = 0; w < workers; ++w) {
     pool.emplace_back([&, w] {
-      for (size_t i = static_cast<size_t>(w); i < records.size(); i += static_cast<size_t>(workers)) {
+      for (size_t i = static_cast<size_t>(w); i < records.size();
+           i += static_cast<size_t>(workers)) {
         encoded[i] = Encode(tokenizer, records[i], seq2seq);
       }
     });
@@ -90,8 +93,9 @@ int64_t WorkDone(const PrepareOptions& options, const ReaderStats& stats) {
 absl::StatusOr<std::string> TrainModel(const PrepareOptions& options, int64_t total_work) {
   MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusReader> reader, OpenCorpusReader(options.reader));
   ProgressReporter progress("[prepare] read for tokenizer training", total_work,
-                            options.reader.corpus == Corpus::kDemo ? ProgressReporter::Unit::kItems
-                                                                   : ProgressReporter::Unit::kBytes);
+                            options.reader.corpus == Corpus::kDemo
+                                ? ProgressReporter::Unit::kItems
+                                : ProgressReporter::Unit::kBytes);
   absl::Status read_status = absl::OkStatus();
   std::vector<std::string> pending;  // lines of the current record, consumed back to front
   const SentenceSource sentences = [&](std::string* sentence) {
@@ -105,7 +109,8 @@ absl::StatusOr<std::string> TrainModel(const PrepareOptions& options, int64_t to
       if (options.show_progress) progress.Update(WorkDone(options, reader->stats()));
       for (const std::vector<TextSegment>* side : {&(*record)->source, &(*record)->target}) {
         for (const TextSegment& segment : *side) {
-          for (absl::string_view line : absl::StrSplit(segment.text, '\n', absl::SkipWhitespace())) {
+          for (absl::string_view line :
+               absl::StrSplit(segment.text, '\n', absl::SkipWhitespace())) {
             pending.emplace_back(line);
           }
         }
@@ -195,15 +200,17 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
   MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusWriter> writer,
                             CorpusWriter::Create(options.output, task, info));
   ProgressReporter progress("[prepare] encode", total_work,
-                            options.reader.corpus == Corpus::kDemo ? ProgressReporter::Unit::kItems
-                                                                   : ProgressReporter::Unit::kBytes);
+                            options.reader.corpus == Corpus::kDemo
+                                ? ProgressReporter::Unit::kItems
+                                : ProgressReporter::Unit::kBytes);
   std::vector<Record> batch;
   for (bool more = true; more;) {
     MEMTRAIN_ASSIGN_OR_RETURN(std::optional<Record> record, reader->Next());
     more = record.has_value();
     if (more) batch.push_back(*std::move(record));
     if (batch.size() == kBatchRecords || (!more && !batch.empty())) {
-      for (const EncodedRecord& encoded : EncodeBatch(*tokenizer, batch, seq2seq, options.threads)) {
+      for (const EncodedRecord& encoded :
+           EncodeBatch(*tokenizer, batch, seq2seq, options.threads)) {
         MEMTRAIN_RETURN_IF_ERROR(
             writer->Append(encoded.source, encoded.long_range, encoded.target, encoded.id));
       }
@@ -224,7 +231,8 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
   header.created_by = "memtrain-prepare (memtrain 0.1.0)";
   MEMTRAIN_RETURN_IF_ERROR(writer->Finish(header));
 
-  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> written, CorpusFile::Open(options.output, {}));
+  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> written,
+                            CorpusFile::Open(options.output, {}));
   result.header = written->header();
   result.input_bytes = reader->stats().bytes_read;
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);

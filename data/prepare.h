@@ -28,7 +28,7 @@ namespace memtrain::data {
 
 struct PrepareOptions {
   ReaderOptions reader;
-  std::string output;   ///< the .h5 file to write
+  std::string output;  ///< the .h5 file to write
   std::string split = "train";
   /// The tokenizer: reuse a SentencePiece .model file, or the model inside
   /// an existing memtrain corpus (so train/valid/test share one), or train
@@ -36,7 +36,7 @@ struct PrepareOptions {
   std::string tokenizer_model_path;
   std::string tokenizer_from_corpus;
   TokenizerTrainOptions train;
-  int threads = 2;      ///< encoding threads
+  int threads = 2;  ///< encoding threads
   bool show_progress = true;
   /// Recorded in the file (the command line, for provenance).
   std::string options_json;

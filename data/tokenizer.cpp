@@ -38,8 +38,7 @@ bool Tokenizer::Train(const SentenceSource& sentences, const TokenizerTrainOptio
   std::ostringstream args;
   args << "--model_type=" << options.model_type << " --vocab_size=" << options.vocab_size
        << " --num_threads=" << options.num_threads
-       << " --input_sentence_size=" << options.max_sentences
-       << " --shuffle_input_sentence=true"
+       << " --input_sentence_size=" << options.max_sentences << " --shuffle_input_sentence=true"
        << " --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3 --user_defined_symbols=<sep>"
        // Exact round trips: keep every character and every space as written.
        << " --normalization_rule_name=identity --add_dummy_prefix=false"
@@ -83,7 +82,9 @@ std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const {
 
 int Tokenizer::vocab_size() const { return processor_->GetPieceSize(); }
 std::string Tokenizer::IdToPiece(int32_t id) const { return processor_->IdToPiece(id); }
-int32_t Tokenizer::PieceToId(const std::string& piece) const { return processor_->PieceToId(piece); }
+int32_t Tokenizer::PieceToId(const std::string& piece) const {
+  return processor_->PieceToId(piece);
+}
 int32_t Tokenizer::pad_id() const { return processor_->pad_id(); }
 int32_t Tokenizer::unk_id() const { return processor_->unk_id(); }
 int32_t Tokenizer::bos_id() const { return processor_->bos_id(); }

@@ -1,9 +1,8 @@
 #include "launch/device.h"
 
 #include <ATen/Parallel.h>
-#include <torch/cuda.h>
-
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <iterator>
@@ -14,7 +13,8 @@
 #include "common/status_macros.h"
 
 ABSL_FLAG(std::string, device, "auto",
-          "Where the model runs: auto (this rank's GPU when one is visible, else the CPU), cpu, or cuda (a GPU, or "
+          "Where the model runs: auto (this rank's GPU when one is visible, else the CPU), cpu, or "
+          "cuda (a GPU, or "
           "an error when none is visible).");
 
 namespace memtrain::launch {
@@ -31,27 +31,31 @@ absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int devic
   return absl::FailedPreconditionError(absl::StrCat(
       local_size, " ranks run on this host but only ", device_count,
       " CUDA device(s) are visible; NCCL needs one device per rank (two ranks on one GPU "
-      "hang). Start at most ", device_count,
+      "hang). Start at most ",
+      device_count,
       " ranks per host (mpirun --map-by ppr:N:node, srun --ntasks-per-node=N) or check "
       "CUDA_VISIBLE_DEVICES."));
 }
 
-absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank, int local_size,
-                                          int cuda_devices, int host_cores) {
-  if (std::find(std::begin(kDeviceRequests), std::end(kDeviceRequests), requested) == std::end(kDeviceRequests)) {
-    return absl::InvalidArgumentError(absl::StrCat("--device=", requested, " is not one of auto, cpu, cuda"));
+absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank,
+                                          int local_size, int cuda_devices, int host_cores) {
+  if (std::find(std::begin(kDeviceRequests), std::end(kDeviceRequests), requested) ==
+      std::end(kDeviceRequests)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", requested, " is not one of auto, cpu, cuda"));
   }
   if (requested == "cuda" && cuda_devices == 0) {
     return absl::InvalidArgumentError(
-        "--device=cuda, but no CUDA device is visible to this process (check nvidia-smi, CUDA_VISIBLE_DEVICES, "
+        "--device=cuda, but no CUDA device is visible to this process (check nvidia-smi, "
+        "CUDA_VISIBLE_DEVICES, "
         "and that this is a CUDA build: memtrain-env prints it)");
   }
   DeviceChoice choice;
   const int ranks_here = std::max(local_size, 1);
   choice.cpu_threads = std::max(1, host_cores / ranks_here);
   if (cuda_devices > 0 && requested != "cpu") {
-    MEMTRAIN_ASSIGN_OR_RETURN(
-        const int index, DeviceForLocalRank(local_rank, local_size, cuda_devices));
+    MEMTRAIN_ASSIGN_OR_RETURN(const int index,
+                              DeviceForLocalRank(local_rank, local_size, cuda_devices));
     choice.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
     choice.description = absl::StrCat("cuda:", index, " (", cuda_devices, " visible)");
     return choice;
@@ -61,12 +65,14 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int loca
   return choice;
 }
 
-absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested, int local_rank,
-                                                        int local_size) {
+absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested,
+                                                        int local_rank, int local_size) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // --device=cpu never asks the CUDA runtime anything (no context, no driver
   // start-up cost).
-  const int devices = requested != "cpu" && torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  const int devices = requested != "cpu" && torch::cuda::is_available()
+                          ? static_cast<int>(torch::cuda::device_count())
+                          : 0;
   return ChooseDevice(requested, local_rank, local_size, devices, cores);
 }
 

@@ -43,12 +43,12 @@ absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int devic
 /// `host_cores` cores shared by `local_size` ranks. kInvalidArgument for an
 /// unknown request or "cuda" without a visible GPU; kFailedPrecondition when
 /// a GPU is to be used but there are fewer than the ranks on this host.
-absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank, int local_size,
-                                          int cuda_devices, int host_cores);
+absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank,
+                                          int local_size, int cuda_devices, int host_cores);
 
 /// ChooseDevice with the machine's real device and core counts.
-absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested, int local_rank,
-                                                        int local_size);
+absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested,
+                                                        int local_rank, int local_size);
 
 /// Applies `choice` to the calling thread and the process: LibTorch's
 /// intra-op thread count and, on a GPU, the current CUDA device. Call it

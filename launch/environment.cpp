@@ -39,8 +39,8 @@ absl::StatusOr<LaunchEnvironment> FromOpenMpi(const EnvironmentReader& env) {
   MEMTRAIN_ASSIGN_OR_RETURN(result.world_size, ReadInt(env, "OMPI_COMM_WORLD_SIZE"));
   MEMTRAIN_ASSIGN_OR_RETURN(result.local_rank, ReadInt(env, "OMPI_COMM_WORLD_LOCAL_RANK"));
   MEMTRAIN_ASSIGN_OR_RETURN(result.local_size, ReadInt(env, "OMPI_COMM_WORLD_LOCAL_SIZE"));
-  MEMTRAIN_RETURN_IF_ERROR(CheckBelow("OMPI_COMM_WORLD_RANK", result.rank,
-                                      "OMPI_COMM_WORLD_SIZE", result.world_size));
+  MEMTRAIN_RETURN_IF_ERROR(
+      CheckBelow("OMPI_COMM_WORLD_RANK", result.rank, "OMPI_COMM_WORLD_SIZE", result.world_size));
   MEMTRAIN_RETURN_IF_ERROR(CheckBelow("OMPI_COMM_WORLD_LOCAL_RANK", result.local_rank,
                                       "OMPI_COMM_WORLD_LOCAL_SIZE", result.local_size));
   return result;
@@ -97,20 +97,19 @@ absl::StatusOr<int> SlurmTasksOnNode(const std::string& tasks_per_node, int node
     int tasks = 0;
     int repeat = 1;
     std::vector<absl::string_view> parts = absl::StrSplit(group, "(x");
-    const bool ok = !parts.empty() && absl::SimpleAtoi(parts[0], &tasks) &&
-                    (parts.size() == 1 ||
-                     (parts.size() == 2 && absl::ConsumeSuffix(&parts[1], ")") &&
-                      absl::SimpleAtoi(parts[1], &repeat)));
+    const bool ok =
+        !parts.empty() && absl::SimpleAtoi(parts[0], &tasks) &&
+        (parts.size() == 1 || (parts.size() == 2 && absl::ConsumeSuffix(&parts[1], ")") &&
+                               absl::SimpleAtoi(parts[1], &repeat)));
     if (!ok || tasks <= 0 || repeat <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("SLURM_TASKS_PER_NODE='", tasks_per_node,
-                                                     "': cannot parse '", group, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("SLURM_TASKS_PER_NODE='", tasks_per_node, "': cannot parse '", group, "'"));
     }
     if (node_index < node + repeat) return tasks;
     node += repeat;
   }
-  return absl::InvalidArgumentError(absl::StrCat("SLURM_NODEID=", node_index,
-                                                 " is beyond the ", node,
-                                                 " nodes of SLURM_TASKS_PER_NODE='",
+  return absl::InvalidArgumentError(absl::StrCat("SLURM_NODEID=", node_index, " is beyond the ",
+                                                 node, " nodes of SLURM_TASKS_PER_NODE='",
                                                  tasks_per_node, "'"));
 }
 

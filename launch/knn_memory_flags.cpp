@@ -11,16 +11,19 @@ namespace {
 const memtrain::trainer::KnnMemorySetup kDefaults;
 }  // namespace
 
-ABSL_FLAG(std::string, knn_backend, kDefaults.backend,
-          "knn layers: the memory's search. exact (matmul + topk, fp32), exact_bf16 (bf16 storage), "
-          "faiss_flat (FAISS IndexFlatIP, exact, CPU) or faiss_hnsw (FAISS HNSW, approximate, CPU; "
-          "for memories searched more often than they change). FAISS ones only in builds with FAISS.");
-ABSL_FLAG(bool, knn_sharded, kDefaults.sharded,
-          "knn layers: spread each memory over the ranks (--knn_memory_size entries per stream on each "
-          "rank, so a stream holds that x ranks); searches and writes become collective.");
-ABSL_FLAG(std::string, knn_scope, kDefaults.scope,
-          "knn layers: stream (the paper: one memory per document stream, cleared when its document "
-          "starts) or shared (one memory for all rows, and all ranks when sharded; never cleared).");
+ABSL_FLAG(
+    std::string, knn_backend, kDefaults.backend,
+    "knn layers: the memory's search. exact (matmul + topk, fp32), exact_bf16 (bf16 storage), "
+    "faiss_flat (FAISS IndexFlatIP, exact, CPU) or faiss_hnsw (FAISS HNSW, approximate, CPU; "
+    "for memories searched more often than they change). FAISS ones only in builds with FAISS.");
+ABSL_FLAG(
+    bool, knn_sharded, kDefaults.sharded,
+    "knn layers: spread each memory over the ranks (--knn_memory_size entries per stream on each "
+    "rank, so a stream holds that x ranks); searches and writes become collective.");
+ABSL_FLAG(
+    std::string, knn_scope, kDefaults.scope,
+    "knn layers: stream (the paper: one memory per document stream, cleared when its document "
+    "starts) or shared (one memory for all rows, and all ranks when sharded; never cleared).");
 
 namespace memtrain::launch {
 
@@ -29,12 +32,14 @@ absl::StatusOr<trainer::KnnMemorySetup> KnnMemorySetupFromFlags() {
   setup.backend = absl::GetFlag(FLAGS_knn_backend);
   setup.sharded = absl::GetFlag(FLAGS_knn_sharded);
   setup.scope = absl::GetFlag(FLAGS_knn_scope);
-  auto check = [](const char* flag, const std::string& value, const std::vector<std::string>& known) {
+  auto check = [](const char* flag, const std::string& value,
+                  const std::vector<std::string>& known) {
     if (std::find(known.begin(), known.end(), value) != known.end()) return absl::OkStatus();
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, ": '", value, "' is not one of ", absl::StrJoin(known, ", ")));
   };
-  if (absl::Status s = check("knn_backend", setup.backend, parallel::KnnBackendNames()); !s.ok()) return s;
+  if (absl::Status s = check("knn_backend", setup.backend, parallel::KnnBackendNames()); !s.ok())
+    return s;
   if (absl::Status s = check("knn_scope", setup.scope, trainer::KnnScopeNames()); !s.ok()) return s;
   return setup;
 }

@@ -27,12 +27,14 @@
 
 ABSL_FLAG(std::string, out, "", "Directory to create for the memory (must not exist). Required.");
 ABSL_FLAG(int64_t, capacity_per_rank, 0,
-          "Entries each rank keeps per knn layer (the oldest are evicted beyond it); 0: room for the whole "
+          "Entries each rank keeps per knn layer (the oldest are evicted beyond it); 0: room for "
+          "the whole "
           "corpus (or --steps of it).");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to read; 0: the whole corpus.");
 ABSL_FLAG(int, streams, 8, "Document streams per rank (rows of a batch).");
 ABSL_FLAG(int, segment_length, 512, "Tokens per stream and step (as in training).");
-ABSL_FLAG(int, collective_timeout, 600, "Seconds a collective may take before the job aborts with a report.");
+ABSL_FLAG(int, collective_timeout, 600,
+          "Seconds a collective may take before the job aborts with a report.");
 
 namespace memtrain {
 namespace {
@@ -40,24 +42,27 @@ namespace {
 absl::Status Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(
       launch::RankContext rank,
-      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[build-memory]"));
+      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)),
+                        "[build-memory]"));
   parallel::Communicator& world = *rank.world;
   const bool lead = world.rank() == 0;
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return absl::InvalidArgumentError("--out is required");
   if (std::filesystem::exists(out)) {
-    return absl::AlreadyExistsError(absl::StrCat("--out=", out, " exists; choose another or remove it"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("--out=", out, " exists; choose another or remove it"));
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened, launch::OpenModelAndDataFromFlags(rank.device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,
+                            launch::OpenModelAndDataFromFlags(rank.device.device));
   checkpoints::LoadedModel& loaded = opened.model;
   if (loaded.info.task != "lm") {
-    return absl::FailedPreconditionError(absl::StrCat("--model is a ", loaded.info.task,
-                                                      " model; kNN memories are built by lm models"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--model is a ", loaded.info.task, " model; kNN memories are built by lm models"));
   }
   const std::vector<int64_t> layers = trainer::KnnLayers(loaded.info.options);
   if (layers.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("--model=", opened.model_dir,
-                                                      " has no knn layer (memtrain-train --knn_layers)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--model=", opened.model_dir, " has no knn layer (memtrain-train --knn_layers)"));
   }
   data::BatchSourceOptions source_options;
   source_options.rank = world.rank();
@@ -75,7 +80,8 @@ absl::Status Run(int argc, char** argv) {
   model::TransformerOptions options = loaded.info.options;
   int64_t& capacity = options.attention_options.knn.memory_size;
   capacity = absl::GetFlag(FLAGS_capacity_per_rank);
-  if (capacity == 0) capacity = std::max<int64_t>(1, steps * source_options.streams * source_options.segment_length);
+  if (capacity == 0)
+    capacity = std::max<int64_t>(1, steps * source_options.streams * source_options.segment_length);
   MEMTRAIN_ASSIGN_OR_RETURN(const model::KnnMemoryFactory shared,
                             trainer::MakeKnnMemoryFactory(setup, options, world));
   std::map<int64_t, std::shared_ptr<parallel::KnnMemory>> memories;
@@ -87,15 +93,19 @@ absl::Status Run(int argc, char** argv) {
   };
   MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask("lm", task_options));
   LOG_IF(INFO, lead) << absl::StrFormat(
-      "[build-memory] %s over %s: %d step(s) of %d x %d tokens per rank, %d rank(s), knn layers %s, "
+      "[build-memory] %s over %s: %d step(s) of %d x %d tokens per rank, %d rank(s), knn layers "
+      "%s, "
       "backend %s, %d entries per rank and layer",
-      opened.model_dir, opened.data_path, steps, source_options.streams, source_options.segment_length,
-      world.size(), absl::StrJoin(layers, ","), setup.backend, capacity);
+      opened.model_dir, opened.data_path, steps, source_options.streams,
+      source_options.segment_length, world.size(), absl::StrJoin(layers, ","), setup.backend,
+      capacity);
   std::unique_ptr<ProgressReporter> progress;
-  if (lead) progress = std::make_unique<ProgressReporter>("[build-memory] segments", steps, ProgressReporter::Unit::kItems);
+  if (lead)
+    progress = std::make_unique<ProgressReporter>("[build-memory] segments", steps,
+                                                  ProgressReporter::Unit::kItems);
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::LossTotals totals,
-                            trainer::Evaluate(*loaded.model, *task, *source, world, rank.device.device, steps,
-                                              progress.get()));
+                            trainer::Evaluate(*loaded.model, *task, *source, world,
+                                              rank.device.device, steps, progress.get()));
 
   trainer::KnnMemoryStoreInfo info;
   info.model_sha256 = loaded.weights_sha256;
@@ -109,8 +119,10 @@ absl::Status Run(int argc, char** argv) {
   MEMTRAIN_RETURN_IF_ERROR(trainer::WriteKnnMemoryStore(out, info, memories, world));
   if (lead) {
     for (const auto& [layer, entries] : info.entries) {
-      std::cout << absl::StrFormat("[build-memory] decoder.%d: %d entries (of %d tokens; capacity %d over %d rank(s))",
-                                   layer, entries, info.corpus_tokens, capacity * world.size(), world.size())
+      std::cout << absl::StrFormat(
+                       "[build-memory] decoder.%d: %d entries (of %d tokens; capacity %d over %d "
+                       "rank(s))",
+                       layer, entries, info.corpus_tokens, capacity * world.size(), world.size())
                 << std::endl;
     }
     std::cout << absl::StrFormat("[build-memory] wrote %s; corpus ppl while building %.3f", out,
@@ -124,12 +136,13 @@ absl::Status Run(int argc, char** argv) {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Builds a shared kNN memory from a corpus with a saved lm model (one per knn layer, "
-                       "sharded over the ranks) for memtrain-eval --knn_memory_dir.\n"
-                       "  mpirun -np 2 memtrain-build-memory --model=runs/quickstart/model "
-                       "--data=demo.train.h5 --out=runs/quickstart/memory [--knn_backend=faiss_hnsw]\n"
-                       "The memory is always shared and sharded over the job's ranks: --knn_scope and "
-                       "--knn_sharded do not apply; read it with as many ranks.");
+  memtrain::InitBinary(
+      argc, argv,
+      "Builds a shared kNN memory from a corpus with a saved lm model (one per knn layer, "
+      "sharded over the ranks) for memtrain-eval --knn_memory_dir.\n"
+      "  mpirun -np 2 memtrain-build-memory --model=runs/quickstart/model "
+      "--data=demo.train.h5 --out=runs/quickstart/memory [--knn_backend=faiss_hnsw]\n"
+      "The memory is always shared and sharded over the job's ranks: --knn_scope and "
+      "--knn_sharded do not apply; read it with as many ranks.");
   return memtrain::RunBinary("[build-memory]", [&] { return memtrain::Run(argc, argv); });
 }

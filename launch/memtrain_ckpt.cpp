@@ -24,7 +24,8 @@
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, format, "safetensors", "export: the weights format (safetensors only).");
-ABSL_FLAG(std::string, output, "", "export: the file to write; import: the model directory to write.");
+ABSL_FLAG(std::string, output, "",
+          "export: the file to write; import: the model directory to write.");
 
 namespace memtrain {
 namespace {
@@ -40,17 +41,21 @@ void PrintSafetensors(const std::string& path) {
     return;
   }
   std::cout << "  " << fs::path(path).filename().string() << ":\n";
-  for (const auto& [key, value] : file->metadata) std::cout << "    metadata " << key << " = " << value << "\n";
+  for (const auto& [key, value] : file->metadata)
+    std::cout << "    metadata " << key << " = " << value << "\n";
   for (const auto& [name, tensor] : file->tensors) {
-    std::cout << "    " << name << " " << c10::toString(tensor.scalar_type()) << " " << tensor.sizes() << "\n";
+    std::cout << "    " << name << " " << c10::toString(tensor.scalar_type()) << " "
+              << tensor.sizes() << "\n";
   }
 }
 
 absl::Status InspectOne(const std::string& path) {
   MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Manifest manifest, checkpoints::ReadManifest(path));
-  std::cout << "checkpoint " << fs::canonical(path).string() << "\nstep " << manifest.step << "\nfiles:\n";
+  std::cout << "checkpoint " << fs::canonical(path).string() << "\nstep " << manifest.step
+            << "\nfiles:\n";
   for (const auto& entry : manifest.files) {
-    std::cout << "  " << entry.file << "  " << entry.bytes << " bytes  sha256 " << entry.sha256 << "\n";
+    std::cout << "  " << entry.file << "  " << entry.bytes << " bytes  sha256 " << entry.sha256
+              << "\n";
   }
   std::ifstream state(fs::path(path) / checkpoints::kTrainerStateName);
   if (state) {
@@ -65,7 +70,8 @@ absl::Status InspectOne(const std::string& path) {
     if (entry.file.rfind("rank-", 0) == 0) PrintSafetensors((fs::path(path) / entry.file).string());
   }
   const absl::Status verified = checkpoints::VerifyCheckpoint(path);
-  std::cout << "verified: " << (verified.ok() ? "ok" : absl::StrCat("FAILED: ", verified.message())) << "\n";
+  std::cout << "verified: " << (verified.ok() ? "ok" : absl::StrCat("FAILED: ", verified.message()))
+            << "\n";
   return verified;
 }
 
@@ -92,7 +98,8 @@ absl::Status Export(const std::string& path, const std::string& output) {
     return absl::InvalidArgumentError("--format: only safetensors is supported");
   }
   if (output.empty()) return absl::InvalidArgumentError("export needs --output=FILE.safetensors");
-  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(path, at::kCPU));
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded,
+                            checkpoints::LoadModel(path, at::kCPU));
   std::map<std::string, at::Tensor> tensors;
   for (const auto& item : loaded.model->named_parameters()) tensors[item.key()] = item.value();
   for (const auto& item : loaded.model->named_buffers()) tensors[item.key()] = item.value();
@@ -111,14 +118,15 @@ absl::Status Import(const std::string& path, const std::string& output) {
   MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Safetensors file, checkpoints::ReadSafetensors(path));
   auto config = file.metadata.find(kModelKey);
   if (config == file.metadata.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " has no '", kModelKey,
-                                                      "' metadata (not written by memtrain-ckpt export)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " has no '", kModelKey, "' metadata (not written by memtrain-ckpt export)"));
   }
   checkpoints::ModelInfo info;
   MEMTRAIN_ASSIGN_OR_RETURN(info.options, model::TransformerOptionsFromJson(config->second));
   info.tokenizer_sha256 = file.metadata["memtrain.tokenizer_sha256"];
   info.task = file.metadata["memtrain.task"];
-  info.step = std::stoll(file.metadata.count("memtrain.step") ? file.metadata["memtrain.step"] : "0");
+  info.step =
+      std::stoll(file.metadata.count("memtrain.step") ? file.metadata["memtrain.step"] : "0");
   MEMTRAIN_ASSIGN_OR_RETURN(model::Transformer model, model::MakeTransformer(info.options));
   at::NoGradGuard no_grad;
   auto copy = [&](const std::string& name, at::Tensor& target) -> absl::Status {
@@ -130,8 +138,10 @@ absl::Status Import(const std::string& path, const std::string& output) {
     target.copy_(found->second);
     return absl::OkStatus();
   };
-  for (auto& item : model->named_parameters()) MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
-  for (auto& item : model->named_buffers()) MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+  for (auto& item : model->named_parameters())
+    MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+  for (auto& item : model->named_buffers())
+    MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
   MEMTRAIN_RETURN_IF_ERROR(checkpoints::SaveModel(output, *model, info));
   std::cout << "imported " << path << " into " << output << "\n";
   return absl::OkStatus();

@@ -26,9 +26,9 @@
 #include "launch/device.h"
 #include "launch/environment.h"
 #include "launch/signals.h"
+#include "parallel/c10d_communicator.h"
 #include "parallel/knn_memory_factory.h"
 #include "parallel/mpi_runtime.h"
-#include "parallel/c10d_communicator.h"
 
 ABSL_FLAG(int, collective_timeout, 120,
           "Seconds a collective may take before the job is aborted with a report.");
@@ -56,19 +56,19 @@ absl::Status Run(int argc, char** argv) {
                  << " but MPI says " << world->rank() << "/" << world->size()
                  << "; MPI wins (is the binary started by the launcher it thinks?)";
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
-                            launch::ChooseDeviceForThisMachine("auto", world->local_rank(),
-                                                               world->local_size()));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      launch::DeviceChoice device,
+      launch::ChooseDeviceForThisMachine("auto", world->local_rank(), world->local_size()));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   const std::string line = absl::StrCat(
       "rank ", world->rank(), "/", world->size(), " local ", world->local_rank(), "/",
       world->local_size(), " host ", host, " pid ", getpid(), " launcher ",
-      launch::LauncherName(env.launcher), " | LibTorch ", TORCH_VERSION,
-      " | ", parallel::MpiRuntime::LibraryVersion(), ", MPI_THREAD_MULTIPLE | ",
-      parallel::NcclDescription(), " | c10d backends ", absl::StrJoin(parallel::C10dBackendNames(), ","), " | ",
-      Hdf5Version(), " | device ", device.description, " | ",
-      DescribeNativeLibraries(FindNativeLibraries()), " | kNN backends ",
+      launch::LauncherName(env.launcher), " | LibTorch ", TORCH_VERSION, " | ",
+      parallel::MpiRuntime::LibraryVersion(), ", MPI_THREAD_MULTIPLE | ",
+      parallel::NcclDescription(), " | c10d backends ",
+      absl::StrJoin(parallel::C10dBackendNames(), ","), " | ", Hdf5Version(), " | device ",
+      device.description, " | ", DescribeNativeLibraries(FindNativeLibraries()), " | kNN backends ",
       absl::StrJoin(parallel::KnnBackendNames(), ","));
 
   at::Tensor bytes = at::empty({static_cast<int64_t>(line.size())}, at::kByte);

@@ -23,15 +23,18 @@
 ABSL_FLAG(bool, use_memory, true, "lm: memory layers keep each stream's memory across segments.");
 ABSL_FLAG(bool, compare_memory, false, "lm: evaluate with and without the memories and compare.");
 ABSL_FLAG(std::string, knn_memory_dir, "",
-          "lm: the knn layers search this prebuilt memory (memtrain-build-memory --out) read-only instead of "
+          "lm: the knn layers search this prebuilt memory (memtrain-build-memory --out) read-only "
+          "instead of "
           "memories that start empty. Run with as many ranks as built it.");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to evaluate; 0: the whole corpus.");
 ABSL_FLAG(int, streams, 8, "lm: document streams per rank.");
 ABSL_FLAG(int, segment_length, 512, "lm: tokens per stream and step (as in training).");
 ABSL_FLAG(int64_t, max_tokens, 4096, "seq2seq: padded tokens per batch.");
-ABSL_FLAG(int64_t, generate, 0, "seq2seq: beam-search the first N records (rank 0) and score them.");
+ABSL_FLAG(int64_t, generate, 0,
+          "seq2seq: beam-search the first N records (rank 0) and score them.");
 ABSL_FLAG(std::string, metrics, "", "Append the results as JSON lines here (rank 0).");
-ABSL_FLAG(int, collective_timeout, 600, "Seconds a collective may take before the job aborts with a report.");
+ABSL_FLAG(int, collective_timeout, 600,
+          "Seconds a collective may take before the job aborts with a report.");
 
 namespace memtrain {
 namespace {
@@ -39,9 +42,11 @@ namespace {
 absl::Status Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(
       launch::RankContext rank,
-      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[eval]"));
+      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)),
+                        "[eval]"));
   const bool lead = rank.world->rank() == 0;
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened, launch::OpenModelAndDataFromFlags(rank.device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,
+                            launch::OpenModelAndDataFromFlags(rank.device.device));
   checkpoints::LoadedModel& loaded = opened.model;
   const std::string& data_path = opened.data_path;
   std::unique_ptr<trainer::MetricsLog> log;
@@ -58,17 +63,20 @@ absl::Status Run(int argc, char** argv) {
 
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemorySetup knn_setup, launch::KnnMemorySetupFromFlags());
   if (const std::string dir = absl::GetFlag(FLAGS_knn_memory_dir); !dir.empty()) {
-    MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemoryStore store,
-                              trainer::ReadKnnMemoryStore(dir, loaded.weights_sha256,
-                                                          trainer::KnnLayers(loaded.info.options), *rank.world));
+    MEMTRAIN_ASSIGN_OR_RETURN(
+        trainer::KnnMemoryStore store,
+        trainer::ReadKnnMemoryStore(dir, loaded.weights_sha256,
+                                    trainer::KnnLayers(loaded.info.options), *rank.world));
     for (const auto& [layer, entries] : store.info.entries) {
-      LOG_IF(INFO, lead) << absl::StrFormat("[eval] decoder.%d searches %s read-only: %d entries of %s over %d rank(s)",
-                                            layer, dir, entries, store.info.corpus, store.info.ranks);
+      LOG_IF(INFO, lead) << absl::StrFormat(
+          "[eval] decoder.%d searches %s read-only: %d entries of %s over %d rank(s)", layer, dir,
+          entries, store.info.corpus, store.info.ranks);
     }
     knn_setup.prebuilt = std::move(store.memories);
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(const model::KnnMemoryFactory knn_memory,
-                            trainer::MakeKnnMemoryFactory(knn_setup, loaded.info.options, *rank.world));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      const model::KnnMemoryFactory knn_memory,
+      trainer::MakeKnnMemoryFactory(knn_setup, loaded.info.options, *rank.world));
 
   std::vector<bool> memory_settings = {absl::GetFlag(FLAGS_use_memory)};
   if (absl::GetFlag(FLAGS_compare_memory)) memory_settings = {true, false};
@@ -79,34 +87,38 @@ absl::Status Run(int argc, char** argv) {
     task_options.knn_memory = knn_memory;
     MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask(loaded.info.task, task_options));
     MEMTRAIN_ASSIGN_OR_RETURN(trainer::LossTotals totals,
-                              trainer::Evaluate(*loaded.model, *task, *source, *rank.world, rank.device.device,
-                                                absl::GetFlag(FLAGS_steps)));
+                              trainer::Evaluate(*loaded.model, *task, *source, *rank.world,
+                                                rank.device.device, absl::GetFlag(FLAGS_steps)));
     results.push_back(totals);
     if (!lead) continue;
-    const std::string setting = loaded.info.task == "lm" ? (use_memory ? " with memory" : " without memory") : "";
-    std::cout << absl::StrFormat("[eval] %s%s: ppl %.3f over %.0f tokens", data_path, setting, totals.perplexity(),
-                                 totals.tokens);
+    const std::string setting =
+        loaded.info.task == "lm" ? (use_memory ? " with memory" : " without memory") : "";
+    std::cout << absl::StrFormat("[eval] %s%s: ppl %.3f over %.0f tokens", data_path, setting,
+                                 totals.perplexity(), totals.tokens);
     if (totals.long_range_tokens > 0) {
-      std::cout << absl::StrFormat(" | long-range ppl %.3f over %.0f tokens", totals.long_range_perplexity(),
-                                   totals.long_range_tokens);
+      std::cout << absl::StrFormat(" | long-range ppl %.3f over %.0f tokens",
+                                   totals.long_range_perplexity(), totals.long_range_tokens);
     }
     std::cout << std::endl;
     if (log) {
-      MEMTRAIN_RETURN_IF_ERROR(log->Write("eval", {{"data", data_path},
-                                                   {"memory", use_memory},
-                                                   {"ppl", totals.perplexity()},
-                                                   {"long_range_ppl", totals.long_range_perplexity()},
-                                                   {"tokens", totals.tokens},
-                                                   {"step", loaded.info.step}}));
+      MEMTRAIN_RETURN_IF_ERROR(
+          log->Write("eval", {{"data", data_path},
+                              {"memory", use_memory},
+                              {"ppl", totals.perplexity()},
+                              {"long_range_ppl", totals.long_range_perplexity()},
+                              {"tokens", totals.tokens},
+                              {"step", loaded.info.step}}));
     }
   }
   if (lead && results.size() == 2 && results[0].long_range_tokens > 0) {
-    const double without = results[1].long_range_perplexity(), with = results[0].long_range_perplexity();
-    std::cout << absl::StrFormat("[eval] memory bought: long-range ppl %.3f without -> %.3f with (%.1f%% %s); "
-                                 "overall ppl %.3f -> %.3f",
-                                 without, with, 100.0 * std::abs(1.0 - with / without),
-                                 with <= without ? "lower" : "higher", results[1].perplexity(),
-                                 results[0].perplexity())
+    const double without = results[1].long_range_perplexity(),
+                 with = results[0].long_range_perplexity();
+    std::cout << absl::StrFormat(
+                     "[eval] memory bought: long-range ppl %.3f without -> %.3f with (%.1f%% %s); "
+                     "overall ppl %.3f -> %.3f",
+                     without, with, 100.0 * std::abs(1.0 - with / without),
+                     with <= without ? "lower" : "higher", results[1].perplexity(),
+                     results[0].perplexity())
               << std::endl;
   }
 
@@ -114,9 +126,11 @@ absl::Status Run(int argc, char** argv) {
   if (generate > 0 && lead) {
     trainer::GenerationOptions options;
     options.search = launch::SearchOptionsFromFlags(opened.data->tokenizer().eos_id);
-    MEMTRAIN_ASSIGN_OR_RETURN(auto examples,
-                              trainer::GenerateRecords(*loaded.model, *opened.data, 0, generate, options, rank.device.device));
-    MEMTRAIN_ASSIGN_OR_RETURN(trainer::GenerationScore score, trainer::ScoreGeneration(loaded.info.task, examples));
+    MEMTRAIN_ASSIGN_OR_RETURN(
+        auto examples, trainer::GenerateRecords(*loaded.model, *opened.data, 0, generate, options,
+                                                rank.device.device));
+    MEMTRAIN_ASSIGN_OR_RETURN(trainer::GenerationScore score,
+                              trainer::ScoreGeneration(loaded.info.task, examples));
     if (!score.metric.empty()) {
       std::cout << "[eval] " << score.summary << std::endl;
       if (log) {
@@ -135,9 +149,10 @@ absl::Status Run(int argc, char** argv) {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Evaluates a saved model on a corpus: perplexity (with and without memory), and "
-                       "BLEU/ROUGE of beam search for seq2seq tasks.\n"
-                       "  memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory");
+  memtrain::InitBinary(
+      argc, argv,
+      "Evaluates a saved model on a corpus: perplexity (with and without memory), and "
+      "BLEU/ROUGE of beam search for seq2seq tasks.\n"
+      "  memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory");
   return memtrain::RunBinary("[eval]", [&] { return memtrain::Run(argc, argv); });
 }

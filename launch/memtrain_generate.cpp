@@ -3,7 +3,8 @@
 // reference. Text comes from the tokenizer pieces stored in the file.
 //
 //   memtrain-generate --model=runs/wmt/model --data=wmt16.test.h5 --first=0 --count=5 --beam=4
-//   memtrain-generate --model=runs/demo/model --data=demo.valid.h5 --prompt_tokens=64 --max_length=40
+//   memtrain-generate --model=runs/demo/model --data=demo.valid.h5 --prompt_tokens=64
+//   --max_length=40
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -22,15 +23,18 @@ namespace memtrain {
 namespace {
 
 absl::Status Run() {
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device, launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
+                            launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1));
   launch::ApplyDeviceChoice(device);
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened, launch::OpenModelAndDataFromFlags(device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,
+                            launch::OpenModelAndDataFromFlags(device.device));
   trainer::GenerationOptions options;
   options.search = launch::SearchOptionsFromFlags(opened.data->tokenizer().eos_id);
   options.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
-  MEMTRAIN_ASSIGN_OR_RETURN(auto examples,
-                            trainer::GenerateRecords(*opened.model.model, *opened.data, absl::GetFlag(FLAGS_first),
-                                                     absl::GetFlag(FLAGS_count), options, device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      auto examples,
+      trainer::GenerateRecords(*opened.model.model, *opened.data, absl::GetFlag(FLAGS_first),
+                               absl::GetFlag(FLAGS_count), options, device.device));
   const bool seq2seq = opened.data->is_seq2seq();
   for (const trainer::GeneratedExample& e : examples) {
     std::cout << "record " << e.record << "\n"
@@ -45,8 +49,9 @@ absl::Status Run() {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Generates with a saved model (greedy or beam search) for records of a corpus.\n"
-                       "  memtrain-generate --model=runs/wmt/model --data=wmt16.test.h5 --count=5 --beam=4");
+  memtrain::InitBinary(
+      argc, argv,
+      "Generates with a saved model (greedy or beam search) for records of a corpus.\n"
+      "  memtrain-generate --model=runs/wmt/model --data=wmt16.test.h5 --count=5 --beam=4");
   return memtrain::RunBinary("[generate]", [] { return memtrain::Run(); });
 }

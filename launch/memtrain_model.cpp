@@ -14,16 +14,19 @@
 ABSL_FLAG(bool, json, false, "Print the model config as JSON (what checkpoints store).");
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Prints the layers, attention kinds and parameter counts of the model the "
-                       "flags describe.\n  memtrain-model --attention=performer --decoder_layers=6");
+  memtrain::InitBinary(
+      argc, argv,
+      "Prints the layers, attention kinds and parameter counts of the model the "
+      "flags describe.\n  memtrain-model --attention=performer --decoder_layers=6");
   return memtrain::RunBinary("[model]", []() -> absl::Status {
     MEMTRAIN_ASSIGN_OR_RETURN(const memtrain::model::TransformerOptions options,
                               memtrain::launch::ModelOptionsFromFlags());
     MEMTRAIN_ASSIGN_OR_RETURN(auto model, memtrain::model::MakeTransformer(options));
-    std::cout << (options.encoder_layers > 0 ? "encoder-decoder" : "decoder-only") << " Transformer\n"
+    std::cout << (options.encoder_layers > 0 ? "encoder-decoder" : "decoder-only")
+              << " Transformer\n"
               << model->ParameterReport();
-    if (absl::GetFlag(FLAGS_json)) std::cout << memtrain::model::TransformerOptionsToJson(options) << "\n";
+    if (absl::GetFlag(FLAGS_json))
+      std::cout << memtrain::model::TransformerOptionsToJson(options) << "\n";
     return absl::OkStatus();
   });
 }

@@ -32,9 +32,12 @@ ABSL_FLAG(int64_t, accumulate, kDefaults.accumulate, "Micro-batches per optimize
 ABSL_FLAG(uint64_t, seed, kDefaults.seed, "Seed of the model initialisation and the data order.");
 ABSL_FLAG(int, streams, kDefaults.streams, "lm: document streams (batch rows) per rank.");
 ABSL_FLAG(int, segment_length, kDefaults.segment_length, "lm: tokens per stream and step.");
-ABSL_FLAG(int64_t, max_tokens, kDefaults.max_tokens, "seq2seq: padded tokens per micro-batch and rank.");
-ABSL_FLAG(int64_t, max_source_length, kDefaults.max_source_length, "seq2seq: longer sources are truncated.");
-ABSL_FLAG(int64_t, max_target_length, kDefaults.max_target_length, "seq2seq: longer targets are truncated.");
+ABSL_FLAG(int64_t, max_tokens, kDefaults.max_tokens,
+          "seq2seq: padded tokens per micro-batch and rank.");
+ABSL_FLAG(int64_t, max_source_length, kDefaults.max_source_length,
+          "seq2seq: longer sources are truncated.");
+ABSL_FLAG(int64_t, max_target_length, kDefaults.max_target_length,
+          "seq2seq: longer targets are truncated.");
 ABSL_FLAG(std::string, optimizer, kDefaults.optimizer, "adam or adamw.");
 ABSL_FLAG(double, adam_beta1, kDefaults.adam_beta1, "Adam beta1.");
 ABSL_FLAG(double, adam_beta2, kDefaults.adam_beta2, "Adam beta2.");
@@ -48,29 +51,38 @@ ABSL_FLAG(double, label_smoothing, kDefaults.label_smoothing, "Label smoothing e
 ABSL_FLAG(double, clip_norm, kDefaults.clip_norm, "Gradient norm clip; 0: none.");
 ABSL_FLAG(bool, use_memory, kDefaults.use_memory,
           "lm: memory layers (knn, infinite) keep each stream's memory across steps.");
-ABSL_FLAG(bool, bf16, kDefaults.bf16_autocast, "GPU only: bf16 autocast in the forward pass (CPU: fp32).");
+ABSL_FLAG(bool, bf16, kDefaults.bf16_autocast,
+          "GPU only: bf16 autocast in the forward pass (CPU: fp32).");
 ABSL_FLAG(int64_t, bucket_mb, kDefaults.reducer.bucket_bytes >> 20, "Gradient bucket size, MiB.");
 ABSL_FLAG(std::string, unused_parameters, "error",
           "Parameters that get no gradient on any rank: error (name them) or zero.");
 ABSL_FLAG(int64_t, log_every, kDefaults.log_every, "Progress line every N steps (rank 0).");
-ABSL_FLAG(int64_t, valid_every, kDefaults.valid_every, "Validate every N steps; 0: only at the end.");
+ABSL_FLAG(int64_t, valid_every, kDefaults.valid_every,
+          "Validate every N steps; 0: only at the end.");
 ABSL_FLAG(int64_t, valid_steps, kDefaults.valid_steps, "Batches per validation; 0: the whole set.");
 ABSL_FLAG(std::string, metrics, "", "Metrics as JSON lines (rank 0); empty: none.");
 ABSL_FLAG(std::string, save_dir, "", "Save the final model here (model.pt + model.json).");
-ABSL_FLAG(std::string, init_from, "", "Start from this saved model (same tokenizer; e.g. qa fine-tuning).");
+ABSL_FLAG(std::string, init_from, "",
+          "Start from this saved model (same tokenizer; e.g. qa fine-tuning).");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "Checkpoints go here (docs/CHECKPOINTS.md); empty: none. Must be visible to every rank.");
-ABSL_FLAG(int64_t, save_every_steps, 0, "Checkpoint every N steps; 0: not by steps. One is always saved at the end.");
-ABSL_FLAG(double, save_every_minutes, 0, "Checkpoint every N minutes (rank 0's clock); 0: not by time.");
+ABSL_FLAG(int64_t, save_every_steps, 0,
+          "Checkpoint every N steps; 0: not by steps. One is always saved at the end.");
+ABSL_FLAG(double, save_every_minutes, 0,
+          "Checkpoint every N minutes (rank 0's clock); 0: not by time.");
 ABSL_FLAG(int, keep_last, 3, "Complete checkpoints kept (older ones are deleted); >= 1.");
 ABSL_FLAG(std::string, resume, "none",
-          "none; auto (the newest complete checkpoint in --checkpoint_dir, else start fresh); or a checkpoint "
+          "none; auto (the newest complete checkpoint in --checkpoint_dir, else start fresh); or a "
+          "checkpoint "
           "directory.");
-ABSL_FLAG(bool, save_knn_memory, false,
-          "lm: checkpoints hold every stream's kNN/infinite memory (needed for an exact resume; large).");
+ABSL_FLAG(
+    bool, save_knn_memory, false,
+    "lm: checkpoints hold every stream's kNN/infinite memory (needed for an exact resume; large).");
 ABSL_FLAG(std::string, testing_kill_during_save, "",
-          "Tests only: RANK:STEP makes that rank truncate its file of the checkpoint of STEP and SIGKILL itself.");
-ABSL_FLAG(int, collective_timeout, 600, "Seconds a collective may take before the job aborts with a report.");
+          "Tests only: RANK:STEP makes that rank truncate its file of the checkpoint of STEP and "
+          "SIGKILL itself.");
+ABSL_FLAG(int, collective_timeout, 600,
+          "Seconds a collective may take before the job aborts with a report.");
 
 namespace memtrain {
 namespace {
@@ -137,7 +149,8 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
     std::pair<std::string, std::string> parts = absl::StrSplit(kill, ':');
     if (!absl::SimpleAtoi(parts.first, &o.kill_rank_during_save) ||
         !absl::SimpleAtoi(parts.second, &o.kill_during_save_step)) {
-      return absl::InvalidArgumentError("--testing_kill_during_save: expected RANK:STEP, got '" + kill + "'");
+      return absl::InvalidArgumentError("--testing_kill_during_save: expected RANK:STEP, got '" +
+                                        kill + "'");
     }
   }
   return o;
@@ -146,16 +159,19 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
 // The process exit status: 0, or kRequeueExitCode after a preemption checkpoint.
 absl::StatusOr<int> Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::TrainerOptions options, TrainerOptionsFromFlags());
-  MEMTRAIN_ASSIGN_OR_RETURN(model::TransformerOptions model_options, launch::ModelOptionsFromFlags());
+  MEMTRAIN_ASSIGN_OR_RETURN(model::TransformerOptions model_options,
+                            launch::ModelOptionsFromFlags());
   MEMTRAIN_ASSIGN_OR_RETURN(
       launch::RankContext rank,
-      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)), "[train]"));
+      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)),
+                        "[train]"));
   if (!options.checkpoint.dir.empty()) {
     launch::InstallPreemptionRequest();
     options.stop_requested = [] { return launch::PreemptionSignal() != 0; };
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(auto trainer,
-                            trainer::Trainer::Create(options, model_options, *rank.world, rank.device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      auto trainer,
+      trainer::Trainer::Create(options, model_options, *rank.world, rank.device.device));
   MEMTRAIN_RETURN_IF_ERROR(trainer->Run());
   return trainer->preempted() ? launch::kRequeueExitCode : 0;
 }
@@ -164,13 +180,15 @@ absl::StatusOr<int> Run(int argc, char** argv) {
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
-  memtrain::InitBinary(argc, argv,
-                       "Trains a Transformer on a memtrain corpus, on one process or every rank of an "
-                       "mpirun/srun job.\n"
-                       "  mpirun -np 2 memtrain-train --train_data=demo.train.h5 --valid_data=demo.valid.h5 "
-                       "--encoder_layers=0 --knn_layers=2 --steps=200\n"
-                       "With --checkpoint_dir, SIGUSR1, SIGUSR2 or SIGTERM make every rank checkpoint at the next "
-                       "step boundary and exit with status 75 (EX_TEMPFAIL: requeue me); --resume=auto continues. "
-                       "Exit status: 0 done, 1 error, 75 stopped by a signal after a checkpoint (docs/CHECKPOINTS.md).");
+  memtrain::InitBinary(
+      argc, argv,
+      "Trains a Transformer on a memtrain corpus, on one process or every rank of an "
+      "mpirun/srun job.\n"
+      "  mpirun -np 2 memtrain-train --train_data=demo.train.h5 --valid_data=demo.valid.h5 "
+      "--encoder_layers=0 --knn_layers=2 --steps=200\n"
+      "With --checkpoint_dir, SIGUSR1, SIGUSR2 or SIGTERM make every rank checkpoint at the next "
+      "step boundary and exit with status 75 (EX_TEMPFAIL: requeue me); --resume=auto continues. "
+      "Exit status: 0 done, 1 error, 75 stopped by a signal after a checkpoint "
+      "(docs/CHECKPOINTS.md).");
   return memtrain::RunBinaryWithExitCode("[train]", [&] { return memtrain::Run(argc, argv); });
 }

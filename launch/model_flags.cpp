@@ -22,29 +22,38 @@ ABSL_FLAG(int64_t, ffn_dim, kModel.ffn_dim, "Feed-forward width.");
 ABSL_FLAG(int64_t, encoder_layers, kModel.encoder_layers, "Encoder layers (0: decoder-only LM).");
 ABSL_FLAG(int64_t, decoder_layers, kModel.decoder_layers, "Decoder layers.");
 ABSL_FLAG(double, dropout, kModel.dropout, "Residual and feed-forward dropout.");
-ABSL_FLAG(double, attention_dropout, kModel.attention_dropout, "Dropout on attention probabilities.");
+ABSL_FLAG(double, attention_dropout, kModel.attention_dropout,
+          "Dropout on attention probabilities.");
 ABSL_FLAG(bool, tie_embeddings, kModel.tie_embeddings, "Output projection = input embedding.");
-ABSL_FLAG(std::string, attention, kModel.attention,
-          "Self-attention kind of every layer: softmax, linformer, performer, memsizer, infinite, knn.");
+ABSL_FLAG(
+    std::string, attention, kModel.attention,
+    "Self-attention kind of every layer: softmax, linformer, performer, memsizer, infinite, knn.");
 ABSL_FLAG(std::string, cross_attention, kModel.cross_attention, "Decoder cross-attention kind.");
 ABSL_FLAG(std::vector<std::string>, knn_layers, {},
           "Decoder layers (0-based) whose self-attention is knn (the Memorizing Transformer).");
 ABSL_FLAG(std::vector<std::string>, layer_attention, {},
           "Per-layer overrides LAYER:KIND, e.g. 3:performer,5:memsizer (decoder layers).");
-ABSL_FLAG(int64_t, linformer_k, kAttention.linformer.projected_length, "Linformer projected length k.");
-ABSL_FLAG(int64_t, linformer_max_length, kAttention.linformer.max_length, "Linformer maximum sequence length n.");
-ABSL_FLAG(std::string, linformer_sharing, "headwise",
-          "Linformer projections (paper §4): none (per head), headwise (per layer), key_value (E = F "
-          "per layer) or layerwise (one E for the whole model).");
-ABSL_FLAG(int64_t, performer_features, kAttention.performer.features, "Performer random features r.");
+ABSL_FLAG(int64_t, linformer_k, kAttention.linformer.projected_length,
+          "Linformer projected length k.");
+ABSL_FLAG(int64_t, linformer_max_length, kAttention.linformer.max_length,
+          "Linformer maximum sequence length n.");
+ABSL_FLAG(
+    std::string, linformer_sharing, "headwise",
+    "Linformer projections (paper §4): none (per head), headwise (per layer), key_value (E = F "
+    "per layer) or layerwise (one E for the whole model).");
+ABSL_FLAG(int64_t, performer_features, kAttention.performer.features,
+          "Performer random features r.");
 ABSL_FLAG(int64_t, performer_redraw_interval, kAttention.performer.redraw_interval,
           "Performer: training calls between feature redraws (0: never).");
 ABSL_FLAG(int64_t, memsizer_slots, kAttention.memsizer.slots, "MemSizer memory slots k.");
-ABSL_FLAG(int64_t, knn_top_k, kAttention.knn.top_k, "Memorizing Transformer: neighbours retrieved.");
+ABSL_FLAG(int64_t, knn_top_k, kAttention.knn.top_k,
+          "Memorizing Transformer: neighbours retrieved.");
 ABSL_FLAG(int64_t, knn_memory_size, kAttention.knn.memory_size,
           "Memorizing Transformer: memory capacity in tokens per stream.");
-ABSL_FLAG(int64_t, infinite_basis, kAttention.infinite.basis, "∞-former: radial basis functions N.");
-ABSL_FLAG(int64_t, infinite_samples, kAttention.infinite.samples, "∞-former: samples M at a memory update.");
+ABSL_FLAG(int64_t, infinite_basis, kAttention.infinite.basis,
+          "∞-former: radial basis functions N.");
+ABSL_FLAG(int64_t, infinite_samples, kAttention.infinite.samples,
+          "∞-former: samples M at a memory update.");
 ABSL_FLAG(double, infinite_tau, kAttention.infinite.tau, "∞-former: compression point τ.");
 ABSL_FLAG(double, infinite_ridge, kAttention.infinite.ridge, "∞-former: ridge penalty λ.");
 ABSL_FLAG(bool, infinite_sticky, kAttention.infinite.sticky, "∞-former: sticky memories.");
@@ -67,7 +76,8 @@ absl::StatusOr<model::TransformerOptions> ModelOptionsFromFlags() {
   for (const std::string& text : absl::GetFlag(FLAGS_knn_layers)) {
     int64_t layer = 0;
     if (!absl::SimpleAtoi(text, &layer)) {
-      return absl::InvalidArgumentError(absl::StrCat("--knn_layers: '", text, "' is not a layer number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--knn_layers: '", text, "' is not a layer number"));
     }
     o.layer_attention[layer] = "knn";
   }

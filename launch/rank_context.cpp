@@ -9,7 +9,8 @@
 #include "launch/signals.h"
 
 ABSL_FLAG(std::string, collectives, "auto",
-          "How the model's tensors cross ranks: auto (nccl on a GPU, mpi on the CPU), mpi, gloo (PyTorch's Gloo, "
+          "How the model's tensors cross ranks: auto (nccl on a GPU, mpi on the CPU), mpi, gloo "
+          "(PyTorch's Gloo, "
           "CPU), nccl (PyTorch's ProcessGroupNCCL, GPU). Host-side tensors always go over MPI.");
 
 namespace memtrain::launch {
@@ -20,7 +21,8 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration co
   MEMTRAIN_ASSIGN_OR_RETURN(rank.environment, DiscoverLaunchEnvironment(SystemEnvironment()));
   MEMTRAIN_ASSIGN_OR_RETURN(rank.runtime, parallel::MpiRuntime::Initialize(argc, argv, {}));
   InstallTerminationReport(rank.runtime->world_rank());
-  for (const std::string& warning : rank.environment.warnings) LOG(WARNING) << "[launch] " << warning;
+  for (const std::string& warning : rank.environment.warnings)
+    LOG(WARNING) << "[launch] " << warning;
   MEMTRAIN_ASSIGN_OR_RETURN(rank.device, ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device),
                                                                     rank.environment.local_rank,
                                                                     rank.environment.local_size));
@@ -30,10 +32,11 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration co
   options.device = rank.device.device;
   options.collectives = absl::GetFlag(FLAGS_collectives);
   MEMTRAIN_ASSIGN_OR_RETURN(rank.world, parallel::CreateWorld(*rank.runtime, options));
-  LOG_IF(INFO, rank.world->rank() == 0) << log_tag << " " << rank.world->size() << " rank(s) via "
-                                        << LauncherName(rank.environment.launcher) << "; rank 0 on "
-                                        << rank.device.description << "; collectives " << parallel::ResolvedCollectives(options) << "; "
-                                        << DescribeNativeLibraries(FindNativeLibraries()) << "; " << ProcessSettingsSummary();
+  LOG_IF(INFO, rank.world->rank() == 0)
+      << log_tag << " " << rank.world->size() << " rank(s) via "
+      << LauncherName(rank.environment.launcher) << "; rank 0 on " << rank.device.description
+      << "; collectives " << parallel::ResolvedCollectives(options) << "; "
+      << DescribeNativeLibraries(FindNativeLibraries()) << "; " << ProcessSettingsSummary();
   return rank;
 }
 

@@ -9,7 +9,8 @@
 // binary that calls StartRank, --collectives=auto|mpi|gloo|nccl: how tensors
 // on that device cross ranks.
 //
-//   MEMTRAIN_ASSIGN_OR_RETURN(RankContext rank, StartRank(&argc, &argv, absl::Seconds(600), "[train]"));
+//   MEMTRAIN_ASSIGN_OR_RETURN(RankContext rank, StartRank(&argc, &argv, absl::Seconds(600),
+//   "[train]"));
 //   ... rank.world->allreduce(...); model->to(rank.device.device);
 #ifndef MEMTRAIN_LAUNCH_RANK_CONTEXT_H_
 #define MEMTRAIN_LAUNCH_RANK_CONTEXT_H_

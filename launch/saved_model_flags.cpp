@@ -22,17 +22,19 @@ absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device
   }
   // The search flags, before anything is loaded.
   if (absl::GetFlag(FLAGS_beam) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--beam must be >= 1 (1: greedy), got ", absl::GetFlag(FLAGS_beam)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--beam must be >= 1 (1: greedy), got ", absl::GetFlag(FLAGS_beam)));
   }
   if (absl::GetFlag(FLAGS_max_length) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--max_length must be >= 1, got ", absl::GetFlag(FLAGS_max_length)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_length must be >= 1, got ", absl::GetFlag(FLAGS_max_length)));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(opened.model, checkpoints::LoadModel(model_dir, device));
   MEMTRAIN_ASSIGN_OR_RETURN(opened.data, data::CorpusFile::Open(opened.data_path, {}));
   if (opened.data->tokenizer().sha256 != opened.model.info.tokenizer_sha256) {
-    return absl::FailedPreconditionError(absl::StrCat(opened.data_path, " uses tokenizer ",
-                                                      opened.data->tokenizer().sha256, "; the model ", model_dir,
-                                                      " was trained with ", opened.model.info.tokenizer_sha256));
+    return absl::FailedPreconditionError(absl::StrCat(
+        opened.data_path, " uses tokenizer ", opened.data->tokenizer().sha256, "; the model ",
+        model_dir, " was trained with ", opened.model.info.tokenizer_sha256));
   }
   return opened;
 }

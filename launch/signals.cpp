@@ -1,10 +1,10 @@
 #include "launch/signals.h"
 
 #include <signal.h>
-
-#include <atomic>
 #include <string.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include "parallel/collective_watchdog.h"
 

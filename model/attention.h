@@ -105,9 +105,9 @@ struct AttentionCapabilities {
   bool non_causal = true;
   bool causal = true;
   bool cross = true;
-  bool decode = true;          ///< incremental decoding with a DecodeState
-  bool constant_state = false; ///< DecodeState size independent of position
-  bool exact = true;           ///< equals an exact formula (false: random features)
+  bool decode = true;           ///< incremental decoding with a DecodeState
+  bool constant_state = false;  ///< DecodeState size independent of position
+  bool exact = true;            ///< equals an exact formula (false: random features)
 };
 
 /// The Memorizing Transformer layer, kind `knn` (ATTENTION.md §7).
@@ -138,11 +138,11 @@ struct AttentionOptions {
   std::string layer = "attention";  ///< named in error messages, e.g. "decoder.3.self"
   int64_t model_dim = 512;
   int64_t heads = 8;
-  double dropout = 0.0;  ///< on attention probabilities, training only
-  bool causal = false;   ///< the layer will be called causally
-  bool cross = false;    ///< a cross-attention layer
-  KnnOptions knn;        ///< kind `knn` only
-  InfiniteOptions infinite;  ///< kind `infinite` only
+  double dropout = 0.0;        ///< on attention probabilities, training only
+  bool causal = false;         ///< the layer will be called causally
+  bool cross = false;          ///< a cross-attention layer
+  KnnOptions knn;              ///< kind `knn` only
+  InfiniteOptions infinite;    ///< kind `infinite` only
   LinformerOptions linformer;  ///< kind `linformer` only
   PerformerOptions performer;  ///< kind `performer` only
   MemSizerOptions memsizer;    ///< kind `memsizer` only

@@ -14,7 +14,8 @@ at::Tensor VisibleKeys(const at::Tensor& key_padding, int64_t batch, int64_t n, 
     visible = visible & key_padding.logical_not().view({batch, 1, 1, s});
   }
   if (causal) {
-    const at::Tensor query_position = at::arange(n, options.dtype(at::kLong)).view({n, 1}) + (s - n);
+    const at::Tensor query_position =
+        at::arange(n, options.dtype(at::kLong)).view({n, 1}) + (s - n);
     const at::Tensor key_position = at::arange(s, options.dtype(at::kLong)).view({1, s});
     visible = visible & key_position.le(query_position).view({1, 1, n, s});
   }
@@ -45,7 +46,8 @@ bool CausalFlagSuffices(const at::Tensor& key_padding) {
   if (!key_padding.is_cpu()) return false;
   const int64_t s = key_padding.size(1);
   // Trailing only: no unpadded position after a padded one.
-  return s < 2 || !key_padding.narrow(1, 0, s - 1).logical_and(key_padding.narrow(1, 1, s - 1).logical_not())
+  return s < 2 || !key_padding.narrow(1, 0, s - 1)
+                       .logical_and(key_padding.narrow(1, 1, s - 1).logical_not())
                        .any()
                        .item<bool>();
 }
@@ -67,7 +69,6 @@ at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::T
 
 }  // namespace
 
-
 at::Tensor SplitHeads(const at::Tensor& x, int64_t heads) {
   const int64_t batch = x.size(0), length = x.size(1), width = x.size(2);
   return x.view({batch, length, heads, width / heads}).transpose(1, 2);
@@ -81,8 +82,10 @@ at::Tensor MergeHeads(const at::Tensor& x) {
 at::Tensor PaddedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& key_padding, bool causal, double dropout) {
   const int64_t batch = q.size(0), n = q.size(2), s = k.size(2);
-  if (causal && n == s && CausalFlagSuffices(key_padding)) return CausalAttention(q, k, v, key_padding, dropout);
-  return MaskedAttention(q, k, v, VisibleKeys(key_padding, batch, n, s, causal, q.options()), dropout);
+  if (causal && n == s && CausalFlagSuffices(key_padding))
+    return CausalAttention(q, k, v, key_padding, dropout);
+  return MaskedAttention(q, k, v, VisibleKeys(key_padding, batch, n, s, causal, q.options()),
+                         dropout);
 }
 
 void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& layer) {
@@ -93,16 +96,16 @@ void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& 
   if (call.memory.defined()) {
     TORCH_CHECK(call.memory.dim() == 3 && call.memory.size(0) == call.query.size(0) &&
                     call.memory.size(2) == model_dim,
-                layer, ": memory must be [", call.query.size(0), ", length, ", model_dim,
-                "], got ", call.memory.sizes());
+                layer, ": memory must be [", call.query.size(0), ", length, ", model_dim, "], got ",
+                call.memory.sizes());
     TORCH_CHECK(!call.causal, layer, ": cross-attention is never causal");
   }
   if (call.key_padding.defined() && call.state == nullptr) {
     TORCH_CHECK(call.key_padding.dim() == 2 && call.key_padding.size(0) == keys.size(0) &&
                     call.key_padding.size(1) == keys.size(1) &&
                     call.key_padding.scalar_type() == at::kBool,
-                layer, ": key_padding must be bool [", keys.size(0), ", ", keys.size(1),
-                "], got ", call.key_padding.sizes());
+                layer, ": key_padding must be bool [", keys.size(0), ", ", keys.size(1), "], got ",
+                call.key_padding.sizes());
   }
 }
 
@@ -125,7 +128,8 @@ void AppendToWindow(at::Tensor& keys, at::Tensor& values, at::Tensor& padding,
 
 void CheckHeads(const AttentionOptions& options) {
   TORCH_CHECK(options.heads > 0 && options.model_dim % options.heads == 0, options.layer,
-              ": model width ", options.model_dim, " is not divisible by ", options.heads, " heads");
+              ": model width ", options.model_dim, " is not divisible by ", options.heads,
+              " heads");
 }
 
 c10::ScalarType ComputeType(c10::ScalarType input) {

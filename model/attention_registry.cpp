@@ -24,14 +24,15 @@ Factory Make() {
 }
 
 const NamedRegistry<Factory>& Registry() {
-  static const auto* registry = new NamedRegistry<Factory>("attention kind", {
-      {"softmax", Make<SoftmaxAttentionImpl>()},
-      {"linformer", Make<LinformerAttentionImpl>()},
-      {"performer", Make<PerformerAttentionImpl>()},
-      {"memsizer", Make<MemSizerAttentionImpl>()},
-      {"knn", Make<KnnAttentionImpl>()},
-      {"infinite", Make<InfiniteAttentionImpl>()},
-  });
+  static const auto* registry = new NamedRegistry<Factory>(
+      "attention kind", {
+                            {"softmax", Make<SoftmaxAttentionImpl>()},
+                            {"linformer", Make<LinformerAttentionImpl>()},
+                            {"performer", Make<PerformerAttentionImpl>()},
+                            {"memsizer", Make<MemSizerAttentionImpl>()},
+                            {"knn", Make<KnnAttentionImpl>()},
+                            {"infinite", Make<InfiniteAttentionImpl>()},
+                        });
   return *registry;
 }
 
@@ -43,7 +44,8 @@ absl::StatusOr<std::shared_ptr<AttentionImpl>> MakeAttention(const std::string& 
                                                              const AttentionOptions& options) {
   absl::StatusOr<const Factory*> factory = Registry().Find(kind);
   if (!factory.ok()) {
-    return absl::Status(factory.status().code(), absl::StrCat(options.layer, ": ", factory.status().message()));
+    return absl::Status(factory.status().code(),
+                        absl::StrCat(options.layer, ": ", factory.status().message()));
   }
   try {
     return (**factory)(options);

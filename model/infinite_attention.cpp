@@ -75,7 +75,8 @@ void InfiniteDecodeState::Reorder(const at::Tensor& indices) {
 }
 
 // The names of Tensors()' entries, in its order.
-constexpr const char* kStateNames[] = {"coefficients", "has_memory", "keys", "values", "inputs", "padding", "bin_mass"};
+constexpr const char* kStateNames[] = {"coefficients", "has_memory", "keys",    "values",
+                                       "inputs",       "padding",    "bin_mass"};
 
 absl::StatusOr<std::map<std::string, at::Tensor>> InfiniteDecodeState::SaveState() const {
   std::map<std::string, at::Tensor> state;
@@ -89,9 +90,11 @@ absl::StatusOr<std::map<std::string, at::Tensor>> InfiniteDecodeState::SaveState
 
 absl::Status InfiniteDecodeState::LoadState(const std::map<std::string, at::Tensor>& state) {
   auto position = state.find("position");
-  if (position == state.end()) return absl::InvalidArgumentError("InfiniteDecodeState::LoadState: no 'position'");
+  if (position == state.end())
+    return absl::InvalidArgumentError("InfiniteDecodeState::LoadState: no 'position'");
   position_ = position->second.cpu()[0].item<int64_t>();
-  at::Tensor* members[] = {&coefficients, &has_memory, &keys, &values, &inputs, &padding, &bin_mass};
+  at::Tensor* members[] = {&coefficients, &has_memory, &keys,    &values,
+                           &inputs,       &padding,    &bin_mass};
   for (size_t i = 0; i < std::size(members); ++i) {
     auto found = state.find(kStateNames[i]);
     *members[i] = found == state.end() ? at::Tensor() : found->second;
@@ -218,12 +221,13 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
     padding = state->padding;
   }
   // Short-term memory: softmax attention over the segment so far.
-  const at::Tensor stm = PaddedAttention(q / root, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
+  const at::Tensor stm =
+      PaddedAttention(q / root, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
   at::Tensor out = output_(MergeHeads(stm.to(call.query.scalar_type())));
   if (state == nullptr || !state->coefficients.defined()) return out;
 
   // Long-term memory read, B frozen during the segment.
-  const at::Tensor coefficients = state->coefficients.to(compute);    // [B, N, D]
+  const at::Tensor coefficients = state->coefficients.to(compute);                // [B, N, D]
   const at::Tensor keys = SplitHeads(ltm_key_(coefficients), heads).to(compute);  // [B, H, N, d]
   const at::Tensor values = SplitHeads(ltm_value_(coefficients), heads).to(compute);
   // The read's logits, its Gaussian's parameters and the read itself in

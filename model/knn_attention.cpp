@@ -63,7 +63,8 @@ absl::Status KnnDecodeState::EndSegment() {
         row_keys.push_back(keys[b].index_select(1, kept));
         row_values.push_back(values[b].index_select(1, kept));
       }
-      const absl::Status status = memory_->add(stream, at::cat(row_keys, 1), at::cat(row_values, 1));
+      const absl::Status status =
+          memory_->add(stream, at::cat(row_keys, 1), at::cat(row_values, 1));
       if (!status.ok()) return status;
     }
   }
@@ -110,11 +111,13 @@ absl::Status KnnDecodeState::LoadState(const std::map<std::string, at::Tensor>& 
   const at::Tensor position = find("position"), streams = find("streams");
   if (!position.defined() || !streams.defined() ||
       streams.numel() != static_cast<int64_t>(streams_.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("KnnDecodeState::LoadState: needs 'position' and 'streams' for ",
-                                                   streams_.size(), " rows"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KnnDecodeState::LoadState: needs 'position' and 'streams' for ",
+                     streams_.size(), " rows"));
   }
   const at::Tensor saved_streams = streams.cpu().contiguous();
-  streams_.assign(saved_streams.data_ptr<int64_t>(), saved_streams.data_ptr<int64_t>() + saved_streams.numel());
+  streams_.assign(saved_streams.data_ptr<int64_t>(),
+                  saved_streams.data_ptr<int64_t>() + saved_streams.numel());
   position_ = position.cpu()[0].item<int64_t>();
   keys = find("window.keys");
   values = find("window.values");
@@ -183,7 +186,8 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
   const at::Tensor scaled_q = q * (logit_scale_.abs().to(compute) * base).view({1, heads, 1, 1});
 
   // Local branch.
-  at::Tensor local = PaddedAttention(scaled_q, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
+  at::Tensor local =
+      PaddedAttention(scaled_q, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
 
   // Memory branch: per stream, top-k of the memory as it was before this
   // segment (EndSegment writes), the stream's rows in one search. A row that
@@ -195,7 +199,8 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
       const int64_t m = static_cast<int64_t>(members.size());
       const at::Tensor index = at::tensor(members, at::kLong).to(q.device());
       // [H, m * n, dk]: the rows' queries one after another.
-      const at::Tensor queries = q.index_select(0, index).detach().transpose(0, 1).reshape({heads, m * n, -1});
+      const at::Tensor queries =
+          q.index_select(0, index).detach().transpose(0, 1).reshape({heads, m * n, -1});
       auto found = state->memory().search(stream, queries, options_.knn.top_k);
       TORCH_CHECK(found.ok(), options_.layer, ": kNN search failed: ", found.status().ToString());
       const int64_t hits = found->keys.size(2);
@@ -207,10 +212,14 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
       // Each query has its own k neighbours: a broadcast product and a sum,
       // not m * H * n matmuls of 1 x d by d x k (ATen runs those one by one;
       // 3x slower forward and backward at n = 512, k = 32).
-      const at::Tensor logits = (scaled_q.index_select(0, index).unsqueeze(3) * per_row(found->keys)).sum(-1);
-      const at::Tensor remembered = (at::softmax(logits, -1).unsqueeze(-1) * per_row(found->values)).sum(3);
-      const std::vector<at::Tensor> mixed = (gate * remembered + (1 - gate) * local.index_select(0, index)).unbind(0);
-      for (int64_t i = 0; i < m; ++i) rows[static_cast<size_t>(members[static_cast<size_t>(i)])] = mixed[static_cast<size_t>(i)];
+      const at::Tensor logits =
+          (scaled_q.index_select(0, index).unsqueeze(3) * per_row(found->keys)).sum(-1);
+      const at::Tensor remembered =
+          (at::softmax(logits, -1).unsqueeze(-1) * per_row(found->values)).sum(3);
+      const std::vector<at::Tensor> mixed =
+          (gate * remembered + (1 - gate) * local.index_select(0, index)).unbind(0);
+      for (int64_t i = 0; i < m; ++i)
+        rows[static_cast<size_t>(members[static_cast<size_t>(i)])] = mixed[static_cast<size_t>(i)];
     }
     local = at::stack(rows);
   }

@@ -14,12 +14,10 @@ at::Tensor KeyValueSummary(const at::Tensor& k, const at::Tensor& v) {
 }
 
 at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const at::Tensor& log_scale, int64_t chunk,
-                                 LinearPrefix* prefix) {
+                                 const at::Tensor& log_scale, int64_t chunk, LinearPrefix* prefix) {
   const AutocastOff full_precision;  // prefix sums (attention.h)
   TORCH_CHECK(chunk > 0, "CausalLinearAttention: chunk must be positive, got ", chunk);
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 &&
-                  v.size(2) == q.size(2),
+  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 && v.size(2) == q.size(2),
               "CausalLinearAttention: q, k must be [B, H, n, r] and v [B, H, n, e]; got ",
               q.sizes(), ", ", k.sizes(), ", ", v.sizes());
   const bool scaled = log_scale.defined();
@@ -45,7 +43,7 @@ at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const
     return full.reshape(shape);
   };
   const at::Tensor qc = blocks(q), kc = blocks(k), vc = blocks(v);  // [B, H, N, C, r|e]
-  at::Tensor mc;                                                     // [B, H, N, C]
+  at::Tensor mc;                                                    // [B, H, N, C]
   if (scaled) {
     at::Tensor m = log_scale;
     if (padded != n) m = at::cat({m, m.narrow(2, n - 1, 1).expand({batch, heads, padded - n})}, 2);
@@ -77,12 +75,13 @@ at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const
   // a recurrence over chunks (one multiply-add each) that rescales the
   // running state from one chunk's maximum to the next, so every factor is
   // exp(older - newer) <= 1 and nothing later than a chunk enters it.
-  at::Tensor before;  // [B, H, N, r, e]
+  at::Tensor before;        // [B, H, N, r, e]
   at::Tensor before_scale;  // [B, H, N] (scaled only)
   if (!scaled) {
     at::Tensor inclusive = summaries.cumsum(2);
     if (kv.defined()) inclusive = inclusive + kv.unsqueeze(2);
-    const at::Tensor first = kv.defined() ? kv.unsqueeze(2) : at::zeros_like(summaries.narrow(2, 0, 1));
+    const at::Tensor first =
+        kv.defined() ? kv.unsqueeze(2) : at::zeros_like(summaries.narrow(2, 0, 1));
     before = at::cat({first, inclusive.narrow(2, 0, chunks - 1)}, 2);
     kv = inclusive.select(2, chunks - 1);
   } else {
@@ -90,16 +89,18 @@ at::Tensor CausalLinearAttention(const at::Tensor& q, const at::Tensor& k, const
     at::Tensor state = kv, scale = kv_scale;
     // unbind, not select in the loop: select's backward fills a whole-size
     // zero gradient per chunk, which made this quadratic in the chunks.
-    const std::vector<at::Tensor> chunk_summaries = summaries.unbind(2), chunk_scales = last.unbind(2);
+    const std::vector<at::Tensor> chunk_summaries = summaries.unbind(2),
+                                  chunk_scales = last.unbind(2);
     for (int64_t c = 0; c < chunks; ++c) {
-      states.push_back(state.defined() ? state : at::zeros({batch, heads, r, e}, summaries.options()));
+      states.push_back(state.defined() ? state
+                                       : at::zeros({batch, heads, r, e}, summaries.options()));
       // No state yet: zeros, at the chunk's first scale, so that the factor
       // exp(scale - m_i) below stays <= 1 (0 * inf would be NaN).
       scales.push_back(scale.defined() ? scale : mc.select(2, c).select(2, 0));
       const at::Tensor& chunk_scale = chunk_scales[c];
-      state = state.defined()
-                  ? state * (scale - chunk_scale).exp().unsqueeze(-1).unsqueeze(-1) + chunk_summaries[c]
-                  : chunk_summaries[c];
+      state = state.defined() ? state * (scale - chunk_scale).exp().unsqueeze(-1).unsqueeze(-1) +
+                                    chunk_summaries[c]
+                              : chunk_summaries[c];
       scale = chunk_scale;
     }
     before = at::stack(states, 2);

@@ -32,7 +32,8 @@ at::Tensor MakeLinformerProjection(const LinformerOptions& options, int64_t copi
   return at::empty({copies, k, n}).uniform_(-bound, bound);
 }
 
-LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options) : options_(options) {
+LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options)
+    : options_(options) {
   const LinformerOptions& linformer = options.linformer;
   TORCH_CHECK(!options.causal, options.layer,
               ": linformer has no causal form (each projected slot mixes every position, the "
@@ -52,9 +53,10 @@ LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options) 
       TORCH_CHECK(shared.defined(), options.layer,
                   ": layerwise linformer sharing needs the model's shared projection "
                   "(options.linformer.shared_projection, made by the Transformer)");
-      TORCH_CHECK(shared.sizes() == at::IntArrayRef({1, linformer.projected_length, linformer.max_length}),
-                  options.layer, ": the shared linformer projection is ", shared.sizes(), ", expected [1, ",
-                  linformer.projected_length, ", ", linformer.max_length, "]");
+      TORCH_CHECK(
+          shared.sizes() == at::IntArrayRef({1, linformer.projected_length, linformer.max_length}),
+          options.layer, ": the shared linformer projection is ", shared.sizes(), ", expected [1, ",
+          linformer.projected_length, ", ", linformer.max_length, "]");
       project_key_ = project_value_ = shared;
       break;
     }
@@ -65,8 +67,10 @@ LinformerAttentionImpl::LinformerAttentionImpl(const AttentionOptions& options) 
     case LinformerSharing::kHeadwise:
     case LinformerSharing::kNone: {
       const int64_t copies = linformer.sharing == LinformerSharing::kNone ? options.heads : 1;
-      project_key_ = register_parameter("project_key", MakeLinformerProjection(linformer, copies), learn);
-      project_value_ = register_parameter("project_value", MakeLinformerProjection(linformer, copies), learn);
+      project_key_ =
+          register_parameter("project_key", MakeLinformerProjection(linformer, copies), learn);
+      project_value_ =
+          register_parameter("project_value", MakeLinformerProjection(linformer, copies), learn);
       break;
     }
   }
@@ -102,7 +106,8 @@ at::Tensor LinformerAttentionImpl::forward(const AttentionCall& call) {
     // Padding cannot be masked after the projection mixes positions, so
     // padded rows are zeroed before it (§3(a)).
     at::Tensor keep = at::ones({source.size(0), s, 1}, source.options());
-    if (call.key_padding.defined()) keep = call.key_padding.logical_not().unsqueeze(-1).to(source.scalar_type());
+    if (call.key_padding.defined())
+      keep = call.key_padding.logical_not().unsqueeze(-1).to(source.scalar_type());
     const at::Tensor keys = SplitHeads(key_(source) * keep, heads).to(compute);
     const at::Tensor values = SplitHeads(value_(source) * keep, heads).to(compute);
     const AutocastOff full_precision;  // sums over the positions (attention.h)

@@ -16,9 +16,9 @@ namespace memtrain::model {
 
 /// Which projections along the sequence axis are distinct (paper §4).
 enum class LinformerSharing {
-  kNone,      ///< E_i and F_i per head: 2H matrices per layer
-  kHeadwise,  ///< one E and one F per layer, shared by the heads (fairseq's default)
-  kKeyValue,  ///< one E per layer, E_i = F_i = E
+  kNone,       ///< E_i and F_i per head: 2H matrices per layer
+  kHeadwise,   ///< one E and one F per layer, shared by the heads (fairseq's default)
+  kKeyValue,   ///< one E per layer, E_i = F_i = E
   kLayerwise,  ///< one E for every linformer layer of the model (owned by the Transformer)
 };
 

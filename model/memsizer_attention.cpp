@@ -49,11 +49,14 @@ MemSizerAttentionImpl::MemSizerAttentionImpl(const AttentionOptions& options) : 
               ": memsizer init scales must be positive, got ", memsizer.key_init_scale, " and ",
               memsizer.value_init_scale);
   const int64_t width = options.model_dim, slots = memsizer.slots;
-  keys_ = register_module("keys", ScaledLinear(width, options.heads * slots, memsizer.key_init_scale));
+  keys_ =
+      register_module("keys", ScaledLinear(width, options.heads * slots, memsizer.key_init_scale));
   left_ = register_module("left", ScaledLinear(width, slots, memsizer.value_init_scale));
   right_ = register_module("right", ScaledLinear(width, width, memsizer.value_init_scale));
-  left_norm_ = register_module("left_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({slots})));
-  right_norm_ = register_module("right_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  left_norm_ =
+      register_module("left_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({slots})));
+  right_norm_ =
+      register_module("right_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
 }
 
 std::unique_ptr<DecodeState> MemSizerAttentionImpl::NewState(int64_t /*batch*/) {
@@ -75,15 +78,16 @@ at::Tensor MemSizerAttentionImpl::forward(const AttentionCall& call) {
 
   // Addressing: one distribution over the slots per head, averaged over heads
   // before the single value read; dropout acts on the distributions.
-  at::Tensor address = keys_(call.query).to(compute).view({batch, n, options_.heads, slots}).softmax(-1);
+  at::Tensor address =
+      keys_(call.query).to(compute).view({batch, n, options_.heads, slots}).softmax(-1);
   if (is_training() && options_.dropout > 0) address = at::dropout(address, options_.dropout, true);
   const at::Tensor p = address.mean(2);  // [B, n, k]
 
   // L (pad rows zeroed after LN_k) and R of a source, and its visible-key mask.
   auto left_right = [&](const at::Tensor& source, const at::Tensor& padding) {
-    const at::Tensor visible = padding.defined()
-                                   ? padding.logical_not().to(compute)
-                                   : at::ones({batch, source.size(1)}, call.query.options().dtype(compute));
+    const at::Tensor visible =
+        padding.defined() ? padding.logical_not().to(compute)
+                          : at::ones({batch, source.size(1)}, call.query.options().dtype(compute));
     const at::Tensor left = left_norm_(left_(source)).to(compute) * visible.unsqueeze(-1);
     const at::Tensor right = right_norm_(right_(source)).to(compute);
     return std::make_tuple(left, right, visible);
@@ -109,13 +113,15 @@ at::Tensor MemSizerAttentionImpl::forward(const AttentionCall& call) {
     at::Tensor padding = call.key_padding;
     if (state != nullptr && padding.defined()) {
       TORCH_CHECK(padding.sizes() == at::IntArrayRef({batch, n}), options_.layer,
-                  ": in incremental mode key_padding covers the new positions, [", batch, ", ", n, "]");
+                  ": in incremental mode key_padding covers the new positions, [", batch, ", ", n,
+                  "]");
     }
     auto [left, right, visible] = left_right(call.query, padding);
     LinearPrefix* prefix = state != nullptr ? &state->prefix : nullptr;
-    const at::Tensor unscaled = CausalLinearAttention(p.unsqueeze(1), left.unsqueeze(1), right.unsqueeze(1),
-                                                      /*log_scale=*/{}, options_.memsizer.chunk, prefix)
-                                    .squeeze(1);
+    const at::Tensor unscaled =
+        CausalLinearAttention(p.unsqueeze(1), left.unsqueeze(1), right.unsqueeze(1),
+                              /*log_scale=*/{}, options_.memsizer.chunk, prefix)
+            .squeeze(1);
     at::Tensor count = visible.cumsum(1);
     if (state != nullptr) {
       if (state->count.defined()) count = count + state->count.unsqueeze(1);

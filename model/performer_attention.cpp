@@ -22,7 +22,9 @@ class PerformerState final : public DecodeState {
       if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
     }
   }
-  std::vector<at::Tensor> Tensors() const override { return {prefix.kv, prefix.log_scale, cross_kv}; }
+  std::vector<at::Tensor> Tensors() const override {
+    return {prefix.kv, prefix.log_scale, cross_kv};
+  }
   int64_t position() const override { return position_; }
 
   LinearPrefix prefix;
@@ -51,8 +53,9 @@ struct ScaledKeys {
 ScaledKeys StabilizedKeys(const at::Tensor& exponent, const at::Tensor& visible, bool causal,
                           const at::Tensor& prefix_scale) {
   // The dtype's lowest finite value, not -inf: lowest - lowest is 0, not NaN.
-  const double lowest = exponent.scalar_type() == at::kDouble ? std::numeric_limits<double>::lowest()
-                                                              : std::numeric_limits<float>::lowest();
+  const double lowest = exponent.scalar_type() == at::kDouble
+                            ? std::numeric_limits<double>::lowest()
+                            : std::numeric_limits<float>::lowest();
   const at::Tensor low = at::full({}, lowest, exponent.options());
   const at::Tensor row_max = at::where(visible, exponent.amax(-1).detach(), low);  // [B, H, s]
   at::Tensor scale = causal ? std::get<0>(row_max.cummax(2))
@@ -86,7 +89,8 @@ at::Tensor DrawPerformerProjection(int64_t features, int64_t dim, bool orthogona
   return stacked * norms;
 }
 
-PerformerAttentionImpl::PerformerAttentionImpl(const AttentionOptions& options) : options_(options) {
+PerformerAttentionImpl::PerformerAttentionImpl(const AttentionOptions& options)
+    : options_(options) {
   const PerformerOptions& performer = options.performer;
   CheckHeads(options);
   TORCH_CHECK(performer.features > 0, options.layer, ": performer.features must be positive, got ",
@@ -102,10 +106,10 @@ PerformerAttentionImpl::PerformerAttentionImpl(const AttentionOptions& options) 
   output_ = register_module("output", torch::nn::Linear(options.model_dim, options.model_dim));
   const int64_t head_dim = options.model_dim / options.heads;
   projection_ = register_buffer(
-      "projection",
-      DrawPerformerProjection(performer.features, head_dim, performer.orthogonal,
-                              performer.ortho_scaling, ProjectionSeed(performer.seed, options.layer, 0))
-          .to(at::kFloat));
+      "projection", DrawPerformerProjection(performer.features, head_dim, performer.orthogonal,
+                                            performer.ortho_scaling,
+                                            ProjectionSeed(performer.seed, options.layer, 0))
+                        .to(at::kFloat));
   // A floating buffer, because Module::to(dtype) converts every buffer; the
   // counts stay exact below 2^24.
   counters_ = register_buffer("redraw_counters", at::zeros({2}, at::kFloat));
@@ -118,9 +122,9 @@ int64_t PerformerAttentionImpl::redraws() const {
 void PerformerAttentionImpl::RedrawProjection() {
   const int64_t next = redraws() + 1;
   const PerformerOptions& performer = options_.performer;
-  const at::Tensor drawn =
-      DrawPerformerProjection(performer.features, projection_.size(1), performer.orthogonal,
-                              performer.ortho_scaling, ProjectionSeed(performer.seed, options_.layer, next));
+  const at::Tensor drawn = DrawPerformerProjection(
+      performer.features, projection_.size(1), performer.orthogonal, performer.ortho_scaling,
+      ProjectionSeed(performer.seed, options_.layer, next));
   at::NoGradGuard no_grad;
   projection_.copy_(drawn);
   counters_[0].fill_(static_cast<double>(next));
@@ -137,7 +141,8 @@ at::Tensor PerformerAttentionImpl::QueryFeatures(const at::Tensor& q) const {
   const double normalizer = std::pow(static_cast<double>(q.size(-1)), -0.25);
   const at::Tensor x = q * normalizer;
   const at::Tensor projected = at::matmul(x, projection_.to(x.scalar_type()).t());
-  if (performer.kernel == PerformerKernel::kRelu) return at::relu(projected) + performer.relu_epsilon;
+  if (performer.kernel == PerformerKernel::kRelu)
+    return at::relu(projected) + performer.relu_epsilon;
   const at::Tensor exponent = projected - x.square().sum(-1, /*keepdim=*/true) / 2;
   // The per-query max cancels between numerator and denominator except
   // against the additive stabilizer, so it is not detached (lucidrains
@@ -164,7 +169,8 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
               ": incremental self-attention must be causal");
   const c10::ScalarType compute = ComputeType(call.query.scalar_type());
   const int64_t heads = options_.heads, batch = call.query.size(0);
-  const at::Tensor query_features = QueryFeatures(SplitHeads(query_(call.query), heads).to(compute));
+  const at::Tensor query_features =
+      QueryFeatures(SplitHeads(query_(call.query), heads).to(compute));
 
   // Key features and values with an all-ones column: the last output column
   // is then the normaliser q'.z.
@@ -173,9 +179,9 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
     const at::Tensor k = SplitHeads(key_(source), heads).to(compute);
     const at::Tensor v = SplitHeads(value_(source), heads).to(compute);
     const int64_t s = k.size(2);
-    const at::Tensor visible = padding.defined()
-                                   ? padding.logical_not().view({batch, 1, s}).expand({batch, heads, s})
-                                   : at::ones({batch, heads, s}, k.options().dtype(at::kBool));
+    const at::Tensor visible =
+        padding.defined() ? padding.logical_not().view({batch, 1, s}).expand({batch, heads, s})
+                          : at::ones({batch, heads, s}, k.options().dtype(at::kBool));
     const AutocastOff full_precision;  // the feature exponents (attention.h)
     const at::Tensor x = k * std::pow(static_cast<double>(k.size(-1)), -0.25);
     const at::Tensor projected = at::matmul(x, projection_.to(compute).t());
@@ -194,7 +200,8 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
   if (cross) {
     at::Tensor summary = state != nullptr ? state->cross_kv : at::Tensor();
     if (!summary.defined()) {
-      TORCH_CHECK(call.memory.defined(), options_.layer, ": the first cross-attention call needs the memory");
+      TORCH_CHECK(call.memory.defined(), options_.layer,
+                  ": the first cross-attention call needs the memory");
       auto [keys, values] = keys_and_values(call.memory, call.key_padding, false, {});
       summary = KeyValueSummary(keys.features, values);
       if (state != nullptr) {
@@ -209,11 +216,12 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
     at::Tensor padding = call.key_padding;
     if (state != nullptr && padding.defined()) {
       TORCH_CHECK(padding.sizes() == at::IntArrayRef({batch, n}), options_.layer,
-                  ": in incremental mode key_padding covers the new positions, [", batch, ", ", n, "]");
+                  ": in incremental mode key_padding covers the new positions, [", batch, ", ", n,
+                  "]");
     }
     LinearPrefix* prefix = state != nullptr ? &state->prefix : nullptr;
-    auto [keys, values] =
-        keys_and_values(call.query, padding, true, prefix != nullptr ? prefix->log_scale : at::Tensor());
+    auto [keys, values] = keys_and_values(call.query, padding, true,
+                                          prefix != nullptr ? prefix->log_scale : at::Tensor());
     attended = CausalLinearAttention(query_features, keys.features, values, keys.log_scale,
                                      performer.chunk, prefix);
     if (state != nullptr) state->position_ += n;

@@ -56,7 +56,8 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
       v = state->values;
       padding = state->padding;
     } else {
-      TORCH_CHECK(call.memory.defined(), options_.layer, ": the first cross-attention call needs the memory");
+      TORCH_CHECK(call.memory.defined(), options_.layer,
+                  ": the first cross-attention call needs the memory");
       k = SplitHeads(key_(call.memory), heads);
       v = SplitHeads(value_(call.memory), heads);
       padding = call.key_padding;
@@ -86,8 +87,9 @@ at::Tensor SoftmaxAttentionImpl::forward(const AttentionCall& call) {
 
   const c10::ScalarType compute = ComputeType(q.scalar_type());
   const double scale = 1.0 / std::sqrt(static_cast<double>(options_.model_dim / heads));
-  const at::Tensor attended = PaddedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), padding,
-                                              call.causal && !cross, is_training() ? options_.dropout : 0.0);
+  const at::Tensor attended =
+      PaddedAttention(q.to(compute) * scale, k.to(compute), v.to(compute), padding,
+                      call.causal && !cross, is_training() ? options_.dropout : 0.0);
   return output_(MergeHeads(attended.to(call.query.scalar_type())));
 }
 

@@ -16,22 +16,22 @@
 
 // Like NLOHMANN_JSON_SERIALIZE_ENUM, but an unknown name throws instead of
 // silently becoming the first value.
-#define NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(ENUM, ...)                                 \
-  inline void to_json(nlohmann::json& j, const ENUM& e) {                               \
-    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                   \
-    for (const auto& [value, name] : kNames) {                                          \
-      if (value == e) j = name;                                                         \
-    }                                                                                   \
-  }                                                                                     \
-  inline void from_json(const nlohmann::json& j, ENUM& e) {                             \
-    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                   \
-    for (const auto& [value, name] : kNames) {                                          \
-      if (j == name) {                                                                  \
-        e = value;                                                                      \
-        return;                                                                         \
-      }                                                                                 \
-    }                                                                                   \
-    throw std::invalid_argument(std::string("unknown " #ENUM " '") + j.dump() + "'");  \
+#define NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(ENUM, ...)                               \
+  inline void to_json(nlohmann::json& j, const ENUM& e) {                             \
+    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                 \
+    for (const auto& [value, name] : kNames) {                                        \
+      if (value == e) j = name;                                                       \
+    }                                                                                 \
+  }                                                                                   \
+  inline void from_json(const nlohmann::json& j, ENUM& e) {                           \
+    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                 \
+    for (const auto& [value, name] : kNames) {                                        \
+      if (j == name) {                                                                \
+        e = value;                                                                    \
+        return;                                                                       \
+      }                                                                               \
+    }                                                                                 \
+    throw std::invalid_argument(std::string("unknown " #ENUM " '") + j.dump() + "'"); \
   }
 
 namespace memtrain::model {
@@ -40,10 +40,12 @@ namespace {
 namespace F = torch::nn::functional;
 
 // Sinusoidal positions [n, D] for absolute positions offset .. offset + n - 1.
-at::Tensor SinusoidalPositions(int64_t offset, int64_t n, int64_t width, const at::TensorOptions& options) {
+at::Tensor SinusoidalPositions(int64_t offset, int64_t n, int64_t width,
+                               const at::TensorOptions& options) {
   const at::Tensor position = at::arange(offset, offset + n, options).unsqueeze(1);
   const at::Tensor even = at::arange(0, width, 2, options);
-  const at::Tensor angle = position * at::exp(even * (-std::log(10000.0) / static_cast<double>(width)));
+  const at::Tensor angle =
+      position * at::exp(even * (-std::log(10000.0) / static_cast<double>(width)));
   at::Tensor table = at::zeros({n, width}, options);
   table.slice(1, 0, width, 2) = at::sin(angle);
   table.slice(1, 1, width, 2) = at::cos(angle.slice(1, 0, width / 2));
@@ -80,7 +82,6 @@ int64_t Count(torch::nn::Module& module) {
   return total;
 }
 
-
 }  // namespace
 
 // Variant hyper-parameters as JSON, field by field, so a checkpoint's model
@@ -89,27 +90,33 @@ int64_t Count(torch::nn::Module& module) {
 // the option existed) takes the option's default: the behaviour the model was
 // trained with, since an option is only ever added with a default that keeps
 // the old behaviour.
-NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(LinformerSharing, {{LinformerSharing::kNone, "none"},
-                                                        {LinformerSharing::kHeadwise, "headwise"},
-                                                        {LinformerSharing::kKeyValue, "key_value"},
-                                                        {LinformerSharing::kLayerwise, "layerwise"}})
+NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(LinformerSharing,
+                                     {{LinformerSharing::kNone, "none"},
+                                      {LinformerSharing::kHeadwise, "headwise"},
+                                      {LinformerSharing::kKeyValue, "key_value"},
+                                      {LinformerSharing::kLayerwise, "layerwise"}})
 NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(PerformerKernel, {{PerformerKernel::kSoftmax, "softmax"},
                                                        {PerformerKernel::kRelu, "relu"}})
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KnnOptions, top_k, memory_size, normalize_keys, logit_scale,
-                                   gate_bias)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InfiniteOptions, basis, widths, ridge, tau, samples, sticky,
-                                   sticky_bins, min_variance)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LinformerOptions, max_length, projected_length, sharing,
-                                   freeze_projection)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PerformerOptions, features, kernel, orthogonal, ortho_scaling,
-                                   stabilizer, relu_epsilon, redraw_interval, chunk, seed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemSizerOptions, slots, key_init_scale, value_init_scale, chunk)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KnnOptions, top_k, memory_size, normalize_keys,
+                                                logit_scale, gate_bias)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InfiniteOptions, basis, widths, ridge, tau, samples,
+                                                sticky, sticky_bins, min_variance)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LinformerOptions, max_length, projected_length,
+                                                sharing, freeze_projection)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PerformerOptions, features, kernel, orthogonal,
+                                                ortho_scaling, stabilizer, relu_epsilon,
+                                                redraw_interval, chunk, seed)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemSizerOptions, slots, key_init_scale,
+                                                value_init_scale, chunk)
 
 namespace {
 
 nlohmann::json VariantOptionsToJson(const AttentionOptions& a) {
-  return {{"knn", a.knn}, {"infinite", a.infinite}, {"linformer", a.linformer},
-          {"performer", a.performer}, {"memsizer", a.memsizer}};
+  return {{"knn", a.knn},
+          {"infinite", a.infinite},
+          {"linformer", a.linformer},
+          {"performer", a.performer},
+          {"memsizer", a.memsizer}};
 }
 
 void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
@@ -127,12 +134,18 @@ void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
 std::string TransformerOptionsToJson(const TransformerOptions& o) {
   nlohmann::json layers = nlohmann::json::object();
   for (const auto& [index, kind] : o.layer_attention) layers[std::to_string(index)] = kind;
-  return nlohmann::json{{"vocab_size", o.vocab_size},         {"model_dim", o.model_dim},
-                        {"heads", o.heads},                   {"ffn_dim", o.ffn_dim},
-                        {"encoder_layers", o.encoder_layers}, {"decoder_layers", o.decoder_layers},
-                        {"dropout", o.dropout},               {"attention_dropout", o.attention_dropout},
-                        {"tie_embeddings", o.tie_embeddings}, {"pad_id", o.pad_id},
-                        {"attention", o.attention},           {"cross_attention", o.cross_attention},
+  return nlohmann::json{{"vocab_size", o.vocab_size},
+                        {"model_dim", o.model_dim},
+                        {"heads", o.heads},
+                        {"ffn_dim", o.ffn_dim},
+                        {"encoder_layers", o.encoder_layers},
+                        {"decoder_layers", o.decoder_layers},
+                        {"dropout", o.dropout},
+                        {"attention_dropout", o.attention_dropout},
+                        {"tie_embeddings", o.tie_embeddings},
+                        {"pad_id", o.pad_id},
+                        {"attention", o.attention},
+                        {"cross_attention", o.cross_attention},
                         {"layer_attention", layers},
                         {"attention_options", VariantOptionsToJson(o.attention_options)}}
       .dump();
@@ -141,11 +154,11 @@ std::string TransformerOptionsToJson(const TransformerOptions& o) {
 absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string& text) {
   const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return absl::InvalidArgumentError("model config is not a JSON object");
-  const std::vector<std::string> known = {"vocab_size", "model_dim", "heads", "ffn_dim",
-                                          "encoder_layers", "decoder_layers", "dropout",
-                                          "attention_dropout", "tie_embeddings", "pad_id",
-                                          "attention", "cross_attention", "layer_attention",
-                                          "attention_options"};
+  const std::vector<std::string> known = {"vocab_size",      "model_dim",         "heads",
+                                          "ffn_dim",         "encoder_layers",    "decoder_layers",
+                                          "dropout",         "attention_dropout", "tie_embeddings",
+                                          "pad_id",          "attention",         "cross_attention",
+                                          "layer_attention", "attention_options"};
   for (const auto& [key, value] : json.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return absl::InvalidArgumentError(absl::StrCat("model config: unknown field '", key, "'"));
@@ -172,7 +185,8 @@ absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string&
         o.layer_attention[std::stoll(index)] = kind.get<std::string>();
       }
     }
-    if (json.contains("attention_options")) VariantOptionsFromJson(json.at("attention_options"), &o.attention_options);
+    if (json.contains("attention_options"))
+      VariantOptionsFromJson(json.at("attention_options"), &o.attention_options);
   } catch (const std::exception& error) {
     return absl::InvalidArgumentError(absl::StrCat("model config: ", error.what()));
   }
@@ -187,19 +201,22 @@ TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options,
     : dropout_(options.dropout) {
   const std::vector<int64_t> width{options.model_dim};
   self_attention_ = register_module("self_attention", std::move(self_attention));
-  self_norm_ = register_module("self_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+  self_norm_ =
+      register_module("self_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
   if (cross_attention) {
     cross_attention_ = register_module("cross_attention", std::move(cross_attention));
-    cross_norm_ = register_module("cross_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+    cross_norm_ =
+        register_module("cross_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
   }
   ffn_norm_ = register_module("ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
   ffn_in_ = register_module("ffn_in", torch::nn::Linear(options.model_dim, options.ffn_dim));
   ffn_out_ = register_module("ffn_out", torch::nn::Linear(options.ffn_dim, options.model_dim));
 }
 
-at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& padding, bool causal,
-                                         const at::Tensor& memory, const at::Tensor& memory_padding,
-                                         DecodeState* self_state, DecodeState* cross_state) {
+at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& padding,
+                                         bool causal, const at::Tensor& memory,
+                                         const at::Tensor& memory_padding, DecodeState* self_state,
+                                         DecodeState* cross_state) {
   const auto dropout = [&](const at::Tensor& t) {
     return F::dropout(t, F::DropoutFuncOptions().p(dropout_).training(is_training()));
   };
@@ -235,12 +252,14 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
   TORCH_CHECK(options.vocab_size > 0 && options.model_dim > 0 && options.decoder_layers > 0 &&
                   options.encoder_layers >= 0 && options.ffn_dim > 0,
               "transformer: vocab_size, model_dim, ffn_dim and decoder_layers must be positive");
-  TORCH_CHECK(options.model_dim % 2 == 0, "transformer: model_dim must be even (sinusoidal positions)");
+  TORCH_CHECK(options.model_dim % 2 == 0,
+              "transformer: model_dim must be even (sinusoidal positions)");
   for (const auto& [index, kind] : options.layer_attention) {
-    TORCH_CHECK(index >= 0 && index < options.decoder_layers, "layer_attention: decoder layer ", index,
-                " does not exist (the decoder has ", options.decoder_layers, " layers)");
+    TORCH_CHECK(index >= 0 && index < options.decoder_layers, "layer_attention: decoder layer ",
+                index, " does not exist (the decoder has ", options.decoder_layers, " layers)");
   }
-  embedding_ = register_module("embedding", torch::nn::Embedding(options.vocab_size, options.model_dim));
+  embedding_ =
+      register_module("embedding", torch::nn::Embedding(options.vocab_size, options.model_dim));
   torch::nn::init::normal_(embedding_->weight, 0.0, std::pow(options.model_dim, -0.5));
   if (!options.tie_embeddings) {
     output_ = register_module("output", torch::nn::Linear(options.model_dim, options.vocab_size));
@@ -252,14 +271,16 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
   TransformerOptions layer_options = options;
   LinformerOptions& linformer = layer_options.attention_options.linformer;
   if (linformer.sharing == LinformerSharing::kLayerwise && UsesKind(options, "linformer")) {
-    linformer_projection_ = linformer.shared_projection = register_parameter(
-        "linformer_projection", MakeLinformerProjection(linformer, 1), !linformer.freeze_projection);
+    linformer_projection_ = linformer.shared_projection =
+        register_parameter("linformer_projection", MakeLinformerProjection(linformer, 1),
+                           !linformer.freeze_projection);
   }
   encoder_ = register_module("encoder", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.encoder_layers; ++i) {
     const std::string name = absl::StrCat("encoder.", i);
     encoder_->push_back(TransformerBlock(
-        options, MakeLayerAttention(layer_options, options.attention, name + ".self", false, false), nullptr));
+        options, MakeLayerAttention(layer_options, options.attention, name + ".self", false, false),
+        nullptr));
   }
   decoder_ = register_module("decoder", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.decoder_layers; ++i) {
@@ -267,13 +288,16 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
     const std::string& self_kind = DecoderSelfAttentionKind(options, i);
     decoder_->push_back(TransformerBlock(
         options, MakeLayerAttention(layer_options, self_kind, name + ".self", true, false),
-        encoder_decoder ? MakeLayerAttention(layer_options, options.cross_attention, name + ".cross", false, true)
+        encoder_decoder ? MakeLayerAttention(layer_options, options.cross_attention,
+                                             name + ".cross", false, true)
                         : nullptr));
   }
   if (encoder_decoder) {
-    encoder_norm_ = register_module("encoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+    encoder_norm_ =
+        register_module("encoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
   }
-  decoder_norm_ = register_module("decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
+  decoder_norm_ =
+      register_module("decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(width)));
 }
 
 at::Tensor TransformerImpl::Embed(const at::Tensor& tokens, int64_t position_offset) {
@@ -338,14 +362,16 @@ TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch) {
   for (const auto& module : *decoder_) {
     auto block = std::dynamic_pointer_cast<TransformerBlockImpl>(module);
     states.self.push_back(block->self_attention().NewState(batch));
-    states.cross.push_back(block->cross_attention() ? block->cross_attention()->NewState(batch) : nullptr);
+    states.cross.push_back(block->cross_attention() ? block->cross_attention()->NewState(batch)
+                                                    : nullptr);
   }
   return states;
 }
 
 TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch,
                                                           const KnnMemoryFactory& knn_memory) {
-  TORCH_CHECK(options_.encoder_layers == 0, "NewSegmentStates: segments are for decoder-only models");
+  TORCH_CHECK(options_.encoder_layers == 0,
+              "NewSegmentStates: segments are for decoder-only models");
   TransformerDecodeStates states = NewDecodeStates(batch);
   for (size_t i = 0; i < states.self.size(); ++i) {
     auto& state = states.self[i];
@@ -354,8 +380,8 @@ TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch,
     } else if (knn_memory && dynamic_cast<KnnDecodeState*>(state.get()) != nullptr) {
       KnnMemoryBinding binding = knn_memory(static_cast<int64_t>(i), batch);
       TORCH_CHECK(binding.streams.size() == static_cast<size_t>(batch), "decoder.", i,
-                  ": the knn memory factory gave ", binding.streams.size(), " streams for ",
-                  batch, " rows");
+                  ": the knn memory factory gave ", binding.streams.size(), " streams for ", batch,
+                  " rows");
       state = std::make_unique<KnnDecodeState>(std::move(binding.memory),
                                                std::move(binding.streams), binding.use);
     }
@@ -369,7 +395,8 @@ void TransformerImpl::StartDocuments(TransformerDecodeStates& states, const at::
   }
 }
 
-at::Tensor TransformerImpl::ForwardSegment(const at::Tensor& tokens, TransformerDecodeStates& states) {
+at::Tensor TransformerImpl::ForwardSegment(const at::Tensor& tokens,
+                                           TransformerDecodeStates& states) {
   at::Tensor logits = RunDecoder(tokens, 0, {}, {}, &states);
   for (size_t i = 0; i < states.self.size(); ++i) {
     if (!states.self[i]) continue;
@@ -389,9 +416,10 @@ std::string TransformerImpl::ParameterReport() {
   }
   for (size_t i = 0; i < decoder_->size(); ++i) {
     auto block = std::dynamic_pointer_cast<TransformerBlockImpl>(decoder_[i]);
-    report << absl::StrFormat("  %-14s %12d  self=%s%s\n", absl::StrCat("decoder.", i), Count(*block),
-                              block->self_attention().kind(),
-                              block->cross_attention() ? absl::StrCat(" cross=", block->cross_attention()->kind()) : "");
+    report << absl::StrFormat(
+        "  %-14s %12d  self=%s%s\n", absl::StrCat("decoder.", i), Count(*block),
+        block->self_attention().kind(),
+        block->cross_attention() ? absl::StrCat(" cross=", block->cross_attention()->kind()) : "");
   }
   if (linformer_projection_.defined()) {
     report << absl::StrFormat("  %-14s %12d  shared by every linformer layer\n", "linformer_proj",

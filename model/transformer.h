@@ -48,7 +48,7 @@ struct TransformerOptions {
   int64_t ffn_dim = 2048;
   int64_t encoder_layers = 6;  ///< 0: decoder-only
   int64_t decoder_layers = 6;
-  double dropout = 0.1;        ///< residual and feed-forward dropout
+  double dropout = 0.1;  ///< residual and feed-forward dropout
   double attention_dropout = 0.0;
   bool tie_embeddings = true;  ///< output projection = input embedding (and encoder's)
   int32_t pad_id = 0;

@@ -2,9 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
-#include <torch/csrc/distributed/c10d/Backend.hpp>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +9,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -35,12 +35,13 @@ struct BackendKind {
 };
 
 const NamedRegistry<BackendKind>& Backends() {
-  static const auto* backends = new NamedRegistry<BackendKind>("c10d backend", {
-      {"gloo", {&internal::MakeGlooBackend, c10::kCPU}},
+  static const auto* backends = new NamedRegistry<BackendKind>(
+      "c10d backend", {
+                          {"gloo", {&internal::MakeGlooBackend, c10::kCPU}},
 #ifdef MEMTRAIN_WITH_CUDA
-      {"nccl", {&internal::MakeNcclBackend, c10::kCUDA}},
+                          {"nccl", {&internal::MakeNcclBackend, c10::kCUDA}},
 #endif
-  });
+                      });
   return *backends;
 }
 
@@ -65,7 +66,8 @@ std::string StoreHost() {
 
 // Collective over `group`: rank 0 starts the job's TCPStore and every rank
 // connects to it. The address travels as a fixed-size byte string over MPI.
-absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectStore(MpiCommunicator& group, absl::Duration timeout) {
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectStore(MpiCommunicator& group,
+                                                             absl::Duration timeout) {
   c10d::TCPStoreOptions options;
   options.timeout = ToMilliseconds(timeout);
   options.numWorkers = static_cast<size_t>(group.size());
@@ -91,7 +93,8 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectStore(MpiCommunicator& gr
   const std::string where(reinterpret_cast<const char*>(address.data_ptr<uint8_t>()));
   absl::Status connected = absl::OkStatus();
   if (group.rank() != 0) {
-    const std::pair<std::string, std::string> host_port = absl::StrSplit(where, absl::MaxSplits(':', 1));
+    const std::pair<std::string, std::string> host_port =
+        absl::StrSplit(where, absl::MaxSplits(':', 1));
     uint32_t port = 0;
     if (!absl::SimpleAtoi(host_port.second, &port)) {
       connected = absl::InternalError(absl::StrCat("bad c10d store address '", where, "'"));
@@ -101,9 +104,11 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectStore(MpiCommunicator& gr
       try {
         store = c10::make_intrusive<c10d::TCPStore>(host_port.first, options);
       } catch (const std::exception& e) {
-        connected = absl::UnavailableError(absl::StrCat("connecting to the c10d store at ", where,
-                                                        " (set MASTER_ADDR to an address of rank 0's host "
-                                                        "that every rank can reach): ", e.what()));
+        connected =
+            absl::UnavailableError(absl::StrCat("connecting to the c10d store at ", where,
+                                                " (set MASTER_ADDR to an address of rank 0's host "
+                                                "that every rank can reach): ",
+                                                e.what()));
       }
     }
   }
@@ -120,14 +125,16 @@ std::string NcclDescription() {
   int version = 0;
   ncclGetVersion(&version);
   auto format = [](int v) { return absl::StrCat(v / 10000, ".", (v / 100) % 100, ".", v % 100); };
-  return absl::StrCat("NCCL ", format(version), " (runtime), built against ", format(NCCL_VERSION_CODE));
+  return absl::StrCat("NCCL ", format(version), " (runtime), built against ",
+                      format(NCCL_VERSION_CODE));
 #else
   return "NCCL not built (configured without the CUDA toolkit or with MEMTRAIN_WITH_CUDA=OFF)";
 #endif
 }
 
 C10dCommunicator::C10dCommunicator(std::unique_ptr<MpiCommunicator> group, std::string backend_name,
-                                   c10::Device device, c10::intrusive_ptr<c10d::Store> store, std::string name)
+                                   c10::Device device, c10::intrusive_ptr<c10d::Store> store,
+                                   std::string name)
     : group_(std::move(group)),
       backend_name_(std::move(backend_name)),
       device_(device),
@@ -136,20 +143,21 @@ C10dCommunicator::C10dCommunicator(std::unique_ptr<MpiCommunicator> group, std::
 
 C10dCommunicator::~C10dCommunicator() = default;
 
-absl::StatusOr<std::unique_ptr<C10dCommunicator>> C10dCommunicator::Create(std::unique_ptr<MpiCommunicator> group,
-                                                                           const std::string& backend,
-                                                                           c10::Device device, std::string name) {
+absl::StatusOr<std::unique_ptr<C10dCommunicator>> C10dCommunicator::Create(
+    std::unique_ptr<MpiCommunicator> group, const std::string& backend, c10::Device device,
+    std::string name) {
   MEMTRAIN_ASSIGN_OR_RETURN(const BackendKind* kind, Backends().Find(backend));
   if (device.type() != kind->device_type || (device.is_cuda() && !device.has_index())) {
-    return absl::InvalidArgumentError(absl::StrCat("the c10d backend '", backend, "' needs ",
-                                                   c10::DeviceTypeName(kind->device_type, true),
-                                                   " tensors with a device index; got device ", device.str()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the c10d backend '", backend, "' needs ", c10::DeviceTypeName(kind->device_type, true),
+        " tensors with a device index; got device ", device.str()));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(c10::intrusive_ptr<c10d::Store> store,
                             ConnectStore(*group, group->options().collective_timeout));
   if (name.empty()) name = group->name();
-  std::unique_ptr<C10dCommunicator> communicator(new C10dCommunicator(
-      std::move(group), backend, device, c10::make_intrusive<c10d::PrefixStore>(name, store), name));
+  std::unique_ptr<C10dCommunicator> communicator(
+      new C10dCommunicator(std::move(group), backend, device,
+                           c10::make_intrusive<c10d::PrefixStore>(name, store), name));
   MEMTRAIN_RETURN_IF_ERROR(communicator->StartBackend());
   return communicator;
 }
@@ -167,26 +175,30 @@ absl::Status C10dCommunicator::StartBackend() {
   // ends the job with a report instead of a hang.
   CollectiveWatchdog& watchdog = *group_->watchdog();
   const CollectiveWatchdog::Ticket ticket =
-      watchdog.Start(CollectiveCall{name_, group_->world_ranks(), ++sequence_, absl::StrCat("connect(", backend_name_, ")"), "-"},
+      watchdog.Start(CollectiveCall{name_, group_->world_ranks(), ++sequence_,
+                                    absl::StrCat("connect(", backend_name_, ")"), "-"},
                      group_->options().collective_timeout);
   absl::Status started = absl::OkStatus();
   try {
     c10::DeviceGuard on_device(device_);
     backend_ = kind->make(spec);
   } catch (const std::exception& e) {
-    started = absl::UnavailableError(absl::StrCat("starting c10d backend '", backend_name_, "' on ", device_.str(),
-                                                  " for group '", name_, "': ", e.what()));
+    started =
+        absl::UnavailableError(absl::StrCat("starting c10d backend '", backend_name_, "' on ",
+                                            device_.str(), " for group '", name_, "': ", e.what()));
   }
   watchdog.Finish(ticket);
-  return AllRanksOk(*group_, started, absl::StrCat("starting the ", backend_name_, " process group"));
+  return AllRanksOk(*group_, started,
+                    absl::StrCat("starting the ", backend_name_, " process group"));
 }
 
-absl::Status C10dCommunicator::Validate(const std::string& collective, const at::Tensor& tensor) const {
+absl::Status C10dCommunicator::Validate(const std::string& collective,
+                                        const at::Tensor& tensor) const {
   MEMTRAIN_RETURN_IF_ERROR(ValidateCollectiveTensor(collective, name_, tensor, device_.type()));
   if (tensor.device() != device_) {
-    return absl::InvalidArgumentError(absl::StrCat(collective, " on group '", name_, "': tensor is on ",
-                                                   tensor.device().str(), " but this group's device is ",
-                                                   device_.str()));
+    return absl::InvalidArgumentError(absl::StrCat(collective, " on group '", name_,
+                                                   "': tensor is on ", tensor.device().str(),
+                                                   " but this group's device is ", device_.str()));
   }
   return absl::OkStatus();
 }
@@ -194,14 +206,16 @@ absl::Status C10dCommunicator::Validate(const std::string& collective, const at:
 absl::Status C10dCommunicator::Run(const std::string& collective, const std::string& tensors,
                                    const std::function<c10::intrusive_ptr<c10d::Work>()>& issue) {
   if (in_use_.exchange(true)) {
-    return absl::InternalError(absl::StrCat(collective, " on group '", name_,
-                                            "': another thread is inside a collective on this communicator; a "
-                                            "communicator is used by one thread at a time"));
+    return absl::InternalError(
+        absl::StrCat(collective, " on group '", name_,
+                     "': another thread is inside a collective on this communicator; a "
+                     "communicator is used by one thread at a time"));
   }
   const uint64_t sequence = ++sequence_;
   const auto failed = [&](const std::exception& e) {
-    return absl::InternalError(absl::StrCat(collective, " #", sequence, " on group '", name_, "' (", tensors,
-                                            ") failed in c10d ", backend_name_, ": ", e.what()));
+    return absl::InternalError(absl::StrCat(collective, " #", sequence, " on group '", name_, "' (",
+                                            tensors, ") failed in c10d ", backend_name_, ": ",
+                                            e.what()));
   };
   absl::Status status = absl::OkStatus();
   try {
@@ -244,7 +258,8 @@ absl::Status C10dCommunicator::allreduce(at::Tensor& tensor, ReduceOp op) {
       break;
   }
   std::vector<at::Tensor> tensors{tensor};
-  MEMTRAIN_RETURN_IF_ERROR(Run(collective, DescribeTensor(tensor), [&] { return backend_->allreduce(tensors, options); }));
+  MEMTRAIN_RETURN_IF_ERROR(Run(collective, DescribeTensor(tensor),
+                               [&] { return backend_->allreduce(tensors, options); }));
   if (op == ReduceOp::kAvg) {
     if (at::isFloatingType(tensor.scalar_type())) {
       tensor.div_(size());
@@ -265,7 +280,8 @@ absl::Status C10dCommunicator::broadcast(at::Tensor& tensor, int root) {
   c10d::BroadcastOptions options;
   options.rootRank = root;
   std::vector<at::Tensor> tensors{tensor};
-  return Run(collective, DescribeTensor(tensor), [&] { return backend_->broadcast(tensors, options); });
+  return Run(collective, DescribeTensor(tensor),
+             [&] { return backend_->broadcast(tensors, options); });
 }
 
 absl::StatusOr<at::Tensor> C10dCommunicator::allgather(const at::Tensor& tensor) {
@@ -277,7 +293,8 @@ absl::StatusOr<at::Tensor> C10dCommunicator::allgather(const at::Tensor& tensor)
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int r = 0; r < size(); ++r) outputs[0].push_back(gathered[r]);
   std::vector<at::Tensor> inputs{tensor};
-  MEMTRAIN_RETURN_IF_ERROR(Run(collective, DescribeTensor(tensor), [&] { return backend_->allgather(outputs, inputs); }));
+  MEMTRAIN_RETURN_IF_ERROR(Run(collective, DescribeTensor(tensor),
+                               [&] { return backend_->allgather(outputs, inputs); }));
   return gathered;
 }
 
@@ -290,7 +307,8 @@ absl::StatusOr<std::vector<at::Tensor>> C10dCommunicator::allgatherv(const at::T
   }
   // Row counts over the host side (no device-to-host copy), then one
   // allgather of the rows padded to the longest.
-  MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor rows, group_->allgather(at::full({1}, tensor.size(0), at::kLong)));
+  MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor rows,
+                            group_->allgather(at::full({1}, tensor.size(0), at::kLong)));
   const int64_t longest = rows.max().item<int64_t>();
   at::Tensor padded = tensor;
   if (tensor.size(0) != longest) {
@@ -301,7 +319,8 @@ absl::StatusOr<std::vector<at::Tensor>> C10dCommunicator::allgatherv(const at::T
   }
   MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor gathered, allgather(padded));
   std::vector<at::Tensor> pieces;
-  for (int r = 0; r < size(); ++r) pieces.push_back(gathered[r].narrow(0, 0, rows[r][0].item<int64_t>()));
+  for (int r = 0; r < size(); ++r)
+    pieces.push_back(gathered[r].narrow(0, 0, rows[r][0].item<int64_t>()));
   return pieces;
 }
 
@@ -312,13 +331,14 @@ absl::Status C10dCommunicator::barrier() {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> C10dCommunicator::split(int color, int key) {
-  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> child_group, group_->SplitMpi(color, key));
+  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> child_group,
+                            group_->SplitMpi(color, key));
   // The child's rendezvous keys live under its own (unique, rank-independent)
   // name in the same store, as torch.distributed.new_group's do.
   const std::string child_name = child_group->name();
-  std::unique_ptr<C10dCommunicator> child(new C10dCommunicator(
-      std::move(child_group), backend_name_, device_, c10::make_intrusive<c10d::PrefixStore>(child_name, store_),
-      child_name));
+  std::unique_ptr<C10dCommunicator> child(
+      new C10dCommunicator(std::move(child_group), backend_name_, device_,
+                           c10::make_intrusive<c10d::PrefixStore>(child_name, store_), child_name));
   MEMTRAIN_RETURN_IF_ERROR(child->StartBackend());
   return std::unique_ptr<Communicator>(std::move(child));
 }

@@ -10,8 +10,8 @@
 // recorder). Gloo runs the same adapter on CPUs, so the code above the
 // backend is exercised for real in CI (tests/parallel/c10d_communicator_test).
 //
-//   MEMTRAIN_ASSIGN_OR_RETURN(auto group, host->SplitMpi(0, host->rank()));   // a private MPI group
-//   MEMTRAIN_ASSIGN_OR_RETURN(auto nccl, C10dCommunicator::Create(std::move(group), "nccl",
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto group, host->SplitMpi(0, host->rank()));   // a private MPI
+//   group MEMTRAIN_ASSIGN_OR_RETURN(auto nccl, C10dCommunicator::Create(std::move(group), "nccl",
 //                                                                  c10::Device(c10::kCUDA, 0)));
 //   MEMTRAIN_RETURN_IF_ERROR(nccl->allreduce(cuda_tensor, ReduceOp::kAvg));
 //
@@ -79,9 +79,9 @@ class C10dCommunicator final : public Communicator {
   /// kUnavailable when the store or the backend cannot start (the message
   /// says which rank and why).
   /// `name` is the group's name in logs and reports (empty: `group`'s).
-  static absl::StatusOr<std::unique_ptr<C10dCommunicator>> Create(std::unique_ptr<MpiCommunicator> group,
-                                                                  const std::string& backend,
-                                                                  c10::Device device, std::string name = "");
+  static absl::StatusOr<std::unique_ptr<C10dCommunicator>> Create(
+      std::unique_ptr<MpiCommunicator> group, const std::string& backend, c10::Device device,
+      std::string name = "");
   /// Waits for nothing: the backend's destructor finishes or aborts its work.
   ~C10dCommunicator() override;
 

@@ -1,8 +1,7 @@
 // ProcessGroupGloo for C10dCommunicator. The only file that includes Gloo's
 // headers (third_party/gloo: headers only; the code is the torch wheel's).
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-
 #include <cstdlib>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
 #include "parallel/internal/c10d_backends.h"
 

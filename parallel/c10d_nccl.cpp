@@ -10,7 +10,8 @@ c10::intrusive_ptr<c10d::Backend> MakeNcclBackend(const C10dBackendSpec& spec) {
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = spec.timeout;
   options->group_name = spec.group_name;
-  auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(spec.store, spec.rank, spec.size, options);
+  auto backend =
+      c10::make_intrusive<c10d::ProcessGroupNCCL>(spec.store, spec.rank, spec.size, options);
   // Binding the device makes ProcessGroupNCCL create its NCCL communicator
   // now, on this device, instead of inside the first collective.
   backend->setBoundDeviceId(spec.device);

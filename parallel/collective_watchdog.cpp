@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "glog/logging.h"
 
 namespace memtrain::parallel {
@@ -140,8 +140,7 @@ void CollectiveWatchdog::PublishSignalSummaryLocked() {
     lines.push_back(absl::StrCat(DescribeCall(pending.call), " started at unix ms ",
                                  absl::ToUnixMillis(pending.started)));
   }
-  PublishSummary(lines.empty() ? std::string("no collective pending")
-                               : absl::StrJoin(lines, "; "));
+  PublishSummary(lines.empty() ? std::string("no collective pending") : absl::StrJoin(lines, "; "));
 }
 
 void CollectiveWatchdog::Run() {
@@ -167,8 +166,9 @@ void CollectiveWatchdog::AnswerQueries() {
       LOG(WARNING) << "[parallel] watchdog: ignoring malformed query from rank " << source;
       continue;
     }
-    SendAndForget(control_, source, kAnswerTag,
-                  absl::StrCat(parts[0], "\n", sequence, "\n", DescribeStateFor(parts[0], sequence)));
+    SendAndForget(
+        control_, source, kAnswerTag,
+        absl::StrCat(parts[0], "\n", sequence, "\n", DescribeStateFor(parts[0], sequence)));
   }
 }
 
@@ -216,12 +216,13 @@ void CollectiveWatchdog::CheckDeadlines() {
     expired = it->second;
   }
   LOG(ERROR) << "[parallel] rank " << world_rank_ << ": collective " << DescribeCall(expired.call)
-             << " did not complete within " << absl::FormatDuration(expired.deadline - expired.started)
+             << " did not complete within "
+             << absl::FormatDuration(expired.deadline - expired.started)
              << " (--collective_timeout); asking the other ranks what they are doing";
   TimeoutReport report = Investigate(expired);
   LOG(ERROR) << "[parallel] rank " << world_rank_ << ": " << DescribeCall(expired.call)
-             << ": ranks that had not arrived: ["
-             << absl::StrJoin(report.missing_ranks, ", ") << "]";
+             << ": ranks that had not arrived: [" << absl::StrJoin(report.missing_ranks, ", ")
+             << "]";
   for (const std::string& line : report.peer_states) {
     LOG(ERROR) << "[parallel]   " << line;
   }
@@ -237,8 +238,10 @@ void CollectiveWatchdog::CheckDeadlines() {
   // abort_grace.
   std::thread([grace = options_.abort_grace, rank = world_rank_] {
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(grace));
-    LOG(ERROR) << "[parallel] rank " << rank << ": the backend's abort or MPI_Abort did not end the process within "
-               << absl::FormatDuration(grace) << "; exiting with _exit(" << kCollectiveTimeoutExitCode << ")";
+    LOG(ERROR) << "[parallel] rank " << rank
+               << ": the backend's abort or MPI_Abort did not end the process within "
+               << absl::FormatDuration(grace) << "; exiting with _exit("
+               << kCollectiveTimeoutExitCode << ")";
     google::FlushLogFiles(google::GLOG_INFO);
     _exit(kCollectiveTimeoutExitCode);
   }).detach();
@@ -280,10 +283,11 @@ TimeoutReport CollectiveWatchdog::Investigate(const Pending& pending) {
     }
     const char code = parts[2].empty() ? kCodeAbsent : parts[2][0];
     if (code == kCodeAbsent) absent.insert(peer->second);
-    answers[peer->second] = absl::StrCat(
-        "rank ", peer->second, " (world ", source, "): ",
-        code == kCodeWaiting ? "arrived, waiting; " : code == kCodeFinished ? "already past it; " : "NOT arrived; ",
-        parts[3]);
+    answers[peer->second] = absl::StrCat("rank ", peer->second, " (world ", source, "): ",
+                                         code == kCodeWaiting    ? "arrived, waiting; "
+                                         : code == kCodeFinished ? "already past it; "
+                                                                 : "NOT arrived; ",
+                                         parts[3]);
   }
   for (const auto& [world, group_rank] : group_rank_of) {
     auto it = answers.find(group_rank);
@@ -291,10 +295,10 @@ TimeoutReport CollectiveWatchdog::Investigate(const Pending& pending) {
       report.peer_states.push_back(it->second);
     } else {
       absent.insert(group_rank);
-      report.peer_states.push_back(absl::StrCat(
-          "rank ", group_rank, " (world ", world, "): NOT arrived; no answer within ",
-          absl::FormatDuration(options_.answer_grace),
-          " (process dead, or hung outside memtrain's control)"));
+      report.peer_states.push_back(
+          absl::StrCat("rank ", group_rank, " (world ", world, "): NOT arrived; no answer within ",
+                       absl::FormatDuration(options_.answer_grace),
+                       " (process dead, or hung outside memtrain's control)"));
     }
   }
   report.missing_ranks.assign(absent.begin(), absent.end());

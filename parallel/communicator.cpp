@@ -68,9 +68,12 @@ absl::Status AllRanksOk(Communicator& group, const absl::Status& mine, const std
   // The largest status code of the ranks that failed: every rank returns the same code.
   at::Tensor worst = at::full({1}, static_cast<int>(mine.code()), at::kInt);
   MEMTRAIN_RETURN_IF_ERROR(group.allreduce(worst, ReduceOp::kMax));
-  if (!mine.ok()) return absl::Status(mine.code(), absl::StrCat("rank ", group.rank(), ": ", what, ": ", mine.message()));
+  if (!mine.ok())
+    return absl::Status(mine.code(),
+                        absl::StrCat("rank ", group.rank(), ": ", what, ": ", mine.message()));
   const auto code = static_cast<absl::StatusCode>(worst.item<int>());
-  if (code != absl::StatusCode::kOk) return absl::Status(code, absl::StrCat(what, " failed on another rank (see its log)"));
+  if (code != absl::StatusCode::kOk)
+    return absl::Status(code, absl::StrCat(what, " failed on another rank (see its log)"));
   return absl::OkStatus();
 }
 

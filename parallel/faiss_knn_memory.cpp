@@ -15,7 +15,8 @@ namespace memtrain::parallel {
 
 FaissKnnMemory::FaissKnnMemory(const FaissKnnMemoryOptions& options)
     : options_(options),
-      entries_(LocalKnnMemoryOptions(options.capacity()).storage_dtype(at::kFloat).coarse_pass(false)) {}
+      entries_(
+          LocalKnnMemoryOptions(options.capacity()).storage_dtype(at::kFloat).coarse_pass(false)) {}
 
 FaissKnnMemory::~FaissKnnMemory() = default;
 
@@ -35,8 +36,7 @@ std::unique_ptr<faiss::Index> FaissKnnMemory::NewIndex(int64_t dim) const {
   return map;
 }
 
-absl::Status FaissKnnMemory::add(int64_t stream, const at::Tensor& keys,
-                                 const at::Tensor& values) {
+absl::Status FaissKnnMemory::add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) {
   // Stored on the CPU, where FAISS searches.
   return entries_.add(stream, keys.defined() ? keys.to(at::kCPU) : keys,
                       values.defined() ? values.to(at::kCPU) : values);
@@ -60,7 +60,8 @@ void FaissKnnMemory::Update(int64_t stream, StreamIndex& index) const {
   const at::Tensor keys =
       entries_.EntriesById(stream, ids.view({1, 1, count}).expand({groups, 1, count})).first;
   for (int64_t g = 0; g < groups; ++g) {
-    if (static_cast<size_t>(g) == index.groups.size()) index.groups.push_back(NewIndex(keys.size(3)));
+    if (static_cast<size_t>(g) == index.groups.size())
+      index.groups.push_back(NewIndex(keys.size(3)));
     const at::Tensor group = keys[g][0].contiguous();
     index.groups[static_cast<size_t>(g)]->add_with_ids(count, group.data_ptr<float>(),
                                                        ids.data_ptr<int64_t>());

@@ -328,7 +328,6 @@ class GradientReducer::DeviceOrdering {
   bool comm_started_ = false;  // communication thread during a step; FinishStep after it
 };
 
-
 GradientReducer::GradientReducer(NamedTensors parameters, GradientReducerOptions options,
                                  std::vector<Bucket> buckets, std::unique_ptr<Communicator> comm)
     : parameters_(std::move(parameters)),
@@ -353,12 +352,12 @@ GradientReducer::GradientReducer(NamedTensors parameters, GradientReducerOptions
   }
   const c10::Device device = MetadataDevice(parameters_);
   if (device.is_cuda()) {
-    device_ordering_ = std::make_unique<DeviceOrdering>(device, static_cast<int>(buckets_.size()) + 1);
+    device_ordering_ =
+        std::make_unique<DeviceOrdering>(device, static_cast<int>(buckets_.size()) + 1);
   }
   ResetStep();
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    NodePointer accumulator =
-        torch::autograd::impl::grad_accumulator(parameters_[i].second);
+    NodePointer accumulator = torch::autograd::impl::grad_accumulator(parameters_[i].second);
     hook_keys_.push_back(
         accumulator->add_post_hook(std::make_unique<GradientReadyHook>(this, static_cast<int>(i))));
     grad_accumulators_.push_back(std::move(accumulator));
@@ -460,7 +459,8 @@ void GradientReducer::CommunicationLoop() {
         c10::OptionalDeviceGuard device(tensor.device());
         c10::OptionalStreamGuard stream;
         if (device_ordering_) {
-          stream.reset_stream(device_ordering_->BeforeCollective(job == kUsedFlagsJob ? static_cast<int>(buckets_.size()) : job));
+          stream.reset_stream(device_ordering_->BeforeCollective(
+              job == kUsedFlagsJob ? static_cast<int>(buckets_.size()) : job));
         }
         status = comm_->allreduce(tensor, op);
         if (device_ordering_) device_ordering_->AfterCollective();

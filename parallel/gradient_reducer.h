@@ -238,7 +238,8 @@ class GradientReducer {
   // accumulator; holding strong ones keeps the node carrying our hook alive
   // across iterations (as c10d's Reducer does).
   // std::shared_ptr in torch 2.11, c10::intrusive_ptr from 2.12 on.
-  using NodePointer = decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
+  using NodePointer =
+      decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
   std::vector<NodePointer> grad_accumulators_;
   std::vector<uintptr_t> hook_keys_;
 

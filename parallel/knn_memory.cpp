@@ -14,7 +14,8 @@ absl::Status SaveKnnMemory(const KnnMemory& memory, const std::string& path) {
     for (const auto& [name, tensor] : state) archive.write(name, tensor);
     archive.save_to(path);
   } catch (const c10::Error& error) {
-    return absl::InternalError(absl::StrCat("SaveKnnMemory(", path, "): ", error.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("SaveKnnMemory(", path, "): ", error.what_without_backtrace()));
   }
   return absl::OkStatus();
 }
@@ -30,10 +31,13 @@ absl::Status LoadKnnMemory(KnnMemory& memory, const std::string& path) {
       state[name] = tensor;
     }
   } catch (const c10::Error& error) {
-    return absl::InvalidArgumentError(absl::StrCat("LoadKnnMemory(", path, "): ", error.what_without_backtrace()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("LoadKnnMemory(", path, "): ", error.what_without_backtrace()));
   }
   const absl::Status loaded = memory.LoadState(state);
-  if (!loaded.ok()) return absl::InvalidArgumentError(absl::StrCat("LoadKnnMemory(", path, "): ", loaded.message()));
+  if (!loaded.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("LoadKnnMemory(", path, "): ", loaded.message()));
   return absl::OkStatus();
 }
 

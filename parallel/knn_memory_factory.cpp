@@ -27,14 +27,16 @@ std::unique_ptr<KnnMemory> Faiss(int64_t capacity, FaissIndexKind kind) {
 #endif
 
 const NamedRegistry<Backend>& Backends() {
-  static const auto* backends = new NamedRegistry<Backend>("kNN memory backend", {
-      {"exact", [](int64_t capacity) { return Local(capacity, c10::nullopt); }},
-      {"exact_bf16", [](int64_t capacity) { return Local(capacity, at::kBFloat16); }},
+  static const auto* backends = new NamedRegistry<Backend>(
+      "kNN memory backend",
+      {
+          {"exact", [](int64_t capacity) { return Local(capacity, c10::nullopt); }},
+          {"exact_bf16", [](int64_t capacity) { return Local(capacity, at::kBFloat16); }},
 #ifdef MEMTRAIN_WITH_FAISS
-      {"faiss_flat", [](int64_t capacity) { return Faiss(capacity, FaissIndexKind::kFlat); }},
-      {"faiss_hnsw", [](int64_t capacity) { return Faiss(capacity, FaissIndexKind::kHnsw); }},
+          {"faiss_flat", [](int64_t capacity) { return Faiss(capacity, FaissIndexKind::kFlat); }},
+          {"faiss_hnsw", [](int64_t capacity) { return Faiss(capacity, FaissIndexKind::kHnsw); }},
 #endif
-  });
+      });
   return *backends;
 }
 
@@ -43,7 +45,8 @@ const NamedRegistry<Backend>& Backends() {
 absl::Status CheckKnnMemorySpec(const KnnMemorySpec& spec, const Communicator* group) {
   MEMTRAIN_RETURN_IF_ERROR(Backends().Find(spec.backend).status());
   if (spec.capacity < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("kNN memory capacity must be >= 1, got ", spec.capacity));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kNN memory capacity must be >= 1, got ", spec.capacity));
   }
   if (spec.sharded && group == nullptr) {
     return absl::InvalidArgumentError("a sharded kNN memory needs a communicator group");
@@ -51,12 +54,14 @@ absl::Status CheckKnnMemorySpec(const KnnMemorySpec& spec, const Communicator* g
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<KnnMemory>> MakeKnnMemory(const KnnMemorySpec& spec, Communicator* group) {
+absl::StatusOr<std::shared_ptr<KnnMemory>> MakeKnnMemory(const KnnMemorySpec& spec,
+                                                         Communicator* group) {
   MEMTRAIN_RETURN_IF_ERROR(CheckKnnMemorySpec(spec, group));
   MEMTRAIN_ASSIGN_OR_RETURN(const Backend* backend, Backends().Find(spec.backend));
   std::unique_ptr<KnnMemory> memory = (*backend)(spec.capacity);
   if (!spec.sharded) return std::shared_ptr<KnnMemory>(std::move(memory));
-  return std::shared_ptr<KnnMemory>(std::make_shared<ShardedKnnMemory>(*group, std::move(memory), spec.capacity));
+  return std::shared_ptr<KnnMemory>(
+      std::make_shared<ShardedKnnMemory>(*group, std::move(memory), spec.capacity));
 }
 
 std::vector<std::string> KnnBackendNames() { return Backends().names(); }

@@ -3,8 +3,9 @@
 // Which KnnMemory a `knn` layer gets, chosen by name from a config
 // (docs/KNN_MEMORY.md, "Choosing a memory"):
 //
-//   KnnMemorySpec spec;  spec.backend = "faiss_hnsw";  spec.capacity = 262144;  spec.sharded = true;
-//   MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<KnnMemory> memory, MakeKnnMemory(spec, &world));
+//   KnnMemorySpec spec;  spec.backend = "faiss_hnsw";  spec.capacity = 262144;  spec.sharded =
+//   true; MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<KnnMemory> memory, MakeKnnMemory(spec,
+//   &world));
 //
 // Backends (KnnBackendNames lists those of this build):
 //   exact        LocalKnnMemory, fp32: exact top-k by matmul on the entries' device
@@ -42,7 +43,8 @@ absl::Status CheckKnnMemorySpec(const KnnMemorySpec& spec, const Communicator* g
 
 /// A new, empty memory; errors as CheckKnnMemorySpec. `group` (sharded only)
 /// must outlive the memory.
-absl::StatusOr<std::shared_ptr<KnnMemory>> MakeKnnMemory(const KnnMemorySpec& spec, Communicator* group);
+absl::StatusOr<std::shared_ptr<KnnMemory>> MakeKnnMemory(const KnnMemorySpec& spec,
+                                                         Communicator* group);
 
 /// The backends of this build, in the order above.
 std::vector<std::string> KnnBackendNames();

@@ -42,7 +42,8 @@ bool CpuHasNativeBf16() {
     const auto capabilities = at::cpu::get_cpu_capabilities();
     for (const char* name : {"avx512_bf16", "amx_bf16"}) {
       auto found = capabilities.find(name);
-      if (found != capabilities.end() && found->second.isBool() && found->second.toBool()) return true;
+      if (found != capabilities.end() && found->second.isBool() && found->second.toBool())
+        return true;
     }
     return false;
   }();
@@ -50,7 +51,9 @@ bool CpuHasNativeBf16() {
 }
 
 // Scores are computed in float32 (float64 for float64 entries).
-at::ScalarType ScoreType(at::ScalarType storage) { return storage == at::kDouble ? at::kDouble : at::kFloat; }
+at::ScalarType ScoreType(at::ScalarType storage) {
+  return storage == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 // The best `hits` columns of `scores` [G, q, m] per query with their ids
 // (`ids_of` maps column indices [G, q, j] to insertion ids), best first and
@@ -60,17 +63,21 @@ at::ScalarType ScoreType(at::ScalarType storage) { return storage == at::kDouble
 // shows whether a tie straddles the k-th place; only then are the candidates
 // every column scoring at least the k-th best. The candidates are then
 // ordered by id, then stably by score.
-std::pair<at::Tensor, at::Tensor> BestOldestFirst(const at::Tensor& scores, int64_t hits,
-                                                  const std::function<at::Tensor(const at::Tensor&)>& ids_of) {
+std::pair<at::Tensor, at::Tensor> BestOldestFirst(
+    const at::Tensor& scores, int64_t hits,
+    const std::function<at::Tensor(const at::Tensor&)>& ids_of) {
   const int64_t probe = std::min(hits + 1, scores.size(-1));
   auto [best, index] = scores.topk(probe, /*dim=*/-1);
   if (probe > hits && best.select(-1, hits).eq(best.select(-1, hits - 1)).any().item<bool>()) {
-    const int64_t candidates = (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
+    const int64_t candidates =
+        (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
     std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
   }
   const at::Tensor candidate_ids = ids_of(index);
-  const at::Tensor by_id = std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
-  const at::Tensor by_score = std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
+  const at::Tensor by_id =
+      std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
+  const at::Tensor by_score =
+      std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
   const at::Tensor order = by_id.gather(-1, by_score).narrow(-1, 0, hits);
   return {best.gather(-1, order), candidate_ids.gather(-1, order)};
 }
@@ -105,16 +112,18 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   const int64_t capacity = options_.capacity();
   if (found == streams_.end()) {
     Ring ring;
-    ring.keys = at::zeros({keys.size(0), capacity, keys.size(2)},
-                          keys.options().dtype(options_.storage_dtype().value_or(keys.scalar_type())));
+    ring.keys =
+        at::zeros({keys.size(0), capacity, keys.size(2)},
+                  keys.options().dtype(options_.storage_dtype().value_or(keys.scalar_type())));
     ring.values =
         at::zeros({values.size(0), capacity, values.size(2)},
                   values.options().dtype(options_.storage_dtype().value_or(values.scalar_type())));
     // The coarse pass needs bf16 keys: bf16 storage is its own copy.
     const at::ScalarType stored = ring.keys.scalar_type();
-    if (options_.coarse_pass() && ring.keys.is_cpu() && CpuHasNativeBf16() && capacity >= kCoarseMinEntries &&
-        (stored == at::kFloat || stored == at::kBFloat16)) {
-      ring.coarse_keys = stored == at::kBFloat16 ? ring.keys : at::zeros_like(ring.keys, at::kBFloat16);
+    if (options_.coarse_pass() && ring.keys.is_cpu() && CpuHasNativeBf16() &&
+        capacity >= kCoarseMinEntries && (stored == at::kFloat || stored == at::kBFloat16)) {
+      ring.coarse_keys =
+          stored == at::kBFloat16 ? ring.keys : at::zeros_like(ring.keys, at::kBFloat16);
       ring.key_norms = at::zeros({keys.size(0), capacity}, ring.keys.options().dtype(at::kFloat));
     }
     found = streams_.emplace(stream, std::move(ring)).first;
@@ -129,7 +138,8 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   ring.keys.index_copy_(1, slots, stored_keys);
   ring.values.index_copy_(1, slots, values.detach().slice(1, n - kept).to(ring.values.options()));
   if (ring.coarse_keys.defined() && kept > 0) {
-    if (!ring.coarse_keys.is_same(ring.keys)) ring.coarse_keys.index_copy_(1, slots, stored_keys.to(at::kBFloat16));
+    if (!ring.coarse_keys.is_same(ring.keys))
+      ring.coarse_keys.index_copy_(1, slots, stored_keys.to(at::kBFloat16));
     ring.key_norms.index_copy_(1, slots, stored_keys.to(at::kFloat).norm(2, -1));
   }
   ring.next = (ring.next + n) % capacity;
@@ -162,9 +172,10 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
                      " do not match the stored keys ", Shape(ring.keys)));
   }
   const int64_t hits = std::min(k, ring.count);
-  const at::Tensor query = queries.detach().to(ring.keys.device(), ScoreType(ring.keys.scalar_type()));
-  if (ring.coarse_keys.defined() && ring.count >= kCoarseMinEntries && query.scalar_type() == at::kFloat &&
-      4 * hits * kCoarseBlock <= ring.count) {
+  const at::Tensor query =
+      queries.detach().to(ring.keys.device(), ScoreType(ring.keys.scalar_type()));
+  if (ring.coarse_keys.defined() && ring.count >= kCoarseMinEntries &&
+      query.scalar_type() == at::kFloat && 4 * hits * kCoarseBlock <= ring.count) {
     if (std::optional<KnnResult> found_fast = CoarseThenExactSearch(stream, ring, query, hits)) {
       ++counts_.coarse;
       return *found_fast;
@@ -184,7 +195,8 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
 }
 
 std::optional<KnnResult> LocalKnnMemory::CoarseThenExactSearch(int64_t stream, const Ring& ring,
-                                                               const at::Tensor& query, int64_t hits) const {
+                                                               const at::Tensor& query,
+                                                               int64_t hits) const {
   const int64_t groups = query.size(0), rows = query.size(1), capacity = options_.capacity();
   const at::TensorOptions long_options = query.options().dtype(at::kLong);
   // Coarse scores: bf16 queries and keys, float32 accumulation, bf16 result
@@ -199,43 +211,54 @@ std::optional<KnnResult> LocalKnnMemory::CoarseThenExactSearch(int64_t stream, c
   const double u = kBf16Roundoff;
   const double relative_bound = 1.25 * ((keys_rounded ? 2.0 * u + u * u : u) + u * (1.0 + 3.0 * u) +
                                         static_cast<double>(query.size(2)) * kFloatRoundoff);
-  const at::Tensor query_bound = (query.norm(2, -1) * relative_bound).unsqueeze(-1);  // [G, rows, 1]
+  const at::Tensor query_bound =
+      (query.norm(2, -1) * relative_bound).unsqueeze(-1);  // [G, rows, 1]
   // Blocks of consecutive slots: their best coarse score, and their ceiling,
   // the most any entry in them can score exactly.
   const int64_t whole = ring.count / kCoarseBlock * kCoarseBlock, blocks = whole / kCoarseBlock;
-  const at::Tensor block_norm =
-      ring.key_norms.narrow(1, 0, whole).view({groups, 1, blocks, kCoarseBlock}).amax(-1);  // [G, 1, blocks]
+  const at::Tensor block_norm = ring.key_norms.narrow(1, 0, whole)
+                                    .view({groups, 1, blocks, kCoarseBlock})
+                                    .amax(-1);  // [G, 1, blocks]
   // (amax is not vectorized for bf16: converting first is 5x faster.)
-  const at::Tensor block_best =
-      coarse.narrow(-1, 0, whole).to(at::kFloat).view({groups, rows, blocks, kCoarseBlock}).amax(-1);
+  const at::Tensor block_best = coarse.narrow(-1, 0, whole)
+                                    .to(at::kFloat)
+                                    .view({groups, rows, blocks, kCoarseBlock})
+                                    .amax(-1);
   const at::Tensor block_ceiling = block_best + query_bound * block_norm;
   // The k best blocks hold k entries scoring at least t (the k-th best block
   // maximum) coarsely, so at least t - B exactly (B: their largest bound); so
   // the exact k-th best T >= t - B, and an entry scoring at least T has
   // coarse + bound >= t - B: the threshold no candidate may be below.
   const auto [top_block_best, top_blocks] = block_best.topk(hits, /*dim=*/-1);
-  const at::Tensor threshold =
-      top_block_best.select(-1, hits - 1).unsqueeze(-1) -
-      query_bound * block_norm.expand({groups, rows, blocks}).gather(-1, top_blocks).amax(-1, /*keepdim=*/true);
+  const at::Tensor threshold = top_block_best.select(-1, hits - 1).unsqueeze(-1) -
+                               query_bound * block_norm.expand({groups, rows, blocks})
+                                                 .gather(-1, top_blocks)
+                                                 .amax(-1, /*keepdim=*/true);
   // The blocks whose ceiling reaches it (the same number for every row), and
   // the slots past the last whole block.
   const int64_t kept_blocks = block_ceiling.ge(threshold).sum(-1).max().item<int64_t>();
   if (kept_blocks * kCoarseBlock * 4 > ring.count) return std::nullopt;  // not worth a second pass
-  at::Tensor columns = (std::get<1>(block_ceiling.topk(kept_blocks, /*dim=*/-1)).unsqueeze(-1) * kCoarseBlock +
-                        at::arange(kCoarseBlock, long_options))
-                           .flatten(-2);
+  at::Tensor columns =
+      (std::get<1>(block_ceiling.topk(kept_blocks, /*dim=*/-1)).unsqueeze(-1) * kCoarseBlock +
+       at::arange(kCoarseBlock, long_options))
+          .flatten(-2);
   if (whole < ring.count) {
-    columns = at::cat({columns, at::arange(whole, ring.count, long_options).expand({groups, rows, ring.count - whole})},
-                      -1);
+    columns = at::cat(
+        {columns,
+         at::arange(whole, ring.count, long_options).expand({groups, rows, ring.count - whole})},
+        -1);
   }
   // Of those, the entries whose own ceiling reaches the threshold are
   // rescored in float32.
   const at::Tensor candidate_ceiling =
       coarse.gather(-1, columns).to(at::kFloat) +
-      query_bound * ring.key_norms.unsqueeze(1).expand({groups, rows, capacity}).gather(-1, columns);
+      query_bound *
+          ring.key_norms.unsqueeze(1).expand({groups, rows, capacity}).gather(-1, columns);
   const int64_t rescored = candidate_ceiling.ge(threshold).sum(-1).max().item<int64_t>();
-  const at::Tensor slots = columns.gather(-1, std::get<1>(candidate_ceiling.topk(rescored, /*dim=*/-1)));
-  const at::Tensor flat_slots = (slots + at::arange(groups, long_options).view({groups, 1, 1}) * capacity).reshape({-1});
+  const at::Tensor slots =
+      columns.gather(-1, std::get<1>(candidate_ceiling.topk(rescored, /*dim=*/-1)));
+  const at::Tensor flat_slots =
+      (slots + at::arange(groups, long_options).view({groups, 1, 1}) * capacity).reshape({-1});
   const at::Tensor candidate_keys = ring.keys.reshape({groups * capacity, -1})
                                         .index_select(0, flat_slots)
                                         .view({groups, rows, rescored, -1})
@@ -259,8 +282,9 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::EntriesById(int64_t stream,
       (ids.remainder(capacity) + at::arange(groups, ids.options()).view({groups, 1, 1}) * capacity)
           .reshape({-1});
   const auto gather = [&](const at::Tensor& buffer) {
-    return buffer.reshape({groups * capacity, -1}).index_select(0, flat).view(
-        {ids.size(0), ids.size(1), ids.size(2), -1});
+    return buffer.reshape({groups * capacity, -1})
+        .index_select(0, flat)
+        .view({ids.size(0), ids.size(1), ids.size(2), -1});
   };
   return {gather(ring.keys), gather(ring.values)};
 }
@@ -302,7 +326,6 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
   return {at::roll(ring.keys, -ring.next, 1), at::roll(ring.values, -ring.next, 1)};
 }
 
-
 absl::StatusOr<std::map<std::string, at::Tensor>> LocalKnnMemory::SaveState() const {
   std::map<std::string, at::Tensor> state;
   for (const auto& [stream, ring] : streams_) {
@@ -327,7 +350,8 @@ absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& 
     const std::string field = dot == std::string::npos ? "" : name.substr(dot + 1);
     if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(0, dot), &stream) ||
         (field != "keys" && field != "values" && field != "added")) {
-      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
     }
     Saved& entry = saved[stream];
     (field == "keys" ? entry.keys : field == "values" ? entry.values : entry.added) = tensor;
@@ -336,16 +360,18 @@ absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& 
   // this memory unchanged.
   LocalKnnMemory staging(options_);
   for (const auto& [stream, entry] : saved) {
-    if (!entry.keys.defined() || !entry.values.defined() || !entry.added.defined() || entry.keys.dim() != 3 ||
-        entry.values.dim() != 3 || entry.keys.size(1) != entry.values.size(1) || entry.added.numel() != 1 ||
+    if (!entry.keys.defined() || !entry.values.defined() || !entry.added.defined() ||
+        entry.keys.dim() != 3 || entry.values.dim() != 3 ||
+        entry.keys.size(1) != entry.values.size(1) || entry.added.numel() != 1 ||
         entry.added.item<int64_t>() < entry.keys.size(1)) {
-      return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::LoadState(stream ", stream, "): keys ",
-                                                     Shape(entry.keys), ", values ", Shape(entry.values),
-                                                     " and the added count do not form a saved stream"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LocalKnnMemory::LoadState(stream ", stream, "): keys ", Shape(entry.keys), ", values ",
+          Shape(entry.values), " and the added count do not form a saved stream"));
     }
     // An empty ring positioned so that the entries land where insertion
     // continuing from the saved ids puts them (slot = id mod capacity).
-    MEMTRAIN_RETURN_IF_ERROR(staging.add(stream, entry.keys.narrow(1, 0, 0), entry.values.narrow(1, 0, 0)));
+    MEMTRAIN_RETURN_IF_ERROR(
+        staging.add(stream, entry.keys.narrow(1, 0, 0), entry.values.narrow(1, 0, 0)));
     Ring& ring = staging.streams_.at(stream);
     ring.added = entry.added.item<int64_t>() - entry.keys.size(1);
     ring.next = ring.added % options_.capacity();

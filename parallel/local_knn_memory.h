@@ -104,16 +104,16 @@ class LocalKnnMemory final : public KnnMemory {
     // undefined where the coarse pass is not used.
     at::Tensor coarse_keys;
     at::Tensor key_norms;  // [G, capacity] float32 norms of the keys, with coarse_keys
-    int64_t next = 0;         // slot the next entry goes to
-    int64_t count = 0;        // valid entries: slots [0, count) until full
-    int64_t added = 0;        // entries added since the stream was cleared
+    int64_t next = 0;      // slot the next entry goes to
+    int64_t count = 0;     // valid entries: slots [0, count) until full
+    int64_t added = 0;     // entries added since the stream was cleared
     // Insertion id (KnnResult::ids) of the entry in each slot [count].
     at::Tensor SlotIds(int64_t capacity) const;
   };
   // The coarse bf16 pass, then float32 rescoring of the entries it cannot
   // rule out; nullopt when the error bound does not separate them.
-  std::optional<KnnResult> CoarseThenExactSearch(int64_t stream, const Ring& ring, const at::Tensor& queries,
-                                                 int64_t hits) const;
+  std::optional<KnnResult> CoarseThenExactSearch(int64_t stream, const Ring& ring,
+                                                 const at::Tensor& queries, int64_t hits) const;
 
   const LocalKnnMemoryOptions options_;
   std::unordered_map<int64_t, Ring> streams_;

@@ -84,7 +84,8 @@ MPI_Datatype MpiType(c10::ScalarType dtype) {
     case c10::kHalf:
       return Float16Types().type;
     default:
-      TORCH_INTERNAL_ASSERT(false, "MpiType: dtype ", dtype, " passed validation but has no MPI type");
+      TORCH_INTERNAL_ASSERT(false, "MpiType: dtype ", dtype,
+                            " passed validation but has no MPI type");
   }
 }
 
@@ -126,9 +127,9 @@ absl::Status ForEachPiece(int64_t numel, const std::function<absl::Status(int64_
 
 absl::StatusOr<int> CheckedCount(const std::string& where, int64_t numel) {
   if (numel > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ": ", numel, " elements per rank exceed MPI's limit of ", INT_MAX,
-        " for gathers; gather in several calls"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", numel, " elements per rank exceed MPI's limit of ", INT_MAX,
+                     " for gathers; gather in several calls"));
   }
   return static_cast<int>(numel);
 }
@@ -195,16 +196,16 @@ absl::Status MpiCommunicator::RunCollective(const std::string& collective,
         "by one thread at a time (parallel/mpi_communicator.h)"));
   }
   ++sequence_;
-  const CollectiveWatchdog::Ticket ticket = watchdog_->Start(
-      CollectiveCall{name_, world_ranks_, sequence_, collective, tensors},
-      options_.collective_timeout);
+  const CollectiveWatchdog::Ticket ticket =
+      watchdog_->Start(CollectiveCall{name_, world_ranks_, sequence_, collective, tensors},
+                       options_.collective_timeout);
   const int rc = mpi_call();
   watchdog_->Finish(ticket);
   in_use_.store(false);
   if (rc != MPI_SUCCESS) {
     return absl::InternalError(absl::StrCat(collective, " #", sequence_, " on group '", name_,
-                                            "' (", tensors, ") failed in MPI: ",
-                                            MpiErrorString(rc)));
+                                            "' (", tensors,
+                                            ") failed in MPI: ", MpiErrorString(rc)));
   }
   return absl::OkStatus();
 }
@@ -230,10 +231,10 @@ absl::Status MpiCommunicator::VerifyAgreement(const std::string& collective,
   if (agree) return absl::OkStatus();
   std::vector<std::string> lines;
   for (int r = 0; r < size_; ++r) lines.push_back(absl::StrCat("rank ", r, ": ", calls[r]));
-  return absl::FailedPreconditionError(absl::StrCat(
-      "group '", name_, "': ranks disagree on collective #", sequence_,
-      " (every rank must make the same call with the same dtype and shape): ",
-      absl::StrJoin(lines, "; ")));
+  return absl::FailedPreconditionError(
+      absl::StrCat("group '", name_, "': ranks disagree on collective #", sequence_,
+                   " (every rank must make the same call with the same dtype and shape): ",
+                   absl::StrJoin(lines, "; ")));
 }
 
 absl::Status MpiCommunicator::allreduce(at::Tensor& tensor, ReduceOp op) {
@@ -269,8 +270,8 @@ absl::Status MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   const std::string collective = absl::StrCat("broadcast(root=", root, ")");
   MEMTRAIN_RETURN_IF_ERROR(ValidateCollectiveTensor(collective, name_, tensor, c10::kCPU));
   if (root < 0 || root >= size_) {
-    return absl::InvalidArgumentError(absl::StrCat(collective, " on group '", name_,
-                                                   "': root must be in [0, ", size_, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(collective, " on group '", name_, "': root must be in [0, ", size_, ")"));
   }
   const std::string described = DescribeTensor(tensor);
   MEMTRAIN_RETURN_IF_ERROR(VerifyAgreement(collective, described));
@@ -292,9 +293,8 @@ absl::StatusOr<at::Tensor> MpiCommunicator::allgather(const at::Tensor& tensor) 
   MEMTRAIN_RETURN_IF_ERROR(ValidateCollectiveTensor(collective, name_, tensor, c10::kCPU));
   const std::string described = DescribeTensor(tensor);
   MEMTRAIN_RETURN_IF_ERROR(VerifyAgreement(collective, described));
-  MEMTRAIN_ASSIGN_OR_RETURN(const int count,
-                            CheckedCount(absl::StrCat(collective, " on '", name_, "'"),
-                                         tensor.numel()));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      const int count, CheckedCount(absl::StrCat(collective, " on '", name_, "'"), tensor.numel()));
   std::vector<int64_t> shape{size_};
   shape.insert(shape.end(), tensor.sizes().begin(), tensor.sizes().end());
   at::Tensor gathered = at::empty(shape, tensor.options());
@@ -315,8 +315,8 @@ absl::StatusOr<std::vector<at::Tensor>> MpiCommunicator::allgatherv(const at::Te
   // Everything but dim 0 must agree.
   std::vector<int64_t> row_shape(tensor.sizes().begin() + 1, tensor.sizes().end());
   MEMTRAIN_RETURN_IF_ERROR(VerifyAgreement(
-      collective, absl::StrCat(DtypeName(tensor.scalar_type()), "[*, ",
-                               absl::StrJoin(row_shape, ", "), "]")));
+      collective,
+      absl::StrCat(DtypeName(tensor.scalar_type()), "[*, ", absl::StrJoin(row_shape, ", "), "]")));
   const std::string described = DescribeTensor(tensor);
   const int64_t row_numel = c10::multiply_integers(row_shape);  // 1 for a vector
 
@@ -330,9 +330,9 @@ absl::StatusOr<std::vector<at::Tensor>> MpiCommunicator::allgatherv(const at::Te
   for (int r = 0; r < size_; ++r) {
     MEMTRAIN_ASSIGN_OR_RETURN(counts[r], CheckedCount(absl::StrCat(collective, " on '", name_, "'"),
                                                       rows[r] * row_numel));
-    MEMTRAIN_ASSIGN_OR_RETURN(displacements[r],
-                              CheckedCount(absl::StrCat(collective, " on '", name_, "'"),
-                                           total_rows * row_numel));
+    MEMTRAIN_ASSIGN_OR_RETURN(
+        displacements[r],
+        CheckedCount(absl::StrCat(collective, " on '", name_, "'"), total_rows * row_numel));
     total_rows += rows[r];
   }
   std::vector<int64_t> out_shape{total_rows};
@@ -363,9 +363,8 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::SplitMpi(int c
         absl::StrCat(collective, " on group '", name_, "': color must be >= 0"));
   }
   MPI_Comm child = MPI_COMM_NULL;
-  MEMTRAIN_RETURN_IF_ERROR(RunCollective(collective, "-", [&] {
-    return MPI_Comm_split(comm_, color, key, &child);
-  }));
+  MEMTRAIN_RETURN_IF_ERROR(
+      RunCollective(collective, "-", [&] { return MPI_Comm_split(comm_, color, key, &child); }));
   ++splits_;
   return Adopt(child, absl::StrCat(name_, "/split", splits_, "(color=", color, ")"), watchdog_,
                options_);

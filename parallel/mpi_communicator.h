@@ -93,8 +93,8 @@ class MpiCommunicator final : public Communicator {
   int local_rank_ = 0;
   int local_size_ = 1;
   std::vector<int> world_ranks_;
-  uint64_t sequence_ = 0;      // collectives started; written by the one caller thread
-  int splits_ = 0;             // names child groups uniquely ("/split2(color=1)")
+  uint64_t sequence_ = 0;            // collectives started; written by the one caller thread
+  int splits_ = 0;                   // names child groups uniquely ("/split2(color=1)")
   std::atomic<bool> in_use_{false};  // enforces the one-thread-at-a-time rule
 };
 

@@ -49,14 +49,14 @@ std::string MpiRuntime::LibraryVersion() {
   char text[MPI_MAX_LIBRARY_VERSION_STRING];
   int length = 0;
   MPI_Get_library_version(text, &length);
-  std::vector<std::string> lines = absl::StrSplit(std::string(text, static_cast<size_t>(length)), '\n');
+  std::vector<std::string> lines =
+      absl::StrSplit(std::string(text, static_cast<size_t>(length)), '\n');
   int major = 0, minor = 0;
   MPI_Get_version(&major, &minor);
   // "Open MPI v4.1.4, package: ..., ident: ..." -> "Open MPI v4.1.4".
   const std::string name =
       lines.empty() ? std::string("unknown MPI") : lines.front().substr(0, lines.front().find(','));
-  return absl::StrCat(name, " (MPI ", major,
-                      ".", minor, ")");
+  return absl::StrCat(name, " (MPI ", major, ".", minor, ")");
 }
 
 }  // namespace memtrain::parallel

@@ -77,7 +77,7 @@ void ShardedKnnMemory::clear(int64_t stream) {
 
 absl::StatusOr<std::vector<ShardedKnnMemory::Request>> ShardedKnnMemory::Exchange(
     const Request& mine, const char* operation) const {
-  std::vector<int64_t> header = {mine.valid,    mine.stream,    mine.groups, mine.rows,
+  std::vector<int64_t> header = {mine.valid,   mine.stream,    mine.groups, mine.rows,
                                  mine.key_dim, mine.value_dim, mine.k};
   header.insert(header.end(), pending_clears_.begin(), pending_clears_.end());
   auto gathered = group_.allgatherv(at::tensor(header, at::kLong));
@@ -107,12 +107,10 @@ absl::StatusOr<std::vector<ShardedKnnMemory::Request>> ShardedKnnMemory::Exchang
       problem = adding ? "keys must be [G, n, dk] and values [G, n, dv]"
                        : "needs queries [G, q, dk] and k >= 1";
     } else {
-      const StreamShape shape = {request.groups, request.key_dim,
-                                 adding ? request.value_dim : -1};
+      const StreamShape shape = {request.groups, request.key_dim, adding ? request.value_dim : -1};
       auto known = shapes.find(request.stream);
-      if (known != shapes.end() &&
-          (known->second[0] != shape[0] || known->second[1] != shape[1] ||
-           (adding && known->second[2] != shape[2]))) {
+      if (known != shapes.end() && (known->second[0] != shape[0] || known->second[1] != shape[1] ||
+                                    (adding && known->second[2] != shape[2]))) {
         problem = absl::StrCat("G = ", shape[0], ", dk = ", shape[1],
                                adding ? absl::StrCat(", dv = ", shape[2]) : "",
                                " do not match the stream's G = ", known->second[0],
@@ -122,9 +120,9 @@ absl::StatusOr<std::vector<ShardedKnnMemory::Request>> ShardedKnnMemory::Exchang
       }
     }
     if (problem.empty()) continue;
-    const std::string what = absl::StrCat("ShardedKnnMemory::", operation, "(stream ",
-                                          request.stream, ") on rank ", r, " of group '",
-                                          group_.name(), "': ", problem, "; nothing changed");
+    const std::string what =
+        absl::StrCat("ShardedKnnMemory::", operation, "(stream ", request.stream, ") on rank ", r,
+                     " of group '", group_.name(), "': ", problem, "; nothing changed");
     return static_cast<int>(r) == group_.rank() ? absl::InvalidArgumentError(what)
                                                 : absl::AbortedError(what);
   }
@@ -169,13 +167,12 @@ absl::Status ShardedKnnMemory::add(int64_t stream, const at::Tensor& keys,
             .view({request.rows, request.groups, request.key_dim + request.value_dim})
             .index_select(0, kept.to((*gathered)[r].device()))
             .transpose(0, 1);
-    const absl::Status status =
-        shard_->add(request.stream, share.narrow(2, 0, request.key_dim),
-                    share.narrow(2, request.key_dim, request.value_dim));
+    const absl::Status status = shard_->add(request.stream, share.narrow(2, 0, request.key_dim),
+                                            share.narrow(2, request.key_dim, request.value_dim));
     if (!status.ok()) {
-      return absl::InternalError(absl::StrCat("ShardedKnnMemory::add: the shard refused rank ", r,
-                                              "'s entries (the shards now disagree): ",
-                                              status.message()));
+      return absl::InternalError(
+          absl::StrCat("ShardedKnnMemory::add: the shard refused rank ", r,
+                       "'s entries (the shards now disagree): ", status.message()));
     }
   }
   return absl::OkStatus();
@@ -260,8 +257,7 @@ absl::StatusOr<KnnResult> ShardedKnnMemory::search(int64_t stream, const at::Ten
   auto shape = shapes_.find(stream);
   const int64_t value_dim = shape == shapes_.end() ? 0 : shape->second[2];
   const int64_t width = request.key_dim + value_dim;
-  at::Tensor out = at::zeros({request.groups, request.rows, m.ids.size(2), width},
-                             flat.options());
+  at::Tensor out = at::zeros({request.groups, request.rows, m.ids.size(2), width}, flat.options());
   // won[r][x]: how many of requester r's results shard x holds. Counted on
   // the device for every pair at once and copied to the host once (not one
   // synchronizing .item() per pair, which on a GPU stalls the stream each time).
@@ -311,9 +307,9 @@ absl::Status ShardedKnnMemory::LoadState(const std::map<std::string, at::Tensor>
   if (scalar("rank") != group_.rank() || scalar("ranks") != group_.size() ||
       scalar("shard_capacity") != shard_capacity_) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "ShardedKnnMemory: the state is rank ", scalar("rank"), " of ", scalar("ranks"), " with shard capacity ",
-        scalar("shard_capacity"), "; this memory is rank ", group_.rank(), " of ", group_.size(),
-        " with shard capacity ", shard_capacity_));
+        "ShardedKnnMemory: the state is rank ", scalar("rank"), " of ", scalar("ranks"),
+        " with shard capacity ", scalar("shard_capacity"), "; this memory is rank ", group_.rank(),
+        " of ", group_.size(), " with shard capacity ", shard_capacity_));
   }
   auto streams = state.find("streams");
   if (streams == state.end() || streams->second.dim() != 2 || streams->second.size(1) != 5 ||

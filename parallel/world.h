@@ -46,8 +46,8 @@ class HybridCommunicator final : public Communicator {
   /// `device_channel` carries the tensors whose device type is
   /// `device_type`; `host` every other tensor, barrier() and split()'s
   /// agreement. Both span the same ranks in the same order.
-  HybridCommunicator(std::unique_ptr<MpiCommunicator> host, std::unique_ptr<Communicator> device_channel,
-                     c10::DeviceType device_type);
+  HybridCommunicator(std::unique_ptr<MpiCommunicator> host,
+                     std::unique_ptr<Communicator> device_channel, c10::DeviceType device_type);
 
   int rank() const override { return host_->rank(); }
   int size() const override { return host_->size(); }
@@ -73,7 +73,7 @@ class HybridCommunicator final : public Communicator {
   Communicator& host_channel() { return *host_; }
 
  private:
-  std::unique_ptr<MpiCommunicator> host_;        // [not null]
+  std::unique_ptr<MpiCommunicator> host_;         // [not null]
   std::unique_ptr<Communicator> device_channel_;  // [not null]
   const c10::DeviceType device_type_;
 };
@@ -95,7 +95,8 @@ std::string ResolvedCollectives(const WorldOptions& options);
 /// Collective over every process. kInvalidArgument when `collectives` is
 /// unknown or cannot carry tensors on `device` (mpi or gloo with a GPU, nccl
 /// with the CPU).
-absl::StatusOr<std::unique_ptr<Communicator>> CreateWorld(MpiRuntime& runtime, const WorldOptions& options);
+absl::StatusOr<std::unique_ptr<Communicator>> CreateWorld(MpiRuntime& runtime,
+                                                          const WorldOptions& options);
 
 }  // namespace memtrain::parallel
 

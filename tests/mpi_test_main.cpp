@@ -2,17 +2,16 @@
 // MpiRuntime, as the binaries do), runs the tests on every rank, and makes the
 // process exit non-zero if any test failed on this rank (mpirun then exits
 // non-zero too). Ranks other than 0 print only failures.
-#include "tests/mpi_test_support.h"
-
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/process.h"
 #include "glog/logging.h"
+#include "tests/mpi_test_support.h"
 
 namespace memtrain::testing {
 namespace {
@@ -35,7 +34,8 @@ std::string NoGpuPerRankReason() {
   if (!torch::cuda::is_available()) return "no CUDA device visible: the GPU path not run";
   const int devices = static_cast<int>(torch::cuda::device_count());
   if (devices < local_size) {
-    return absl::StrCat(local_size, " ranks on this host but ", devices, " GPU(s): NCCL needs one GPU per rank");
+    return absl::StrCat(local_size, " ranks on this host but ", devices,
+                        " GPU(s): NCCL needs one GPU per rank");
   }
   return "";
 }
@@ -44,7 +44,8 @@ std::unique_ptr<parallel::Communicator> NewGpuWorld(c10::Device* device) {
   auto mpi = NewWorld();
   parallel::WorldOptions options;
   options.communicator = {absl::Seconds(60), /*verify_collectives=*/true};
-  options.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
+  options.device = c10::Device(
+      c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
   auto world = parallel::CreateWorld(Runtime(), options);
   TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
   *device = options.device;
@@ -59,7 +60,8 @@ std::string BroadcastString(parallel::Communicator& world, const std::string& va
   const absl::Status sent = world.broadcast(bytes, 0);
   EXPECT_TRUE(sent.ok()) << sent;
   if (!sent.ok()) return "";
-  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+  return std::string(static_cast<const char*>(bytes.data_ptr()),
+                     static_cast<size_t>(bytes.numel()));
 }
 
 }  // namespace memtrain::testing

@@ -16,8 +16,9 @@ parallel::MpiRuntime& Runtime();
 /// A fresh world communicator (collective). Tests use a short timeout, so a
 /// rank that fails an assertion and skips a collective ends the job quickly
 /// instead of hanging it.
-std::unique_ptr<parallel::MpiCommunicator> NewWorld(
-    parallel::CommunicatorOptions options = {absl::Seconds(60), /*verify_collectives=*/true});
+std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOptions options = {
+                                                        absl::Seconds(60),
+                                                        /*verify_collectives=*/true});
 
 /// Why this job cannot give each rank of a host its own GPU ("" when it
 /// can): no GPU visible, or fewer GPUs than ranks on the host (NCCL refuses

@@ -10,8 +10,9 @@
 namespace memtrain::trainer {
 
 absl::StatusOr<LossTotals> AllReduceTotals(parallel::Communicator& comm, const LossTotals& totals) {
-  at::Tensor sums = at::tensor(
-      {totals.nll_sum, totals.tokens, totals.long_range_nll, totals.long_range_tokens}, at::kDouble);
+  at::Tensor sums =
+      at::tensor({totals.nll_sum, totals.tokens, totals.long_range_nll, totals.long_range_tokens},
+                 at::kDouble);
   MEMTRAIN_RETURN_IF_ERROR(comm.allreduce(sums, parallel::ReduceOp::kSum));
   auto at = sums.accessor<double, 1>();
   LossTotals global;
@@ -26,9 +27,10 @@ int64_t EvaluationSteps(const data::BatchSource& source, int64_t max_steps) {
   return max_steps > 0 ? std::min(max_steps, source.steps_in_epoch()) : source.steps_in_epoch();
 }
 
-absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task, data::BatchSource& source,
-                                    parallel::Communicator& comm, const c10::Device& device,
-                                    int64_t max_steps, ProgressReporter* progress) {
+absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task,
+                                    data::BatchSource& source, parallel::Communicator& comm,
+                                    const c10::Device& device, int64_t max_steps,
+                                    ProgressReporter* progress) {
   at::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();

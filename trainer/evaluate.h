@@ -5,8 +5,8 @@
 // every rank returns the same totals. LM memory layers start empty and keep
 // their streams' memories across the corpus (the task's use_memory decides).
 //
-//   MEMTRAIN_ASSIGN_OR_RETURN(LossTotals totals, Evaluate(*model, *task, *source, *world, device, 0));
-//   LOG(INFO) << "valid ppl " << totals.perplexity();
+//   MEMTRAIN_ASSIGN_OR_RETURN(LossTotals totals, Evaluate(*model, *task, *source, *world, device,
+//   0)); LOG(INFO) << "valid ppl " << totals.perplexity();
 #ifndef MEMTRAIN_TRAINER_EVALUATE_H_
 #define MEMTRAIN_TRAINER_EVALUATE_H_
 
@@ -32,9 +32,10 @@ absl::StatusOr<LossTotals> AllReduceTotals(parallel::Communicator& comm, const L
 /// all-reduces the totals. Collective: every rank runs the same number of
 /// steps (BatchSource guarantees it). `progress` (optional) is told the
 /// steps done against the steps to run.
-absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task, data::BatchSource& source,
-                                    parallel::Communicator& comm, const c10::Device& device,
-                                    int64_t max_steps, ProgressReporter* progress = nullptr);
+absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task,
+                                    data::BatchSource& source, parallel::Communicator& comm,
+                                    const c10::Device& device, int64_t max_steps,
+                                    ProgressReporter* progress = nullptr);
 
 /// The steps Evaluate runs on `source` for `max_steps` (0 = all).
 int64_t EvaluationSteps(const data::BatchSource& source, int64_t max_steps);

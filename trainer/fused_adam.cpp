@@ -65,15 +65,18 @@ void FusedAdamBase<Base>::StepWithGradScale(double grad_scale) {
       exp_avg_sqs.push_back(state.exp_avg_sq());
       if (options.amsgrad()) max_exp_avg_sqs.push_back(state.max_exp_avg_sq());
       // The kernel reads the step count (already incremented) as a float tensor.
-      steps.push_back(at::full({}, static_cast<double>(state.step()), p.options().dtype(at::kFloat)));
+      steps.push_back(
+          at::full({}, static_cast<double>(state.step()), p.options().dtype(at::kFloat)));
     }
     if (params.empty()) continue;
     std::optional<at::Tensor> scale;
-    if (grad_scale != 1.0) scale = at::full({}, grad_scale, params.front().options().dtype(at::kFloat));
+    if (grad_scale != 1.0)
+      scale = at::full({}, grad_scale, params.front().options().dtype(at::kFloat));
     const auto [beta1, beta2] = options.betas();
     Traits<Base>::kKernel(at::TensorList(params), at::TensorList(grads), at::TensorList(exp_avgs),
-                          at::TensorList(exp_avg_sqs), at::TensorList(max_exp_avg_sqs), at::TensorList(steps),
-                          options.lr(), beta1, beta2, options.weight_decay(), options.eps(), options.amsgrad(),
+                          at::TensorList(exp_avg_sqs), at::TensorList(max_exp_avg_sqs),
+                          at::TensorList(steps), options.lr(), beta1, beta2, options.weight_decay(),
+                          options.eps(), options.amsgrad(),
                           /*maximize=*/false, scale, std::optional<at::Tensor>());
   }
 }

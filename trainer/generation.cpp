@@ -13,13 +13,16 @@
 namespace memtrain::trainer {
 namespace {
 
-std::vector<int32_t> ToIds(const std::vector<int64_t>& tokens) { return {tokens.begin(), tokens.end()}; }
+std::vector<int32_t> ToIds(const std::vector<int64_t>& tokens) {
+  return {tokens.begin(), tokens.end()};
+}
 
 // Rows of different lengths, right-padded with `pad`.
 at::Tensor PadRows(const std::vector<std::vector<int32_t>>& rows, int32_t pad) {
   size_t width = 1;
   for (const auto& row : rows) width = std::max(width, row.size());
-  at::Tensor padded = at::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)}, pad, at::kLong);
+  at::Tensor padded =
+      at::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)}, pad, at::kLong);
   auto at = padded.accessor<int64_t, 2>();
   for (size_t r = 0; r < rows.size(); ++r) {
     for (size_t i = 0; i < rows[r].size(); ++i) at[r][i] = rows[r][i];
@@ -31,7 +34,8 @@ at::Tensor PadRows(const std::vector<std::vector<int32_t>>& rows, int32_t pad) {
 
 absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::TransformerImpl& model,
                                                               data::CorpusFile& file, int64_t first,
-                                                              int64_t count, const GenerationOptions& options,
+                                                              int64_t count,
+                                                              const GenerationOptions& options,
                                                               const c10::Device& device) {
   const data::TokenizerInfo& tokenizer = file.tokenizer();
   const data::PieceDecoder decoder(tokenizer);
@@ -42,25 +46,31 @@ absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::Transformer
     std::vector<std::vector<int32_t>> sources, prompts;
     std::vector<GeneratedExample> batch;
     for (int64_t record = start; record < std::min(end, start + rows); ++record) {
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> source, file.ReadRecord(data::Field::kSource, record));
+      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> source,
+                                file.ReadRecord(data::Field::kSource, record));
       GeneratedExample example;
       example.record = record;
       if (file.is_seq2seq()) {
-        MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> target, file.ReadRecord(data::Field::kTarget, record));
+        MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> target,
+                                  file.ReadRecord(data::Field::kTarget, record));
         example.source = decoder.Decode(source);
         example.reference = decoder.Decode(target);
         sources.push_back(std::move(source));
         prompts.push_back({tokenizer.bos_id});
       } else {
-        const size_t prompt = std::min<size_t>(source.size(), static_cast<size_t>(std::max<int64_t>(options.prompt_tokens, 1)));
-        const size_t reference_end = std::min(source.size(), prompt + static_cast<size_t>(options.search.max_length));
+        const size_t prompt = std::min<size_t>(
+            source.size(), static_cast<size_t>(std::max<int64_t>(options.prompt_tokens, 1)));
+        const size_t reference_end =
+            std::min(source.size(), prompt + static_cast<size_t>(options.search.max_length));
         prompts.emplace_back(source.begin(), source.begin() + prompt);
         example.source = decoder.Decode(prompts.back());
-        example.reference = decoder.Decode({source.begin() + prompt, source.begin() + reference_end});
+        example.reference =
+            decoder.Decode({source.begin() + prompt, source.begin() + reference_end});
       }
       batch.push_back(std::move(example));
     }
-    const at::Tensor source = file.is_seq2seq() ? PadRows(sources, tokenizer.pad_id).to(device) : at::Tensor();
+    const at::Tensor source =
+        file.is_seq2seq() ? PadRows(sources, tokenizer.pad_id).to(device) : at::Tensor();
     const std::vector<Hypothesis> found =
         BeamSearch(model, source, PadRows(prompts, tokenizer.pad_id).to(device), options.search);
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -84,14 +94,17 @@ absl::StatusOr<GenerationScore> ScoreGeneration(const std::string& task,
     MEMTRAIN_ASSIGN_OR_RETURN(BleuScore bleu, CorpusBleu(hypotheses, streams));
     score.metric = "BLEU";
     score.value = bleu.score;
-    score.summary = absl::StrFormat("BLEU %.2f (%s) on %d examples", bleu.score, bleu.signature, examples.size());
+    score.summary = absl::StrFormat("BLEU %.2f (%s) on %d examples", bleu.score, bleu.signature,
+                                    examples.size());
   } else if (task == "summarization" || task == "qa") {
-    MEMTRAIN_ASSIGN_OR_RETURN(CorpusRougeScores rouge, CorpusRouge(hypotheses, references, RougeStemming::kPorter));
+    MEMTRAIN_ASSIGN_OR_RETURN(CorpusRougeScores rouge,
+                              CorpusRouge(hypotheses, references, RougeStemming::kPorter));
     score.metric = "ROUGE";
     score.value = 100 * rouge.mean.rouge_l.fmeasure;
-    score.summary = absl::StrFormat("ROUGE-1/2/L F1 %.2f/%.2f/%.2f (rouge-score %s, stemmed) on %d examples",
-                                    100 * rouge.mean.rouge1.fmeasure, 100 * rouge.mean.rouge2.fmeasure,
-                                    100 * rouge.mean.rouge_l.fmeasure, kRougeScoreVersion, examples.size());
+    score.summary =
+        absl::StrFormat("ROUGE-1/2/L F1 %.2f/%.2f/%.2f (rouge-score %s, stemmed) on %d examples",
+                        100 * rouge.mean.rouge1.fmeasure, 100 * rouge.mean.rouge2.fmeasure,
+                        100 * rouge.mean.rouge_l.fmeasure, kRougeScoreVersion, examples.size());
   }
   return score;
 }

@@ -10,8 +10,9 @@
 // translation, ROUGE-1/2/L (rouge-score, Porter stemming) for summarization
 // and qa; lm has none.
 //
-//   MEMTRAIN_ASSIGN_OR_RETURN(auto examples, GenerateRecords(*model, *file, 0, 100, options, device));
-//   MEMTRAIN_ASSIGN_OR_RETURN(GenerationScore score, ScoreGeneration("translation", examples));
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto examples, GenerateRecords(*model, *file, 0, 100, options,
+//   device)); MEMTRAIN_ASSIGN_OR_RETURN(GenerationScore score, ScoreGeneration("translation",
+//   examples));
 #ifndef MEMTRAIN_TRAINER_GENERATION_H_
 #define MEMTRAIN_TRAINER_GENERATION_H_
 
@@ -30,7 +31,7 @@ namespace memtrain::trainer {
 
 struct GeneratedExample {
   int64_t record = 0;
-  std::string source;      ///< seq2seq: the input; lm: the prompt
+  std::string source;  ///< seq2seq: the input; lm: the prompt
   std::string reference;
   std::string hypothesis;
 };
@@ -45,13 +46,14 @@ struct GenerationOptions {
 /// model must use the file's tokenizer (the caller checks the sha256).
 absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::TransformerImpl& model,
                                                               data::CorpusFile& file, int64_t first,
-                                                              int64_t count, const GenerationOptions& options,
+                                                              int64_t count,
+                                                              const GenerationOptions& options,
                                                               const c10::Device& device);
 
 struct GenerationScore {
-  std::string metric;     ///< "BLEU", "ROUGE" or "" (lm)
-  std::string summary;    ///< one line, e.g. "BLEU 27.31 (nrefs:1|case:mixed|...)"
-  double value = 0;       ///< BLEU score, or ROUGE-L F1 x 100
+  std::string metric;   ///< "BLEU", "ROUGE" or "" (lm)
+  std::string summary;  ///< one line, e.g. "BLEU 27.31 (nrefs:1|case:mixed|...)"
+  double value = 0;     ///< BLEU score, or ROUGE-L F1 x 100
 };
 
 absl::StatusOr<GenerationScore> ScoreGeneration(const std::string& task,

@@ -17,23 +17,25 @@ namespace {
 using Scope = std::function<model::KnnMemoryBinding(int64_t rows, int rank)>;
 
 const NamedRegistry<Scope>& Scopes() {
-  static const auto* scopes = new NamedRegistry<Scope>("kNN memory scope", {
-      {"stream",
-       [](int64_t rows, int rank) {
-         model::KnnMemoryBinding binding;
-         // Distinct over the ranks that share the memory: rank-major.
-         for (int64_t b = 0; b < rows; ++b) binding.streams.push_back(rank * rows + b);
-         binding.use = model::KnnMemoryUse::kPerStream;
-         return binding;
-       }},
-      {"shared",
-       [](int64_t rows, int /*rank*/) {
-         model::KnnMemoryBinding binding;
-         binding.streams.assign(static_cast<size_t>(rows), 0);
-         binding.use = model::KnnMemoryUse::kShared;
-         return binding;
-       }},
-  });
+  static const auto* scopes = new NamedRegistry<Scope>(
+      "kNN memory scope", {
+                              {"stream",
+                               [](int64_t rows, int rank) {
+                                 model::KnnMemoryBinding binding;
+                                 // Distinct over the ranks that share the memory: rank-major.
+                                 for (int64_t b = 0; b < rows; ++b)
+                                   binding.streams.push_back(rank * rows + b);
+                                 binding.use = model::KnnMemoryUse::kPerStream;
+                                 return binding;
+                               }},
+                              {"shared",
+                               [](int64_t rows, int /*rank*/) {
+                                 model::KnnMemoryBinding binding;
+                                 binding.streams.assign(static_cast<size_t>(rows), 0);
+                                 binding.use = model::KnnMemoryUse::kShared;
+                                 return binding;
+                               }},
+                          });
   return *scopes;
 }
 
@@ -70,9 +72,12 @@ absl::StatusOr<model::KnnMemoryFactory> MakeKnnMemoryFactory(const KnnMemorySetu
   spec.sharded = setup.sharded;
   MEMTRAIN_RETURN_IF_ERROR(parallel::CheckKnnMemorySpec(spec, &group));
   MEMTRAIN_ASSIGN_OR_RETURN(const Scope* scope, Scopes().Find(setup.scope));
-  LOG_IF(WARNING, absl::StartsWith(setup.backend, "faiss") && setup.scope == "stream" && group.rank() == 0)
-      << "[knn] --knn_backend=" << setup.backend << " with --knn_scope=stream: a FAISS index is rebuilt whenever "
-      << "its stream evicts, i.e. every segment once a stream's memory is full; exact is faster for per-stream "
+  LOG_IF(WARNING,
+         absl::StartsWith(setup.backend, "faiss") && setup.scope == "stream" && group.rank() == 0)
+      << "[knn] --knn_backend=" << setup.backend
+      << " with --knn_scope=stream: a FAISS index is rebuilt whenever "
+      << "its stream evicts, i.e. every segment once a stream's memory is full; exact is faster "
+         "for per-stream "
       << "memories (docs/KNN_MEMORY.md)";
   return model::KnnMemoryFactory([spec, scope = *scope, &group](int64_t layer, int64_t rows) {
     auto memory = parallel::MakeKnnMemory(spec, &group);

@@ -18,7 +18,9 @@ namespace fs = std::filesystem;
 constexpr char kInfoName[] = "memory.json";
 constexpr char kFormat[] = "memtrain-knn-memory-1";
 
-std::string ShardName(int64_t layer, int rank) { return absl::StrCat("layer-", layer, ".rank-", rank, ".pt"); }
+std::string ShardName(int64_t layer, int rank) {
+  return absl::StrCat("layer-", layer, ".rank-", rank, ".pt");
+}
 
 nlohmann::json InfoJson(const KnnMemoryStoreInfo& info) {
   nlohmann::json entries = nlohmann::json::object();
@@ -35,19 +37,22 @@ nlohmann::json InfoJson(const KnnMemoryStoreInfo& info) {
 
 }  // namespace
 
-absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInfo& info,
-                                 const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
-                                 parallel::Communicator& group) {
+absl::Status WriteKnnMemoryStore(
+    const std::string& dir, const KnnMemoryStoreInfo& info,
+    const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
+    parallel::Communicator& group) {
   const std::string partial = dir + ".partial";
   absl::Status made = absl::OkStatus();
   if (group.rank() == 0) {
     std::error_code error;
     if (fs::exists(dir, error)) {
-      made = absl::AlreadyExistsError(absl::StrCat(dir, " exists; choose another --out or remove it"));
+      made =
+          absl::AlreadyExistsError(absl::StrCat(dir, " exists; choose another --out or remove it"));
     } else {
       fs::remove_all(partial, error);  // a crashed earlier attempt
       fs::create_directories(partial, error);
-      if (error) made = absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
+      if (error)
+        made = absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
     }
   }
   MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, made, "creating the memory directory"));
@@ -59,16 +64,19 @@ absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInf
     }
     return absl::OkStatus();
   };
-  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, write_shards(), "writing the memory shards"));
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(group, write_shards(), "writing the memory shards"));
   absl::Status committed = absl::OkStatus();
   if (group.rank() == 0) {
     committed = [&]() -> absl::Status {
-      MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteFileDurably((fs::path(partial) / kInfoName).string(),
-                                                             InfoJson(info).dump(2) + "\n"));
+      MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteFileDurably(
+          (fs::path(partial) / kInfoName).string(), InfoJson(info).dump(2) + "\n"));
       MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(partial));
       std::error_code error;
       fs::rename(partial, dir, error);
-      if (error) return absl::InternalError(absl::StrCat("cannot rename ", partial, " to ", dir, ": ", error.message()));
+      if (error)
+        return absl::InternalError(
+            absl::StrCat("cannot rename ", partial, " to ", dir, ": ", error.message()));
       const fs::path parent = fs::absolute(dir).parent_path();
       return checkpoints::Fsync(parent.string());
     }();
@@ -79,15 +87,17 @@ absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInf
 absl::StatusOr<KnnMemoryStoreInfo> ReadKnnMemoryStoreInfo(const std::string& dir) {
   const std::string path = (fs::path(dir) / kInfoName).string();
   std::ifstream file(path);
-  if (!file) return absl::NotFoundError(absl::StrCat(path, ": not found (not a memtrain-build-memory directory?)"));
+  if (!file)
+    return absl::NotFoundError(
+        absl::StrCat(path, ": not found (not a memtrain-build-memory directory?)"));
   std::stringstream text;
   text << file.rdbuf();
   KnnMemoryStoreInfo info;
   try {
     const nlohmann::json json = nlohmann::json::parse(text.str());
     if (json.at("format").get<std::string>() != kFormat) {
-      return absl::DataLossError(absl::StrCat(path, ": format '", json.at("format").get<std::string>(),
-                                              "', expected '", kFormat, "'"));
+      return absl::DataLossError(absl::StrCat(
+          path, ": format '", json.at("format").get<std::string>(), "', expected '", kFormat, "'"));
     }
     info.model_sha256 = json.at("model_sha256").get<std::string>();
     info.corpus = json.at("corpus").get<std::string>();
@@ -96,29 +106,32 @@ absl::StatusOr<KnnMemoryStoreInfo> ReadKnnMemoryStoreInfo(const std::string& dir
     info.memory.backend = json.at("backend").get<std::string>();
     info.memory.capacity = json.at("capacity_per_rank").get<int64_t>();
     info.memory.sharded = true;
-    for (const auto& [layer, count] : json.at("entries").items()) info.entries[std::stoll(layer)] = count.get<int64_t>();
+    for (const auto& [layer, count] : json.at("entries").items())
+      info.entries[std::stoll(layer)] = count.get<int64_t>();
   } catch (const std::exception& e) {  // nlohmann::json and std::stoll throw
     return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
   }
   return info;
 }
 
-absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir, const std::string& model_sha256,
-                                                  const std::vector<int64_t>& layers, parallel::Communicator& group) {
+absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir,
+                                                  const std::string& model_sha256,
+                                                  const std::vector<int64_t>& layers,
+                                                  parallel::Communicator& group) {
   KnnMemoryStore store;
   MEMTRAIN_ASSIGN_OR_RETURN(store.info, ReadKnnMemoryStoreInfo(dir));
   const KnnMemoryStoreInfo& info = store.info;
   if (info.model_sha256 != model_sha256) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " holds the keys of the model with weights sha256 ",
-                                                      info.model_sha256, ", not of this one (", model_sha256,
-                                                      "); rebuild it with memtrain-build-memory --model"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " holds the keys of the model with weights sha256 ", info.model_sha256,
+        ", not of this one (", model_sha256, "); rebuild it with memtrain-build-memory --model"));
   }
   std::vector<int64_t> stored;
   for (const auto& [layer, count] : info.entries) stored.push_back(layer);
   if (stored != layers) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " holds memories for decoder layers [",
-                                                      absl::StrJoin(stored, ", "), "], the model's knn layers are [",
-                                                      absl::StrJoin(layers, ", "), "]"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " holds memories for decoder layers [", absl::StrJoin(stored, ", "),
+                     "], the model's knn layers are [", absl::StrJoin(layers, ", "), "]"));
   }
   if (info.ranks != group.size()) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " was built sharded over ", info.ranks,
@@ -127,7 +140,8 @@ absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir, const 
   }
   auto load = [&]() -> absl::Status {
     for (const auto& [layer, count] : info.entries) {
-      MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<parallel::KnnMemory> memory, parallel::MakeKnnMemory(info.memory, &group));
+      MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<parallel::KnnMemory> memory,
+                                parallel::MakeKnnMemory(info.memory, &group));
       const std::string path = (fs::path(dir) / ShardName(layer, group.rank())).string();
       const absl::Status loaded = parallel::LoadKnnMemory(*memory, path);
       if (!loaded.ok()) return absl::DataLossError(loaded.message());
@@ -135,7 +149,8 @@ absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir, const 
     }
     return absl::OkStatus();
   };
-  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, load(), absl::StrCat("reading the kNN memory ", dir)));
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(group, load(), absl::StrCat("reading the kNN memory ", dir)));
   return store;
 }
 

@@ -32,17 +32,18 @@ struct KnnMemoryStoreInfo {
   std::string model_sha256;  ///< of the weights of the model that computed the keys
   std::string corpus;        ///< the corpus the entries come from
   int64_t corpus_tokens = 0;
-  int ranks = 1;                    ///< the group the memory is sharded over
-  parallel::KnnMemorySpec memory;   ///< backend and capacity per rank (sharded)
+  int ranks = 1;                       ///< the group the memory is sharded over
+  parallel::KnnMemorySpec memory;      ///< backend and capacity per rank (sharded)
   std::map<int64_t, int64_t> entries;  ///< decoder layer -> entries stored
 };
 
 /// Collective over `group`: writes `memories` (decoder layer -> the layer's
 /// ShardedKnnMemory over `group`) and `info` as DIR. kAlreadyExists when DIR
 /// exists; any rank's failure fails every rank and leaves no DIR.
-absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInfo& info,
-                                 const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
-                                 parallel::Communicator& group);
+absl::Status WriteKnnMemoryStore(
+    const std::string& dir, const KnnMemoryStoreInfo& info,
+    const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
+    parallel::Communicator& group);
 
 /// DIR/memory.json. kNotFound without it, kDataLoss when it is malformed.
 absl::StatusOr<KnnMemoryStoreInfo> ReadKnnMemoryStoreInfo(const std::string& dir);
@@ -58,8 +59,10 @@ struct KnnMemoryStore {
 /// kFailedPrecondition when DIR was built by another model, for other
 /// layers, or by a group of another size; kDataLoss naming a shard file that
 /// is missing or does not fit.
-absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir, const std::string& model_sha256,
-                                                  const std::vector<int64_t>& layers, parallel::Communicator& group);
+absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir,
+                                                  const std::string& model_sha256,
+                                                  const std::vector<int64_t>& layers,
+                                                  parallel::Communicator& group);
 
 }  // namespace memtrain::trainer
 

@@ -38,8 +38,9 @@ struct TokenLoss {
 
 /// logits [B, n, V]; targets [B, n] int64; mask [B, n] bool (true = counts);
 /// long_range [B, n] bool or undefined. Computed in float32 or wider.
-TokenLoss LabelSmoothedLoss(const at::Tensor& logits, const at::Tensor& targets, const at::Tensor& mask,
-                            double smoothing, const at::Tensor& long_range = {});
+TokenLoss LabelSmoothedLoss(const at::Tensor& logits, const at::Tensor& targets,
+                            const at::Tensor& mask, double smoothing,
+                            const at::Tensor& long_range = {});
 
 }  // namespace memtrain::trainer
 

@@ -31,7 +31,8 @@ struct LrScheduleOptions {
 using LrSchedule = std::function<double(int64_t step)>;
 
 /// kInvalidArgument for an unknown name (listing the known ones) or bad options.
-absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name, const LrScheduleOptions& options);
+absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name,
+                                          const LrScheduleOptions& options);
 
 }  // namespace memtrain::trainer
 

@@ -23,13 +23,16 @@ double Ranked(const Hypothesis& h, double length_penalty) {
 
 std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tensor& source,
                                    const at::Tensor& prompt, const SearchOptions& options) {
-  TORCH_CHECK(options.beam >= 1 && options.max_length >= 1, "BeamSearch: beam and max_length must be >= 1");
-  TORCH_CHECK(prompt.dim() == 2 && prompt.size(1) >= 1, "BeamSearch: prompt must be [B, P], P >= 1");
+  TORCH_CHECK(options.beam >= 1 && options.max_length >= 1,
+              "BeamSearch: beam and max_length must be >= 1");
+  TORCH_CHECK(prompt.dim() == 2 && prompt.size(1) >= 1,
+              "BeamSearch: prompt must be [B, P], P >= 1");
   at::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   const int64_t rows = prompt.size(0), k = options.beam;
-  const at::Tensor expand = at::arange(rows, prompt.options()).repeat_interleave(k);  // row of each beam
+  const at::Tensor expand =
+      at::arange(rows, prompt.options()).repeat_interleave(k);  // row of each beam
   at::Tensor memory, beam_source;
   if (source.defined()) {
     beam_source = source.index_select(0, expand);
@@ -45,7 +48,8 @@ std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tens
   std::vector<std::vector<Hypothesis>> finished(rows);
   std::vector<bool> done(rows, false);
   for (int64_t step = 0; step < options.max_length; ++step) {
-    const at::Tensor log_probs = logits.select(1, logits.size(1) - 1).to(at::kDouble).log_softmax(-1);
+    const at::Tensor log_probs =
+        logits.select(1, logits.size(1) - 1).to(at::kDouble).log_softmax(-1);
     const int64_t vocab = log_probs.size(1);
     at::Tensor scores = log_probs.cpu().view({rows, k, vocab});
     std::vector<double> alive_scores;
@@ -54,7 +58,8 @@ std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tens
     }
     scores = scores + at::tensor(alive_scores, at::kDouble).view({rows, k, 1});
     // 2k candidates per row: enough to keep k alive even if k of them end.
-    auto [top_scores, top_index] = scores.view({rows, k * vocab}).topk(std::min(2 * k, k * vocab), 1);
+    auto [top_scores, top_index] =
+        scores.view({rows, k * vocab}).topk(std::min(2 * k, k * vocab), 1);
     auto score_at = top_scores.accessor<double, 2>();
     auto index_at = top_index.accessor<int64_t, 2>();
     std::vector<int64_t> reorder, next_tokens;
@@ -84,17 +89,21 @@ std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tens
       // worst of them (scores only fall as tokens are added).
       if (!done[r] && static_cast<int64_t>(finished[r].size()) >= k) {
         double worst = std::numeric_limits<double>::infinity();
-        for (const Hypothesis& h : finished[r]) worst = std::min(worst, Ranked(h, options.length_penalty));
+        for (const Hypothesis& h : finished[r])
+          worst = std::min(worst, Ranked(h, options.length_penalty));
         Hypothesis best_alive{next[r][0].tokens, next[r][0].score, false};
         done[r] = Ranked(best_alive, options.length_penalty) <= worst;
       }
     }
     alive = std::move(next);
-    if (step + 1 == options.max_length || std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    if (step + 1 == options.max_length ||
+        std::all_of(done.begin(), done.end(), [](bool d) { return d; }))
+      break;
     const at::Tensor order = at::tensor(reorder, at::kLong).to(prompt.device());
     states.Reorder(order);
-    logits = model.DecodeStep(at::tensor(next_tokens, at::kLong).to(prompt.device()).view({rows * k, 1}),
-                              memory, beam_source, states);
+    logits =
+        model.DecodeStep(at::tensor(next_tokens, at::kLong).to(prompt.device()).view({rows * k, 1}),
+                         memory, beam_source, states);
   }
   std::vector<Hypothesis> best(rows);
   for (int64_t r = 0; r < rows; ++r) {

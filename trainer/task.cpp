@@ -29,7 +29,8 @@ class LmTask final : public Task {
 
   absl::Status CheckModel(const model::TransformerOptions& options) const override {
     if (options.encoder_layers != 0) {
-      return absl::FailedPreconditionError("task lm needs a decoder-only model: set --encoder_layers=0");
+      return absl::FailedPreconditionError(
+          "task lm needs a decoder-only model: set --encoder_layers=0");
     }
     return absl::OkStatus();
   }
@@ -39,7 +40,8 @@ class LmTask final : public Task {
     if (options_.use_memory) {
       const int64_t rows = batch.inputs.size(0);
       if (!states_ || states_->self.empty() || rows != rows_) {
-        states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows, options_.knn_memory));
+        states_ = std::make_unique<model::TransformerDecodeStates>(
+            model.NewSegmentStates(rows, options_.knn_memory));
         rows_ = rows;
       }
       model.StartDocuments(*states_, batch.new_document);
@@ -58,20 +60,25 @@ class LmTask final : public Task {
     for (size_t i = 0; i < states_->self.size(); ++i) {
       if (!states_->self[i]) continue;
       auto layer = static_cast<const model::SegmentMemoryState&>(*states_->self[i]).SaveState();
-      if (!layer.ok()) return absl::Status(layer.status().code(), absl::StrCat("decoder.", i, ": ", layer.status().message()));
-      for (auto& [name, tensor] : *layer) state[absl::StrCat("decoder.", i, ".", name)] = std::move(tensor);
+      if (!layer.ok())
+        return absl::Status(layer.status().code(),
+                            absl::StrCat("decoder.", i, ": ", layer.status().message()));
+      for (auto& [name, tensor] : *layer)
+        state[absl::StrCat("decoder.", i, ".", name)] = std::move(tensor);
     }
     return state;
   }
 
-  absl::Status LoadState(model::TransformerImpl& model, const std::map<std::string, at::Tensor>& state) override {
+  absl::Status LoadState(model::TransformerImpl& model,
+                         const std::map<std::string, at::Tensor>& state) override {
     states_.reset();
     rows_ = 0;
     if (state.empty()) return absl::OkStatus();
     auto rows = state.find("rows");
     if (rows == state.end()) return absl::InvalidArgumentError("lm task state without 'rows'");
     rows_ = rows->second.item<int64_t>();
-    states_ = std::make_unique<model::TransformerDecodeStates>(model.NewSegmentStates(rows_, options_.knn_memory));
+    states_ = std::make_unique<model::TransformerDecodeStates>(
+        model.NewSegmentStates(rows_, options_.knn_memory));
     const c10::Device device = model.parameters().front().device();
     for (size_t i = 0; i < states_->self.size(); ++i) {
       if (!states_->self[i]) continue;
@@ -80,8 +87,10 @@ class LmTask final : public Task {
       for (const auto& [name, tensor] : state) {
         if (absl::StartsWith(name, prefix)) layer[name.substr(prefix.size())] = tensor.to(device);
       }
-      const absl::Status loaded = static_cast<model::SegmentMemoryState&>(*states_->self[i]).LoadState(layer);
-      if (!loaded.ok()) return absl::Status(loaded.code(), absl::StrCat(prefix, " ", loaded.message()));
+      const absl::Status loaded =
+          static_cast<model::SegmentMemoryState&>(*states_->self[i]).LoadState(layer);
+      if (!loaded.ok())
+        return absl::Status(loaded.code(), absl::StrCat(prefix, " ", loaded.message()));
     }
     return absl::OkStatus();
   }
@@ -94,12 +103,13 @@ class LmTask final : public Task {
 
 class Seq2SeqTask final : public Task {
  public:
-  Seq2SeqTask(std::string name, const TaskOptions& options) : name_(std::move(name)), options_(options) {}
+  Seq2SeqTask(std::string name, const TaskOptions& options)
+      : name_(std::move(name)), options_(options) {}
 
   absl::Status CheckModel(const model::TransformerOptions& options) const override {
     if (options.encoder_layers == 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("task ", name_, " needs an encoder-decoder model: set --encoder_layers > 0"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", name_, " needs an encoder-decoder model: set --encoder_layers > 0"));
     }
     return absl::OkStatus();
   }
@@ -123,13 +133,16 @@ class Seq2SeqTask final : public Task {
 using Factory = std::function<std::unique_ptr<Task>(const TaskOptions&)>;
 
 const NamedRegistry<Factory>& Registry() {
-  static const auto* registry = new NamedRegistry<Factory>("task", {
-      {"lm", [](const TaskOptions& o) { return std::make_unique<LmTask>(o); }},
-      {"translation", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("translation", o); }},
-      {"summarization",
-       [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("summarization", o); }},
-      {"qa", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("qa", o); }},
-  });
+  static const auto* registry = new NamedRegistry<Factory>(
+      "task",
+      {
+          {"lm", [](const TaskOptions& o) { return std::make_unique<LmTask>(o); }},
+          {"translation",
+           [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("translation", o); }},
+          {"summarization",
+           [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("summarization", o); }},
+          {"qa", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("qa", o); }},
+      });
   return *registry;
 }
 
@@ -139,14 +152,16 @@ absl::StatusOr<std::map<std::string, at::Tensor>> Task::SaveState() const {
   return std::map<std::string, at::Tensor>();
 }
 
-absl::Status Task::LoadState(model::TransformerImpl&, const std::map<std::string, at::Tensor>& state) {
+absl::Status Task::LoadState(model::TransformerImpl&,
+                             const std::map<std::string, at::Tensor>& state) {
   if (state.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("this task carries no state between steps, but the checkpoint holds ",
-                                                 state.size(), " tensors of task state (saved by another task?)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("this task carries no state between steps, but the checkpoint holds ",
+                   state.size(), " tensors of task state (saved by another task?)"));
 }
 
-
-absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options) {
+absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name,
+                                               const TaskOptions& options) {
   MEMTRAIN_ASSIGN_OR_RETURN(const Factory* factory, Registry().Find(name));
   return (*factory)(options);
 }

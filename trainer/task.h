@@ -57,7 +57,8 @@ class Task {
   virtual absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const;
   /// Restores SaveState's output; `model` (the one trained) makes the fresh
   /// states to load into. An empty `state` starts from fresh states.
-  virtual absl::Status LoadState(model::TransformerImpl& model, const std::map<std::string, at::Tensor>& state);
+  virtual absl::Status LoadState(model::TransformerImpl& model,
+                                 const std::map<std::string, at::Tensor>& state);
 };
 
 /// kInvalidArgument for an unknown name, listing the known ones.

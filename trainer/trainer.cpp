@@ -1,28 +1,27 @@
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/serialize.h>
+#include <ATen/autocast_mode.h>
+#include <signal.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
-
-#include <signal.h>
+#include <torch/serialize.h>
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
-#include <limits>
 #include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "absl/strings/match.h"
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/durable_file.h"
 #include "checkpoints/model_file.h"
@@ -37,26 +36,28 @@
 namespace memtrain::trainer {
 namespace {
 
-absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(const TrainerOptions& o,
-                                                                       std::vector<at::Tensor> parameters) {
+absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(
+    const TrainerOptions& o, std::vector<at::Tensor> parameters) {
   if (o.optimizer == "adam") {
-    return std::unique_ptr<torch::optim::Optimizer>(new FusedAdam(
-        std::move(parameters), torch::optim::AdamOptions(o.lr.lr)
-                                   .betas({o.adam_beta1, o.adam_beta2})
-                                   .eps(o.adam_eps)
-                                   .weight_decay(o.weight_decay)));
+    return std::unique_ptr<torch::optim::Optimizer>(
+        new FusedAdam(std::move(parameters), torch::optim::AdamOptions(o.lr.lr)
+                                                 .betas({o.adam_beta1, o.adam_beta2})
+                                                 .eps(o.adam_eps)
+                                                 .weight_decay(o.weight_decay)));
   }
   if (o.optimizer == "adamw") {
-    return std::unique_ptr<torch::optim::Optimizer>(new FusedAdamW(
-        std::move(parameters), torch::optim::AdamWOptions(o.lr.lr)
-                                   .betas({o.adam_beta1, o.adam_beta2})
-                                   .eps(o.adam_eps)
-                                   .weight_decay(o.weight_decay)));
+    return std::unique_ptr<torch::optim::Optimizer>(
+        new FusedAdamW(std::move(parameters), torch::optim::AdamWOptions(o.lr.lr)
+                                                  .betas({o.adam_beta1, o.adam_beta2})
+                                                  .eps(o.adam_eps)
+                                                  .weight_decay(o.weight_decay)));
   }
-  return absl::InvalidArgumentError(absl::StrCat("--optimizer: '", o.optimizer, "' is not adam or adamw"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--optimizer: '", o.optimizer, "' is not adam or adamw"));
 }
 
-data::BatchSourceOptions SourceOptions(const TrainerOptions& o, const parallel::Communicator& world) {
+data::BatchSourceOptions SourceOptions(const TrainerOptions& o,
+                                       const parallel::Communicator& world) {
   data::BatchSourceOptions s;
   s.rank = world.rank();
   s.world_size = world.size();
@@ -126,9 +127,9 @@ nlohmann::json OptionsJson(const TrainerOptions& o) {
 // or the data order and is refused.
 const std::set<std::string>& SafeToChange() {
   static const auto* safe = new std::set<std::string>{
-      "steps",     "lr",          "warmup_steps", "min_lr",       "lr_total_steps", "clip_norm",
-      "log_every", "valid_every", "valid_steps",  "valid_data",   "metrics_path",   "save_dir",
-      "init_from", "save_knn_memory"};
+      "steps",        "lr",        "warmup_steps", "min_lr",         "lr_total_steps",
+      "clip_norm",    "log_every", "valid_every",  "valid_steps",    "valid_data",
+      "metrics_path", "save_dir",  "init_from",    "save_knn_memory"};
   return *safe;
 }
 
@@ -140,8 +141,10 @@ std::vector<std::string> Differences(const nlohmann::json& saved, const nlohmann
   for (const auto& item : saved.items()) keys.insert(item.key());
   for (const auto& item : now.items()) keys.insert(item.key());
   for (const std::string& key : keys) {
-    const nlohmann::json a = saved.contains(key) ? saved.at(key) : nlohmann::json(), b = now.contains(key) ? now.at(key) : nlohmann::json();
-    if (a != b && safe.count(key) == 0) differences.push_back(absl::StrCat(key, ": checkpoint ", a.dump(), ", now ", b.dump()));
+    const nlohmann::json a = saved.contains(key) ? saved.at(key) : nlohmann::json(),
+                         b = now.contains(key) ? now.at(key) : nlohmann::json();
+    if (a != b && safe.count(key) == 0)
+      differences.push_back(absl::StrCat(key, ": checkpoint ", a.dump(), ", now ", b.dump()));
   }
   return differences;
 }
@@ -150,7 +153,8 @@ bool IsRankFile(const std::string& file) { return absl::StartsWith(file, "rank-"
 
 }  // namespace
 
-Trainer::Trainer(const TrainerOptions& options, parallel::Communicator& world, const c10::Device& device)
+Trainer::Trainer(const TrainerOptions& options, parallel::Communicator& world,
+                 const c10::Device& device)
     : options_(options), world_(world), device_(device) {}
 
 Trainer::~Trainer() = default;
@@ -178,62 +182,72 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   const bool corpus_seq2seq = train_file->is_seq2seq();
   if (corpus_seq2seq != (t->task_name_ != "lm")) {
     return absl::FailedPreconditionError(absl::StrCat("task ", t->task_name_, " cannot train on ",
-                                                      options.train_data, ", a ", train_file->header().task,
-                                                      " corpus"));
+                                                      options.train_data, ", a ",
+                                                      train_file->header().task, " corpus"));
   }
 
   // Same seed on every rank, so each builds the same model; the broadcast
   // below makes that a guarantee rather than a hope.
   at::manual_seed(options.seed);
   if (!options.init_from.empty()) {
-    MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(options.init_from, device));
+    MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded,
+                              checkpoints::LoadModel(options.init_from, device));
     if (loaded.info.tokenizer_sha256 != t->tokenizer_sha256_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--init_from=", options.init_from, " was trained with tokenizer ", loaded.info.tokenizer_sha256,
-          " but ", options.train_data, " uses ", t->tokenizer_sha256_, "; prepare the data with its tokenizer"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("--init_from=", options.init_from, " was trained with tokenizer ",
+                       loaded.info.tokenizer_sha256, " but ", options.train_data, " uses ",
+                       t->tokenizer_sha256_, "; prepare the data with its tokenizer"));
     }
     t->model_ = loaded.model;
     model_options = loaded.info.options;
-    LOG_IF(INFO, world.rank() == 0) << "[train] initialised from " << options.init_from << " (a "
-                                    << loaded.info.task << " model after " << loaded.info.step << " steps)";
+    LOG_IF(INFO, world.rank() == 0)
+        << "[train] initialised from " << options.init_from << " (a " << loaded.info.task
+        << " model after " << loaded.info.step << " steps)";
   } else {
     model_options.vocab_size = train_file->tokenizer().vocab_size;
     model_options.pad_id = train_file->tokenizer().pad_id;
     MEMTRAIN_ASSIGN_OR_RETURN(t->model_, model::MakeTransformer(model_options));
     t->model_->to(device);
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(t->knn_memory_, MakeKnnMemoryFactory(options.knn_memory, model_options, world));
-  MEMTRAIN_ASSIGN_OR_RETURN(t->task_, MakeTask(t->task_name_, t->TaskOptionsFor(options.label_smoothing)));
+  MEMTRAIN_ASSIGN_OR_RETURN(t->knn_memory_,
+                            MakeKnnMemoryFactory(options.knn_memory, model_options, world));
+  MEMTRAIN_ASSIGN_OR_RETURN(t->task_,
+                            MakeTask(t->task_name_, t->TaskOptionsFor(options.label_smoothing)));
   MEMTRAIN_RETURN_IF_ERROR(t->task_->CheckModel(model_options));
   train_file.reset();
   // Dropout differs per rank from here on, as data does.
   at::manual_seed(options.seed + 1000003ULL * static_cast<uint64_t>(world.rank() + 1));
 
-  MEMTRAIN_ASSIGN_OR_RETURN(parallel::ModuleFingerprint fingerprint, parallel::BroadcastModule(world, *t->model_));
+  MEMTRAIN_ASSIGN_OR_RETURN(parallel::ModuleFingerprint fingerprint,
+                            parallel::BroadcastModule(world, *t->model_));
   parallel::GradientReducerOptions reducer = options.reducer;
   reducer.op = parallel::ReduceOp::kSum;  // divided by the global token count in Step()
-  MEMTRAIN_ASSIGN_OR_RETURN(t->reducer_, parallel::GradientReducer::Create(world, *t->model_, reducer));
+  MEMTRAIN_ASSIGN_OR_RETURN(t->reducer_,
+                            parallel::GradientReducer::Create(world, *t->model_, reducer));
   MEMTRAIN_ASSIGN_OR_RETURN(t->optimizer_, MakeOptimizer(options, t->model_->parameters()));
   LrScheduleOptions lr = options.lr;
   if (lr.total_steps == 0) lr.total_steps = options.steps;
   MEMTRAIN_ASSIGN_OR_RETURN(t->schedule_, MakeLrSchedule(options.lr_schedule, lr));
 
-  MEMTRAIN_ASSIGN_OR_RETURN(auto train, data::OpenBatchSource(options.train_data, SourceOptions(options, world)));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      auto train, data::OpenBatchSource(options.train_data, SourceOptions(options, world)));
   t->train_ = data::Prefetch(std::move(train));
   if (!options.valid_data.empty()) {
-    MEMTRAIN_ASSIGN_OR_RETURN(t->valid_, data::OpenBatchSource(options.valid_data, SourceOptions(options, world)));
+    MEMTRAIN_ASSIGN_OR_RETURN(
+        t->valid_, data::OpenBatchSource(options.valid_data, SourceOptions(options, world)));
   }
   if (world.rank() == 0) {
     if (!options.metrics_path.empty()) {
       MEMTRAIN_ASSIGN_OR_RETURN(t->metrics_, MetricsLog::Open(options.metrics_path));
     }
-    LOG(INFO) << "[train] task " << t->task_name_ << " on " << options.train_data << ", " << world.size()
-              << " rank(s), device " << device.str() << "; model:\n"
+    LOG(INFO) << "[train] task " << t->task_name_ << " on " << options.train_data << ", "
+              << world.size() << " rank(s), device " << device.str() << "; model:\n"
               << t->model_->ParameterReport();
-    LOG(INFO) << absl::StrFormat("[train] parameters broadcast from rank 0 (structure %016x, values %016x); "
-                                 "%d gradient buckets; %d steps of %d micro-batch(es), %d steps per epoch",
-                                 fingerprint.structure, fingerprint.values, t->reducer_->bucket_plan().size(),
-                                 options.steps, options.accumulate, t->train_->steps_in_epoch());
+    LOG(INFO) << absl::StrFormat(
+        "[train] parameters broadcast from rank 0 (structure %016x, values %016x); "
+        "%d gradient buckets; %d steps of %d micro-batch(es), %d steps per epoch",
+        fingerprint.structure, fingerprint.values, t->reducer_->bucket_plan().size(), options.steps,
+        options.accumulate, t->train_->steps_in_epoch());
   }
   if (options.checkpoint.resume != "none") MEMTRAIN_RETURN_IF_ERROR(t->Resume());
   return t;
@@ -251,12 +265,13 @@ absl::StatusOr<data::Batch> Trainer::NextTrainBatch() {
   for (int attempt = 0; attempt < 2; ++attempt) {
     MEMTRAIN_ASSIGN_OR_RETURN(std::optional<data::Batch> batch, train_->Next());
     if (batch) return *std::move(batch);
-    LOG_IF(INFO, world_.rank() == 0) << "[train] epoch " << train_->epoch() << " done at step " << step_;
+    LOG_IF(INFO, world_.rank() == 0)
+        << "[train] epoch " << train_->epoch() << " done at step " << step_;
     MEMTRAIN_RETURN_IF_ERROR(train_->StartEpoch(train_->epoch() + 1));
   }
   return absl::FailedPreconditionError(
-      absl::StrCat(options_.train_data, " yields no batch for rank ", world_.rank(), " (too small a corpus for ",
-                   world_.size(), " ranks?)"));
+      absl::StrCat(options_.train_data, " yields no batch for rank ", world_.rank(),
+                   " (too small a corpus for ", world_.size(), " ranks?)"));
 }
 
 absl::StatusOr<StepMetrics> Trainer::Step() {
@@ -266,7 +281,8 @@ absl::StatusOr<StepMetrics> Trainer::Step() {
     MEMTRAIN_ASSIGN_OR_RETURN(data::Batch batch, NextTrainBatch());
     batches.push_back(std::move(batch));
   }
-  const absl::Duration wait = absl::Now() - before;  // the prefetch thread reads ahead: this is waiting
+  const absl::Duration wait =
+      absl::Now() - before;  // the prefetch thread reads ahead: this is waiting
   MEMTRAIN_ASSIGN_OR_RETURN(StepMetrics metrics, StepOn(batches));
   metrics.data_wait_seconds = absl::ToDoubleSeconds(wait);
   metrics.step_seconds += metrics.data_wait_seconds;
@@ -313,18 +329,21 @@ absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micr
     local += loss.totals;
   }
   if (absl::Status reduced = reducer_->FinishBackward(); !reduced.ok()) {
-    return absl::Status(reduced.code(), absl::StrCat("step ", step_ + 1, ": ", reduced.message(),
-                                                     " (memtrain-train: --unused_parameters=zero)"));
+    return absl::Status(reduced.code(),
+                        absl::StrCat("step ", step_ + 1, ": ", reduced.message(),
+                                     " (memtrain-train: --unused_parameters=zero)"));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(LossTotals global, AllReduceTotals(world_, local));
   if (global.tokens <= 0) {
-    return absl::FailedPreconditionError(absl::StrCat("step ", step_ + 1, ": no target tokens on any rank"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("step ", step_ + 1, ": no target tokens on any rank"));
   }
   // The gradients hold sums over the step's tokens. Dividing by the token
   // count and clipping are one factor that the fused optimizer applies inside
   // its kernel, rather than two more passes over every gradient.
   StepMetrics m;
-  m.grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), std::numeric_limits<double>::infinity()) /
+  m.grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(),
+                                                  std::numeric_limits<double>::infinity()) /
                 global.tokens;
   double grad_scale = global.tokens;
   if (options_.clip_norm > 0 && options_.clip_norm / (m.grad_norm + 1e-6) < 1) {
@@ -349,25 +368,25 @@ absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micr
 
 absl::StatusOr<LossTotals> Trainer::Validate() {
   if (!valid_) return absl::FailedPreconditionError("no validation data (--valid_data)");
-  MEMTRAIN_ASSIGN_OR_RETURN(auto task, MakeTask(task_name_, TaskOptionsFor(0.0)));  // fresh memories
+  MEMTRAIN_ASSIGN_OR_RETURN(auto task,
+                            MakeTask(task_name_, TaskOptionsFor(0.0)));  // fresh memories
   return Evaluate(*model_, *task, *valid_, world_, device_, options_.valid_steps);
 }
 
 void Trainer::Report(const StepMetrics& m) {
   if (world_.rank() != 0) return;
   if (metrics_) {
-    const absl::Status written =
-        metrics_->Write("train", {{"step", m.step},
-                                  {"epoch", m.epoch},
-                                  {"loss", m.loss},
-                                  {"ppl", m.perplexity},
-                                  {"tokens_per_s", m.tokens_per_second},
-                                  {"grad_norm", m.grad_norm},
-                                  {"lr", m.lr},
-                                  {"data_wait_s", m.data_wait_seconds},
-                                  {"comm_overlap", m.overlap_fraction},
-                                  {"step_s", m.step_seconds},
-                                  {"tokens", tokens_seen_}});
+    const absl::Status written = metrics_->Write("train", {{"step", m.step},
+                                                           {"epoch", m.epoch},
+                                                           {"loss", m.loss},
+                                                           {"ppl", m.perplexity},
+                                                           {"tokens_per_s", m.tokens_per_second},
+                                                           {"grad_norm", m.grad_norm},
+                                                           {"lr", m.lr},
+                                                           {"data_wait_s", m.data_wait_seconds},
+                                                           {"comm_overlap", m.overlap_fraction},
+                                                           {"step_s", m.step_seconds},
+                                                           {"tokens", tokens_seen_}});
     LOG_IF(WARNING, !written.ok()) << "[train] " << written.message();
   }
   if (m.step % options_.log_every == 0 || m.step == options_.steps) {
@@ -375,8 +394,9 @@ void Trainer::Report(const StepMetrics& m) {
     LOG(INFO) << absl::StrFormat(
         "[train] step %d/%d (%.0f%%) | loss %.4f ppl %.2f | %.0f tok/s | lr %.2e | |g| %.3f | "
         "overlap %.2f | data wait %.1f ms | ETA %s",
-        m.step, options_.steps, 100.0 * static_cast<double>(m.step) / static_cast<double>(options_.steps),
-        m.loss, m.perplexity, m.tokens_per_second, m.lr, m.grad_norm, m.overlap_fraction,
+        m.step, options_.steps,
+        100.0 * static_cast<double>(m.step) / static_cast<double>(options_.steps), m.loss,
+        m.perplexity, m.tokens_per_second, m.lr, m.grad_norm, m.overlap_fraction,
         1e3 * m.data_wait_seconds, Duration(eta));
   }
 }
@@ -386,12 +406,13 @@ absl::Status Trainer::Run() {
     if (!valid_) return absl::OkStatus();
     MEMTRAIN_ASSIGN_OR_RETURN(LossTotals totals, Validate());
     if (world_.rank() != 0) return absl::OkStatus();
-    LOG(INFO) << absl::StrFormat("[valid] step %d | loss %.4f ppl %.2f%s", step_, totals.nll_sum / totals.tokens,
-                                 totals.perplexity(),
-                                 totals.long_range_tokens > 0
-                                     ? absl::StrFormat(" | long-range ppl %.2f (%.0f tokens)",
-                                                       totals.long_range_perplexity(), totals.long_range_tokens)
-                                     : "");
+    LOG(INFO) << absl::StrFormat(
+        "[valid] step %d | loss %.4f ppl %.2f%s", step_, totals.nll_sum / totals.tokens,
+        totals.perplexity(),
+        totals.long_range_tokens > 0
+            ? absl::StrFormat(" | long-range ppl %.2f (%.0f tokens)",
+                              totals.long_range_perplexity(), totals.long_range_tokens)
+            : "");
     if (metrics_) {
       return metrics_->Write("valid", {{"step", step_},
                                        {"loss", totals.nll_sum / totals.tokens},
@@ -421,19 +442,23 @@ absl::Status Trainer::Run() {
     MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(flags, parallel::ReduceOp::kMax));
     const bool stop = flags[0].item<int>() == 1;
     const bool steps_due = c.save_every_steps > 0 && step_ % c.save_every_steps == 0;
-    if (checkpointing && (stop || flags[1].item<int>() == 1 || steps_due) && step_ < options_.steps) {
+    if (checkpointing && (stop || flags[1].item<int>() == 1 || steps_due) &&
+        step_ < options_.steps) {
       MEMTRAIN_RETURN_IF_ERROR(SaveCheckpoint().status());
       last_save = absl::Now();
     }
     if (stop && step_ < options_.steps) {
-      LOG_IF(WARNING, world_.rank() == 0) << "[ckpt] stop requested (signal): stopped at step " << step_
-                                          << (checkpointing ? " after saving a checkpoint" : " without a checkpoint (no --checkpoint_dir)");
+      LOG_IF(WARNING, world_.rank() == 0)
+          << "[ckpt] stop requested (signal): stopped at step " << step_
+          << (checkpointing ? " after saving a checkpoint"
+                            : " without a checkpoint (no --checkpoint_dir)");
       preempted_ = true;
       return absl::OkStatus();
     }
   }
   MEMTRAIN_RETURN_IF_ERROR(validate());
-  if (checkpointing && last_checkpoint_step_ != step_) MEMTRAIN_RETURN_IF_ERROR(SaveCheckpoint().status());
+  if (checkpointing && last_checkpoint_step_ != step_)
+    MEMTRAIN_RETURN_IF_ERROR(SaveCheckpoint().status());
   if (!options_.save_dir.empty()) {
     // Rank 0 writes; every rank learns whether it worked, so none is left
     // waiting in a collective when the disk is full.
@@ -450,19 +475,22 @@ absl::Status Trainer::Run() {
     at::Tensor ok = at::full({1}, saved.ok() ? 1 : 0, at::kInt);
     MEMTRAIN_RETURN_IF_ERROR(world_.broadcast(ok, 0));
     if (!saved.ok()) return saved;
-    if (ok.item<int>() == 0) return absl::InternalError("rank 0 could not save the model (see its log)");
+    if (ok.item<int>() == 0)
+      return absl::InternalError("rank 0 could not save the model (see its log)");
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   const checkpoints::CheckpointOptions& c = options_.checkpoint;
-  if (c.dir.empty()) return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
+  if (c.dir.empty())
+    return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
   const absl::Time start = absl::Now();
   // 1. Rank 0 makes the empty partial directory; the others wait for it.
   absl::StatusOr<std::string> partial = checkpoints::PartialCheckpointPath(c.dir, step_);
   if (world_.rank() == 0) partial = checkpoints::CreatePartialCheckpoint(c.dir, step_);
-  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, partial.status(), "creating the checkpoint directory"));
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world_, partial.status(), "creating the checkpoint directory"));
   // 2. Every rank writes its part; rank 0 also the replicated state.
   auto write = [&]() -> absl::Status {
     const std::filesystem::path dir(*partial);
@@ -483,12 +511,15 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       for (auto& [name, tensor] : task_state) tensors["task." + name] = std::move(tensor);
     }
     const std::string rank_file = (dir / checkpoints::RankFileName(world_.rank())).string();
-    MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteSafetensors(
-        rank_file, tensors,
-        {{"rank", std::to_string(world_.rank())}, {"data_state", train_->SaveState()},
-         {"task_state_saved", memory ? "1" : "0"}}));
-    if (world_.rank() == options_.kill_rank_during_save && step_ == options_.kill_during_save_step) {
-      LOG(WARNING) << "[ckpt] rank " << world_.rank() << ": test seam: truncating " << rank_file << " and dying";
+    MEMTRAIN_RETURN_IF_ERROR(
+        checkpoints::WriteSafetensors(rank_file, tensors,
+                                      {{"rank", std::to_string(world_.rank())},
+                                       {"data_state", train_->SaveState()},
+                                       {"task_state_saved", memory ? "1" : "0"}}));
+    if (world_.rank() == options_.kill_rank_during_save &&
+        step_ == options_.kill_during_save_step) {
+      LOG(WARNING) << "[ckpt] rank " << world_.rank() << ": test seam: truncating " << rank_file
+                   << " and dying";
       std::filesystem::resize_file(rank_file, std::filesystem::file_size(rank_file) / 2);
       raise(SIGKILL);
     }
@@ -505,7 +536,8 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       optimizer_->save(archive);
       archive.save_to(optimizer_file);
     } catch (const c10::Error& e) {
-      return absl::InternalError(absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
+      return absl::InternalError(
+          absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
     }
     MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(optimizer_file));
     const nlohmann::json state = {{"format_version", checkpoints::kTrainerStateVersion},
@@ -517,16 +549,20 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
                                   {"knn_memory_saved", memory},
                                   {"options", OptionsJson(options_)},
                                   {"bucket_plan", reducer_->bucket_plan()}};
-    return checkpoints::WriteFileDurably((dir / checkpoints::kTrainerStateName).string(), state.dump(2) + "\n");
+    return checkpoints::WriteFileDurably((dir / checkpoints::kTrainerStateName).string(),
+                                         state.dump(2) + "\n");
   };
-  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, write(), absl::StrCat("writing checkpoint ", *partial)));
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world_, write(), absl::StrCat("writing checkpoint ", *partial)));
   // 3. Every rank's files are on disk: rank 0 commits.
   absl::StatusOr<std::string> committed = checkpoints::PartialCheckpointPath(c.dir, step_);
   if (world_.rank() == 0) committed = checkpoints::CommitCheckpoint(c.dir, step_, c.keep_last);
-  MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, committed.status(), "committing the checkpoint"));
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world_, committed.status(), "committing the checkpoint"));
   last_checkpoint_step_ = step_;
-  LOG_IF(INFO, world_.rank() == 0) << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step_, *committed,
-                                                      absl::ToDoubleSeconds(absl::Now() - start));
+  LOG_IF(INFO, world_.rank() == 0)
+      << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step_, *committed,
+                         absl::ToDoubleSeconds(absl::Now() - start));
   return checkpoints::CheckpointPath(c.dir, step_);
 }
 
@@ -542,9 +578,11 @@ absl::Status Trainer::Resume() {
     int64_t bound = std::numeric_limits<int64_t>::max(), agreed = -1;
     while (true) {
       std::vector<std::string> skipped;
-      absl::StatusOr<checkpoints::CheckpointRef> found = checkpoints::FindNewestValid(c.dir, bound, wanted, &skipped);
+      absl::StatusOr<checkpoints::CheckpointRef> found =
+          checkpoints::FindNewestValid(c.dir, bound, wanted, &skipped);
       for (const std::string& reason : skipped) {
-        LOG(WARNING) << "[ckpt] rank " << world_.rank() << ": damaged checkpoint skipped, using an older one: " << reason;
+        LOG(WARNING) << "[ckpt] rank " << world_.rank()
+                     << ": damaged checkpoint skipped, using an older one: " << reason;
       }
       const int64_t mine = found.ok() ? found->step : -1;
       at::Tensor step = at::full({1}, mine, at::kLong);
@@ -556,12 +594,14 @@ absl::Status Trainer::Resume() {
       bound = agreed;
     }
     if (agreed < 0) {
-      LOG_IF(INFO, world_.rank() == 0) << "[ckpt] no complete checkpoint in " << c.dir << "; starting at step 0";
+      LOG_IF(INFO, world_.rank() == 0)
+          << "[ckpt] no complete checkpoint in " << c.dir << "; starting at step 0";
       return absl::OkStatus();
     }
     path = checkpoints::CheckpointPath(c.dir, agreed);
   } else {
-    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world_, checkpoints::VerifyCheckpoint(path, wanted), "verifying --resume=" + path));
+    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(
+        world_, checkpoints::VerifyCheckpoint(path, wanted), "verifying --resume=" + path));
   }
   return parallel::AllRanksOk(world_, LoadCheckpoint(path), "loading " + path);
 }
@@ -578,10 +618,9 @@ absl::Status Trainer::LoadCheckpoint(const std::string& path) {
   }
   const int version = state.value("format_version", 1);
   if (version < 1 || version > checkpoints::kTrainerStateVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(state_file, " has format version ", version,
-                                                      "; this memtrain reads versions 1 to ",
-                                                      checkpoints::kTrainerStateVersion,
-                                                      " (a newer memtrain wrote it: upgrade to resume it)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        state_file, " has format version ", version, "; this memtrain reads versions 1 to ",
+        checkpoints::kTrainerStateVersion, " (a newer memtrain wrote it: upgrade to resume it)"));
   }
   // A field missing or of the wrong type is a damaged file, reported as such.
   try {
@@ -594,34 +633,43 @@ absl::Status Trainer::LoadCheckpoint(const std::string& path) {
 absl::Status Trainer::ApplyCheckpoint(const std::string& path, const nlohmann::json& state) {
   const std::filesystem::path dir(path);
   if (state.at("world_size").get<int>() != world_.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " was written by ", state.at("world_size").get<int>(), " ranks; this run has ", world_.size(),
-        " (each rank's data cursor and RNG are in the checkpoint: resume with the same number of ranks)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " was written by ", state.at("world_size").get<int>(),
+                     " ranks; this run has ", world_.size(),
+                     " (each rank's data cursor and RNG are in the checkpoint: resume with the "
+                     "same number of ranks)"));
   }
   if (state.at("task").get<std::string>() != task_name_ ||
       state.at("tokenizer_sha256").get<std::string>() != tokenizer_sha256_) {
-    return absl::FailedPreconditionError(absl::StrCat(path, " is a ", state.at("task").get<std::string>(),
-                                                      " checkpoint with tokenizer ", state.at("tokenizer_sha256").get<std::string>(),
-                                                      "; this run is ", task_name_, " with tokenizer ", tokenizer_sha256_));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is a ", state.at("task").get<std::string>(),
+                     " checkpoint with tokenizer ", state.at("tokenizer_sha256").get<std::string>(),
+                     "; this run is ", task_name_, " with tokenizer ", tokenizer_sha256_));
   }
   MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(path, device_));
   // Options the checkpoint's memtrain did not have yet: it ran with their defaults.
   nlohmann::json saved_options = OptionsJson(TrainerOptions{});
   saved_options.update(state.at("options"));
-  std::vector<std::string> differences = Differences(saved_options, OptionsJson(options_), SafeToChange());
-  for (const std::string& d : Differences(nlohmann::json::parse(model::TransformerOptionsToJson(loaded.info.options)),
-                                          nlohmann::json::parse(model::TransformerOptionsToJson(model_->options())), {})) {
+  std::vector<std::string> differences =
+      Differences(saved_options, OptionsJson(options_), SafeToChange());
+  for (const std::string& d :
+       Differences(nlohmann::json::parse(model::TransformerOptionsToJson(loaded.info.options)),
+                   nlohmann::json::parse(model::TransformerOptionsToJson(model_->options())), {})) {
     differences.push_back("model." + d);
   }
   if (!differences.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot resume from ", path, " with a different configuration:\n  ", absl::StrJoin(differences, "\n  "),
+        "cannot resume from ", path, " with a different configuration:\n  ",
+        absl::StrJoin(differences, "\n  "),
         "\n(safe to change: ", absl::StrJoin(SafeToChange(), ", "), "; see docs/CHECKPOINTS.md)"));
   }
-  if (state.at("bucket_plan").get<std::vector<std::vector<std::string>>>() != reducer_->bucket_plan()) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": the gradient bucket plan differs from this run's "
-                                                      "(same options, different model code?); the reduction order "
-                                                      "would change"));
+  if (state.at("bucket_plan").get<std::vector<std::vector<std::string>>>() !=
+      reducer_->bucket_plan()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path,
+                     ": the gradient bucket plan differs from this run's "
+                     "(same options, different model code?); the reduction order "
+                     "would change"));
   }
   {
     at::NoGradGuard no_grad;
@@ -642,7 +690,8 @@ absl::Status Trainer::ApplyCheckpoint(const std::string& path, const nlohmann::j
   MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Safetensors mine, checkpoints::ReadSafetensors(rank_file));
   auto tensor = [&](const std::string& name) -> absl::StatusOr<at::Tensor> {
     auto found = mine.tensors.find(name);
-    if (found == mine.tensors.end()) return absl::DataLossError(absl::StrCat(rank_file, " has no ", name));
+    if (found == mine.tensors.end())
+      return absl::DataLossError(absl::StrCat(rank_file, " has no ", name));
     return found->second;
   };
   {
@@ -669,7 +718,8 @@ absl::Status Trainer::ApplyCheckpoint(const std::string& path, const nlohmann::j
   if (world_.rank() == 0) {
     LOG(INFO) << "[ckpt] resumed from " << path << " at step " << step_;
     LOG_IF(WARNING, options_.use_memory && !state.at("knn_memory_saved").get<bool>())
-        << "[ckpt] " << path << " holds no memory states (saved without --save_knn_memory): every stream's "
+        << "[ckpt] " << path
+        << " holds no memory states (saved without --save_knn_memory): every stream's "
         << "memory restarts empty, so this run will not match an uninterrupted one exactly";
   }
   return absl::OkStatus();

@@ -3,8 +3,8 @@
 // The training loop of memtrain-train, for every task and any number of
 // ranks (one process per rank; `world` spans them):
 //
-//   MEMTRAIN_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options, model_options, *world, device));
-//   MEMTRAIN_RETURN_IF_ERROR(trainer->Run());
+//   MEMTRAIN_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options, model_options, *world,
+//   device)); MEMTRAIN_RETURN_IF_ERROR(trainer->Run());
 //
 // One optimizer step = `accumulate` micro-batches (the reducer's NoSync on
 // all but the last) -> gradients summed over every rank and micro-batch by
@@ -40,9 +40,9 @@
 
 #include "absl/status/statusor.h"
 #include "checkpoints/checkpoint.h"
-#include "nlohmann/json_fwd.hpp"
 #include "data/batch_source.h"
 #include "model/transformer.h"
+#include "nlohmann/json_fwd.hpp"
 #include "parallel/communicator.h"
 #include "parallel/gradient_reducer.h"
 #include "trainer/knn_memory_setup.h"
@@ -60,9 +60,9 @@ struct TrainerOptions {
   int64_t accumulate = 1;  ///< micro-batches per step
   uint64_t seed = 1;
   // data
-  int streams = 8;              ///< lm: rows per rank
-  int segment_length = 512;     ///< lm
-  int64_t max_tokens = 4096;    ///< seq2seq: padded tokens per micro-batch and rank
+  int streams = 8;            ///< lm: rows per rank
+  int segment_length = 512;   ///< lm
+  int64_t max_tokens = 4096;  ///< seq2seq: padded tokens per micro-batch and rank
   int64_t max_source_length = 1024;
   int64_t max_target_length = 1024;
   // optimization
@@ -72,8 +72,8 @@ struct TrainerOptions {
   std::string lr_schedule = "inverse_sqrt";
   LrScheduleOptions lr;
   double label_smoothing = 0.1;
-  double clip_norm = 0.0;  ///< 0: no clipping (the norm is still reported)
-  bool use_memory = true;  ///< lm: memory layers keep their streams across steps
+  double clip_norm = 0.0;     ///< 0: no clipping (the norm is still reported)
+  bool use_memory = true;     ///< lm: memory layers keep their streams across steps
   KnnMemorySetup knn_memory;  ///< lm: the knn layers' memories (backend, sharding, scope)
   /// GPU only: forward passes under bf16 autocast (matmuls and attention in
   /// bf16, softmax, norms and the loss in fp32, as autocast's op lists
@@ -82,8 +82,8 @@ struct TrainerOptions {
   parallel::GradientReducerOptions reducer;
   // reporting
   int64_t log_every = 10;
-  int64_t valid_every = 0;  ///< 0: only at the end
-  int64_t valid_steps = 0;  ///< batches per validation; 0: the whole set
+  int64_t valid_every = 0;   ///< 0: only at the end
+  int64_t valid_steps = 0;   ///< batches per validation; 0: the whole set
   std::string metrics_path;  ///< JSON lines (rank 0); empty: none
   std::string save_dir;      ///< the final model (checkpoints/model_file.h); empty: not saved
   std::string init_from;     ///< start from this saved model (same tokenizer)

@@ -109,7 +109,8 @@ void ExpectResumeIsBitwise(parallel::Communicator& world, const std::string& cor
   const std::vector<double> resumed = ResumedLosses(world, options, model);
   ASSERT_EQ(resumed.size(), expected.size() - kStop);
   for (size_t i = 0; i < resumed.size(); ++i) {
-    EXPECT_EQ(resumed[i], expected[kStop + i]) << "step " << kStop + i + 1 << " on rank " << world.rank();
+    EXPECT_EQ(resumed[i], expected[kStop + i])
+        << "step " << kStop + i + 1 << " on rank " << world.rank();
   }
 }
 
@@ -122,7 +123,8 @@ TEST(CheckpointMpiTest, LmWithKnnMemoryResumesBitwise) {
 TEST(CheckpointMpiTest, TranslationResumesBitwise) {
   auto world = memtrain::testing::NewWorld();
   if (world->size() != 2) GTEST_SKIP() << "needs exactly 2 ranks";
-  ExpectResumeIsBitwise(*world, SharedPath(*world, "ckpt_translation.h5", false), TranslationModel());
+  ExpectResumeIsBitwise(*world, SharedPath(*world, "ckpt_translation.h5", false),
+                        TranslationModel());
 }
 
 // The memory is what makes the lm test above hard: without it the resumed
@@ -161,9 +163,11 @@ TEST(CheckpointMpiTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
   // agree all the same). Step 4: one flipped byte in the shared weights.
   ASSERT_TRUE(world->barrier().ok());
   if (world->rank() == 0) {
-    const std::string rank_file = checkpoints::CheckpointPath(dir, 6) + "/" + checkpoints::RankFileName(1);
+    const std::string rank_file =
+        checkpoints::CheckpointPath(dir, 6) + "/" + checkpoints::RankFileName(1);
     fs::resize_file(rank_file, fs::file_size(rank_file) - 10);
-    std::fstream weights(checkpoints::CheckpointPath(dir, 4) + "/model.pt", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream weights(checkpoints::CheckpointPath(dir, 4) + "/model.pt",
+                         std::ios::in | std::ios::out | std::ios::binary);
     weights.seekp(100);
     weights.put('\x5a');
   }
@@ -204,8 +208,10 @@ TEST(CheckpointMpiTest, ConfigChangesAreRefusedWithADiffUnlessSafe) {
   auto refused = Trainer::Create(changed, wider, *world, at::kCPU);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(refused.status().message().find("seed: checkpoint 1, now 7"), std::string::npos) << refused.status();
-  EXPECT_NE(refused.status().message().find("model.ffn_dim"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("seed: checkpoint 1, now 7"), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("model.ffn_dim"), std::string::npos)
+      << refused.status();
   TrainerOptions safe = options;
   safe.lr.lr = 5e-3;
   safe.steps = 20;

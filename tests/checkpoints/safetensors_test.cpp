@@ -16,7 +16,8 @@ namespace memtrain::checkpoints {
 namespace {
 
 std::string TempPath(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("memtrain_ckpt_test_" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("memtrain_ckpt_test_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }
@@ -62,7 +63,8 @@ TEST(SafetensorsTest, TruncatedFileIsDataLossNamingIt) {
   EXPECT_NE(read.status().message().find(path), std::string::npos) << read.status();
   std::filesystem::resize_file(path, 5);
   EXPECT_EQ(ReadSafetensors(path).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(ReadSafetensors(TempPath("missing.safetensors")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReadSafetensors(TempPath("missing.safetensors")).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(KnnMemoryStateTest, RestoredMemorySearchesExactlyLikeTheOriginalAfterWrapping) {

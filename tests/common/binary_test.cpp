@@ -14,7 +14,9 @@ TEST(RunBinaryTest, ExitStatusFollowsTheWork) {
   EXPECT_EQ(RunBinary("[t]", [] { return absl::OkStatus(); }), 0);
   EXPECT_EQ(RunBinary("[t]", [] { return absl::InvalidArgumentError("bad flag"); }), 1);
   EXPECT_EQ(RunBinaryWithExitCode("[t]", []() -> absl::StatusOr<int> { return 75; }), 75);
-  EXPECT_EQ(RunBinaryWithExitCode("[t]", []() -> absl::StatusOr<int> { return absl::InternalError("x"); }), 1);
+  EXPECT_EQ(RunBinaryWithExitCode("[t]",
+                                  []() -> absl::StatusOr<int> { return absl::InternalError("x"); }),
+            1);
 }
 
 // An exception (LibTorch's TORCH_CHECK throws c10::Error, whose what()
@@ -25,7 +27,8 @@ TEST(RunBinaryTest, AnExceptionIsOneLineAndStatusOne) {
   ::testing::internal::CaptureStderr();
   const int code = RunBinary("[tool]", []() -> absl::Status {
     throw std::runtime_error(
-        "beam must be positive\nException raised from Search at search.cpp:12 (most recent call first):\nframe #0");
+        "beam must be positive\nException raised from Search at search.cpp:12 (most recent call "
+        "first):\nframe #0");
   });
   const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);

@@ -119,7 +119,8 @@ TEST_F(LmBatchSourceTest, RowsContinueTheirDocumentAndFlagNewOnes) {
         ++flags;
         EXPECT_NE(record, previous[static_cast<size_t>(row)]);
       } else {
-        EXPECT_EQ(record, previous[static_cast<size_t>(row)]) << "a row switched documents silently";
+        EXPECT_EQ(record, previous[static_cast<size_t>(row)])
+            << "a row switched documents silently";
         EXPECT_EQ(first_input, next_position[static_cast<size_t>(row)]) << "a row skipped tokens";
       }
       previous[static_cast<size_t>(row)] = record;
@@ -235,7 +236,8 @@ class Seq2SeqBatchSourceTest : public ::testing::Test {
     }
     testing::WriteSeq2SeqCorpus(*path_, source_lengths_, target_lengths_);
   }
-  std::unique_ptr<BatchSource> Open(int rank, int world, TruncationPolicy policy = TruncationPolicy::kTruncate) {
+  std::unique_ptr<BatchSource> Open(int rank, int world,
+                                    TruncationPolicy policy = TruncationPolicy::kTruncate) {
     BatchSourceOptions options;
     options.rank = rank;
     options.world_size = world;

@@ -27,8 +27,8 @@ using ::testing::HasSubstr;
 const char kSharedData[] = MEMTRAIN_SHARED_DATA;
 
 std::string Temp(const std::string& name) {
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("memtrain_prepare_test_" + std::to_string(getpid()));
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("memtrain_prepare_test_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }
@@ -104,7 +104,8 @@ TEST(PrepareTest, Wmt16RoundTrip) {
   const std::string dir = std::string(kSharedData) + "/wmt16_en_de/validation/";
   std::vector<std::string> files;
   if (std::filesystem::exists(dir)) {
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) files.push_back(entry.path());
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+      files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end());  // *.de before *.en: translate de->en
   RoundTrip(Corpus::kWmt16, files, 2000);
@@ -114,13 +115,15 @@ TEST(PrepareTest, XsumRoundTrip) {
   const std::string dir = std::string(kSharedData) + "/xsum/validation/";
   std::vector<std::string> files;
   if (std::filesystem::exists(dir)) {
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) files.push_back(entry.path());
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+      files.push_back(entry.path());
   }
   RoundTrip(Corpus::kXsum, files, 2000);
 }
 
 TEST(PrepareTest, OpenOrcaRoundTrip) {
-  RoundTrip(Corpus::kOpenOrca, {std::string(kSharedData) + "/openorca/openorca_sample_50.jsonl"}, 600);
+  RoundTrip(Corpus::kOpenOrca, {std::string(kSharedData) + "/openorca/openorca_sample_50.jsonl"},
+            600);
 }
 
 TEST(PrepareTest, DemoLongRangeTokensAreTheAnswers) {
@@ -212,7 +215,8 @@ TEST(PrepareTest, KilledPrepareLeavesNoOutputFile) {
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "prepare finished before it could be killed";
   EXPECT_FALSE(std::filesystem::exists(output));
-  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(output).parent_path())) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(output).parent_path())) {
     if (entry.path().string().find("killed.h5.partial-") == std::string::npos) continue;
     auto opened = CorpusFile::Open(entry.path().string(), {});
     EXPECT_FALSE(opened.ok()) << "a partial file must never pass for a corpus";
@@ -232,7 +236,8 @@ class DamagedFileTest : public ::testing::Test {
     options.show_progress = false;
     ASSERT_TRUE(Prepare(options).ok());
   }
-  static std::string CopyWith(const std::string& name, const std::function<void(std::string*)>& edit) {
+  static std::string CopyWith(const std::string& name,
+                              const std::function<void(std::string*)>& edit) {
     std::ifstream in(*good_, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     edit(&bytes);
@@ -268,7 +273,8 @@ TEST_F(DamagedFileTest, ForeignHdf5) {
 }
 
 TEST_F(DamagedFileTest, Truncated) {
-  const std::string path = CopyWith("truncated.h5", [](std::string* b) { b->resize(b->size() * 6 / 10); });
+  const std::string path =
+      CopyWith("truncated.h5", [](std::string* b) { b->resize(b->size() * 6 / 10); });
   auto file = CorpusFile::Open(path, {});
   absl::Status status = file.ok() ? (*file)->Verify() : file.status();
   EXPECT_FALSE(status.ok());
@@ -278,7 +284,8 @@ TEST_F(DamagedFileTest, Truncated) {
 TEST_F(DamagedFileTest, FlippedBytesInTheTokensFailTheirChecksum) {
   // Tokens make up most of the file; flip a run of bytes in the middle.
   const std::string path = CopyWith("flipped.h5", [](std::string* b) {
-    for (size_t i = b->size() / 2; i < b->size() / 2 + 64; ++i) (*b)[i] = static_cast<char>(~(*b)[i]);
+    for (size_t i = b->size() / 2; i < b->size() / 2 + 64; ++i)
+      (*b)[i] = static_cast<char>(~(*b)[i]);
   });
   auto file = CorpusFile::Open(path, {});
   absl::Status status = file.ok() ? (*file)->Verify() : file.status();

@@ -27,8 +27,8 @@ void Check(const absl::Status& status) {
 }  // namespace
 
 std::string TempPath(const std::string& name) {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("memtrain_test_" + std::to_string(getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("memtrain_test_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }
@@ -60,8 +60,10 @@ void WriteSeq2SeqCorpus(const std::string& path, const std::vector<int64_t>& sou
   int64_t source_position = 0, target_position = 0;
   for (size_t r = 0; r < source_lengths.size(); ++r) {
     std::vector<int32_t> source, target;
-    for (int64_t i = 0; i < source_lengths[r]; ++i) source.push_back(SourceToken(source_position++));
-    for (int64_t i = 0; i < target_lengths[r]; ++i) target.push_back(TargetToken(target_position++));
+    for (int64_t i = 0; i < source_lengths[r]; ++i)
+      source.push_back(SourceToken(source_position++));
+    for (int64_t i = 0; i < target_lengths[r]; ++i)
+      target.push_back(TargetToken(target_position++));
     Check((*writer)->Append(source, {}, target, "ex" + std::to_string(r)));
   }
   CorpusHeader header;

@@ -16,9 +16,13 @@ inline constexpr int32_t kFirstId = 8;
 inline constexpr int32_t kVocabulary = 60000;
 
 /// The token at global source position `i`.
-inline int32_t SourceToken(int64_t i) { return kFirstId + static_cast<int32_t>(i % (kVocabulary - kFirstId)); }
+inline int32_t SourceToken(int64_t i) {
+  return kFirstId + static_cast<int32_t>(i % (kVocabulary - kFirstId));
+}
 /// The token at global target position `i`.
-inline int32_t TargetToken(int64_t i) { return kVocabulary - 1 - static_cast<int32_t>(i % (kVocabulary - kFirstId)); }
+inline int32_t TargetToken(int64_t i) {
+  return kVocabulary - 1 - static_cast<int32_t>(i % (kVocabulary - kFirstId));
+}
 
 /// An lm corpus of documents with `lengths` tokens each (token at global
 /// position i is SourceToken(i)); every 7th token is flagged long-range.

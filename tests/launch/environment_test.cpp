@@ -81,8 +81,8 @@ TEST(LaunchEnvironmentTest, BatchScriptWithoutSrunIsOneProcessWithAWarning) {
 }
 
 TEST(LaunchEnvironmentTest, MalformedValuesNameTheVariable) {
-  auto env = DiscoverLaunchEnvironment(FakeEnvironment({{"OMPI_COMM_WORLD_RANK", "two"},
-                                                        {"OMPI_COMM_WORLD_SIZE", "4"}}));
+  auto env = DiscoverLaunchEnvironment(
+      FakeEnvironment({{"OMPI_COMM_WORLD_RANK", "two"}, {"OMPI_COMM_WORLD_SIZE", "4"}}));
   EXPECT_EQ(env.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(env.status().message()), HasSubstr("OMPI_COMM_WORLD_RANK='two'"));
 
@@ -101,7 +101,7 @@ TEST(SlurmTasksOnNodeTest, ExpandsRepeats) {
   EXPECT_EQ(*SlurmTasksOnNode("2(x3),1", 3), 1);
   EXPECT_EQ(*SlurmTasksOnNode("4", 0), 4);
   EXPECT_EQ(SlurmTasksOnNode("2(x3),1", 4).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(SlurmTasksOnNode("2(x",  0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SlurmTasksOnNode("2(x", 0).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -3,8 +3,6 @@
 // reference of its formula to References() below. Everything runs in float64.
 #include "model/attention.h"
 
-#include "tests/model/attention_references.h"
-
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,23 +11,25 @@
 #include <functional>
 #include <map>
 
+#include "tests/model/attention_references.h"
+
 namespace memtrain::model {
 namespace {
 
 using ::testing::HasSubstr;
 
 using testing::Call;
-using testing::kHeads;
-using testing::kWidth;
-using testing::Random;
-using testing::Param;
-using testing::Reference;
 using testing::InfiniteReference;
+using testing::kHeads;
 using testing::KnnReference;
-using testing::SoftmaxReference;
+using testing::kWidth;
 using testing::LinformerReference;
-using testing::PerformerReference;
 using testing::MemSizerReference;
+using testing::Param;
+using testing::PerformerReference;
+using testing::Random;
+using testing::Reference;
+using testing::SoftmaxReference;
 
 std::shared_ptr<AttentionImpl> Make(const std::string& kind, bool causal, bool cross = false) {
   AttentionOptions options;
@@ -44,7 +44,6 @@ std::shared_ptr<AttentionImpl> Make(const std::string& kind, bool causal, bool c
   (*made)->eval();
   return *made;
 }
-
 
 // One line per kind; the reference itself lives in tests/model/<kind>_reference.cpp.
 const std::map<std::string, Reference>& References() {
@@ -102,7 +101,8 @@ TEST_P(AttentionConformanceTest, IncrementalDecodingEqualsTheFullCausalForward) 
   std::vector<at::Tensor> pieces;
   int64_t start = 0;
   for (int64_t length : {1, 3, 1, 5}) {
-    pieces.push_back(attention->forward(Call(x.slice(1, start, start + length), true, {}, {}, state.get())));
+    pieces.push_back(
+        attention->forward(Call(x.slice(1, start, start + length), true, {}, {}, state.get())));
     start += length;
   }
   EXPECT_EQ(state->position(), 10);
@@ -113,7 +113,8 @@ TEST_P(AttentionConformanceTest, IncrementalDecodingEqualsTheFullCausalForward) 
   attention->forward(Call(x.slice(1, 0, 4), true, {}, {}, reordered.get()));
   const at::Tensor rows = at::tensor({2, 0}, at::kLong);
   reordered->Reorder(rows);
-  const at::Tensor rest = attention->forward(Call(x.index_select(0, rows).slice(1, 4), true, {}, {}, reordered.get()));
+  const at::Tensor rest =
+      attention->forward(Call(x.index_select(0, rows).slice(1, 4), true, {}, {}, reordered.get()));
   EXPECT_TRUE(at::allclose(rest, full.index_select(0, rows).slice(1, 4), 1e-9, 1e-10));
 }
 
@@ -127,7 +128,8 @@ TEST_P(AttentionConformanceTest, CrossAttentionDecodingEqualsTheFullCall) {
   auto state = attention->NewState(2);
   std::vector<at::Tensor> pieces;
   for (int64_t t = 0; t < 6; ++t) {
-    pieces.push_back(attention->forward(Call(x.slice(1, t, t + 1), false, source, padding, state.get())));
+    pieces.push_back(
+        attention->forward(Call(x.slice(1, t, t + 1), false, source, padding, state.get())));
   }
   EXPECT_TRUE(at::allclose(at::cat(pieces, 1), full, 1e-9, 1e-10));
 }
@@ -154,7 +156,9 @@ TEST_P(AttentionConformanceTest, MatchesTheFp64Reference) {
   const at::Tensor x = Random({2, 5, kWidth}), source = Random({2, 7, kWidth});
   const at::Tensor padding = at::zeros({2, 7}, at::kBool);
   padding[0].slice(0, 4) = true;
-  struct Case { bool causal, cross; };
+  struct Case {
+    bool causal, cross;
+  };
   for (Case c : {Case{false, false}, Case{true, false}, Case{false, true}}) {
     if ((c.causal && !caps().causal) || (c.cross && !caps().cross) ||
         (!c.causal && !c.cross && !caps().non_causal)) {
@@ -162,7 +166,8 @@ TEST_P(AttentionConformanceTest, MatchesTheFp64Reference) {
     }
     auto attention = Make(GetParam(), c.causal, c.cross);
     const AttentionCall call = c.cross ? Call(x, false, source, padding) : Call(x, c.causal);
-    EXPECT_TRUE(at::allclose(attention->forward(call), reference->second(*attention, call), 1e-9, 1e-10))
+    EXPECT_TRUE(
+        at::allclose(attention->forward(call), reference->second(*attention, call), 1e-9, 1e-10))
         << "causal " << c.causal << " cross " << c.cross;
   }
 }
@@ -191,7 +196,8 @@ TEST_P(AttentionConformanceTest, GradientsMatchFiniteDifferences) {
       flat[i] = saved - kEps;
       const double down = loss(x.detach()).item<double>();
       flat[i] = saved;
-      EXPECT_NEAR(analytic.view(-1)[i].item<double>(), (up - down) / (2 * kEps), 1e-6) << what << " " << i;
+      EXPECT_NEAR(analytic.view(-1)[i].item<double>(), (up - down) / (2 * kEps), 1e-6)
+          << what << " " << i;
     }
   };
   check(x, analytic_x, {0, 5, 17, 33, 60}, "input");

@@ -17,12 +17,11 @@
 namespace memtrain::model {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Call;
+using ::testing::HasSubstr;
 using testing::kHeads;
 using testing::kWidth;
 using testing::Random;
-
 
 AttentionOptions Options(bool causal = false) {
   AttentionOptions options;
@@ -53,7 +52,8 @@ void CopySharedParameters(AttentionImpl& from, AttentionImpl& to) {
 // ---- the shared causal kernel --------------------------------------------------------
 
 // out_i = sum_{j<=i} (q_i . k_j) exp(m_j - m_i) v_j, written out.
-at::Tensor NaiveCausal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& m) {
+at::Tensor NaiveCausal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const at::Tensor& m) {
   const int64_t n = q.size(2);
   at::Tensor out = at::zeros({q.size(0), q.size(1), n, v.size(3)}, at::kDouble);
   for (int64_t i = 0; i < n; ++i) {
@@ -74,16 +74,20 @@ TEST(LinearAttentionKernelTest, ChunkedCausalEqualsTheNaiveMaskedSum) {
   for (const at::Tensor& scale : {at::Tensor(), m}) {
     const at::Tensor expected = NaiveCausal(q, k, v, scale);
     for (int64_t chunk : {1, 3, 4, 5, 13, 64}) {
-      EXPECT_TRUE(at::allclose(CausalLinearAttention(q, k, v, scale, chunk), expected, 1e-10, 1e-12))
+      EXPECT_TRUE(
+          at::allclose(CausalLinearAttention(q, k, v, scale, chunk), expected, 1e-10, 1e-12))
           << "chunk " << chunk << " scaled " << scale.defined();
       // The same positions fed in two calls through the prefix state (decoding).
       LinearPrefix prefix;
       auto part = [&](const at::Tensor& t, int64_t a, int64_t b) { return t.slice(2, a, b); };
-      const at::Tensor first = CausalLinearAttention(part(q, 0, 6), part(k, 0, 6), part(v, 0, 6),
-                                                     scale.defined() ? part(scale, 0, 6) : scale, chunk, &prefix);
-      const at::Tensor rest = CausalLinearAttention(part(q, 6, n), part(k, 6, n), part(v, 6, n),
-                                                    scale.defined() ? part(scale, 6, n) : scale, chunk, &prefix);
-      EXPECT_TRUE(at::allclose(at::cat({first, rest}, 2), expected, 1e-10, 1e-12)) << "chunk " << chunk;
+      const at::Tensor first =
+          CausalLinearAttention(part(q, 0, 6), part(k, 0, 6), part(v, 0, 6),
+                                scale.defined() ? part(scale, 0, 6) : scale, chunk, &prefix);
+      const at::Tensor rest =
+          CausalLinearAttention(part(q, 6, n), part(k, 6, n), part(v, 6, n),
+                                scale.defined() ? part(scale, 6, n) : scale, chunk, &prefix);
+      EXPECT_TRUE(at::allclose(at::cat({first, rest}, 2), expected, 1e-10, 1e-12))
+          << "chunk " << chunk;
     }
   }
 }
@@ -96,7 +100,8 @@ TEST(LinearAttentionKernelTest, ChunkedCausalEqualsTheNaiveMaskedSum) {
 TEST(LinearAttentionKernelTest, Bf16AutocastLeavesPrefixSumsAndSummariesInFloat32) {
   at::manual_seed(5);
   const int64_t n = 200;
-  const at::Tensor q = at::randn({2, 2, n, 16}), k = at::randn({2, 2, n, 16}).exp(), v = at::randn({2, 2, n, 8});
+  const at::Tensor q = at::randn({2, 2, n, 16}), k = at::randn({2, 2, n, 16}).exp(),
+                   v = at::randn({2, 2, n, 8});
   const at::Tensor causal = CausalLinearAttention(q, k, v, /*log_scale=*/{}, 64);
   const at::Tensor summary = KeyValueSummary(k, v);
   at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
@@ -104,7 +109,8 @@ TEST(LinearAttentionKernelTest, Bf16AutocastLeavesPrefixSumsAndSummariesInFloat3
   const at::Tensor causal_autocast = CausalLinearAttention(q, k, v, /*log_scale=*/{}, 64);
   const at::Tensor summary_autocast = KeyValueSummary(k, v);
   const at::Tensor left_to_autocast = at::matmul(k.transpose(-2, -1), v);
-  EXPECT_TRUE(at::autocast::is_autocast_enabled(at::kCPU)) << "AutocastOff restores the caller's state";
+  EXPECT_TRUE(at::autocast::is_autocast_enabled(at::kCPU))
+      << "AutocastOff restores the caller's state";
   at::autocast::set_autocast_enabled(at::kCPU, false);
   at::autocast::clear_cache();
 
@@ -121,7 +127,8 @@ TEST(LinearAttentionKernelTest, Bf16AutocastLeavesPrefixSumsAndSummariesInFloat3
 TEST(LinformerTest, IdentityProjectionWithKEqualsNIsSoftmaxAttention) {
   at::manual_seed(5);
   const int64_t n = 6;
-  for (LinformerSharing sharing : {LinformerSharing::kNone, LinformerSharing::kHeadwise, LinformerSharing::kKeyValue}) {
+  for (LinformerSharing sharing :
+       {LinformerSharing::kNone, LinformerSharing::kHeadwise, LinformerSharing::kKeyValue}) {
     AttentionOptions options = Options();
     options.linformer.max_length = n;
     options.linformer.projected_length = n;
@@ -132,11 +139,13 @@ TEST(LinformerTest, IdentityProjectionWithKEqualsNIsSoftmaxAttention) {
     {
       at::NoGradGuard no_grad;
       for (auto& item : linformer->named_parameters()) {
-        if (item.key().rfind("project_", 0) == 0) item.value().copy_(at::eye(n, at::kDouble).expand_as(item.value()));
+        if (item.key().rfind("project_", 0) == 0)
+          item.value().copy_(at::eye(n, at::kDouble).expand_as(item.value()));
       }
     }
     const at::Tensor x = Random({2, n, kWidth}), source = Random({2, n, kWidth});
-    EXPECT_TRUE(at::allclose(linformer->forward(Call(x, false)), softmax->forward(Call(x, false)), 1e-12, 1e-12));
+    EXPECT_TRUE(at::allclose(linformer->forward(Call(x, false)), softmax->forward(Call(x, false)),
+                             1e-12, 1e-12));
     EXPECT_TRUE(at::allclose(linformer->forward(Call(x, false, source)),
                              softmax->forward(Call(x, false, source)), 1e-12, 1e-12));
   }
@@ -208,9 +217,11 @@ TEST(PerformerTest, MatchesTheExplicitFeatureFormula) {
     options.performer.kernel = kernel;
     options.performer.chunk = 2;
     auto performer = MakePerformer(options);
-    for (const AttentionCall& call : {Call(x, false), Call(x, true), Call(x, false, source, padding),
-                                      Call(source, true, {}, padding)}) {
-      EXPECT_TRUE(at::allclose(performer->forward(call), testing::PerformerReference(*performer, call), 1e-9, 1e-10))
+    for (const AttentionCall& call :
+         {Call(x, false), Call(x, true), Call(x, false, source, padding),
+          Call(source, true, {}, padding)}) {
+      EXPECT_TRUE(at::allclose(performer->forward(call),
+                               testing::PerformerReference(*performer, call), 1e-9, 1e-10))
           << "relu " << (kernel == PerformerKernel::kRelu) << " causal " << call.causal;
     }
   }
@@ -253,7 +264,8 @@ TEST(PerformerTest, ALaterDominantKeyDoesNotChangeEarlierOutputs) {
       at::NoGradGuard no_grad;
       for (const char* name : {"query", "key"}) {
         for (auto& item : performer->named_parameters()) {
-          if (item.key() == std::string(name) + ".weight") item.value().copy_(at::eye(kWidth, at::kDouble));
+          if (item.key() == std::string(name) + ".weight")
+            item.value().copy_(at::eye(kWidth, at::kDouble));
           if (item.key() == std::string(name) + ".bias") item.value().zero_();
         }
       }
@@ -265,7 +277,8 @@ TEST(PerformerTest, ALaterDominantKeyDoesNotChangeEarlierOutputs) {
     EXPECT_TRUE(at::isfinite(with_later).all().item<bool>());
     EXPECT_TRUE(at::allclose(with_later.slice(1, 0, 6), alone, 1e-12, 1e-12)) << "chunk " << chunk;
     // And the earlier outputs are the formula's, not a degenerate zero.
-    EXPECT_TRUE(at::allclose(alone, testing::PerformerReference(*performer, Call(early, true)), 1e-8, 1e-10));
+    EXPECT_TRUE(at::allclose(alone, testing::PerformerReference(*performer, Call(early, true)),
+                             1e-8, 1e-10));
   }
 }
 
@@ -277,8 +290,10 @@ TEST(PerformerTest, RedrawChangesTheProjectionEveryIntervalInTrainingOnly) {
   auto twin = MakePerformer(options);
   const at::Tensor x = Random({1, 4, kWidth});
   const at::Tensor initial = performer->projection().clone();
-  EXPECT_TRUE(at::equal(initial, twin->projection())) << "same seed and layer, same projection on every rank";
-  EXPECT_NE(performer->named_buffers().find("projection"), nullptr) << "the projection must checkpoint";
+  EXPECT_TRUE(at::equal(initial, twin->projection()))
+      << "same seed and layer, same projection on every rank";
+  EXPECT_NE(performer->named_buffers().find("projection"), nullptr)
+      << "the projection must checkpoint";
   for (int i = 0; i < 5; ++i) performer->forward(Call(x, false));  // eval: never
   EXPECT_TRUE(at::equal(performer->projection(), initial));
   performer->train();
@@ -295,7 +310,8 @@ TEST(PerformerTest, OrthogonalBlocksAndScaling) {
   const at::Tensor w = DrawPerformerProjection(10, 4, /*orthogonal=*/true, /*ortho_scaling=*/1, 3);
   EXPECT_TRUE(at::allclose(w.norm(2, {1}), at::full({10}, 2.0, at::kDouble), 1e-12, 1e-12));
   const at::Tensor block = w.slice(0, 0, 4);
-  EXPECT_TRUE(at::allclose(at::matmul(block, block.t()), 4 * at::eye(4, at::kDouble), 1e-10, 1e-10));
+  EXPECT_TRUE(
+      at::allclose(at::matmul(block, block.t()), 4 * at::eye(4, at::kDouble), 1e-10, 1e-10));
 }
 
 // ---- memsizer --------------------------------------------------------------------
@@ -313,7 +329,8 @@ TEST(MemSizerTest, CrossAttentionMemoryIsBuiltOnceAndCached) {
   for (int64_t t = 0; t < 3; ++t) {
     // Later steps pass a different source: the cached memory must be used.
     const at::Tensor step_source = t == 0 ? source : Random({2, 9, kWidth});
-    pieces.push_back(memsizer->forward(Call(x.slice(1, t, t + 1), false, step_source, {}, state.get())));
+    pieces.push_back(
+        memsizer->forward(Call(x.slice(1, t, t + 1), false, step_source, {}, state.get())));
   }
   EXPECT_TRUE(at::allclose(at::cat(pieces, 1), full, 1e-12, 1e-12));
   int64_t held = 0;
@@ -329,7 +346,8 @@ TEST(MemSizerTest, AddressingIsAProbabilityAverageAndCausalOutputsAreScaledPrefi
   auto memsizer = Make("memsizer", options);
   const at::Tensor x = Random({2, 11, kWidth});
   const AttentionCall call = Call(x, true);
-  EXPECT_TRUE(at::allclose(memsizer->forward(call), testing::MemSizerReference(*memsizer, call), 1e-10, 1e-12));
+  EXPECT_TRUE(at::allclose(memsizer->forward(call), testing::MemSizerReference(*memsizer, call),
+                           1e-10, 1e-12));
 }
 
 }  // namespace

@@ -34,17 +34,16 @@ TEST(KnnShardedMpiTest, AKnnModelTrainsWithAShardedMemory) {
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
 
   std::vector<std::shared_ptr<parallel::ShardedKnnMemory>> memories;
-  TransformerDecodeStates states =
-      model->NewSegmentStates(rows, [&](int64_t /*layer*/, int64_t batch) {
-        memories.push_back(std::make_shared<parallel::ShardedKnnMemory>(
-            *world,
-            std::make_unique<parallel::LocalKnnMemory>(
-                parallel::LocalKnnMemoryOptions(shard_capacity)),
-            shard_capacity));
-        KnnMemoryBinding binding{memories.back(), {}};
-        for (int64_t b = 0; b < batch; ++b) binding.streams.push_back(world->rank() * batch + b);
-        return binding;
-      });
+  TransformerDecodeStates states = model->NewSegmentStates(rows, [&](int64_t /*layer*/,
+                                                                     int64_t batch) {
+    memories.push_back(std::make_shared<parallel::ShardedKnnMemory>(
+        *world,
+        std::make_unique<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(shard_capacity)),
+        shard_capacity));
+    KnnMemoryBinding binding{memories.back(), {}};
+    for (int64_t b = 0; b < batch; ++b) binding.streams.push_back(world->rank() * batch + b);
+    return binding;
+  });
   ASSERT_EQ(memories.size(), 1u);
   ASSERT_NE(dynamic_cast<KnnDecodeState*>(states.self[1].get()), nullptr);
 

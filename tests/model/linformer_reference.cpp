@@ -17,7 +17,8 @@ at::Tensor LinformerReference(AttentionImpl& module, const AttentionCall& call) 
   const int64_t d = kWidth / kHeads;
   const at::Tensor e = Param(module, "project_key");
   const auto parameters = module.named_parameters();
-  const at::Tensor f = parameters.find("project_value") != nullptr ? *parameters.find("project_value") : e;
+  const at::Tensor f =
+      parameters.find("project_value") != nullptr ? *parameters.find("project_value") : e;
   const at::Tensor q = project("query", call.query);
   at::Tensor k = project("key", source), v = project("value", source);
   if (call.key_padding.defined()) {
@@ -30,7 +31,8 @@ at::Tensor LinformerReference(AttentionImpl& module, const AttentionCall& call) 
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t h = 0; h < kHeads; ++h) {
       const at::Tensor eh = e[e.size(0) == 1 ? 0 : h], fh = f[f.size(0) == 1 ? 0 : h];
-      at::Tensor projected_k = at::zeros({slots, d}, at::kDouble), projected_v = at::zeros({slots, d}, at::kDouble);
+      at::Tensor projected_k = at::zeros({slots, d}, at::kDouble),
+                 projected_v = at::zeros({slots, d}, at::kDouble);
       for (int64_t a = 0; a < slots; ++a) {
         for (int64_t j = 0; j < s; ++j) {
           projected_k[a] += eh[a][j] * k[b][j].slice(0, h * d, (h + 1) * d);

@@ -39,7 +39,6 @@ std::shared_ptr<AttentionImpl> MakeKnn(KnnOptions knn = {}, const std::string& k
   return *made;
 }
 
-
 at::Tensor Forward(AttentionImpl& attention, const at::Tensor& x, DecodeState* state = nullptr) {
   AttentionCall call;
   call.query = x;
@@ -206,8 +205,8 @@ TEST_F(KnnAttentionTest, RowsSharingAStreamCannotWrite) {
 }
 
 // A state over `memory` whose rows name `streams`, used as `use`.
-std::unique_ptr<DecodeState> StateOver(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams,
-                                       KnnMemoryUse use) {
+std::unique_ptr<DecodeState> StateOver(std::shared_ptr<parallel::KnnMemory> memory,
+                                       std::vector<int64_t> streams, KnnMemoryUse use) {
   return std::make_unique<KnnDecodeState>(std::move(memory), std::move(streams), use);
 }
 
@@ -216,7 +215,8 @@ TEST_F(KnnAttentionTest, RowsSharingAStreamSearchItTogetherAsIfEachSearchedAlone
   // Streams 0 and 1 hold the same entries: rows on streams {0, 1} and rows
   // sharing stream 0 must see the same neighbours.
   auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
-  const at::Tensor keys = Random({kHeads, 20, kWidth / kHeads}), values = Random({kHeads, 20, kWidth / kHeads});
+  const at::Tensor keys = Random({kHeads, 20, kWidth / kHeads}),
+                   values = Random({kHeads, 20, kWidth / kHeads});
   ASSERT_TRUE(memory->add(0, keys, values).ok());
   ASSERT_TRUE(memory->add(1, keys, values).ok());
   const at::Tensor x = Random({2, kSegment, kWidth});
@@ -266,14 +266,17 @@ TEST_F(KnnAttentionTest, SharedUseWritesRowsInOrderAndNewDocumentsKeepTheMemory)
 TEST_F(KnnAttentionTest, ReadOnlyUseSearchesButNeverWritesNorClears) {
   auto knn = MakeKnn();
   auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
-  ASSERT_TRUE(memory->add(0, Random({kHeads, 20, kWidth / kHeads}), Random({kHeads, 20, kWidth / kHeads})).ok());
+  ASSERT_TRUE(
+      memory->add(0, Random({kHeads, 20, kWidth / kHeads}), Random({kHeads, 20, kWidth / kHeads}))
+          .ok());
   auto state = StateOver(memory, {0, 0}, KnnMemoryUse::kReadOnly);
   const at::Tensor x = Random({2, kSegment, kWidth});
   const at::Tensor first = Forward(*knn, x, state.get());
   ASSERT_TRUE(Knn(state).EndSegment().ok());
   Knn(state).NewDocument(at::tensor({1, 1}, at::kLong).to(at::kBool));
   EXPECT_EQ(memory->size(0), 20);
-  EXPECT_TRUE(at::allclose(Forward(*knn, x, state.get()), first, 1e-12, 1e-12));  // the same memory again
+  EXPECT_TRUE(
+      at::allclose(Forward(*knn, x, state.get()), first, 1e-12, 1e-12));  // the same memory again
   EXPECT_FALSE(at::allclose(first, Forward(*knn, x), 1e-3, 1e-3));
 }
 

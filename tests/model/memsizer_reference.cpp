@@ -10,11 +10,14 @@ namespace memtrain::model::testing {
 // l_j = LN_k(W_l x_j), r_j = LN_v(W_r x_j); y_i = p_i^T (sum_j l_j r_j^T) / sqrt(#j)
 // over the visible (non-pad, and with causal, not future) source tokens.
 at::Tensor MemSizerReference(AttentionImpl& module, const AttentionCall& call) {
-  auto linear = [&](const std::string& name, const at::Tensor& x) { return ApplyLinear(module, name, x); };
+  auto linear = [&](const std::string& name, const at::Tensor& x) {
+    return ApplyLinear(module, name, x);
+  };
   auto layer_norm = [&](const std::string& name, const at::Tensor& x) {
     const at::Tensor centred = x - x.mean(-1, /*keepdim=*/true);
     const at::Tensor variance = centred.square().mean(-1, /*keepdim=*/true);
-    return centred / (variance + 1e-5).sqrt() * Param(module, name + ".weight") + Param(module, name + ".bias");
+    return centred / (variance + 1e-5).sqrt() * Param(module, name + ".weight") +
+           Param(module, name + ".bias");
   };
   const at::Tensor& source = call.memory.defined() ? call.memory : call.query;
   const int64_t batch = call.query.size(0), n = call.query.size(1), s = source.size(1);
@@ -29,7 +32,8 @@ at::Tensor MemSizerReference(AttentionImpl& module, const AttentionCall& call) {
       for (int64_t h = 0; h < kHeads; ++h) {
         double total = 0;
         std::vector<double> e(static_cast<size_t>(slots));
-        for (int64_t a = 0; a < slots; ++a) total += (e[a] = std::exp(logits[b][i][h * slots + a].item<double>()));
+        for (int64_t a = 0; a < slots; ++a)
+          total += (e[a] = std::exp(logits[b][i][h * slots + a].item<double>()));
         for (int64_t a = 0; a < slots; ++a) address[a] += e[a] / total / kHeads;
       }
       at::Tensor read = at::zeros({kWidth}, at::kDouble);

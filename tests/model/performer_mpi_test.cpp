@@ -26,7 +26,8 @@ bool SameOnEveryRank(parallel::Communicator& world, const at::Tensor& tensor) {
 std::vector<at::Tensor> Projections(Transformer& model) {
   std::vector<at::Tensor> projections;
   for (const auto& item : model->named_buffers()) {
-    if (item.key().find("projection") != std::string::npos) projections.push_back(item.value().clone());
+    if (item.key().find("projection") != std::string::npos)
+      projections.push_back(item.value().clone());
   }
   return projections;
 }
@@ -58,7 +59,8 @@ TEST(PerformerMpiTest, EveryRankDrawsAndRedrawsTheSameFeatures) {
   }
   const std::vector<at::Tensor> redrawn = Projections(model);
   for (size_t layer = 0; layer < redrawn.size(); ++layer) {
-    EXPECT_FALSE(at::equal(redrawn[layer], initial[layer])) << "layer " << layer << " was not redrawn";
+    EXPECT_FALSE(at::equal(redrawn[layer], initial[layer]))
+        << "layer " << layer << " was not redrawn";
     EXPECT_TRUE(SameOnEveryRank(*world, redrawn[layer])) << "layer " << layer;
   }
   for (const auto& item : model->named_buffers()) {

@@ -47,8 +47,9 @@ at::Tensor PerformerReference(AttentionImpl& module, const AttentionCall& call) 
     const double largest = *std::max_element(e.begin(), e.end());
     std::vector<double> out(e.size());
     for (size_t f = 0; f < e.size(); ++f) {
-      out[f] = relu ? std::max(e[f], 0.0) + options.relu_epsilon
-                    : std::exp(e[f] - largest) / std::sqrt(static_cast<double>(r)) + options.stabilizer;
+      out[f] =
+          relu ? std::max(e[f], 0.0) + options.relu_epsilon
+               : std::exp(e[f] - largest) / std::sqrt(static_cast<double>(r)) + options.stabilizer;
     }
     return out;
   };
@@ -61,14 +62,17 @@ at::Tensor PerformerReference(AttentionImpl& module, const AttentionCall& call) 
     }
     return out;
   };
-  const at::Tensor q = project("query", call.query), k = project("key", source), v = project("value", source);
+  const at::Tensor q = project("query", call.query), k = project("key", source),
+                   v = project("value", source);
   at::Tensor out = at::zeros({batch, n, kWidth}, at::kDouble);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t h = 0; h < kHeads; ++h) {
       std::vector<std::vector<double>> key_exponents;
-      for (int64_t j = 0; j < s; ++j) key_exponents.push_back(exponents(k[b][j].slice(0, h * d, (h + 1) * d)));
+      for (int64_t j = 0; j < s; ++j)
+        key_exponents.push_back(exponents(k[b][j].slice(0, h * d, (h + 1) * d)));
       for (int64_t i = 0; i < n; ++i) {
-        const std::vector<double> phi_q = query_feature(exponents(q[b][i].slice(0, h * d, (h + 1) * d)));
+        const std::vector<double> phi_q =
+            query_feature(exponents(q[b][i].slice(0, h * d, (h + 1) * d)));
         auto visible = [&](int64_t j) {
           const bool padded = call.key_padding.defined() && call.key_padding[b][j].item<bool>();
           return !padded && !(call.causal && j > i + (s - n));
@@ -76,7 +80,8 @@ at::Tensor PerformerReference(AttentionImpl& module, const AttentionCall& call) 
         double shift = -INFINITY;
         for (int64_t j = 0; j < s; ++j) {
           if (visible(j) && !relu) {
-            shift = std::max(shift, *std::max_element(key_exponents[j].begin(), key_exponents[j].end()));
+            shift = std::max(shift,
+                             *std::max_element(key_exponents[j].begin(), key_exponents[j].end()));
           }
         }
         at::Tensor numerator = at::zeros({d}, at::kDouble);

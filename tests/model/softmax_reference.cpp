@@ -27,7 +27,8 @@ at::Tensor SoftmaxReference(AttentionImpl& module, const AttentionCall& call) {
   const at::Tensor& kv = call.memory.defined() ? call.memory : call.query;
   const int64_t batch = call.query.size(0), n = call.query.size(1), s = kv.size(1);
   const int64_t d = kWidth / kHeads;
-  const at::Tensor q = project("query", call.query), k = project("key", kv), v = project("value", kv);
+  const at::Tensor q = project("query", call.query), k = project("key", kv),
+                   v = project("value", kv);
   at::Tensor out = at::zeros({batch, n, kWidth}, at::kDouble);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t h = 0; h < kHeads; ++h) {
@@ -38,9 +39,10 @@ at::Tensor SoftmaxReference(AttentionImpl& module, const AttentionCall& call) {
           const bool padded = call.key_padding.defined() && call.key_padding[b][j].item<bool>();
           const bool future = call.causal && j > i + (s - n);
           if (padded || future) continue;
-          const double logit = at::dot(q[b][i].slice(0, h * d, (h + 1) * d),
-                                       k[b][j].slice(0, h * d, (h + 1) * d)).item<double>() /
-                               std::sqrt(static_cast<double>(d));
+          const double logit =
+              at::dot(q[b][i].slice(0, h * d, (h + 1) * d), k[b][j].slice(0, h * d, (h + 1) * d))
+                  .item<double>() /
+              std::sqrt(static_cast<double>(d));
           weights[static_cast<size_t>(j)] = logit;
           largest = std::max(largest, logit);
         }

@@ -40,7 +40,8 @@ TEST(TransformerTest, DecoderOnlyStepByStepEqualsTheFullForward) {
   EXPECT_EQ(full.sizes(), (std::vector<int64_t>{3, 9, 50}));
   TransformerDecodeStates states = model->NewDecodeStates(3);
   std::vector<at::Tensor> steps;
-  for (int64_t t = 0; t < 9; ++t) steps.push_back(model->DecodeStep(tokens.slice(1, t, t + 1), {}, {}, states));
+  for (int64_t t = 0; t < 9; ++t)
+    steps.push_back(model->DecodeStep(tokens.slice(1, t, t + 1), {}, {}, states));
   EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-9, 1e-10));
 }
 
@@ -55,7 +56,8 @@ TEST(TransformerTest, EveryCausalKindDecodesStepByStepInsideTheModel) {
     const at::Tensor full = model->ForwardLm(tokens);
     TransformerDecodeStates states = model->NewDecodeStates(2);
     std::vector<at::Tensor> steps;
-    for (int64_t t = 0; t < 7; ++t) steps.push_back(model->DecodeStep(tokens.slice(1, t, t + 1), {}, {}, states));
+    for (int64_t t = 0; t < 7; ++t)
+      steps.push_back(model->DecodeStep(tokens.slice(1, t, t + 1), {}, {}, states));
     EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-8, 1e-9)) << kind;
   }
 }
@@ -69,7 +71,8 @@ TEST(TransformerTest, LinformerEncoderWithASoftmaxDecoder) {
   Transformer model = Build(o);
   const at::Tensor source = at::randint(1, 50, {2, 9}, at::kLong);
   const at::Tensor target = at::randint(1, 50, {2, 4}, at::kLong);
-  EXPECT_EQ(model->Decode(target, model->Encode(source), source).sizes(), (std::vector<int64_t>{2, 4, 50}));
+  EXPECT_EQ(model->Decode(target, model->Encode(source), source).sizes(),
+            (std::vector<int64_t>{2, 4, 50}));
   // A linformer decoder layer is refused, naming the layer.
   o.layer_attention = {{0, "softmax"}};
   auto refused = MakeTransformer(o);
@@ -83,7 +86,8 @@ TEST(TransformerTest, SegmentsCarryMemoryOnlyInMemoryLayersAndDocumentsClearIt) 
     o.attention_options.knn.top_k = 4;
     o.attention_options.infinite.basis = 8;
     o.attention_options.infinite.samples = 8;
-    o.attention_options.infinite.widths = {0.1, 0.2};  // wide enough for 8 functions to hold 6 tokens
+    o.attention_options.infinite.widths = {0.1,
+                                           0.2};  // wide enough for 8 functions to hold 6 tokens
     Transformer model = Build(o);
     TransformerDecodeStates states = model->NewSegmentStates(2);
     ASSERT_EQ(states.self.size(), 2u);
@@ -92,11 +96,13 @@ TEST(TransformerTest, SegmentsCarryMemoryOnlyInMemoryLayersAndDocumentsClearIt) 
 
     const at::Tensor first = at::randint(1, 50, {2, 6}, at::kLong);
     const at::Tensor second = at::randint(1, 50, {2, 6}, at::kLong);
-    EXPECT_TRUE(at::allclose(model->ForwardSegment(first, states), model->ForwardLm(first), 1e-9, 1e-10))
+    EXPECT_TRUE(
+        at::allclose(model->ForwardSegment(first, states), model->ForwardLm(first), 1e-9, 1e-10))
         << kind << ": an empty memory must be local attention";
     const at::Tensor remembered = model->ForwardSegment(second, states);
     const at::Tensor local = model->ForwardLm(second);
-    EXPECT_FALSE(at::allclose(remembered, local, 1e-6, 1e-6)) << kind << ": the memory changed nothing";
+    EXPECT_FALSE(at::allclose(remembered, local, 1e-6, 1e-6))
+        << kind << ": the memory changed nothing";
 
     // Row 0 starts a new document: it forgets, row 1 still remembers.
     TransformerDecodeStates again = model->NewSegmentStates(2);
@@ -137,8 +143,9 @@ TEST(TransformerTest, EncoderDecoderStepsEqualTeacherForcingAndBeamsReorder) {
   model->DecodeStep(target.slice(1, 0, 2), memory, source, beams);
   const at::Tensor rows = at::tensor({2, 2, 0}, at::kLong);
   beams.Reorder(rows);
-  const at::Tensor rest = model->DecodeStep(target.index_select(0, rows).slice(1, 2), memory.index_select(0, rows),
-                                            source.index_select(0, rows), beams);
+  const at::Tensor rest =
+      model->DecodeStep(target.index_select(0, rows).slice(1, 2), memory.index_select(0, rows),
+                        source.index_select(0, rows), beams);
   EXPECT_TRUE(at::allclose(rest, full.index_select(0, rows).slice(1, 2), 1e-9, 1e-10));
 }
 
@@ -158,8 +165,10 @@ int64_t ExpectedParameters(const TransformerOptions& o) {
   const int64_t d = o.model_dim, f = o.ffn_dim;
   const int64_t attention = 4 * (d * d + d), ffn = d * f + f + f * d + d, norm = 2 * d;
   const int64_t encoder_block = attention + ffn + 2 * norm;
-  const int64_t decoder_block = attention + ffn + 2 * norm + (o.encoder_layers > 0 ? attention + norm : 0);
-  int64_t total = o.vocab_size * d + o.encoder_layers * encoder_block + o.decoder_layers * decoder_block;
+  const int64_t decoder_block =
+      attention + ffn + 2 * norm + (o.encoder_layers > 0 ? attention + norm : 0);
+  int64_t total =
+      o.vocab_size * d + o.encoder_layers * encoder_block + o.decoder_layers * decoder_block;
   total += norm + (o.encoder_layers > 0 ? norm : 0);  // final norms
   if (!o.tie_embeddings) total += d * o.vocab_size + o.vocab_size;
   return total;

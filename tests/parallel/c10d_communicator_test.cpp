@@ -38,14 +38,15 @@ at::Tensor RankValues(int rank, c10::ScalarType dtype, const c10::Device& device
 void ExpectSameAsMpi(Communicator& c10d, const c10::Device& device) {
   auto mpi = testing::NewWorld();
   const int rank = mpi->rank();
-  for (c10::ScalarType dtype : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kInt, at::kLong, at::kByte}) {
+  for (c10::ScalarType dtype :
+       {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kInt, at::kLong, at::kByte}) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
       at::Tensor expected = RankValues(rank, dtype, c10::kCPU);
       ASSERT_TRUE(mpi->allreduce(expected, op).ok());
       at::Tensor got = RankValues(rank, dtype, device);
       ASSERT_TRUE(c10d.allreduce(got, op).ok()) << DtypeName(dtype) << " " << ReduceOpName(op);
-      EXPECT_TRUE(at::equal(got.cpu(), expected)) << DtypeName(dtype) << " " << ReduceOpName(op) << ": "
-                                                  << got.cpu() << " vs MPI's " << expected;
+      EXPECT_TRUE(at::equal(got.cpu(), expected)) << DtypeName(dtype) << " " << ReduceOpName(op)
+                                                  << ": " << got.cpu() << " vs MPI's " << expected;
     }
   }
   const int root = mpi->size() - 1;
@@ -65,7 +66,8 @@ void ExpectSameAsMpi(Communicator& c10d, const c10::Device& device) {
   ASSERT_TRUE(pieces.ok()) << pieces.status();
   ASSERT_EQ(static_cast<int>(pieces->size()), mpi->size());
   for (int r = 0; r < mpi->size(); ++r) {
-    EXPECT_TRUE(at::equal((*pieces)[r].cpu(), at::full({r, 3}, r, at::kFloat))) << "rank " << r << "'s rows";
+    EXPECT_TRUE(at::equal((*pieces)[r].cpu(), at::full({r, 3}, r, at::kFloat)))
+        << "rank " << r << "'s rows";
   }
   ASSERT_TRUE(c10d.barrier().ok());
 }
@@ -103,7 +105,8 @@ TEST(C10dCommunicatorTest, BadArgumentsAreRefusedAndTheGroupStaysUsable) {
   auto unknown = C10dCommunicator::Create(testing::NewWorld(), "carrier-pigeon", c10::kCPU);
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(unknown.status().message()), HasSubstr("known: gloo"));
-  auto gloo_on_gpu = C10dCommunicator::Create(testing::NewWorld(), "gloo", c10::Device(c10::kCUDA, 0));
+  auto gloo_on_gpu =
+      C10dCommunicator::Create(testing::NewWorld(), "gloo", c10::Device(c10::kCUDA, 0));
   EXPECT_EQ(gloo_on_gpu.status().code(), absl::StatusCode::kInvalidArgument);
 
   auto gloo = NewC10d("gloo", c10::kCPU);
@@ -111,7 +114,8 @@ TEST(C10dCommunicatorTest, BadArgumentsAreRefusedAndTheGroupStaysUsable) {
   at::Tensor strided = at::ones({4, 4}).t();
   EXPECT_EQ(gloo->allreduce(strided, ReduceOp::kSum).code(), absl::StatusCode::kInvalidArgument);
   at::Tensor flags = at::ones({2}, at::kBool);
-  EXPECT_THAT(std::string(gloo->allreduce(flags, ReduceOp::kMax).message()), HasSubstr("not supported"));
+  EXPECT_THAT(std::string(gloo->allreduce(flags, ReduceOp::kMax).message()),
+              HasSubstr("not supported"));
   at::Tensor tensor = at::ones({3});
   EXPECT_EQ(gloo->broadcast(tensor, gloo->size()).code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(gloo->allreduce(tensor, ReduceOp::kSum).ok());
@@ -133,7 +137,8 @@ TEST(WorldTest, GlooWorldRoutesCpuTensorsThroughGlooAndAgreesWithMpi) {
   EXPECT_GT(hybrid->device_channel().sequence_number(), 0u);
   // Of the hybrid host channel, only barrier() is used here (allgatherv counts
   // rows over the device channel's own MPI group).
-  EXPECT_EQ(hybrid->host_channel().sequence_number(), host_calls + 1) << "only barrier() uses the host channel";
+  EXPECT_EQ(hybrid->host_channel().sequence_number(), host_calls + 1)
+      << "only barrier() uses the host channel";
 
   auto child = (*world)->split(0);
   ASSERT_TRUE(child.ok()) << child.status();
@@ -170,10 +175,10 @@ c10::Device ThisRanksGpu(const Communicator& group) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank() % devices));
 }
 
-#define SKIP_WITHOUT_GPU_PER_RANK()                                         \
-  do {                                                                      \
-    const std::string reason = testing::NoGpuPerRankReason();              \
-    if (!reason.empty()) GTEST_SKIP() << reason;                           \
+#define SKIP_WITHOUT_GPU_PER_RANK()                           \
+  do {                                                        \
+    const std::string reason = testing::NoGpuPerRankReason(); \
+    if (!reason.empty()) GTEST_SKIP() << reason;              \
   } while (0)
 
 TEST(C10dCommunicatorTest, NcclCollectivesEqualMpis_CUDA) {

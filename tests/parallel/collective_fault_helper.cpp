@@ -21,7 +21,8 @@
 #include "parallel/world.h"
 
 ABSL_FLAG(std::string, fault, "none", "none | stall | kill | hang_in_abort");
-ABSL_FLAG(std::string, collectives, "mpi", "mpi | gloo: the world's device channel (parallel/world.h).");
+ABSL_FLAG(std::string, collectives, "mpi",
+          "mpi | gloo: the world's device channel (parallel/world.h).");
 ABSL_FLAG(int, faulty_rank, 1, "Rank that misbehaves.");
 ABSL_FLAG(int, fault_at, 3, "The faulty rank misbehaves before this (1-based) all-reduce.");
 ABSL_FLAG(double, collective_timeout, 2.0, "Seconds.");
@@ -42,8 +43,8 @@ int main(int argc, char** argv) {
   const std::string fault = absl::GetFlag(FLAGS_fault);
   if (fault == "hang_in_abort") {
     (*runtime)->watchdog().Start(
-        memtrain::parallel::CollectiveCall{"test", {0, 1}, 1, "never_ends", "-"}, options.communicator.collective_timeout,
-        [] { return false; },
+        memtrain::parallel::CollectiveCall{"test", {0, 1}, 1, "never_ends", "-"},
+        options.communicator.collective_timeout, [] { return false; },
         [] {
           LOG(INFO) << "[test] the backend's abort hangs";
           std::this_thread::sleep_for(std::chrono::hours(1));
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
         LOG(INFO) << "[test] rank " << (*world)->rank() << " stalls before all-reduce " << step;
         std::this_thread::sleep_for(std::chrono::seconds(120));
       } else if (fault == "kill") {
-        LOG(INFO) << "[test] rank " << (*world)->rank() << " kills itself before all-reduce " << step;
+        LOG(INFO) << "[test] rank " << (*world)->rank() << " kills itself before all-reduce "
+                  << step;
         raise(SIGKILL);
       }
     }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ostream>
 #include <string>
 
 namespace {
@@ -34,8 +35,7 @@ JobResult RunJob(const std::string& helper_flags) {
   while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 
@@ -53,12 +53,17 @@ struct Channel {
   const char* group;
 };
 
+// How ctest and GoogleTest name a channel.
+void PrintTo(const Channel& channel, std::ostream* out) { *out << channel.collectives; }
+
 class CollectiveFaultTest : public ::testing::TestWithParam<Channel> {
  protected:
   JobResult Run(const std::string& fault_flags) {
     return RunJob(std::string("--collectives=") + GetParam().collectives + " " + fault_flags);
   }
-  std::string Call() const { return std::string("allreduce(sum) #4 on group '") + GetParam().group + "'"; }
+  std::string Call() const {
+    return std::string("allreduce(sum) #4 on group '") + GetParam().group + "'";
+  }
 };
 
 TEST_P(CollectiveFaultTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
@@ -69,7 +74,8 @@ TEST_P(CollectiveFaultTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAnd
   EXPECT_LT(job.seconds, 30) << job.output;
   EXPECT_THAT(job.output, HasSubstr(Call() + " (float32[1024]) did not complete within 2s"));
   EXPECT_THAT(job.output, HasSubstr("ranks that had not arrived: [1]"));
-  EXPECT_THAT(job.output, HasSubstr("rank 1 (world 1): NOT arrived; outside any collective; last finished on this group: #3"));
+  EXPECT_THAT(job.output, HasSubstr("rank 1 (world 1): NOT arrived; outside any collective; last "
+                                    "finished on this group: #3"));
   // Our own line, not Open MPI's MPI_ABORT banner, which mpirun sometimes
   // loses ("ORTE_ERROR_LOG: Data unpack would read past end of buffer").
   EXPECT_THAT(job.output, HasSubstr("aborting the job (exit code 124)"));
@@ -87,7 +93,9 @@ TEST_P(CollectiveFaultTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
 
 INSTANTIATE_TEST_SUITE_P(Channels, CollectiveFaultTest,
                          ::testing::Values(Channel{"mpi", "world"}, Channel{"gloo", "world/gloo"}),
-                         [](const ::testing::TestParamInfo<Channel>& info) { return std::string(info.param.collectives); });
+                         [](const ::testing::TestParamInfo<Channel>& info) {
+                           return std::string(info.param.collectives);
+                         });
 
 TEST(CollectiveTimeoutTest, HangingBackendAbortStillEndsTheJob) {
   // Timeout 2 s, answer grace 3 s, abort grace 3 s: the job must be gone long

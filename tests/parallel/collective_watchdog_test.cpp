@@ -2,6 +2,8 @@
 // is named as "not arrived" with what it was doing. The report goes to a test
 // hook instead of aborting (the abort itself is covered by
 // collective_timeout_test.cpp, which runs whole jobs).
+#include "parallel/collective_watchdog.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -9,7 +11,6 @@
 #include <mutex>
 #include <thread>
 
-#include "parallel/collective_watchdog.h"
 #include "parallel/mpi_communicator.h"
 #include "tests/mpi_test_support.h"
 

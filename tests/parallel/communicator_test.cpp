@@ -77,7 +77,8 @@ TEST_P(AllreduceTest, MatchesIndependentlyComputedValue) {
   for (int64_t i = 0; i < c.numel; ++i) {
     const double expected = Expected(c.op, world->size(), i, integral);
     if (accessor[i] != expected) {
-      if (++wrong <= 3) ADD_FAILURE() << "element " << i << ": " << accessor[i] << " != " << expected;
+      if (++wrong <= 3)
+        ADD_FAILURE() << "element " << i << ": " << accessor[i] << " != " << expected;
     }
   }
   EXPECT_EQ(wrong, 0);
@@ -85,7 +86,8 @@ TEST_P(AllreduceTest, MatchesIndependentlyComputedValue) {
 
 std::vector<AllreduceCase> AllCases() {
   std::vector<AllreduceCase> cases;
-  for (c10::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kLong, at::kDouble, at::kInt}) {
+  for (c10::ScalarType dtype :
+       {at::kFloat, at::kBFloat16, at::kHalf, at::kLong, at::kDouble, at::kInt}) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
       cases.push_back({dtype, op, 37});
     }
@@ -153,11 +155,10 @@ TEST(CommunicatorTest, AllgatherVariableSizesIncludingEmpty) {
 TEST(CommunicatorTest, BarrierOrdersWritesBeforeReads) {
   auto world = testing::NewWorld();
   // Rank 0 picks a fresh directory and tells everyone.
-  std::string dir = world->rank() == 0
-                        ? (std::filesystem::temp_directory_path() /
-                           ("memtrain_barrier_" + std::to_string(::getpid())))
-                              .string()
-                        : std::string();
+  std::string dir = world->rank() == 0 ? (std::filesystem::temp_directory_path() /
+                                          ("memtrain_barrier_" + std::to_string(::getpid())))
+                                             .string()
+                                       : std::string();
   at::Tensor name = at::zeros({256}, at::kByte);
   std::memcpy(name.data_ptr(), dir.data(), std::min<size_t>(dir.size(), 255));
   ASSERT_TRUE(world->broadcast(name, 0).ok());
@@ -165,7 +166,8 @@ TEST(CommunicatorTest, BarrierOrdersWritesBeforeReads) {
   std::filesystem::create_directories(dir);
   // The last rank writes late: without a real barrier the others would look
   // before its file exists.
-  if (world->rank() == world->size() - 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  if (world->rank() == world->size() - 1)
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::ofstream(dir + "/rank" + std::to_string(world->rank())) << "here";
   ASSERT_TRUE(world->barrier().ok());
   for (int r = 0; r < world->size(); ++r) {

@@ -401,7 +401,8 @@ TEST(GradientReducerTest, StatsDescribeTheLastStep) {
 // issued on the reducer's communication stream, and the device-timed stats
 // are sane. Skips without a GPU (scripts/gpu-check runs it).
 TEST(GradientReducerTest, CudaGradientsOverNcclEqualCpuGradientsOverMpi_CUDA) {
-  if (const std::string reason = testing::NoGpuPerRankReason(); !reason.empty()) GTEST_SKIP() << reason;
+  if (const std::string reason = testing::NoGpuPerRankReason(); !reason.empty())
+    GTEST_SKIP() << reason;
   auto mpi = testing::NewWorld();
   c10::Device gpu = c10::kCUDA;
   auto world = testing::NewGpuWorld(&gpu);

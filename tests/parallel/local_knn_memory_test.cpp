@@ -169,7 +169,8 @@ TEST(LocalKnnMemoryTest, Bf16StorageHalvesTheEntries) {
 }
 
 // The brute-force answer: float32 scores of every stored key, top k.
-std::pair<at::Tensor, at::Tensor> BruteForce(const LocalKnnMemory& memory, const at::Tensor& queries, int64_t k) {
+std::pair<at::Tensor, at::Tensor> BruteForce(const LocalKnnMemory& memory,
+                                             const at::Tensor& queries, int64_t k) {
   const at::Tensor keys = memory.Contents(0).first.to(at::kFloat);
   return [&] {
     auto [best, index] = at::matmul(queries, keys.transpose(1, 2)).topk(k, -1);
@@ -184,7 +185,8 @@ TEST(LocalKnnMemoryTest, CoarsePassGivesTheExactTopK) {
   if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
   at::manual_seed(11);
   for (const at::ScalarType storage : {at::kFloat, at::kBFloat16}) {
-    LocalKnnMemory memory(LocalKnnMemoryOptions(20000).storage_dtype(storage));  // > kCoarseMinEntries
+    LocalKnnMemory memory(
+        LocalKnnMemoryOptions(20000).storage_dtype(storage));  // > kCoarseMinEntries
     // Norms from 0.2 to 5: the error bound must hold for the largest.
     const at::Tensor keys = at::randn({2, 20000, 64}) * at::rand({2, 20000, 1}).mul(4.8).add(0.2);
     ASSERT_TRUE(memory.add(0, keys, at::randn({2, 20000, 3})).ok());
@@ -198,7 +200,8 @@ TEST(LocalKnnMemoryTest, CoarsePassGivesTheExactTopK) {
     const auto [id_keys, id_values] = memory.EntriesById(0, result.ids);
     EXPECT_TRUE(at::equal(id_keys, result.keys));
     EXPECT_TRUE(at::equal(id_values, result.values));
-    const at::Tensor rescored = at::matmul(queries.unsqueeze(2), result.keys.to(at::kFloat).transpose(2, 3)).squeeze(2);
+    const at::Tensor rescored =
+        at::matmul(queries.unsqueeze(2), result.keys.to(at::kFloat).transpose(2, 3)).squeeze(2);
     EXPECT_TRUE(at::allclose(rescored, result.scores, 1e-5, 1e-5));
     // Well separated ranks must agree id for id.
     const at::Tensor separated = (best.narrow(-1, 0, 31) - best.narrow(-1, 1, 31)).gt(1e-4);
@@ -221,13 +224,15 @@ TEST(LocalKnnMemoryTest, CoarsePassResolvesNearTiesBelowBf16Resolution) {
   const at::Tensor unit = query / query.norm(2, -1, /*keepdim=*/true);
   const at::Tensor near = unit + 0.08 * at::randn({groups, near_count, 64}) / 8.0;
   const at::Tensor near_slots = at::arange(near_count, at::kLong) * 160;
-  const at::Tensor keys = (at::randn({groups, capacity, 64}) / 8.0).index_copy_(1, near_slots, near);
+  const at::Tensor keys =
+      (at::randn({groups, capacity, 64}) / 8.0).index_copy_(1, near_slots, near);
   LocalKnnMemory memory{LocalKnnMemoryOptions(capacity)};
   ASSERT_TRUE(memory.add(0, keys, at::zeros({groups, capacity, 1})).ok());
   const KnnResult found = *memory.search(0, unit, 32);
   EXPECT_EQ(memory.search_counts().coarse, 1);
   const at::Tensor exact = at::matmul(unit, near.transpose(1, 2)).squeeze(1);  // [G, near]
-  const at::Tensor expected = near_slots.index_select(0, std::get<1>(exact.topk(32)).reshape(-1)).view({groups, 32});
+  const at::Tensor expected =
+      near_slots.index_select(0, std::get<1>(exact.topk(32)).reshape(-1)).view({groups, 32});
   EXPECT_TRUE(at::equal(found.ids.squeeze(1), expected)) << found.ids.squeeze(1) - expected;
 }
 
@@ -259,8 +264,9 @@ TEST(LocalKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
     // The best distinct key takes the first 32 places (its copies, oldest
     // first), the second best the next 8.
     const at::Tensor order = std::get<1>(scores[i].topk(2));
-    const at::Tensor expected = at::cat({at::arange(32, at::kLong) * 1024 + order[0].item<int64_t>(),
-                                         at::arange(8, at::kLong) * 1024 + order[1].item<int64_t>()});
+    const at::Tensor expected =
+        at::cat({at::arange(32, at::kLong) * 1024 + order[0].item<int64_t>(),
+                 at::arange(8, at::kLong) * 1024 + order[1].item<int64_t>()});
     EXPECT_TRUE(at::equal(found.ids[0][i], expected)) << "query " << i << ": " << found.ids[0][i];
   }
 }
@@ -280,8 +286,8 @@ TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
     EXPECT_TRUE(at::equal(loaded.Contents(stream).first, memory.Contents(stream).first));
     EXPECT_TRUE(at::equal(loaded.Contents(stream).second, memory.Contents(stream).second));
     const at::Tensor queries = Random({2, 3, 4});
-    EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->ids,
-                          memory.search(stream, queries, 4)->ids));
+    EXPECT_TRUE(
+        at::equal(loaded.search(stream, queries, 4)->ids, memory.search(stream, queries, 4)->ids));
     EXPECT_TRUE(at::equal(loaded.search(stream, queries, 4)->keys,
                           memory.search(stream, queries, 4)->keys));
   }

@@ -5,10 +5,9 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <vector>
-
-#include <torch/cuda.h>
 
 #include "parallel/local_knn_memory.h"
 #include "tests/mpi_test_support.h"
@@ -73,7 +72,7 @@ TEST(ShardedKnnMemoryTest, OneSharedStreamEqualsLocalOnTheUnion) {
   const std::vector<int64_t> streams(static_cast<size_t>(ranks), 0);
   std::vector<int64_t> counts;
   for (int r = 0; r < ranks; ++r) counts.push_back(1 + 3 * r);  // unequal shares
-  for (int round = 0; round < 8; ++round) {  // enough to wrap every ring
+  for (int round = 0; round < 8; ++round) {                     // enough to wrap every ring
     AddAndCompare(*world, *sharded, reference, streams, counts, /*k=*/5);
   }
   EXPECT_EQ(sharded->size(0), kShardCapacity * ranks);  // capacity grows with the ranks
@@ -108,17 +107,18 @@ TEST(ShardedKnnMemoryTest, PerRankStreamsWithClearsEqualLocal) {
 TEST(ShardedKnnMemoryTest, BadArgumentsOnOneRankFailTheCallOnAll) {
   auto world = testing::NewWorld();
   auto sharded = NewSharded(*world, 8);
-  ASSERT_TRUE(sharded->add(0, at::randn({kGroups, 2, kKeyDim}), at::randn({kGroups, 2, kValueDim})).ok());
+  ASSERT_TRUE(
+      sharded->add(0, at::randn({kGroups, 2, kKeyDim}), at::randn({kGroups, 2, kValueDim})).ok());
   const int64_t dim = world->rank() == 1 ? kKeyDim + 1 : kKeyDim;  // rank 1 is wrong
   const absl::Status status =
       sharded->add(0, at::randn({kGroups, 2, dim}), at::randn({kGroups, 2, kValueDim}));
-  EXPECT_EQ(status.code(), world->rank() == 1 ? absl::StatusCode::kInvalidArgument
-                                              : absl::StatusCode::kAborted)
+  EXPECT_EQ(status.code(),
+            world->rank() == 1 ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kAborted)
       << status;
   EXPECT_EQ(sharded->size(0), 2 * world->size());  // unchanged
   auto found = sharded->search(0, at::randn({kGroups, 1, kKeyDim}), world->rank() == 0 ? 0 : 2);
-  EXPECT_EQ(found.status().code(), world->rank() == 0 ? absl::StatusCode::kInvalidArgument
-                                                      : absl::StatusCode::kAborted);
+  EXPECT_EQ(found.status().code(),
+            world->rank() == 0 ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kAborted);
   EXPECT_TRUE(sharded->search(0, at::randn({kGroups, 1, kKeyDim}), 2).ok());  // still in step
 }
 
@@ -127,11 +127,11 @@ TEST(ShardedKnnMemoryTest, EachRankSavesAndLoadsItsShard) {
   at::manual_seed(13 + world->rank());
   auto sharded = NewSharded(*world, 8);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(sharded->add(0, at::randn({kGroups, 7, kKeyDim}), at::randn({kGroups, 7, kValueDim})).ok());
+    ASSERT_TRUE(
+        sharded->add(0, at::randn({kGroups, 7, kKeyDim}), at::randn({kGroups, 7, kValueDim})).ok());
   }
-  const std::string path =
-      ::testing::TempDir() + "/sharded_knn." + std::to_string(world->size()) + ".rank" +
-      std::to_string(world->rank()) + ".pt";
+  const std::string path = ::testing::TempDir() + "/sharded_knn." + std::to_string(world->size()) +
+                           ".rank" + std::to_string(world->rank()) + ".pt";
   ASSERT_TRUE(SaveKnnMemory(*sharded, path).ok());
   auto loaded = NewSharded(*world, 8);
   ASSERT_TRUE(LoadKnnMemory(*loaded, path).ok());
@@ -142,7 +142,8 @@ TEST(ShardedKnnMemoryTest, EachRankSavesAndLoadsItsShard) {
   ASSERT_TRUE(expected.ok() && actual.ok());
   ExpectSame(*actual, *expected);
   // Adding continues the insertion ids where the saved memory left them.
-  const at::Tensor keys = at::randn({kGroups, 3, kKeyDim}), values = at::randn({kGroups, 3, kValueDim});
+  const at::Tensor keys = at::randn({kGroups, 3, kKeyDim}),
+                   values = at::randn({kGroups, 3, kValueDim});
   ASSERT_TRUE(sharded->add(0, keys, values).ok());
   ASSERT_TRUE(loaded->add(0, keys, values).ok());
   ExpectSame(*loaded->search(0, queries, 6), *sharded->search(0, queries, 6));
@@ -155,7 +156,8 @@ TEST(ShardedKnnMemoryTest, EachRankSavesAndLoadsItsShard) {
 // answers as the CPU reference, results left on the GPU. Skips without a GPU
 // (scripts/gpu-check runs it).
 TEST(ShardedKnnMemoryTest, CudaEntriesOverNcclEqualLocalOnTheUnion_CUDA) {
-  if (const std::string reason = testing::NoGpuPerRankReason(); !reason.empty()) GTEST_SKIP() << reason;
+  if (const std::string reason = testing::NoGpuPerRankReason(); !reason.empty())
+    GTEST_SKIP() << reason;
   c10::Device gpu = c10::kCUDA;
   auto world = testing::NewGpuWorld(&gpu);
   const int ranks = world->size();

@@ -38,7 +38,8 @@ std::vector<at::Tensor> Parameters(const Problem& p) {
 // Runs `steps` steps; `scale` divides the given gradients (the fused
 // optimizer through its gradient scale, the reference by hand).
 template <typename Optimizer>
-void RunSteps(Optimizer& optimizer, std::vector<at::Tensor>& params, const Problem& p, double scale, bool fused) {
+void RunSteps(Optimizer& optimizer, std::vector<at::Tensor>& params, const Problem& p, double scale,
+              bool fused) {
   for (const auto& grads : p.gradients) {
     for (size_t i = 0; i < params.size(); ++i) {
       params[i].mutable_grad() = fused ? grads[i].clone() : grads[i] / scale;
@@ -53,7 +54,8 @@ void RunSteps(Optimizer& optimizer, std::vector<at::Tensor>& params, const Probl
 
 void ExpectClose(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(at::allclose(a[i], b[i], 1e-5, 1e-6)) << "parameter " << i << ": " << (a[i] - b[i]).abs().max();
+    EXPECT_TRUE(at::allclose(a[i], b[i], 1e-5, 1e-6))
+        << "parameter " << i << ": " << (a[i] - b[i]).abs().max();
   }
 }
 
@@ -61,7 +63,11 @@ TEST(FusedAdamTest, MatchesTorchAdamWithAndWithoutGradScale) {
   const Problem p = MakeProblem(6);
   for (const double scale : {1.0, 37.0}) {
     for (const bool amsgrad : {false, true}) {
-      const auto options = torch::optim::AdamOptions(1e-2).betas({0.9, 0.98}).eps(1e-8).weight_decay(0.1).amsgrad(amsgrad);
+      const auto options = torch::optim::AdamOptions(1e-2)
+                               .betas({0.9, 0.98})
+                               .eps(1e-8)
+                               .weight_decay(0.1)
+                               .amsgrad(amsgrad);
       std::vector<at::Tensor> reference_params = Parameters(p), fused_params = Parameters(p);
       torch::optim::Adam reference(reference_params, options);
       FusedAdam fused(fused_params, options);
@@ -104,7 +110,8 @@ TEST(FusedAdamTest, StateIsTorchAdamsFormat) {
     archive.save_to(saved);
   }
   std::vector<at::Tensor> reference_params;
-  for (const at::Tensor& t : fused_params) reference_params.push_back(t.detach().clone().set_requires_grad(true));
+  for (const at::Tensor& t : fused_params)
+    reference_params.push_back(t.detach().clone().set_requires_grad(true));
   torch::optim::Adam reference(reference_params, options);
   {
     std::istringstream in(saved.str());

@@ -41,7 +41,8 @@ TEST(KnnMemoryMpiTest, ShardedStreamMemoryTrainsLikeALocalMemoryOfRanksTimesTheC
   const std::vector<double> local_losses = Losses(**local, kSteps);
   ASSERT_EQ(sharded_losses.size(), static_cast<size_t>(kSteps));
   ASSERT_EQ(local_losses.size(), static_cast<size_t>(kSteps));
-  for (int i = 0; i < kSteps; ++i) EXPECT_NEAR(sharded_losses[i], local_losses[i], 1e-5) << "step " << i + 1;
+  for (int i = 0; i < kSteps; ++i)
+    EXPECT_NEAR(sharded_losses[i], local_losses[i], 1e-5) << "step " << i + 1;
   // The memory was searched: without it the losses differ.
   TrainerOptions no_memory = TinyTraining(path, 2);
   no_memory.use_memory = false;
@@ -53,8 +54,9 @@ TEST(KnnMemoryMpiTest, ShardedStreamMemoryTrainsLikeALocalMemoryOfRanksTimesTheC
 
 // The lm task's loss totals over the whole toy corpus with `factory` (null:
 // memory off), using `model` in eval mode.
-LossTotals EvaluateWith(model::TransformerImpl& model, const std::string& path, parallel::Communicator& world,
-                        const model::KnnMemoryFactory& factory, bool use_memory = true) {
+LossTotals EvaluateWith(model::TransformerImpl& model, const std::string& path,
+                        parallel::Communicator& world, const model::KnnMemoryFactory& factory,
+                        bool use_memory = true) {
   TaskOptions task_options;
   task_options.use_memory = use_memory;
   task_options.knn_memory = factory;
@@ -135,11 +137,13 @@ TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedRe
   const double second = EvaluateWith(**model, path, *world, *reader).perplexity();
   EXPECT_EQ(first, second);
   EXPECT_EQ(loaded->memories.at(1)->size(0), info.entries[1]);
-  const double without = EvaluateWith(**model, path, *world, nullptr, /*use_memory=*/false).perplexity();
+  const double without =
+      EvaluateWith(**model, path, *world, nullptr, /*use_memory=*/false).perplexity();
   EXPECT_GT(std::abs(first - without), 1e-6 * without);
 
   // Refusals, named.
-  EXPECT_EQ(ReadKnnMemoryStore(dir, "model-b", {1}, *world).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadKnnMemoryStore(dir, "model-b", {1}, *world).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ReadKnnMemoryStore(dir, "model-a", {0, 1}, *world).status().code(),
             absl::StatusCode::kFailedPrecondition);
   auto alone = world->split(world->rank(), 0);

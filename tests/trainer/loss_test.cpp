@@ -17,8 +17,8 @@ TEST(LossTest, WithoutSmoothingItIsTheMaskedNllSum) {
   const at::Tensor targets = at::randint(0, 7, {2, 5}, at::kLong);
   const at::Tensor mask = at::rand({2, 5}, at::kDouble) > 0.3;
   const TokenLoss loss = LabelSmoothedLoss(logits, targets, mask, 0.0);
-  const at::Tensor all = at::cross_entropy_loss(logits.view({10, 7}), targets.view({10}), {},
-                                                at::Reduction::None);
+  const at::Tensor all =
+      at::cross_entropy_loss(logits.view({10, 7}), targets.view({10}), {}, at::Reduction::None);
   const double expected = (all * mask.view({10}).to(at::kDouble)).sum().item<double>();
   EXPECT_NEAR(loss.smoothed.item<double>(), expected, 1e-12);
   EXPECT_NEAR(loss.totals.nll_sum, expected, 1e-12);
@@ -51,12 +51,14 @@ TEST(LossTest, LongRangeTokensAreCountedApart) {
   const at::Tensor logits = at::zeros({1, 4, 8}, at::kFloat);  // uniform: nll = log 8 each
   const at::Tensor targets = at::zeros({1, 4}, at::kLong);
   const at::Tensor mask = at::tensor({1, 1, 1, 0}).to(at::kBool).view({1, 4});
-  const at::Tensor far = at::tensor({0, 1, 0, 1}).to(at::kBool).view({1, 4});  // the last is masked out
+  const at::Tensor far =
+      at::tensor({0, 1, 0, 1}).to(at::kBool).view({1, 4});  // the last is masked out
   const TokenLoss loss = LabelSmoothedLoss(logits, targets, mask, 0.0, far);
   EXPECT_EQ(loss.totals.tokens, 3);
   EXPECT_EQ(loss.totals.long_range_tokens, 1);
   EXPECT_NEAR(loss.totals.long_range_perplexity(), 8.0, 1e-5);
-  EXPECT_TRUE(std::isnan(LossTotals{}.perplexity())) << "nothing measured must not read as perplexity 1";
+  EXPECT_TRUE(std::isnan(LossTotals{}.perplexity()))
+      << "nothing measured must not read as perplexity 1";
 }
 
 }  // namespace

@@ -32,13 +32,15 @@ TEST(LrScheduleTest, CosineEndsAtTheMinimumAndStaysThere) {
   EXPECT_NEAR((*schedule)(110), 0.1, 1e-12);
   EXPECT_NEAR((*schedule)(500), 0.1, 1e-12);
   o.total_steps = 5;
-  EXPECT_THAT(std::string(MakeLrSchedule("cosine", o).status().message()), HasSubstr("must exceed"));
+  EXPECT_THAT(std::string(MakeLrSchedule("cosine", o).status().message()),
+              HasSubstr("must exceed"));
 }
 
 TEST(LrScheduleTest, UnknownNamesListTheKnownOnes) {
   auto schedule = MakeLrSchedule("triangle", {});
   ASSERT_FALSE(schedule.ok());
-  EXPECT_THAT(std::string(schedule.status().message()), HasSubstr("known: constant, inverse_sqrt, cosine"));
+  EXPECT_THAT(std::string(schedule.status().message()),
+              HasSubstr("known: constant, inverse_sqrt, cosine"));
 }
 
 }  // namespace

@@ -30,7 +30,8 @@ model::TransformerOptions Small() {
 }
 
 std::string FreshDir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("memtrain_model_file_" + std::to_string(::getpid())) / name;
+  const fs::path dir =
+      fs::temp_directory_path() / ("memtrain_model_file_" + std::to_string(::getpid())) / name;
   fs::remove_all(dir);
   fs::create_directories(dir.parent_path());
   return dir.string();
@@ -110,7 +111,8 @@ TEST(ModelFileTest, OlderFormatsLoadAndNewerOnesAreRefused) {
     std::ofstream(fs::path(dir) / "model.json") << config.dump();
   };
   // Written before an option existed: the option takes its default.
-  write_config([](nlohmann::json& c) { c["model"]["attention_options"]["knn"].erase("gate_bias"); });
+  write_config(
+      [](nlohmann::json& c) { c["model"]["attention_options"]["knn"].erase("gate_bias"); });
   auto without = LoadModel(dir, at::kCPU);
   ASSERT_TRUE(without.ok()) << without.status();
   EXPECT_EQ(without->info.options.attention_options.knn.gate_bias, model::KnnOptions{}.gate_bias);

@@ -46,7 +46,8 @@ TEST(SearchTest, GreedyEqualsTheArgmaxChainOfFullForwards) {
     options.beam = 1;
     options.max_length = 6;
     options.eos = kEos;
-    const std::vector<Hypothesis> found = BeamSearch(*model, {}, at::tensor({2, 4}, at::kLong).view({1, 2}), options);
+    const std::vector<Hypothesis> found =
+        BeamSearch(*model, {}, at::tensor({2, 4}, at::kLong).view({1, 2}), options);
     std::vector<int64_t> prefix = {2, 4}, expected;
     for (int step = 0; step < 6; ++step) {
       const at::Tensor logits = model->ForwardLm(at::tensor(prefix, at::kLong).view({1, -1}));
@@ -67,7 +68,8 @@ TEST(SearchTest, AFullWidthBeamFindsTheBestSequence) {
   // Brute force over every continuation of up to 3 tokens (ending in eos or cut at 3).
   double best = -INFINITY;
   std::vector<int64_t> best_tokens;
-  std::function<void(std::vector<int64_t>, double)> expand = [&](std::vector<int64_t> tokens, double score) {
+  std::function<void(std::vector<int64_t>, double)> expand = [&](std::vector<int64_t> tokens,
+                                                                 double score) {
     std::vector<int64_t> prefix = {2};
     prefix.insert(prefix.end(), tokens.begin(), tokens.end());
     for (int64_t token = 0; token < kVocab; ++token) {
@@ -93,9 +95,11 @@ TEST(SearchTest, AFullWidthBeamFindsTheBestSequence) {
   options.max_length = max_length;
   options.length_penalty = penalty;
   options.eos = kEos;
-  const std::vector<Hypothesis> found = BeamSearch(*model, {}, at::tensor({2}, at::kLong).view({1, 1}), options);
+  const std::vector<Hypothesis> found =
+      BeamSearch(*model, {}, at::tensor({2}, at::kLong).view({1, 1}), options);
   EXPECT_EQ(found[0].tokens, best_tokens);
-  EXPECT_NEAR(found[0].score / std::pow(static_cast<double>(found[0].tokens.size() + (found[0].finished ? 1 : 0)),
+  EXPECT_NEAR(found[0].score / std::pow(static_cast<double>(found[0].tokens.size() +
+                                                            (found[0].finished ? 1 : 0)),
                                         penalty),
               best, 1e-9);
 }

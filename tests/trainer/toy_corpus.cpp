@@ -40,8 +40,8 @@ void Finish(data::CorpusWriter& writer, const std::string& task) {
 }  // namespace
 
 std::string ToyPath(const std::string& name) {
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("memtrain_trainer_test_" + std::to_string(getpid()));
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("memtrain_trainer_test_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }

@@ -41,8 +41,11 @@ TEST(TrainerMpiTest, TwoRanksOfBRowsEqualOneRankOf2BRowsAndLossFalls) {
   for (size_t i = 0; i < two_ranks.size(); ++i) {
     EXPECT_NEAR(two_ranks[i], one_rank[i], 1e-5) << "step " << i + 1;
   }
-  const auto mean = [](auto first, auto last) { return std::accumulate(first, last, 0.0) / (last - first); };
-  EXPECT_LT(mean(two_ranks.end() - 5, two_ranks.end()), mean(two_ranks.begin(), two_ranks.begin() + 5) - 0.3)
+  const auto mean = [](auto first, auto last) {
+    return std::accumulate(first, last, 0.0) / (last - first);
+  };
+  EXPECT_LT(mean(two_ranks.end() - 5, two_ranks.end()),
+            mean(two_ranks.begin(), two_ranks.begin() + 5) - 0.3)
       << "training on repeating patterns must learn";
   // And the ranks hold the same parameters afterwards.
   for (const at::Tensor& p : (*parallel_run)->model().parameters()) {

@@ -5,7 +5,6 @@
 // kNN memory (whose searches cross ranks), validation and a checkpoint.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -32,7 +31,8 @@ struct TrainingRun {
   std::vector<std::pair<std::string, at::Tensor>> parameters;
 };
 
-TrainingRun TrainOn(parallel::Communicator& world, const std::string& corpus, const std::string& checkpoints) {
+TrainingRun TrainOn(parallel::Communicator& world, const std::string& corpus,
+                    const std::string& checkpoints) {
   TrainerOptions options = TinyTraining(corpus, 2);
   options.knn_memory.sharded = true;
   options.valid_data = corpus;
@@ -48,7 +48,8 @@ TrainingRun TrainOn(parallel::Communicator& world, const std::string& corpus, co
   if (validation.ok()) run.validation_perplexity = validation->perplexity();
   auto saved = (*trainer)->SaveCheckpoint();
   EXPECT_TRUE(saved.ok()) << saved.status();
-  for (const auto& p : (*trainer)->model().named_parameters()) run.parameters.emplace_back(p.key(), p.value().detach().clone());
+  for (const auto& p : (*trainer)->model().named_parameters())
+    run.parameters.emplace_back(p.key(), p.value().detach().clone());
   return run;
 }
 
@@ -56,7 +57,9 @@ TEST(TrainerWorldTest, GlooWorldTrainsLikeTheMpiWorld) {
   auto mpi_world = memtrain::testing::NewWorld();
   const std::string corpus = SharedToyLm(*mpi_world);
   const std::string dir = memtrain::testing::BroadcastString(
-      *mpi_world, (std::filesystem::temp_directory_path() / ("memtrain_world_test_" + std::to_string(getpid()))).string());
+      *mpi_world,
+      (std::filesystem::temp_directory_path() / ("memtrain_world_test_" + std::to_string(getpid())))
+          .string());
   const TrainingRun over_mpi = TrainOn(*mpi_world, corpus, dir + "/mpi");
 
   parallel::WorldOptions options;
@@ -72,7 +75,8 @@ TEST(TrainerWorldTest, GlooWorldTrainsLikeTheMpiWorld) {
   ASSERT_EQ(over_mpi.losses.size(), static_cast<size_t>(kSteps));
   ASSERT_EQ(over_gloo.losses.size(), static_cast<size_t>(kSteps));
   // Gloo and MPI may add the ranks' floats in different orders.
-  for (int i = 0; i < kSteps; ++i) EXPECT_NEAR(over_gloo.losses[i], over_mpi.losses[i], 1e-5) << "step " << i + 1;
+  for (int i = 0; i < kSteps; ++i)
+    EXPECT_NEAR(over_gloo.losses[i], over_mpi.losses[i], 1e-5) << "step " << i + 1;
   EXPECT_NEAR(over_gloo.validation_perplexity, over_mpi.validation_perplexity, 1e-4);
   ASSERT_EQ(over_gloo.parameters.size(), over_mpi.parameters.size());
   for (size_t i = 0; i < over_mpi.parameters.size(); ++i) {
@@ -82,9 +86,11 @@ TEST(TrainerWorldTest, GlooWorldTrainsLikeTheMpiWorld) {
     // lr-sized steps, so it follows the order in which ranks' floats are added.
     if (absl::EndsWith(name, ".key.bias")) continue;
     EXPECT_TRUE(at::allclose(over_gloo.parameters[i].second, expected, 1e-4, 1e-6))
-        << name << ": max difference " << (over_gloo.parameters[i].second - expected).abs().max().item<float>();
+        << name << ": max difference "
+        << (over_gloo.parameters[i].second - expected).abs().max().item<float>();
   }
-  EXPECT_FALSE(std::filesystem::is_empty(dir + "/gloo")) << "a checkpoint written over the Gloo world";
+  EXPECT_FALSE(std::filesystem::is_empty(dir + "/gloo"))
+      << "a checkpoint written over the Gloo world";
   ASSERT_TRUE(mpi_world->barrier().ok());
   if (mpi_world->rank() == 0) std::filesystem::remove_all(dir);
 }
