@@ -179,6 +179,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
     MEMTRAIN_ASSIGN_OR_RETURN(auto valid_file, data::CorpusFile::Open(options.valid_data, {}));
     MEMTRAIN_RETURN_IF_ERROR(data::CheckSameTokenizer(*train_file, *valid_file));
   }
+  // An unknown --task is reported with the known ones, before the corpus check.
+  MEMTRAIN_RETURN_IF_ERROR(MakeTask(t->task_name_, TaskOptions{}).status());
   const bool corpus_seq2seq = train_file->is_seq2seq();
   if (corpus_seq2seq != (t->task_name_ != "lm")) {
     return absl::FailedPreconditionError(absl::StrCat("task ", t->task_name_, " cannot train on ",

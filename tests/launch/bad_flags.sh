@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every validated flag of memtrain-train, given a bad value: exit status 1,
+# one message that names the flag or the value and what is allowed, and no
+# signal or C++ stack trace (issue 14: no crash paths).
+#
+#   bad_flags.sh BIN_DIR
+set -euo pipefail
+bin="$1"
+work="$(mktemp -d)"
+trap 'rm -rf "${work}"' EXIT
+"${bin}/memtrain-prepare" --corpus=demo --demo_documents=40 --vocab_size=500 --output="${work}/demo.h5" \
+  --progress=false 2>"${work}/prepare.log" || { cat "${work}/prepare.log"; exit 1; }
+
+failures=0
+expect_refusal() {  # flag=value, text the message must contain
+  local flag="$1" text="$2" out rc=0
+  out="$(timeout 120 "${bin}/memtrain-train" --train_data="${work}/demo.h5" --steps=2 --encoder_layers=0 \
+    --decoder_layers=1 --model_dim=16 --heads=2 --ffn_dim=32 --streams=1 --segment_length=8 \
+    --lr_schedule=constant --warmup_steps=0 "${flag}" 2>&1)" || rc=$?
+  if [[ ${rc} != 1 ]] || ! grep -qF -- "${text}" <<<"${out}" || grep -q "Exception raised from\|Check failure stack" <<<"${out}"; then
+    echo "FAIL ${flag}: exit ${rc}, expected 1 and a message containing '${text}'; got:"
+    tail -5 <<<"${out}"
+    failures=$((failures + 1))
+  else
+    echo "ok   ${flag}: $(grep -F -- "${text}" <<<"${out}" | head -1 | sed 's/^.*\] //')"
+  fi
+}
+expect_refusal --optimizer=sgd "'sgd' is not adam or adamw"
+expect_refusal --lr_schedule=step "known: constant, inverse_sqrt, cosine"
+expect_refusal --task=foo "unknown task 'foo'; known: lm, translation, summarization, qa"
+expect_refusal --attention=flash "unknown attention kind 'flash'"
+expect_refusal --knn_backend=annoy "'annoy' is not one of exact"
+expect_refusal --device=tpu "--device=tpu is not one of auto, cpu, cuda"
+expect_refusal --collectives=ib "--collectives=ib is not one this build has"
+expect_refusal --unused_parameters=maybe "'maybe' is not error or zero"
+expect_refusal --accumulate=0 "accumulate >= 1"
+expect_refusal --heads=3 "heads"
+expect_refusal --train_data=/nonexistent.h5 "/nonexistent.h5"
+exit $((failures > 0))
