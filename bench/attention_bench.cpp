@@ -78,22 +78,21 @@ std::shared_ptr<model::AttentionImpl> Make(const std::string& kind, bool causal,
 // The device --device names (launch/device.h); set by the child's Main
 // before it measures.
 c10::Device measured_device = c10::kCPU;
-const c10::Device& MeasuredDevice() { return measured_device; }
 
 // The clock reads device time only after the device's queued work is done.
 absl::Time Now() {
-  launch::WaitForDevice(MeasuredDevice());
+  launch::WaitForDevice(measured_device);
   return absl::Now();
 }
 
 // Child: one training point. Prints seconds per token.
 void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
   auto attention = Make(kind, causal, n);
-  attention->to(MeasuredDevice());
+  attention->to(measured_device);
   const int64_t batch = std::max<int64_t>(1, absl::GetFlag(FLAGS_tokens) / n);
-  const at::Tensor x = at::randn({batch, n, absl::GetFlag(FLAGS_width)},
-                                 at::TensorOptions().device(MeasuredDevice()))
-                           .requires_grad_(true);
+  const at::Tensor x =
+      at::randn({batch, n, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(measured_device))
+          .requires_grad_(true);
   AttentionCall call;
   call.query = x;
   call.causal = causal;
@@ -114,7 +113,7 @@ void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
 // Child: decode one token at a time; prints "position seconds" pairs.
 void MeasureDecode(const std::string& kind) {
   auto attention = Make(kind, true);
-  attention->to(MeasuredDevice());
+  attention->to(measured_device);
   at::NoGradGuard no_grad;
   attention->eval();
   auto state = attention->NewState(1);
@@ -126,7 +125,7 @@ void MeasureDecode(const std::string& kind) {
   int64_t window = 0;
   for (int64_t t = 1; t <= positions; ++t) {
     call.query =
-        at::randn({1, 1, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(MeasuredDevice()));
+        at::randn({1, 1, absl::GetFlag(FLAGS_width)}, at::TensorOptions().device(measured_device));
     attention->forward(call);
     ++window;
     if ((t & (t - 1)) == 0 && t >= 16) {  // report at powers of two

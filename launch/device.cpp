@@ -10,12 +10,12 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 ABSL_FLAG(std::string, device, "auto",
           "Where the model runs: auto (this rank's GPU when one is visible, else the CPU), cpu, or "
-          "cuda (a GPU, or "
-          "an error when none is visible).");
+          "cuda (a GPU, or an error when none is visible).");
 
 namespace memtrain::launch {
 
@@ -41,14 +41,13 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int loca
                                           int local_size, int cuda_devices, int host_cores) {
   if (std::find(std::begin(kDeviceRequests), std::end(kDeviceRequests), requested) ==
       std::end(kDeviceRequests)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--device=", requested, " is not one of auto, cpu, cuda"));
+    return absl::InvalidArgumentError(absl::StrCat("--device=", requested, " is not one of ",
+                                                   absl::StrJoin(kDeviceRequests, ", ")));
   }
   if (requested == "cuda" && cuda_devices == 0) {
     return absl::InvalidArgumentError(
         "--device=cuda, but no CUDA device is visible to this process (check nvidia-smi, "
-        "CUDA_VISIBLE_DEVICES, "
-        "and that this is a CUDA build: memtrain-env prints it)");
+        "CUDA_VISIBLE_DEVICES, and that this is a CUDA build: memtrain-env prints it)");
   }
   DeviceChoice choice;
   const int ranks_here = std::max(local_size, 1);

@@ -1,7 +1,6 @@
 #include "launch/rank_context.h"
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_join.h"
 #include "common/native_libraries.h"
 #include "common/process.h"
 #include "common/status_macros.h"
@@ -10,8 +9,8 @@
 
 ABSL_FLAG(std::string, collectives, "auto",
           "How the model's tensors cross ranks: auto (nccl on a GPU, mpi on the CPU), mpi, gloo "
-          "(PyTorch's Gloo, "
-          "CPU), nccl (PyTorch's ProcessGroupNCCL, GPU). Host-side tensors always go over MPI.");
+          "(PyTorch's Gloo, CPU), nccl (PyTorch's ProcessGroupNCCL, GPU). Host-side tensors always "
+          "go over MPI.");
 
 namespace memtrain::launch {
 

@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <iterator>
-#include <optional>
 
 #include "model/attention_common.h"
 
@@ -232,29 +231,32 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
   const at::Tensor values = SplitHeads(ltm_value_(coefficients), heads).to(compute);
   // The read's logits, its Gaussian's parameters and the read itself in
   // float32 (attention.h); only the output projection below is left to autocast.
-  std::optional<AutocastOff> full_precision(std::in_place);
-  const at::Tensor scores = at::matmul(q, keys.transpose(2, 3)) / root;  // u, [B, H, n, N]
-  const at::Tensor mu = at::sigmoid(mu_(scores)).squeeze(-1);            // [B, H, n]
-  const at::Tensor variance =
-      at::softplus(sigma_(scores)).squeeze(-1).clamp_min(options_.infinite.min_variance);
-  const at::Tensor read =
-      at::matmul(GaussianRead(mu, variance, options_.infinite), values);  // [B, H, n, d]
-  const at::Tensor present = state->has_memory.to(compute).view({batch, 1, 1, 1});
+  at::Tensor read_heads;  // [B, n, D]
   {
-    // Sticky memories: where this segment's reads went, per bin (tails in the end bins).
-    at::NoGradGuard no_grad;
-    const int64_t bins = options_.infinite.sticky_bins;
-    at::Tensor edges = at::arange(bins + 1, mu.options().dtype(at::kDouble)) / bins;
-    edges[0] = -1e300;
-    edges[bins] = 1e300;
-    const at::Tensor z = (edges.view({1, 1, 1, -1}) - mu.to(at::kDouble).unsqueeze(-1)) /
-                         at::sqrt(2 * variance.to(at::kDouble)).unsqueeze(-1);
-    const at::Tensor cdf = 0.5 * (1 + at::erf(z));
-    const at::Tensor mass = (cdf.slice(3, 1) - cdf.slice(3, 0, bins)).sum({1, 2});  // [B, bins]
-    state->bin_mass += mass * state->has_memory.to(at::kDouble).view({batch, 1});
+    const AutocastOff full_precision;
+    const at::Tensor scores = at::matmul(q, keys.transpose(2, 3)) / root;  // u, [B, H, n, N]
+    const at::Tensor mu = at::sigmoid(mu_(scores)).squeeze(-1);            // [B, H, n]
+    const at::Tensor variance =
+        at::softplus(sigma_(scores)).squeeze(-1).clamp_min(options_.infinite.min_variance);
+    const at::Tensor read =
+        at::matmul(GaussianRead(mu, variance, options_.infinite), values);  // [B, H, n, d]
+    const at::Tensor present = state->has_memory.to(compute).view({batch, 1, 1, 1});
+    {
+      // Sticky memories: where this segment's reads went, per bin (tails in the end bins).
+      at::NoGradGuard no_grad;
+      const int64_t bins = options_.infinite.sticky_bins;
+      at::Tensor edges = at::arange(bins + 1, mu.options().dtype(at::kDouble)) / bins;
+      edges[0] = -1e300;
+      edges[bins] = 1e300;
+      const at::Tensor z = (edges.view({1, 1, 1, -1}) - mu.to(at::kDouble).unsqueeze(-1)) /
+                           at::sqrt(2 * variance.to(at::kDouble)).unsqueeze(-1);
+      const at::Tensor cdf = 0.5 * (1 + at::erf(z));
+      const at::Tensor mass = (cdf.slice(3, 1) - cdf.slice(3, 0, bins)).sum({1, 2});  // [B, bins]
+      state->bin_mass += mass * state->has_memory.to(at::kDouble).view({batch, 1});
+    }
+    read_heads = MergeHeads((read * present).to(call.query.scalar_type()));
   }
-  full_precision.reset();
-  return out + ltm_output_(MergeHeads((read * present).to(call.query.scalar_type())));
+  return out + ltm_output_(read_heads);
 }
 
 }  // namespace memtrain::model

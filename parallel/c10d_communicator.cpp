@@ -80,8 +80,9 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectStore(MpiCommunicator& gr
     options.isServer = true;
     options.port = 0;  // an ephemeral port: jobs on one host never collide
     try {
-      auto server = c10::make_intrusive<c10d::TCPStore>(StoreHost(), options);
-      const std::string where = absl::StrCat(StoreHost(), ":", server->getPort());
+      const std::string host = StoreHost();
+      auto server = c10::make_intrusive<c10d::TCPStore>(host, options);
+      const std::string where = absl::StrCat(host, ":", server->getPort());
       std::copy(where.begin(), where.end(), address.data_ptr<uint8_t>());
       store = server;
     } catch (const std::exception& e) {
@@ -205,18 +206,8 @@ absl::Status C10dCommunicator::Validate(const std::string& collective,
 
 absl::Status C10dCommunicator::Run(const std::string& collective, const std::string& tensors,
                                    const std::function<c10::intrusive_ptr<c10d::Work>()>& issue) {
-  if (in_use_.exchange(true)) {
-    return absl::InternalError(
-        absl::StrCat(collective, " on group '", name_,
-                     "': another thread is inside a collective on this communicator; a "
-                     "communicator is used by one thread at a time"));
-  }
+  if (in_use_.exchange(true)) return ConcurrentUseError(collective, name_);
   const uint64_t sequence = ++sequence_;
-  const auto failed = [&](const std::exception& e) {
-    return absl::InternalError(absl::StrCat(collective, " #", sequence, " on group '", name_, "' (",
-                                            tensors, ") failed in c10d ", backend_name_, ": ",
-                                            e.what()));
-  };
   absl::Status status = absl::OkStatus();
   try {
     c10::DeviceGuard on_device(device_);
@@ -235,7 +226,9 @@ absl::Status C10dCommunicator::Run(const std::string& collective, const std::str
         [backend] { backend->abort(); });
     work->wait();
   } catch (const std::exception& e) {
-    status = failed(e);
+    status = absl::InternalError(absl::StrCat(collective, " #", sequence, " on group '", name_,
+                                              "' (", tensors, ") failed in c10d ", backend_name_,
+                                              ": ", e.what()));
   }
   in_use_.store(false);
   return status;
@@ -260,13 +253,7 @@ absl::Status C10dCommunicator::allreduce(at::Tensor& tensor, ReduceOp op) {
   std::vector<at::Tensor> tensors{tensor};
   MEMTRAIN_RETURN_IF_ERROR(Run(collective, DescribeTensor(tensor),
                                [&] { return backend_->allreduce(tensors, options); }));
-  if (op == ReduceOp::kAvg) {
-    if (at::isFloatingType(tensor.scalar_type())) {
-      tensor.div_(size());
-    } else {
-      tensor.div_(size(), "trunc");
-    }
-  }
+  if (op == ReduceOp::kAvg) DivideSumForAverage(tensor, size());
   return absl::OkStatus();
 }
 

@@ -64,6 +64,21 @@ std::string DescribeTensor(const at::Tensor& tensor) {
                       "]");
 }
 
+void DivideSumForAverage(at::Tensor& tensor, int group_size) {
+  if (at::isFloatingType(tensor.scalar_type())) {
+    tensor.div_(group_size);
+  } else {
+    tensor.div_(group_size, "trunc");
+  }
+}
+
+absl::Status ConcurrentUseError(absl::string_view collective, absl::string_view group) {
+  return absl::InternalError(absl::StrCat(
+      collective, " on group '", group,
+      "': another thread is inside a collective on this communicator; a communicator is used "
+      "by one thread at a time (parallel/communicator.h)"));
+}
+
 absl::Status AllRanksOk(Communicator& group, const absl::Status& mine, const std::string& what) {
   // The largest status code of the ranks that failed: every rank returns the same code.
   at::Tensor worst = at::full({1}, static_cast<int>(mine.code()), at::kInt);

@@ -116,6 +116,15 @@ bool IsSupportedDtype(c10::ScalarType dtype);
 absl::Status ValidateCollectiveTensor(absl::string_view collective, absl::string_view group,
                                       const at::Tensor& tensor, c10::DeviceType device_type);
 
+/// The second half of ReduceOp::kAvg in every implementation, after a sum:
+/// divides by the group size (integers truncate toward zero).
+void DivideSumForAverage(at::Tensor& tensor, int group_size);
+
+/// The error a second thread gets when it enters `collective` on `group`
+/// while another thread is inside a collective there (the contract's
+/// one-thread-at-a-time rule).
+absl::Status ConcurrentUseError(absl::string_view collective, absl::string_view group);
+
 /// Collective: `mine` on this rank, and whether every rank of `group` is ok.
 /// This rank's error names the rank and `what`; a rank that is ok while
 /// another failed gets that failure's code (the largest of several) and a

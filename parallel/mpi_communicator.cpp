@@ -189,12 +189,7 @@ absl::Status MpiCommunicator::Initialize() {
 absl::Status MpiCommunicator::RunCollective(const std::string& collective,
                                             const std::string& tensors,
                                             const std::function<int()>& mpi_call) {
-  if (in_use_.exchange(true)) {
-    return absl::InternalError(absl::StrCat(
-        collective, " on group '", name_,
-        "': another thread is inside a collective on this communicator; a communicator is used "
-        "by one thread at a time (parallel/mpi_communicator.h)"));
-  }
+  if (in_use_.exchange(true)) return ConcurrentUseError(collective, name_);
   ++sequence_;
   const CollectiveWatchdog::Ticket ticket =
       watchdog_->Start(CollectiveCall{name_, world_ranks_, sequence_, collective, tensors},
@@ -256,13 +251,7 @@ absl::Status MpiCommunicator::allreduce(at::Tensor& tensor, ReduceOp op) {
     }).IgnoreError();  // the lambda never fails; `rc` carries MPI's result
     return rc;
   }));
-  if (op == ReduceOp::kAvg) {
-    if (at::isFloatingType(tensor.scalar_type())) {
-      tensor.div_(size_);
-    } else {
-      tensor.div_(size_, "trunc");
-    }
-  }
+  if (op == ReduceOp::kAvg) DivideSumForAverage(tensor, size_);
   return absl::OkStatus();
 }
 
