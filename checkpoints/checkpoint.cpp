@@ -8,7 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "checkpoints/durable_file.h"
+#include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
 #include "nlohmann/json.hpp"
@@ -19,29 +19,22 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kStepPrefix[] = "step-";
-constexpr char kPartialSuffix[] = ".partial";
 
 }  // namespace
 
 std::string CheckpointName(int64_t step) { return absl::StrFormat("%s%08d", kStepPrefix, step); }
-
-std::string RankFileName(int rank) { return absl::StrFormat("rank-%05d.safetensors", rank); }
 
 std::string CheckpointPath(const std::string& dir, int64_t step) {
   return (fs::path(dir) / CheckpointName(step)).string();
 }
 
 std::string PartialCheckpointPath(const std::string& dir, int64_t step) {
-  return CheckpointPath(dir, step) + kPartialSuffix;
+  return StagingPath(CheckpointPath(dir, step), "");
 }
 
 absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step) {
   const std::string partial = PartialCheckpointPath(dir, step);
-  std::error_code error;
-  fs::remove_all(partial, error);
-  fs::create_directories(partial, error);
-  if (error)
-    return absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
+  MEMTRAIN_RETURN_IF_ERROR(CreateStagingDirectory(partial));
   return partial;
 }
 
@@ -67,16 +60,10 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t ste
   }
   MEMTRAIN_RETURN_IF_ERROR(
       WriteFileDurably((fs::path(partial) / kManifestName).string(), manifest.dump(2) + "\n"));
-  MEMTRAIN_RETURN_IF_ERROR(Fsync(partial));
-  std::error_code error;
   // A checkpoint of this step from an earlier attempt (a run resumed from an
   // older one) is replaced: the new one is at least as recent.
-  fs::remove_all(target, error);
-  fs::rename(partial, target, error);
-  if (error)
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", partial, " to ", target.string(), ": ", error.message()));
-  MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
+  MEMTRAIN_RETURN_IF_ERROR(Publish(partial, target.string()));
+  std::error_code error;
   // `latest` moves only now, and atomically: a new link renamed over the old.
   const fs::path latest = fs::path(dir) / kLatestName,
                  link = fs::path(dir) / absl::StrCat(kLatestName, ".tmp");

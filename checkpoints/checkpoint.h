@@ -3,18 +3,18 @@
 // The on-disk protocol of a training checkpoint (docs/CHECKPOINTS.md): which
 // files a checkpoint directory holds, how it becomes complete atomically, how
 // it is verified, and how the newest complete one is found. What goes into
-// the files is the trainer's (trainer/trainer.cpp); this header never sees a
-// communicator, so the trainer runs the collective steps between the calls:
+// the files, and the collective steps between the calls, are
+// training_checkpoint.h's; this header never sees a communicator:
 //
 //   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string partial, CreatePartialCheckpoint(dir, step));
 //   barrier     (every rank now sees the empty `<dir>/step-<N>.partial`)
-//   every rank: writes its files into `partial` (RankFileName(rank), ...) and fsyncs them
+//   every rank: writes its files into `partial`
 //   all-reduce  of "my files are written" (any failure: nobody commits)
 //   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string path, CommitCheckpoint(dir, step,
 //   keep_last));
 //
 // CommitCheckpoint writes MANIFEST.json (every file's size and sha256),
-// fsyncs, renames `step-<N>.partial` to `step-<N>` (the commit: a directory
+// publishes `step-<N>.partial` as `step-<N>` (common/atomic_file.h; the commit: a directory
 // named `step-<N>` is complete by construction), fsyncs `dir`, then moves the
 // `latest` symlink (a temporary link renamed over it) and deletes the oldest
 // complete checkpoints beyond `keep_last`. A crash at any point leaves either
@@ -51,17 +51,9 @@ struct CheckpointOptions {
 
 inline constexpr char kManifestName[] = "MANIFEST.json";
 inline constexpr char kLatestName[] = "latest";
-inline constexpr char kTrainerStateName[] = "trainer.json";
-/// The trainer.json format this build writes ("format_version"; files without
-/// one are version 1). It reads 1..kTrainerStateVersion; an option missing
-/// from an older file's "options" compares as that option's default on resume.
-inline constexpr int kTrainerStateVersion = 2;
-inline constexpr char kOptimizerName[] = "optimizer.pt";
 
 /// "step-00000042": names sort by step.
 std::string CheckpointName(int64_t step);
-/// "rank-00003.safetensors": one rank's RNG states, data cursor and memory.
-std::string RankFileName(int rank);
 
 /// `<dir>/step-<N>` and `<dir>/step-<N>.partial`.
 std::string CheckpointPath(const std::string& dir, int64_t step);

@@ -1,7 +1,6 @@
 #include "checkpoints/model_file.h"
 
 #include <torch/serialize.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -10,7 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "checkpoints/durable_file.h"
+#include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
 #include "nlohmann/json.hpp"
@@ -48,41 +47,21 @@ absl::Status WriteModelFiles(const std::string& dir, model::TransformerImpl& mod
 
 absl::Status SaveModel(const std::string& dir, model::TransformerImpl& model,
                        const ModelInfo& info) {
-  const fs::path target(dir);
-  const fs::path partial = absl::StrCat(dir, ".partial-", ::getpid());
-  std::error_code error;
-  fs::remove_all(partial, error);
-  if (!fs::create_directories(partial, error) && error) {
-    return absl::InternalError(
-        absl::StrCat("cannot create ", partial.string(), ": ", error.message()));
-  }
-  MEMTRAIN_RETURN_IF_ERROR(WriteModelFiles(partial.string(), model, info));
-  MEMTRAIN_RETURN_IF_ERROR(Fsync(partial.string()));
-  // rename() cannot replace a non-empty directory: move the old one aside first.
-  const fs::path old = absl::StrCat(dir, ".old-", ::getpid());
-  const bool had_old = fs::exists(target);
-  if (had_old) fs::rename(target, old, error);
-  if (error)
-    return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", error.message()));
-  fs::rename(partial, target, error);
-  if (error)
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", partial.string(), " to ", dir, ": ", error.message()));
-  if (had_old) fs::remove_all(old, error);
-  if (target.has_parent_path())
-    MEMTRAIN_RETURN_IF_ERROR(Fsync(fs::absolute(target).parent_path().string()));
-  return absl::OkStatus();
+  const std::string staging = StagingPath(dir);
+  MEMTRAIN_RETURN_IF_ERROR(CreateStagingDirectory(staging));
+  MEMTRAIN_RETURN_IF_ERROR(WriteModelFiles(staging, model, info));
+  return Publish(staging, dir);
 }
 
-absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device) {
-  const fs::path config_path = fs::path(dir) / kConfig, weights_path = fs::path(dir) / kWeights;
-  if (!fs::exists(config_path) || !fs::exists(weights_path)) {
+absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
+  const fs::path config_path = fs::path(dir) / kConfig;
+  std::ifstream in(config_path);
+  if (!in) {
     return absl::NotFoundError(absl::StrCat(dir, " holds no model (", kConfig, " and ", kWeights,
                                             " expected; memtrain-train --save_dir writes them)"));
   }
-  LoadedModel loaded;
+  ModelInfo info;
   try {
-    std::ifstream in(config_path);
     const nlohmann::json config = nlohmann::json::parse(in);
     const int version = config.value("format_version", 1);
     if (version < 1 || version > kModelFormatVersion) {
@@ -96,13 +75,24 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
     if (!options.ok())
       return absl::DataLossError(
           absl::StrCat(config_path.string(), ": ", options.status().message()));
-    loaded.info.options = *std::move(options);
-    loaded.info.tokenizer_sha256 = config.at("tokenizer_sha256").get<std::string>();
-    loaded.info.task = config.at("task").get<std::string>();
-    loaded.info.step = config.at("step").get<int64_t>();
+    info.options = *std::move(options);
+    info.tokenizer_sha256 = config.at("tokenizer_sha256").get<std::string>();
+    info.task = config.at("task").get<std::string>();
+    info.step = config.at("step").get<int64_t>();
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat(config_path.string(), ": ", e.what()));
   }
+  return info;
+}
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device) {
+  const fs::path config_path = fs::path(dir) / kConfig, weights_path = fs::path(dir) / kWeights;
+  if (!fs::exists(weights_path)) {
+    return absl::NotFoundError(absl::StrCat(dir, " holds no model (", kConfig, " and ", kWeights,
+                                            " expected; memtrain-train --save_dir writes them)"));
+  }
+  LoadedModel loaded;
+  MEMTRAIN_ASSIGN_OR_RETURN(loaded.info, ReadModelInfo(dir));
   MEMTRAIN_ASSIGN_OR_RETURN(const data::InputFile weights,
                             data::DescribeInputFile(weights_path.string()));
   loaded.weights_sha256 = weights.sha256;

@@ -17,9 +17,9 @@
 // versions. Reading never throws: every problem is a Status naming the file.
 // tests/checkpoints/fixtures/format1 holds files written by version 1.
 //
-// Writing is atomic: the files go to a sibling directory named
-// `<dir>.partial-<pid>`, are fsynced, and the directory is renamed over
-// `dir` only when complete, so a crash leaves the previous model or none.
+// Writing is atomic (common/atomic_file.h): the files go to a sibling
+// directory `<dir>.partial-<pid>`, published over `dir` only when complete,
+// so a crash leaves the previous model or none.
 #ifndef MEMTRAIN_CHECKPOINTS_MODEL_FILE_H_
 #define MEMTRAIN_CHECKPOINTS_MODEL_FILE_H_
 
@@ -58,6 +58,9 @@ struct LoadedModel {
       weights_sha256;  ///< of model.pt: what the model is, e.g. for a memory its keys came from
 };
 
+/// model.json alone (no weights read). kNotFound when `dir` has none;
+/// kDataLoss naming the file when it is damaged.
+absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir);
 /// kNotFound when `dir` has no model; kDataLoss (naming the file) when a file
 /// is damaged or does not match its config.
 absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device);

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "checkpoints/durable_file.h"
+#include "common/atomic_file.h"
 #include "nlohmann/json.hpp"
 
 namespace memtrain::checkpoints {

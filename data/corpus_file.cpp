@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -304,7 +305,7 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
                                                                    const std::string& task,
                                                                    const TokenizerInfo& tokenizer) {
   ConfigureHdf5();
-  const std::string partial = absl::StrCat(path, ".partial-", getpid());
+  const std::string partial = StagingPath(path);
   std::unique_ptr<CorpusWriter> writer(new CorpusWriter(path, partial, task));
   writer->file_ = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (writer->file_ < 0) {
@@ -469,10 +470,7 @@ absl::Status CorpusWriter::Finish(CorpusHeader header) {
   const herr_t closed = H5Fclose(file_);
   file_ = -1;
   if (closed < 0) return absl::InternalError(absl::StrCat(partial_path_, ": H5Fclose failed"));
-  if (std::rename(partial_path_.c_str(), path_.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", partial_path_, " to ", path_, ": ", std::strerror(errno)));
-  }
+  MEMTRAIN_RETURN_IF_ERROR(Publish(partial_path_, path_));
   finished_ = true;
   return absl::OkStatus();
 }

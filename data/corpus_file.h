@@ -10,8 +10,9 @@
 //   if (!file.ok()) return file.status();        // names the file and the problem
 //   std::vector<int32_t> doc = *(*file)->ReadRecord(Field::kSource, 7);
 //
-// Writing is atomic: CorpusWriter writes `<path>.partial-<pid>` and renames it
-// to `<path>` only in Finish(), after the `complete` attribute is set; a
+// Writing is atomic (common/atomic_file.h): CorpusWriter writes
+// `<path>.partial-<pid>` and publishes it (fsync, rename) to `<path>` only in
+// Finish(), after the `complete` attribute is set; a
 // writer destroyed before Finish() (or a killed process) never leaves a file
 // at `<path>`, and a `.partial-*` file is refused by CorpusFile::Open.
 #ifndef MEMTRAIN_DATA_CORPUS_FILE_H_

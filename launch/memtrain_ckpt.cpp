@@ -10,7 +10,6 @@
 // `safetensors.torch.load_file` reads it and import rebuilds a model
 // directory (model.pt + model.json) that memtrain-eval and --init_from take.
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -18,10 +17,11 @@
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/model_file.h"
 #include "checkpoints/safetensors.h"
+#include "checkpoints/training_checkpoint.h"
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
-#include "nlohmann/json.hpp"
+#include "parallel/communicator.h"
 
 ABSL_FLAG(std::string, format, "safetensors", "export: the weights format (safetensors only).");
 ABSL_FLAG(std::string, output, "",
@@ -49,6 +49,9 @@ void PrintSafetensors(const std::string& path) {
   }
 }
 
+// What one checkpoint holds, read by the code that resumes from it
+// (checkpoints/training_checkpoint.h); the manifest's verification decides
+// the exit status.
 absl::Status InspectOne(const std::string& path) {
   MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Manifest manifest, checkpoints::ReadManifest(path));
   std::cout << "checkpoint " << fs::canonical(path).string() << "\nstep " << manifest.step
@@ -57,17 +60,36 @@ absl::Status InspectOne(const std::string& path) {
     std::cout << "  " << entry.file << "  " << entry.bytes << " bytes  sha256 " << entry.sha256
               << "\n";
   }
-  std::ifstream state(fs::path(path) / checkpoints::kTrainerStateName);
-  if (state) {
-    nlohmann::json json = nlohmann::json::parse(state, nullptr, /*allow_exceptions=*/false);
-    if (json.is_object()) json.erase("bucket_plan");
-    std::cout << "trainer state: " << json.dump(2) << "\n";
+  const auto state = checkpoints::ReadTrainerState(path);
+  if (state.ok()) {
+    std::cout << "trainer state: step " << state->step << ", " << state->tokens_seen
+              << " tokens seen, " << state->world_size << " rank(s), task " << state->task
+              << ", tokenizer " << state->tokenizer_sha256 << ", memories "
+              << (state->knn_memory_saved ? "saved" : "not saved") << ", "
+              << state->bucket_plan.size()
+              << " gradient buckets\noptions: " << state->options.dump(2) << "\n";
+  } else {
+    std::cout << "trainer state: " << state.status().message() << "\n";
   }
-  std::ifstream model(fs::path(path) / "model.json");
-  if (model) std::cout << "model: " << model.rdbuf() << "\n";
-  std::cout << "ranks:\n";
-  for (const auto& entry : manifest.files) {
-    if (entry.file.rfind("rank-", 0) == 0) PrintSafetensors((fs::path(path) / entry.file).string());
+  const auto model = checkpoints::ReadModelInfo(path);
+  std::cout << "model: "
+            << (model.ok() ? model::TransformerOptionsToJson(model->options)
+                           : std::string(model.status().message()))
+            << "\nranks:\n";
+  for (int rank = 0; state.ok() && rank < state->world_size; ++rank) {
+    const auto rank_state = checkpoints::ReadRankState(path, rank);
+    if (!rank_state.ok()) {
+      std::cout << "  rank " << rank << ": " << rank_state.status().message() << "\n";
+      continue;
+    }
+    std::cout << "  rank " << rank << ": data cursor " << rank_state->data_state << ", generators "
+              << (rank_state->cuda_rng.defined() ? "cpu+cuda" : "cpu") << ", task state "
+              << (rank_state->task_state_saved
+                      ? absl::StrCat(rank_state->task_state.size(), " tensors")
+                      : std::string("not saved"))
+              << "\n";
+    for (const auto& [name, tensor] : rank_state->task_state)
+      std::cout << "    " << name << " " << parallel::DescribeTensor(tensor) << "\n";
   }
   const absl::Status verified = checkpoints::VerifyCheckpoint(path);
   std::cout << "verified: " << (verified.ok() ? "ok" : absl::StrCat("FAILED: ", verified.message()))

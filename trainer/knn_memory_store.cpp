@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "checkpoints/durable_file.h"
+#include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -41,26 +41,19 @@ absl::Status WriteKnnMemoryStore(
     const std::string& dir, const KnnMemoryStoreInfo& info,
     const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
     parallel::Communicator& group) {
-  const std::string partial = dir + ".partial";
+  const std::string partial = StagingPath(dir, "");  // every rank names it alike
   absl::Status made = absl::OkStatus();
   if (group.rank() == 0) {
     std::error_code error;
-    if (fs::exists(dir, error)) {
-      made =
-          absl::AlreadyExistsError(absl::StrCat(dir, " exists; choose another --out or remove it"));
-    } else {
-      fs::remove_all(partial, error);  // a crashed earlier attempt
-      fs::create_directories(partial, error);
-      if (error)
-        made = absl::InternalError(absl::StrCat("cannot create ", partial, ": ", error.message()));
-    }
+    made = fs::exists(dir, error) ? absl::AlreadyExistsError(absl::StrCat(
+                                        dir, " exists; choose another --out or remove it"))
+                                  : CreateStagingDirectory(partial);
   }
   MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(group, made, "creating the memory directory"));
   auto write_shards = [&]() -> absl::Status {
     for (const auto& [layer, memory] : memories) {
       const std::string path = (fs::path(partial) / ShardName(layer, group.rank())).string();
       MEMTRAIN_RETURN_IF_ERROR(parallel::SaveKnnMemory(*memory, path));
-      MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(path));
     }
     return absl::OkStatus();
   };
@@ -69,16 +62,9 @@ absl::Status WriteKnnMemoryStore(
   absl::Status committed = absl::OkStatus();
   if (group.rank() == 0) {
     committed = [&]() -> absl::Status {
-      MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteFileDurably(
-          (fs::path(partial) / kInfoName).string(), InfoJson(info).dump(2) + "\n"));
-      MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(partial));
-      std::error_code error;
-      fs::rename(partial, dir, error);
-      if (error)
-        return absl::InternalError(
-            absl::StrCat("cannot rename ", partial, " to ", dir, ": ", error.message()));
-      const fs::path parent = fs::absolute(dir).parent_path();
-      return checkpoints::Fsync(parent.string());
+      MEMTRAIN_RETURN_IF_ERROR(WriteFileDurably((fs::path(partial) / kInfoName).string(),
+                                                InfoJson(info).dump(2) + "\n"));
+      return Publish(partial, dir);  // fsyncs every rank's shard files too
     }();
   }
   return parallel::AllRanksOk(group, committed, "committing the memory directory");

@@ -1,31 +1,23 @@
 #include "trainer/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <signal.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
-#include <torch/serialize.h>
 
 #include <filesystem>
-#include <fstream>
-#include <limits>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "checkpoints/checkpoint.h"
-#include "checkpoints/durable_file.h"
 #include "checkpoints/model_file.h"
-#include "checkpoints/safetensors.h"
+#include "checkpoints/training_checkpoint.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
 #include "glog/logging.h"
@@ -132,24 +124,6 @@ const std::set<std::string>& SafeToChange() {
       "metrics_path", "save_dir",  "init_from",    "save_knn_memory"};
   return *safe;
 }
-
-// "key: checkpoint X, now Y" for each difference outside `safe`.
-std::vector<std::string> Differences(const nlohmann::json& saved, const nlohmann::json& now,
-                                     const std::set<std::string>& safe) {
-  std::vector<std::string> differences;
-  std::set<std::string> keys;
-  for (const auto& item : saved.items()) keys.insert(item.key());
-  for (const auto& item : now.items()) keys.insert(item.key());
-  for (const std::string& key : keys) {
-    const nlohmann::json a = saved.contains(key) ? saved.at(key) : nlohmann::json(),
-                         b = now.contains(key) ? now.at(key) : nlohmann::json();
-    if (a != b && safe.count(key) == 0)
-      differences.push_back(absl::StrCat(key, ": checkpoint ", a.dump(), ", now ", b.dump()));
-  }
-  return differences;
-}
-
-bool IsRankFile(const std::string& file) { return absl::StartsWith(file, "rank-"); }
 
 }  // namespace
 
@@ -484,247 +458,77 @@ absl::Status Trainer::Run() {
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
-  const checkpoints::CheckpointOptions& c = options_.checkpoint;
-  if (c.dir.empty())
-    return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
-  const absl::Time start = absl::Now();
-  // 1. Rank 0 makes the empty partial directory; the others wait for it.
-  absl::StatusOr<std::string> partial = checkpoints::PartialCheckpointPath(c.dir, step_);
-  if (world_.rank() == 0) partial = checkpoints::CreatePartialCheckpoint(c.dir, step_);
-  MEMTRAIN_RETURN_IF_ERROR(
-      parallel::AllRanksOk(world_, partial.status(), "creating the checkpoint directory"));
-  // 2. Every rank writes its part; rank 0 also the replicated state.
-  auto write = [&]() -> absl::Status {
-    const std::filesystem::path dir(*partial);
-    std::map<std::string, at::Tensor> tensors;
-    {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      tensors["rng.cpu"] = generator.get_state();
-    }
-    if (device_.is_cuda()) {  // untested here: no GPU on the development machine
-      auto generator = at::globalContext().defaultGenerator(device_);
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      tensors["rng.cuda"] = generator.get_state();
-    }
-    const bool memory = c.save_knn_memory && options_.use_memory;
-    if (memory) {
-      MEMTRAIN_ASSIGN_OR_RETURN(auto task_state, task_->SaveState());
-      for (auto& [name, tensor] : task_state) tensors["task." + name] = std::move(tensor);
-    }
-    const std::string rank_file = (dir / checkpoints::RankFileName(world_.rank())).string();
-    MEMTRAIN_RETURN_IF_ERROR(
-        checkpoints::WriteSafetensors(rank_file, tensors,
-                                      {{"rank", std::to_string(world_.rank())},
-                                       {"data_state", train_->SaveState()},
-                                       {"task_state_saved", memory ? "1" : "0"}}));
-    if (world_.rank() == options_.kill_rank_during_save &&
-        step_ == options_.kill_during_save_step) {
-      LOG(WARNING) << "[ckpt] rank " << world_.rank() << ": test seam: truncating " << rank_file
+  checkpoints::TrainingCheckpoint mine;
+  mine.model = model_.get();
+  mine.model_info = {model_->options(), tokenizer_sha256_, task_name_, step_};
+  mine.optimizer = optimizer_.get();
+  checkpoints::TrainerState& state = mine.state;
+  state.step = step_;
+  state.tokens_seen = tokens_seen_;
+  state.world_size = world_.size();
+  state.task = task_name_;
+  state.tokenizer_sha256 = tokenizer_sha256_;
+  state.knn_memory_saved = options_.checkpoint.save_knn_memory && options_.use_memory;
+  state.options = OptionsJson(options_);
+  state.bucket_plan = reducer_->bucket_plan();
+  mine.rank = checkpoints::CaptureRandomState(device_);
+  mine.rank.data_state = train_->SaveState();
+  if (state.knn_memory_saved) {
+    MEMTRAIN_ASSIGN_OR_RETURN(mine.rank.task_state, task_->SaveState());
+    mine.rank.task_state_saved = true;
+  }
+  if (world_.rank() == options_.kill_rank_during_save && step_ == options_.kill_during_save_step) {
+    mine.after_rank_file = [rank = world_.rank()](const std::string& rank_file) {
+      LOG(WARNING) << "[ckpt] rank " << rank << ": test seam: truncating " << rank_file
                    << " and dying";
       std::filesystem::resize_file(rank_file, std::filesystem::file_size(rank_file) / 2);
       raise(SIGKILL);
-    }
-    if (world_.rank() != 0) return absl::OkStatus();
-    checkpoints::ModelInfo info;
-    info.options = model_->options();
-    info.tokenizer_sha256 = tokenizer_sha256_;
-    info.task = task_name_;
-    info.step = step_;
-    MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteModelFiles(dir.string(), *model_, info));
-    const std::string optimizer_file = (dir / checkpoints::kOptimizerName).string();
-    try {
-      torch::serialize::OutputArchive archive;
-      optimizer_->save(archive);
-      archive.save_to(optimizer_file);
-    } catch (const c10::Error& e) {
-      return absl::InternalError(
-          absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
-    }
-    MEMTRAIN_RETURN_IF_ERROR(checkpoints::Fsync(optimizer_file));
-    const nlohmann::json state = {{"format_version", checkpoints::kTrainerStateVersion},
-                                  {"step", step_},
-                                  {"tokens_seen", tokens_seen_},
-                                  {"world_size", world_.size()},
-                                  {"task", task_name_},
-                                  {"tokenizer_sha256", tokenizer_sha256_},
-                                  {"knn_memory_saved", memory},
-                                  {"options", OptionsJson(options_)},
-                                  {"bucket_plan", reducer_->bucket_plan()}};
-    return checkpoints::WriteFileDurably((dir / checkpoints::kTrainerStateName).string(),
-                                         state.dump(2) + "\n");
-  };
-  MEMTRAIN_RETURN_IF_ERROR(
-      parallel::AllRanksOk(world_, write(), absl::StrCat("writing checkpoint ", *partial)));
-  // 3. Every rank's files are on disk: rank 0 commits.
-  absl::StatusOr<std::string> committed = checkpoints::PartialCheckpointPath(c.dir, step_);
-  if (world_.rank() == 0) committed = checkpoints::CommitCheckpoint(c.dir, step_, c.keep_last);
-  MEMTRAIN_RETURN_IF_ERROR(
-      parallel::AllRanksOk(world_, committed.status(), "committing the checkpoint"));
+    };
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(std::string path,
+                            checkpoints::SaveTrainingCheckpoint(world_, options_.checkpoint, mine));
   last_checkpoint_step_ = step_;
-  LOG_IF(INFO, world_.rank() == 0)
-      << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step_, *committed,
-                         absl::ToDoubleSeconds(absl::Now() - start));
-  return checkpoints::CheckpointPath(c.dir, step_);
+  return path;
 }
 
 absl::Status Trainer::Resume() {
-  const checkpoints::CheckpointOptions& c = options_.checkpoint;
-  // Each rank reads the shared files and its own.
-  const std::string own = checkpoints::RankFileName(world_.rank());
-  auto wanted = [&](const std::string& file) { return !IsRankFile(file) || file == own; };
-  std::string path = c.resume;
-  if (c.resume == "auto") {
-    // The ranks agree on a step every one of them can load: the minimum of
-    // their newest verified steps, lowered until all find that same one.
-    int64_t bound = std::numeric_limits<int64_t>::max(), agreed = -1;
-    while (true) {
-      std::vector<std::string> skipped;
-      absl::StatusOr<checkpoints::CheckpointRef> found =
-          checkpoints::FindNewestValid(c.dir, bound, wanted, &skipped);
-      for (const std::string& reason : skipped) {
-        LOG(WARNING) << "[ckpt] rank " << world_.rank()
-                     << ": damaged checkpoint skipped, using an older one: " << reason;
-      }
-      const int64_t mine = found.ok() ? found->step : -1;
-      at::Tensor step = at::full({1}, mine, at::kLong);
-      MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(step, parallel::ReduceOp::kMin));
-      agreed = step.item<int64_t>();
-      at::Tensor same = at::full({1}, mine == agreed ? 1 : 0, at::kInt);
-      MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(same, parallel::ReduceOp::kMin));
-      if (same.item<int>() == 1) break;
-      bound = agreed;
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string path,
+                            checkpoints::ChooseResumeCheckpoint(world_, options_.checkpoint));
+  if (path.empty()) {
+    LOG_IF(INFO, world_.rank() == 0)
+        << "[ckpt] no complete checkpoint in " << options_.checkpoint.dir << "; starting at step 0";
+    return absl::OkStatus();
+  }
+  checkpoints::ResumeTarget target;
+  target.rank = world_.rank();
+  target.world_size = world_.size();
+  target.task = task_name_;
+  target.tokenizer_sha256 = tokenizer_sha256_;
+  target.options = OptionsJson(options_);
+  target.default_options = OptionsJson(TrainerOptions{});
+  target.safe_to_change = SafeToChange();
+  target.bucket_plan = reducer_->bucket_plan();
+  target.model = model_.get();
+  target.optimizer = optimizer_.get();
+  target.device = device_;
+  auto load = [&]() -> absl::Status {
+    MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::ResumedState resumed,
+                              checkpoints::LoadTrainingCheckpoint(path, target));
+    MEMTRAIN_RETURN_IF_ERROR(train_->LoadState(resumed.rank.data_state));
+    MEMTRAIN_RETURN_IF_ERROR(task_->LoadState(*model_, resumed.rank.task_state));
+    step_ = resumed.state.step;
+    tokens_seen_ = resumed.state.tokens_seen;
+    last_checkpoint_step_ = step_;
+    if (world_.rank() == 0) {
+      LOG(INFO) << "[ckpt] resumed from " << path << " at step " << step_;
+      LOG_IF(WARNING, options_.use_memory && !resumed.state.knn_memory_saved)
+          << "[ckpt] " << path
+          << " holds no memory states (saved without --save_knn_memory): every stream's "
+          << "memory restarts empty, so this run will not match an uninterrupted one exactly";
     }
-    if (agreed < 0) {
-      LOG_IF(INFO, world_.rank() == 0)
-          << "[ckpt] no complete checkpoint in " << c.dir << "; starting at step 0";
-      return absl::OkStatus();
-    }
-    path = checkpoints::CheckpointPath(c.dir, agreed);
-  } else {
-    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(
-        world_, checkpoints::VerifyCheckpoint(path, wanted), "verifying --resume=" + path));
-  }
-  return parallel::AllRanksOk(world_, LoadCheckpoint(path), "loading " + path);
-}
-
-absl::Status Trainer::LoadCheckpoint(const std::string& path) {
-  const std::filesystem::path dir(path);
-  const std::string state_file = (dir / checkpoints::kTrainerStateName).string();
-  nlohmann::json state;
-  try {
-    std::ifstream in(state_file);
-    state = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat(state_file, ": ", e.what()));
-  }
-  const int version = state.value("format_version", 1);
-  if (version < 1 || version > checkpoints::kTrainerStateVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        state_file, " has format version ", version, "; this memtrain reads versions 1 to ",
-        checkpoints::kTrainerStateVersion, " (a newer memtrain wrote it: upgrade to resume it)"));
-  }
-  // A field missing or of the wrong type is a damaged file, reported as such.
-  try {
-    return ApplyCheckpoint(path, state);
-  } catch (const nlohmann::json::exception& e) {
-    return absl::DataLossError(absl::StrCat(state_file, ": ", e.what()));
-  }
-}
-
-absl::Status Trainer::ApplyCheckpoint(const std::string& path, const nlohmann::json& state) {
-  const std::filesystem::path dir(path);
-  if (state.at("world_size").get<int>() != world_.size()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " was written by ", state.at("world_size").get<int>(),
-                     " ranks; this run has ", world_.size(),
-                     " (each rank's data cursor and RNG are in the checkpoint: resume with the "
-                     "same number of ranks)"));
-  }
-  if (state.at("task").get<std::string>() != task_name_ ||
-      state.at("tokenizer_sha256").get<std::string>() != tokenizer_sha256_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " is a ", state.at("task").get<std::string>(),
-                     " checkpoint with tokenizer ", state.at("tokenizer_sha256").get<std::string>(),
-                     "; this run is ", task_name_, " with tokenizer ", tokenizer_sha256_));
-  }
-  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded, checkpoints::LoadModel(path, device_));
-  // Options the checkpoint's memtrain did not have yet: it ran with their defaults.
-  nlohmann::json saved_options = OptionsJson(TrainerOptions{});
-  saved_options.update(state.at("options"));
-  std::vector<std::string> differences =
-      Differences(saved_options, OptionsJson(options_), SafeToChange());
-  for (const std::string& d :
-       Differences(nlohmann::json::parse(model::TransformerOptionsToJson(loaded.info.options)),
-                   nlohmann::json::parse(model::TransformerOptionsToJson(model_->options())), {})) {
-    differences.push_back("model." + d);
-  }
-  if (!differences.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot resume from ", path, " with a different configuration:\n  ",
-        absl::StrJoin(differences, "\n  "),
-        "\n(safe to change: ", absl::StrJoin(SafeToChange(), ", "), "; see docs/CHECKPOINTS.md)"));
-  }
-  if (state.at("bucket_plan").get<std::vector<std::vector<std::string>>>() !=
-      reducer_->bucket_plan()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path,
-                     ": the gradient bucket plan differs from this run's "
-                     "(same options, different model code?); the reduction order "
-                     "would change"));
-  }
-  {
-    at::NoGradGuard no_grad;
-    auto loaded_parameters = loaded.model->named_parameters();
-    for (auto& item : model_->named_parameters()) item.value().copy_(loaded_parameters[item.key()]);
-    auto loaded_buffers = loaded.model->named_buffers();
-    for (auto& item : model_->named_buffers()) item.value().copy_(loaded_buffers[item.key()]);
-  }
-  const std::string optimizer_file = (dir / checkpoints::kOptimizerName).string();
-  try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(optimizer_file, device_);
-    optimizer_->load(archive);
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(absl::StrCat(optimizer_file, ": ", e.what_without_backtrace()));
-  }
-  const std::string rank_file = (dir / checkpoints::RankFileName(world_.rank())).string();
-  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Safetensors mine, checkpoints::ReadSafetensors(rank_file));
-  auto tensor = [&](const std::string& name) -> absl::StatusOr<at::Tensor> {
-    auto found = mine.tensors.find(name);
-    if (found == mine.tensors.end())
-      return absl::DataLossError(absl::StrCat(rank_file, " has no ", name));
-    return found->second;
+    return absl::OkStatus();
   };
-  {
-    MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor rng, tensor("rng.cpu"));
-    auto generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng);
-  }
-  if (device_.is_cuda()) {  // untested here: no GPU on the development machine
-    MEMTRAIN_ASSIGN_OR_RETURN(at::Tensor rng, tensor("rng.cuda"));
-    auto generator = at::globalContext().defaultGenerator(device_);
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng);
-  }
-  MEMTRAIN_RETURN_IF_ERROR(train_->LoadState(mine.metadata["data_state"]));
-  std::map<std::string, at::Tensor> task_state;
-  for (const auto& [name, t] : mine.tensors) {
-    if (absl::StartsWith(name, "task.")) task_state[name.substr(5)] = t;
-  }
-  MEMTRAIN_RETURN_IF_ERROR(task_->LoadState(*model_, task_state));
-  step_ = state.at("step").get<int64_t>();
-  tokens_seen_ = state.at("tokens_seen").get<double>();
-  last_checkpoint_step_ = step_;
-  if (world_.rank() == 0) {
-    LOG(INFO) << "[ckpt] resumed from " << path << " at step " << step_;
-    LOG_IF(WARNING, options_.use_memory && !state.at("knn_memory_saved").get<bool>())
-        << "[ckpt] " << path
-        << " holds no memory states (saved without --save_knn_memory): every stream's "
-        << "memory restarts empty, so this run will not match an uninterrupted one exactly";
-  }
-  return absl::OkStatus();
+  return parallel::AllRanksOk(world_, load(), "loading " + path);
 }
 
 }  // namespace memtrain::trainer

@@ -42,7 +42,6 @@
 #include "checkpoints/checkpoint.h"
 #include "data/batch_source.h"
 #include "model/transformer.h"
-#include "nlohmann/json_fwd.hpp"
 #include "parallel/communicator.h"
 #include "parallel/gradient_reducer.h"
 #include "trainer/knn_memory_setup.h"
@@ -148,15 +147,9 @@ class Trainer {
   absl::StatusOr<data::Batch> NextTrainBatch();
   /// The options of the tasks that train (with `label_smoothing`) and validate (0).
   TaskOptions TaskOptionsFor(double label_smoothing) const;
-  /// Picks the checkpoint options.checkpoint.resume names (the ranks agree)
-  /// and loads it; OK without loading when auto finds none.
+  /// Loads the checkpoint options.checkpoint.resume names
+  /// (checkpoints/training_checkpoint.h); OK without loading when auto finds none.
   absl::Status Resume();
-  /// Reads `path`'s trainer.json (any format version this build knows) and
-  /// applies the checkpoint; never throws.
-  absl::Status LoadCheckpoint(const std::string& path);
-  /// LoadCheckpoint's work on the parsed trainer.json; throws
-  /// nlohmann::json::exception on a missing or mistyped field.
-  absl::Status ApplyCheckpoint(const std::string& path, const nlohmann::json& state);
   void Report(const StepMetrics& metrics);
 
   const TrainerOptions options_;

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "checkpoints/checkpoint.h"
+#include "checkpoints/training_checkpoint.h"
 #include "tests/mpi_test_support.h"
 #include "tests/trainer/toy_corpus.h"
 #include "tests/trainer/trainer_test_support.h"

@@ -1,0 +1,320 @@
+#include "checkpoints/training_checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/serialize.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <mutex>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "checkpoints/safetensors.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+
+namespace memtrain::checkpoints {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kCpuRng[] = "rng.cpu", kCudaRng[] = "rng.cuda", kTaskPrefix[] = "task.";
+
+bool IsRankFile(const std::string& file) { return absl::StartsWith(file, "rank-"); }
+
+// The files a rank reads on resume: the shared ones and its own.
+std::function<bool(const std::string&)> FilesOfRank(int rank) {
+  return [own = RankFileName(rank)](const std::string& file) {
+    return !IsRankFile(file) || file == own;
+  };
+}
+
+nlohmann::json TrainerStateJson(const TrainerState& s) {
+  return {{"format_version", kTrainerStateVersion},
+          {"step", s.step},
+          {"tokens_seen", s.tokens_seen},
+          {"world_size", s.world_size},
+          {"task", s.task},
+          {"tokenizer_sha256", s.tokenizer_sha256},
+          {"knn_memory_saved", s.knn_memory_saved},
+          {"options", s.options},
+          {"bucket_plan", s.bucket_plan}};
+}
+
+// Throws nlohmann::json::exception on a missing or mistyped field.
+TrainerState TrainerStateFromJson(const nlohmann::json& j) {
+  TrainerState s;
+  s.step = j.at("step").get<int64_t>();
+  s.tokens_seen = j.at("tokens_seen").get<double>();
+  s.world_size = j.at("world_size").get<int>();
+  s.task = j.at("task").get<std::string>();
+  s.tokenizer_sha256 = j.at("tokenizer_sha256").get<std::string>();
+  s.knn_memory_saved = j.at("knn_memory_saved").get<bool>();
+  s.options = j.at("options");
+  s.bucket_plan = j.at("bucket_plan").get<std::vector<std::vector<std::string>>>();
+  return s;
+}
+
+absl::Status WriteRankState(const std::string& path, int rank, const RankState& state) {
+  std::map<std::string, at::Tensor> tensors{{kCpuRng, state.cpu_rng}};
+  if (state.cuda_rng.defined()) tensors[kCudaRng] = state.cuda_rng;
+  if (state.task_state_saved) {
+    for (const auto& [name, tensor] : state.task_state) tensors[kTaskPrefix + name] = tensor;
+  }
+  return WriteSafetensors(path, tensors,
+                          {{"rank", std::to_string(rank)},
+                           {"data_state", state.data_state},
+                           {"task_state_saved", state.task_state_saved ? "1" : "0"}});
+}
+
+// "key: checkpoint X, now Y" for each key whose values differ, outside `safe`.
+std::vector<std::string> Differences(const nlohmann::json& saved, const nlohmann::json& now,
+                                     const std::set<std::string>& safe) {
+  std::vector<std::string> differences;
+  std::set<std::string> keys;
+  for (const auto& item : saved.items()) keys.insert(item.key());
+  for (const auto& item : now.items()) keys.insert(item.key());
+  for (const std::string& key : keys) {
+    const nlohmann::json a = saved.contains(key) ? saved.at(key) : nlohmann::json(),
+                         b = now.contains(key) ? now.at(key) : nlohmann::json();
+    if (a != b && safe.count(key) == 0)
+      differences.push_back(absl::StrCat(key, ": checkpoint ", a.dump(), ", now ", b.dump()));
+  }
+  return differences;
+}
+
+// Everything about `state` that forbids resuming `target` from it, one line each.
+absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& state,
+                             const ModelInfo& saved_model, const ResumeTarget& target) {
+  if (state.world_size != target.world_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(checkpoint, " was written by ", state.world_size, " ranks; this run has ",
+                     target.world_size,
+                     " (each rank's data cursor and RNG are in the checkpoint: resume with the "
+                     "same number of ranks)"));
+  }
+  if (state.task != target.task || state.tokenizer_sha256 != target.tokenizer_sha256) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        checkpoint, " is a ", state.task, " checkpoint with tokenizer ", state.tokenizer_sha256,
+        "; this run is ", target.task, " with tokenizer ", target.tokenizer_sha256));
+  }
+  // Options the checkpoint's memtrain did not have yet: it ran with their defaults.
+  nlohmann::json saved_options = target.default_options;
+  saved_options.update(state.options);
+  std::vector<std::string> differences =
+      Differences(saved_options, target.options, target.safe_to_change);
+  for (const std::string& d :
+       Differences(nlohmann::json::parse(model::TransformerOptionsToJson(saved_model.options)),
+                   nlohmann::json::parse(model::TransformerOptionsToJson(target.model->options())),
+                   {})) {
+    differences.push_back("model." + d);
+  }
+  if (!differences.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resume from ", checkpoint, " with a different configuration:\n  ",
+                     absl::StrJoin(differences, "\n  "), "\n(safe to change: ",
+                     absl::StrJoin(target.safe_to_change, ", "), "; see docs/CHECKPOINTS.md)"));
+  }
+  if (state.bucket_plan != target.bucket_plan) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(checkpoint,
+                     ": the gradient bucket plan differs from this run's "
+                     "(same options, different model code?); the reduction order "
+                     "would change"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string RankFileName(int rank) { return absl::StrFormat("rank-%05d.safetensors", rank); }
+
+RankState CaptureRandomState(const c10::Device& device) {
+  RankState state;
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    state.cpu_rng = generator.get_state();
+  }
+  if (device.is_cuda()) {  // untested here: no GPU on the development machine
+    auto generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    state.cuda_rng = generator.get_state();
+  }
+  return state;
+}
+
+absl::Status RestoreRandomState(const RankState& state, const c10::Device& device) {
+  if (!state.cpu_rng.defined()) return absl::DataLossError("no CPU generator state");
+  if (device.is_cuda() && !state.cuda_rng.defined())
+    return absl::DataLossError("no GPU generator state (a CPU run's checkpoint?)");
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state.cpu_rng);
+  }
+  if (device.is_cuda()) {  // untested here: no GPU on the development machine
+    auto generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state.cuda_rng);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SaveTrainingCheckpoint(parallel::Communicator& world,
+                                                   const CheckpointOptions& options,
+                                                   const TrainingCheckpoint& checkpoint) {
+  if (options.dir.empty())
+    return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
+  const int64_t step = checkpoint.state.step;
+  const absl::Time start = absl::Now();
+  // 1. Rank 0 makes the empty staging directory; the others wait for it.
+  absl::StatusOr<std::string> partial = PartialCheckpointPath(options.dir, step);
+  if (world.rank() == 0) partial = CreatePartialCheckpoint(options.dir, step);
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world, partial.status(), "creating the checkpoint directory"));
+  // 2. Every rank writes its file; rank 0 also the replicated state.
+  auto write = [&]() -> absl::Status {
+    const fs::path dir(*partial);
+    const std::string rank_file = (dir / RankFileName(world.rank())).string();
+    MEMTRAIN_RETURN_IF_ERROR(WriteRankState(rank_file, world.rank(), checkpoint.rank));
+    if (checkpoint.after_rank_file) checkpoint.after_rank_file(rank_file);
+    if (world.rank() != 0) return absl::OkStatus();
+    MEMTRAIN_RETURN_IF_ERROR(WriteModelFiles(dir.string(), *checkpoint.model, checkpoint.model_info));
+    const std::string optimizer_file = (dir / kOptimizerName).string();
+    try {
+      torch::serialize::OutputArchive archive;
+      checkpoint.optimizer->save(archive);
+      archive.save_to(optimizer_file);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(
+          absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
+    }
+    return WriteFileDurably((dir / kTrainerStateName).string(),
+                            TrainerStateJson(checkpoint.state).dump(2) + "\n");
+  };
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world, write(), absl::StrCat("writing checkpoint ", *partial)));
+  // 3. Every rank's files are on disk: rank 0 commits.
+  absl::StatusOr<std::string> committed = PartialCheckpointPath(options.dir, step);
+  if (world.rank() == 0) committed = CommitCheckpoint(options.dir, step, options.keep_last);
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world, committed.status(), "committing the checkpoint"));
+  LOG_IF(INFO, world.rank() == 0) << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step,
+                                                     *committed,
+                                                     absl::ToDoubleSeconds(absl::Now() - start));
+  return CheckpointPath(options.dir, step);
+}
+
+absl::StatusOr<std::string> ChooseResumeCheckpoint(parallel::Communicator& world,
+                                                   const CheckpointOptions& options) {
+  const auto wanted = FilesOfRank(world.rank());
+  if (options.resume != "auto") {
+    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(
+        world, VerifyCheckpoint(options.resume, wanted), "verifying --resume=" + options.resume));
+    return options.resume;
+  }
+  // The ranks agree on a step every one of them can load: the minimum of
+  // their newest verified steps, lowered until all find that same one.
+  int64_t bound = std::numeric_limits<int64_t>::max(), agreed = -1;
+  while (true) {
+    std::vector<std::string> skipped;
+    absl::StatusOr<CheckpointRef> found = FindNewestValid(options.dir, bound, wanted, &skipped);
+    for (const std::string& reason : skipped) {
+      LOG(WARNING) << "[ckpt] rank " << world.rank()
+                   << ": damaged checkpoint skipped, using an older one: " << reason;
+    }
+    const int64_t mine = found.ok() ? found->step : -1;
+    at::Tensor step = at::full({1}, mine, at::kLong);
+    MEMTRAIN_RETURN_IF_ERROR(world.allreduce(step, parallel::ReduceOp::kMin));
+    agreed = step.item<int64_t>();
+    at::Tensor same = at::full({1}, mine == agreed ? 1 : 0, at::kInt);
+    MEMTRAIN_RETURN_IF_ERROR(world.allreduce(same, parallel::ReduceOp::kMin));
+    if (same.item<int>() == 1) break;
+    bound = agreed;
+  }
+  return agreed < 0 ? std::string() : CheckpointPath(options.dir, agreed);
+}
+
+absl::StatusOr<TrainerState> ReadTrainerState(const std::string& checkpoint) {
+  const std::string path = (fs::path(checkpoint) / kTrainerStateName).string();
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": not found"));
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) return absl::DataLossError(absl::StrCat(path, ": not a JSON object"));
+  const nlohmann::json& version_field = json.contains("format_version") ? json.at("format_version")
+                                                                        : nlohmann::json(1);
+  if (!version_field.is_number_integer())
+    return absl::DataLossError(absl::StrCat(path, ": format_version is not an integer"));
+  const int version = version_field.get<int>();
+  if (version < 1 || version > kTrainerStateVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " has format version ", version, "; this memtrain reads versions 1 to ",
+        kTrainerStateVersion, " (a newer memtrain wrote it: upgrade to resume it)"));
+  }
+  // Versions 1 and 2 hold the same fields; 2 added only format_version.
+  try {
+    return TrainerStateFromJson(json);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<RankState> ReadRankState(const std::string& checkpoint, int rank) {
+  const std::string path = (fs::path(checkpoint) / RankFileName(rank)).string();
+  MEMTRAIN_ASSIGN_OR_RETURN(Safetensors file, ReadSafetensors(path));
+  RankState state;
+  for (auto& [name, tensor] : file.tensors) {
+    if (name == kCpuRng) {
+      state.cpu_rng = tensor;
+    } else if (name == kCudaRng) {
+      state.cuda_rng = tensor;
+    } else if (absl::StartsWith(name, kTaskPrefix)) {
+      state.task_state[name.substr(sizeof(kTaskPrefix) - 1)] = tensor;
+    }
+  }
+  if (!state.cpu_rng.defined()) return absl::DataLossError(absl::StrCat(path, " has no ", kCpuRng));
+  state.data_state = file.metadata["data_state"];
+  state.task_state_saved = file.metadata["task_state_saved"] == "1";
+  return state;
+}
+
+absl::StatusOr<ResumedState> LoadTrainingCheckpoint(const std::string& checkpoint,
+                                                     const ResumeTarget& target) {
+  ResumedState resumed;
+  MEMTRAIN_ASSIGN_OR_RETURN(resumed.state, ReadTrainerState(checkpoint));
+  MEMTRAIN_ASSIGN_OR_RETURN(LoadedModel saved, LoadModel(checkpoint, target.device));
+  MEMTRAIN_RETURN_IF_ERROR(CheckCompatible(checkpoint, resumed.state, saved.info, target));
+  {
+    at::NoGradGuard no_grad;
+    auto saved_parameters = saved.model->named_parameters();
+    for (auto& item : target.model->named_parameters())
+      item.value().copy_(saved_parameters[item.key()]);
+    auto saved_buffers = saved.model->named_buffers();
+    for (auto& item : target.model->named_buffers()) item.value().copy_(saved_buffers[item.key()]);
+  }
+  const std::string optimizer_file = (fs::path(checkpoint) / kOptimizerName).string();
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(optimizer_file, target.device);
+    target.optimizer->load(archive);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat(optimizer_file, ": ", e.what_without_backtrace()));
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(resumed.rank, ReadRankState(checkpoint, target.rank));
+  const absl::Status restored = RestoreRandomState(resumed.rank, target.device);
+  if (!restored.ok()) {
+    return absl::DataLossError(
+        absl::StrCat((fs::path(checkpoint) / RankFileName(target.rank)).string(), ": ",
+                     restored.message()));
+  }
+  return resumed;
+}
+
+}  // namespace memtrain::checkpoints
