@@ -28,6 +28,7 @@
 #include "bench/bench_support.h"
 #include "common/binary.h"
 #include "glog/logging.h"
+#include "launch/rank_context.h"
 #include "nlohmann/json.hpp"
 #include "parallel/mpi_runtime.h"
 
@@ -38,7 +39,6 @@ ABSL_FLAG(int64_t, bytes_per_size, int64_t{2} << 30,
           "Caps --repeats so each size moves at most about this many bytes per method.");
 ABSL_FLAG(double, min_ratio, 0.0,
           "Exit non-zero if a size of 1 MiB or more has ratio below this (0 = report only).");
-ABSL_FLAG(int, collective_timeout, 600, "Seconds before a stuck collective aborts the job.");
 
 namespace memtrain {
 namespace {
@@ -128,7 +128,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   parallel::CommunicatorOptions options;
-  options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+  options.collective_timeout = launch::CollectiveTimeoutFromFlags();
   auto world = (*runtime)->CreateWorld(options);
   CHECK(world.ok()) << world.status();
   MpiCommunicator& comm = **world;

@@ -38,13 +38,12 @@
 #include "data/batch_source.h"
 #include "data/corpus_file.h"
 #include "glog/logging.h"
+#include "launch/batch_flags.h"
 #include "launch/rank_context.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(int64_t, demo_documents, 2000, "Documents of the 1x corpus (the demo default).");
 ABSL_FLAG(int, scale, 10, "The large corpus is this many times the 1x one.");
-ABSL_FLAG(int, streams, 8, "lm streams per rank.");
-ABSL_FLAG(int, segment_length, 512, "Tokens per stream and step.");
 
 namespace memtrain {
 namespace {
@@ -203,10 +202,8 @@ absl::StatusOr<nlohmann::json> PrepareCorpora(const std::string& dir, int ranks)
 
 absl::Status Main(int argc, char** argv) {
   MEMTRAIN_RETURN_IF_ERROR(bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/4));
-  MEMTRAIN_ASSIGN_OR_RETURN(
-      launch::RankContext rank,
-      launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout,
-                        "[bench-data]"));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::RankContext rank,
+                            launch::StartRank(&argc, &argv, "[bench-data]"));
   parallel::Communicator& comm = *rank.world;
   const bool root = comm.rank() == 0;
   const int scale = absl::GetFlag(FLAGS_scale);

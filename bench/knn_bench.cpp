@@ -335,8 +335,7 @@ nlohmann::json StepOverhead(int64_t top_k) {
 int Main(int argc, char** argv) {
   const absl::Status repetitions = bench::SetRepetitionDefaults(/*warmup=*/1, /*repeats=*/5);
   if (!repetitions.ok()) return ExitStatus(repetitions, "[bench-knn]");
-  auto rank = launch::StartRank(&argc, &argv, parallel::CommunicatorOptions{}.collective_timeout,
-                                "[bench-knn]");
+  auto rank = launch::StartRank(&argc, &argv, "[bench-knn]");
   CHECK(rank.ok()) << rank.status();
   parallel::Communicator& comm = *rank->world;
   measured_device = rank->device.device;

@@ -98,8 +98,8 @@ trainer::TrainerOptions TrainerOptionsFor(const std::string& corpus) {
   trainer::TrainerOptions o;
   o.train_data = corpus;
   o.steps = TotalSteps();
-  o.streams = absl::GetFlag(FLAGS_streams);
-  o.segment_length = absl::GetFlag(FLAGS_segment_length);
+  o.batch.streams = absl::GetFlag(FLAGS_streams);
+  o.batch.segment_length = absl::GetFlag(FLAGS_segment_length);
   o.lr_schedule = "constant";
   o.lr.warmup_steps = 0;
   o.log_every = std::numeric_limits<int64_t>::max();

@@ -61,6 +61,27 @@ TrainerState TrainerStateFromJson(const nlohmann::json& j) {
   return s;
 }
 
+// Version 3's option names and values from those of versions 1 and 2 (the
+// header's version history). Throws nlohmann::json::exception on a mistyped value.
+void UpgradeOptionsToVersion3(nlohmann::json& options) {
+  constexpr double kMiB = 1 << 20;
+  auto rename = [&](const char* from, const char* to, auto convert) {
+    if (!options.contains(from)) return;
+    const nlohmann::json value = options.at(from);
+    options.erase(from);
+    options[to] = convert(value);
+  };
+  auto same = [](const nlohmann::json& value) { return value; };
+  auto mib = [&](const nlohmann::json& bytes) { return bytes.get<double>() / kMiB; };
+  rename("metrics_path", "metrics", same);
+  rename("bucket_bytes", "bucket_mb", mib);
+  rename("first_bucket_bytes", "first_bucket_mb", mib);
+  rename("unused_parameters", "unused_parameters", [](const nlohmann::json& value) {
+    return value.is_number() ? nlohmann::json(value.get<int>() == 0 ? "error" : "zero") : value;
+  });
+  options.erase("lr_total_steps");
+}
+
 absl::Status WriteRankState(const std::string& path, int rank, const RankState& state) {
   std::map<std::string, at::Tensor> tensors{{kCpuRng, state.cpu_rng}};
   if (state.cuda_rng.defined()) tensors[kCudaRng] = state.cuda_rng;
@@ -109,10 +130,9 @@ absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& 
   saved_options.update(state.options);
   std::vector<std::string> differences =
       Differences(saved_options, target.options, target.safe_to_change);
-  for (const std::string& d :
-       Differences(nlohmann::json::parse(model::TransformerOptionsToJson(saved_model.options)),
-                   nlohmann::json::parse(model::TransformerOptionsToJson(target.model->options())),
-                   {})) {
+  for (const std::string& d : Differences(
+           nlohmann::json::parse(model::TransformerOptionsToJson(saved_model.options)),
+           nlohmann::json::parse(model::TransformerOptionsToJson(target.model->options())), {})) {
     differences.push_back("model." + d);
   }
   if (!differences.empty()) {
@@ -186,7 +206,8 @@ absl::StatusOr<std::string> SaveTrainingCheckpoint(parallel::Communicator& world
     MEMTRAIN_RETURN_IF_ERROR(WriteRankState(rank_file, world.rank(), checkpoint.rank));
     if (checkpoint.after_rank_file) checkpoint.after_rank_file(rank_file);
     if (world.rank() != 0) return absl::OkStatus();
-    MEMTRAIN_RETURN_IF_ERROR(WriteModelFiles(dir.string(), *checkpoint.model, checkpoint.model_info));
+    MEMTRAIN_RETURN_IF_ERROR(
+        WriteModelFiles(dir.string(), *checkpoint.model, checkpoint.model_info));
     const std::string optimizer_file = (dir / kOptimizerName).string();
     try {
       torch::serialize::OutputArchive archive;
@@ -216,8 +237,8 @@ absl::StatusOr<std::string> ChooseResumeCheckpoint(parallel::Communicator& world
                                                    const CheckpointOptions& options) {
   const auto wanted = FilesOfRank(world.rank());
   if (options.resume != "auto") {
-    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(
-        world, VerifyCheckpoint(options.resume, wanted), "verifying --resume=" + options.resume));
+    MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world, VerifyCheckpoint(options.resume, wanted),
+                                                  "verifying --resume=" + options.resume));
     return options.resume;
   }
   // The ranks agree on a step every one of them can load: the minimum of
@@ -248,19 +269,20 @@ absl::StatusOr<TrainerState> ReadTrainerState(const std::string& checkpoint) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": not found"));
   const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return absl::DataLossError(absl::StrCat(path, ": not a JSON object"));
-  const nlohmann::json& version_field = json.contains("format_version") ? json.at("format_version")
-                                                                        : nlohmann::json(1);
+  const nlohmann::json& version_field =
+      json.contains("format_version") ? json.at("format_version") : nlohmann::json(1);
   if (!version_field.is_number_integer())
     return absl::DataLossError(absl::StrCat(path, ": format_version is not an integer"));
   const int version = version_field.get<int>();
   if (version < 1 || version > kTrainerStateVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " has format version ", version, "; this memtrain reads versions 1 to ",
-        kTrainerStateVersion, " (a newer memtrain wrote it: upgrade to resume it)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " has format version ", version, "; this memtrain reads versions 1 to ",
+                     kTrainerStateVersion, " (a newer memtrain wrote it: upgrade to resume it)"));
   }
-  // Versions 1 and 2 hold the same fields; 2 added only format_version.
   try {
-    return TrainerStateFromJson(json);
+    TrainerState state = TrainerStateFromJson(json);
+    if (version < 3) UpgradeOptionsToVersion3(state.options);
+    return state;
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(absl::StrCat(path, ": ", e.what()));
   }
@@ -286,7 +308,7 @@ absl::StatusOr<RankState> ReadRankState(const std::string& checkpoint, int rank)
 }
 
 absl::StatusOr<ResumedState> LoadTrainingCheckpoint(const std::string& checkpoint,
-                                                     const ResumeTarget& target) {
+                                                    const ResumeTarget& target) {
   ResumedState resumed;
   MEMTRAIN_ASSIGN_OR_RETURN(resumed.state, ReadTrainerState(checkpoint));
   MEMTRAIN_ASSIGN_OR_RETURN(LoadedModel saved, LoadModel(checkpoint, target.device));
@@ -310,9 +332,8 @@ absl::StatusOr<ResumedState> LoadTrainingCheckpoint(const std::string& checkpoin
   MEMTRAIN_ASSIGN_OR_RETURN(resumed.rank, ReadRankState(checkpoint, target.rank));
   const absl::Status restored = RestoreRandomState(resumed.rank, target.device);
   if (!restored.ok()) {
-    return absl::DataLossError(
-        absl::StrCat((fs::path(checkpoint) / RankFileName(target.rank)).string(), ": ",
-                     restored.message()));
+    return absl::DataLossError(absl::StrCat(
+        (fs::path(checkpoint) / RankFileName(target.rank)).string(), ": ", restored.message()));
   }
   return resumed;
 }

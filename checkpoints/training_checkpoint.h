@@ -23,9 +23,13 @@
 // This build writes kTrainerStateVersion and reads every version from 1 on:
 // an option missing from an older file compares as that option's default
 // (the behaviour the older memtrain had), and a newer file is refused with
-// both versions named. Reading never throws: every problem is a Status that
-// names the file. tests/checkpoints/fixtures/format1 holds a checkpoint of
-// version 1 that must keep resuming bitwise.
+// both versions named. Version history: 1, no version field; 2 added it;
+// 3 names every recorded option after its flag (trainer/trainer_options.h):
+// metrics_path became metrics, bucket_bytes and first_bucket_bytes became
+// bucket_mb and first_bucket_mb, unused_parameters a name instead of 0/1, and
+// lr_total_steps (never a flag) is gone. Older files are read as version 3. Reading never throws:
+// every problem is a Status that names the file. tests/checkpoints/fixtures/format1 holds a
+// checkpoint of version 1 that must keep resuming bitwise.
 #ifndef MEMTRAIN_CHECKPOINTS_TRAINING_CHECKPOINT_H_
 #define MEMTRAIN_CHECKPOINTS_TRAINING_CHECKPOINT_H_
 
@@ -51,7 +55,7 @@ namespace memtrain::checkpoints {
 inline constexpr char kTrainerStateName[] = "trainer.json";
 inline constexpr char kOptimizerName[] = "optimizer.pt";
 /// The trainer.json format this build writes ("format_version").
-inline constexpr int kTrainerStateVersion = 2;
+inline constexpr int kTrainerStateVersion = 3;
 
 /// "rank-00003.safetensors": one rank's RankState.
 std::string RankFileName(int rank);
@@ -145,7 +149,7 @@ struct ResumedState {
 /// into target.model, the optimizer's state into target.optimizer and the
 /// generators' states. Never throws.
 absl::StatusOr<ResumedState> LoadTrainingCheckpoint(const std::string& checkpoint,
-                                                     const ResumeTarget& target);
+                                                    const ResumeTarget& target);
 
 }  // namespace memtrain::checkpoints
 

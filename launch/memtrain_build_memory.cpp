@@ -19,6 +19,7 @@
 #include "common/progress.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "launch/batch_flags.h"
 #include "launch/knn_memory_flags.h"
 #include "launch/rank_context.h"
 #include "launch/saved_model_flags.h"
@@ -31,19 +32,13 @@ ABSL_FLAG(int64_t, capacity_per_rank, 0,
           "the whole "
           "corpus (or --steps of it).");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to read; 0: the whole corpus.");
-ABSL_FLAG(int, streams, 8, "Document streams per rank (rows of a batch).");
-ABSL_FLAG(int, segment_length, 512, "Tokens per stream and step (as in training).");
-ABSL_FLAG(int, collective_timeout, 600,
-          "Seconds a collective may take before the job aborts with a report.");
 
 namespace memtrain {
 namespace {
 
 absl::Status Run(int argc, char** argv) {
-  MEMTRAIN_ASSIGN_OR_RETURN(
-      launch::RankContext rank,
-      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)),
-                        "[build-memory]"));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::RankContext rank,
+                            launch::StartRank(&argc, &argv, "[build-memory]"));
   parallel::Communicator& world = *rank.world;
   const bool lead = world.rank() == 0;
   const std::string out = absl::GetFlag(FLAGS_out);
@@ -67,8 +62,7 @@ absl::Status Run(int argc, char** argv) {
   data::BatchSourceOptions source_options;
   source_options.rank = world.rank();
   source_options.world_size = world.size();
-  source_options.streams = absl::GetFlag(FLAGS_streams);
-  source_options.segment_length = absl::GetFlag(FLAGS_segment_length);
+  MEMTRAIN_RETURN_IF_ERROR(launch::ApplyBatchShapeFlags(&source_options));
   MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(opened.data_path, source_options));
   const int64_t steps = trainer::EvaluationSteps(*source, absl::GetFlag(FLAGS_steps));
 

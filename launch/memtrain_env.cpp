@@ -25,13 +25,11 @@
 #include "glog/logging.h"
 #include "launch/device.h"
 #include "launch/environment.h"
+#include "launch/rank_context.h"
 #include "launch/signals.h"
 #include "parallel/c10d_communicator.h"
 #include "parallel/knn_memory_factory.h"
 #include "parallel/mpi_runtime.h"
-
-ABSL_FLAG(int, collective_timeout, 120,
-          "Seconds a collective may take before the job is aborted with a report.");
 
 namespace memtrain {
 namespace {
@@ -48,7 +46,7 @@ absl::Status Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(auto runtime, parallel::MpiRuntime::Initialize(&argc, &argv, {}));
   launch::InstallTerminationReport(runtime->world_rank());
   parallel::CommunicatorOptions options;
-  options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+  options.collective_timeout = launch::CollectiveTimeoutFromFlags();
   MEMTRAIN_ASSIGN_OR_RETURN(auto world, runtime->CreateWorld(options));
   for (const std::string& warning : env.warnings) LOG(WARNING) << "[launch] " << warning;
   if (env.rank != world->rank() || env.world_size != world->size()) {

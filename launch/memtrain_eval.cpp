@@ -12,6 +12,7 @@
 #include "common/binary.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "launch/batch_flags.h"
 #include "launch/knn_memory_flags.h"
 #include "launch/rank_context.h"
 #include "launch/saved_model_flags.h"
@@ -27,23 +28,15 @@ ABSL_FLAG(std::string, knn_memory_dir, "",
           "instead of "
           "memories that start empty. Run with as many ranks as built it.");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to evaluate; 0: the whole corpus.");
-ABSL_FLAG(int, streams, 8, "lm: document streams per rank.");
-ABSL_FLAG(int, segment_length, 512, "lm: tokens per stream and step (as in training).");
-ABSL_FLAG(int64_t, max_tokens, 4096, "seq2seq: padded tokens per batch.");
 ABSL_FLAG(int64_t, generate, 0,
           "seq2seq: beam-search the first N records (rank 0) and score them.");
 ABSL_FLAG(std::string, metrics, "", "Append the results as JSON lines here (rank 0).");
-ABSL_FLAG(int, collective_timeout, 600,
-          "Seconds a collective may take before the job aborts with a report.");
 
 namespace memtrain {
 namespace {
 
 absl::Status Run(int argc, char** argv) {
-  MEMTRAIN_ASSIGN_OR_RETURN(
-      launch::RankContext rank,
-      launch::StartRank(&argc, &argv, absl::Seconds(absl::GetFlag(FLAGS_collective_timeout)),
-                        "[eval]"));
+  MEMTRAIN_ASSIGN_OR_RETURN(launch::RankContext rank, launch::StartRank(&argc, &argv, "[eval]"));
   const bool lead = rank.world->rank() == 0;
   MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,
                             launch::OpenModelAndDataFromFlags(rank.device.device));
@@ -56,9 +49,7 @@ absl::Status Run(int argc, char** argv) {
   data::BatchSourceOptions source_options;
   source_options.rank = rank.world->rank();
   source_options.world_size = rank.world->size();
-  source_options.streams = absl::GetFlag(FLAGS_streams);
-  source_options.segment_length = absl::GetFlag(FLAGS_segment_length);
-  source_options.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  MEMTRAIN_RETURN_IF_ERROR(launch::ApplyBatchShapeFlags(&source_options));
   MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(data_path, source_options));
 
   MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemorySetup knn_setup, launch::KnnMemorySetupFromFlags());

@@ -12,10 +12,17 @@ ABSL_FLAG(std::string, collectives, "auto",
           "(PyTorch's Gloo, CPU), nccl (PyTorch's ProcessGroupNCCL, GPU). Host-side tensors always "
           "go over MPI.");
 
+ABSL_FLAG(int, collective_timeout,
+          absl::ToInt64Seconds(memtrain::parallel::CommunicatorOptions{}.collective_timeout),
+          "Seconds a collective may take before the job aborts with a report naming it.");
+
 namespace memtrain::launch {
 
-absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration collective_timeout,
-                                      const std::string& log_tag) {
+absl::Duration CollectiveTimeoutFromFlags() {
+  return absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+}
+
+absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, const std::string& log_tag) {
   RankContext rank;
   MEMTRAIN_ASSIGN_OR_RETURN(rank.environment, DiscoverLaunchEnvironment(SystemEnvironment()));
   MEMTRAIN_ASSIGN_OR_RETURN(rank.runtime, parallel::MpiRuntime::Initialize(argc, argv, {}));
@@ -27,7 +34,7 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration co
                                                                     rank.environment.local_size));
   ApplyDeviceChoice(rank.device);
   parallel::WorldOptions options;
-  options.communicator.collective_timeout = collective_timeout;
+  options.communicator.collective_timeout = CollectiveTimeoutFromFlags();
   options.device = rank.device.device;
   options.collectives = absl::GetFlag(FLAGS_collectives);
   MEMTRAIN_ASSIGN_OR_RETURN(rank.world, parallel::CreateWorld(*rank.runtime, options));

@@ -6,11 +6,10 @@
 // (parallel/world.h: NCCL for a GPU's tensors, MPI for the host's).
 //
 // Flags: --device (launch/device.h), and, declared here once for every
-// binary that calls StartRank, --collectives=auto|mpi|gloo|nccl: how tensors
-// on that device cross ranks.
+// binary that makes a communicator, --collectives=auto|mpi|gloo|nccl (how
+// tensors on that device cross ranks) and --collective_timeout (seconds).
 //
-//   MEMTRAIN_ASSIGN_OR_RETURN(RankContext rank, StartRank(&argc, &argv, absl::Seconds(600),
-//   "[train]"));
+//   MEMTRAIN_ASSIGN_OR_RETURN(RankContext rank, StartRank(&argc, &argv, "[train]"));
 //   ... rank.world->allreduce(...); model->to(rank.device.device);
 #ifndef MEMTRAIN_LAUNCH_RANK_CONTEXT_H_
 #define MEMTRAIN_LAUNCH_RANK_CONTEXT_H_
@@ -37,8 +36,10 @@ struct RankContext {
 /// Collective over every process of the job. Applies the device choice
 /// (threads, current GPU) before the world is made (the first CUDA call), and
 /// logs it on rank 0, prefixed by `log_tag`.
-absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, absl::Duration collective_timeout,
-                                      const std::string& log_tag);
+absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, const std::string& log_tag);
+
+/// --collective_timeout, for binaries that make their communicators themselves.
+absl::Duration CollectiveTimeoutFromFlags();
 
 }  // namespace memtrain::launch
 

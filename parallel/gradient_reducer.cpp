@@ -184,6 +184,35 @@ std::vector<std::string> DescribePlan(const std::vector<std::vector<int>>& assig
 
 }  // namespace
 
+namespace {
+constexpr std::pair<UnusedParameters, const char*> kUnusedParametersNames[] = {
+    {UnusedParameters::kError, "error"}, {UnusedParameters::kZeroFill, "zero"}};
+}  // namespace
+
+std::vector<std::string> UnusedParametersNames() {
+  std::vector<std::string> names;
+  for (const auto& [value, name] : kUnusedParametersNames) names.push_back(name);
+  return names;
+}
+
+bool AbslParseFlag(absl::string_view text, UnusedParameters* value, std::string* error) {
+  for (const auto& [candidate, name] : kUnusedParametersNames) {
+    if (text == name) {
+      *value = candidate;
+      return true;
+    }
+  }
+  *error = absl::StrCat("'", text, "' is not ", absl::StrJoin(UnusedParametersNames(), " or "));
+  return false;
+}
+
+std::string AbslUnparseFlag(UnusedParameters value) {
+  for (const auto& [candidate, name] : kUnusedParametersNames) {
+    if (candidate == value) return name;
+  }
+  return "?";
+}
+
 absl::StatusOr<ModuleFingerprint> BroadcastModule(Communicator& comm, torch::nn::Module& module) {
   NamedTensors tensors;
   for (const auto& item : module.named_parameters()) tensors.emplace_back(item.key(), item.value());

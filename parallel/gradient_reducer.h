@@ -91,6 +91,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "parallel/communicator.h"
 
@@ -121,6 +122,12 @@ enum class UnusedParameters {
   /// Their gradient is set to zeros.
   kZeroFill,
 };
+
+/// "error" and "zero", the names of kError and kZeroFill.
+std::vector<std::string> UnusedParametersNames();
+/// Abseil flag and option-table conversions by those names.
+bool AbslParseFlag(absl::string_view text, UnusedParameters* value, std::string* error);
+std::string AbslUnparseFlag(UnusedParameters value);
 
 struct GradientReducerOptions {
   /// Cap of every bucket but the one holding the first-registered parameters

@@ -3,10 +3,14 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <type_traits>
 #include <vector>
+
+#include "common/registry.h"
+#include "common/status_macros.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -83,5 +87,43 @@ void FusedAdamBase<Base>::StepWithGradScale(double grad_scale) {
 
 template class FusedAdamBase<torch::optim::Adam>;
 template class FusedAdamBase<torch::optim::AdamW>;
+
+namespace {
+
+using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(
+    std::vector<at::Tensor>, const OptimizerOptions&)>;
+
+const NamedRegistry<OptimizerFactory>& Optimizers() {
+  static const auto* registry = new NamedRegistry<OptimizerFactory>(
+      "optimizer", {
+                       {"adam",
+                        [](std::vector<at::Tensor> parameters, const OptimizerOptions& o) {
+                          return std::make_unique<FusedAdam>(std::move(parameters),
+                                                             torch::optim::AdamOptions(o.lr)
+                                                                 .betas({o.beta1, o.beta2})
+                                                                 .eps(o.eps)
+                                                                 .weight_decay(o.weight_decay));
+                        }},
+                       {"adamw",
+                        [](std::vector<at::Tensor> parameters, const OptimizerOptions& o) {
+                          return std::make_unique<FusedAdamW>(std::move(parameters),
+                                                              torch::optim::AdamWOptions(o.lr)
+                                                                  .betas({o.beta1, o.beta2})
+                                                                  .eps(o.eps)
+                                                                  .weight_decay(o.weight_decay));
+                        }},
+                   });
+  return *registry;
+}
+
+}  // namespace
+
+std::vector<std::string> OptimizerNames() { return Optimizers().names(); }
+
+absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(
+    const std::string& name, std::vector<at::Tensor> parameters, const OptimizerOptions& options) {
+  MEMTRAIN_ASSIGN_OR_RETURN(const OptimizerFactory* make, Optimizers().Find(name));
+  return (*make)(std::move(parameters), options);
+}
 
 }  // namespace memtrain::trainer

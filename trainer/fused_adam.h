@@ -21,6 +21,12 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
 namespace memtrain::trainer {
 
 /// An optimizer whose step can divide the gradients by a factor first.
@@ -41,6 +47,19 @@ class FusedAdamBase final : public Base, public GradScaledStep {
 
 using FusedAdam = FusedAdamBase<torch::optim::Adam>;
 using FusedAdamW = FusedAdamBase<torch::optim::AdamW>;
+
+/// The hyper-parameters every registered optimizer takes.
+struct OptimizerOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0;  ///< L2 for adam, decoupled for adamw
+};
+
+/// The optimizers memtrain-train offers, by name: adam (FusedAdam), adamw (FusedAdamW).
+std::vector<std::string> OptimizerNames();
+/// kInvalidArgument naming the known optimizers for an unknown `name`.
+absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(
+    const std::string& name, std::vector<at::Tensor> parameters, const OptimizerOptions& options);
 
 }  // namespace memtrain::trainer
 

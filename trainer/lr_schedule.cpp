@@ -56,6 +56,8 @@ const NamedRegistry<Factory>& Registry() {
 
 }  // namespace
 
+std::vector<std::string> LrScheduleNames() { return Registry().names(); }
+
 absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name,
                                           const LrScheduleOptions& options) {
   if (options.lr <= 0 || options.warmup_steps < 0 || options.min_lr < 0) {

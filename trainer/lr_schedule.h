@@ -30,6 +30,9 @@ struct LrScheduleOptions {
 /// The rate at optimizer step `step` (1-based).
 using LrSchedule = std::function<double(int64_t step)>;
 
+/// The schedules' names, in registry order (constant, inverse_sqrt, cosine).
+std::vector<std::string> LrScheduleNames();
+
 /// kInvalidArgument for an unknown name (listing the known ones) or bad options.
 absl::StatusOr<LrSchedule> MakeLrSchedule(const std::string& name,
                                           const LrScheduleOptions& options);

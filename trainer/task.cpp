@@ -160,6 +160,8 @@ absl::Status Task::LoadState(model::TransformerImpl&,
                    state.size(), " tensors of task state (saved by another task?)"));
 }
 
+std::vector<std::string> TaskNames() { return Registry().names(); }
+
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name,
                                                const TaskOptions& options) {
   MEMTRAIN_ASSIGN_OR_RETURN(const Factory* factory, Registry().Find(name));

@@ -62,6 +62,9 @@ class Task {
 };
 
 /// kInvalidArgument for an unknown name, listing the known ones.
+/// The tasks' names, in registry order (lm, translation, summarization, qa).
+std::vector<std::string> TaskNames();
+
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options);
 
 /// `batch`'s tensors on `device` (non-blocking where possible).

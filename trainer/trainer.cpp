@@ -7,6 +7,7 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -28,37 +29,12 @@
 namespace memtrain::trainer {
 namespace {
 
-absl::StatusOr<std::unique_ptr<torch::optim::Optimizer>> MakeOptimizer(
-    const TrainerOptions& o, std::vector<at::Tensor> parameters) {
-  if (o.optimizer == "adam") {
-    return std::unique_ptr<torch::optim::Optimizer>(
-        new FusedAdam(std::move(parameters), torch::optim::AdamOptions(o.lr.lr)
-                                                 .betas({o.adam_beta1, o.adam_beta2})
-                                                 .eps(o.adam_eps)
-                                                 .weight_decay(o.weight_decay)));
-  }
-  if (o.optimizer == "adamw") {
-    return std::unique_ptr<torch::optim::Optimizer>(
-        new FusedAdamW(std::move(parameters), torch::optim::AdamWOptions(o.lr.lr)
-                                                  .betas({o.adam_beta1, o.adam_beta2})
-                                                  .eps(o.adam_eps)
-                                                  .weight_decay(o.weight_decay)));
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("--optimizer: '", o.optimizer, "' is not adam or adamw"));
-}
-
 data::BatchSourceOptions SourceOptions(const TrainerOptions& o,
                                        const parallel::Communicator& world) {
-  data::BatchSourceOptions s;
+  data::BatchSourceOptions s = o.batch;
   s.rank = world.rank();
   s.world_size = world.size();
   s.seed = o.seed;
-  s.streams = o.streams;
-  s.segment_length = o.segment_length;
-  s.max_tokens = o.max_tokens;
-  s.max_source_length = o.max_source_length;
-  s.max_target_length = o.max_target_length;
   return s;
 }
 
@@ -68,61 +44,6 @@ std::string Duration(double seconds) {
   if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
   if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
   return absl::StrFormat("%ds", s);
-}
-
-// The options that shape the trajectory, as compared on resume.
-nlohmann::json OptionsJson(const TrainerOptions& o) {
-  return {{"train_data", o.train_data},
-          {"valid_data", o.valid_data},
-          {"task", o.task},
-          {"steps", o.steps},
-          {"accumulate", o.accumulate},
-          {"seed", o.seed},
-          {"streams", o.streams},
-          {"segment_length", o.segment_length},
-          {"max_tokens", o.max_tokens},
-          {"max_source_length", o.max_source_length},
-          {"max_target_length", o.max_target_length},
-          {"optimizer", o.optimizer},
-          {"adam_beta1", o.adam_beta1},
-          {"adam_beta2", o.adam_beta2},
-          {"adam_eps", o.adam_eps},
-          {"weight_decay", o.weight_decay},
-          {"lr_schedule", o.lr_schedule},
-          {"lr", o.lr.lr},
-          {"warmup_steps", o.lr.warmup_steps},
-          {"min_lr", o.lr.min_lr},
-          {"lr_total_steps", o.lr.total_steps},
-          {"label_smoothing", o.label_smoothing},
-          {"clip_norm", o.clip_norm},
-          {"use_memory", o.use_memory},
-          {"knn_backend", o.knn_memory.backend},
-          {"knn_sharded", o.knn_memory.sharded},
-          {"knn_scope", o.knn_memory.scope},
-          {"bucket_bytes", o.reducer.bucket_bytes},
-          {"first_bucket_bytes", o.reducer.first_bucket_bytes},
-          {"unused_parameters", static_cast<int>(o.reducer.unused_parameters)},
-          {"log_every", o.log_every},
-          {"valid_every", o.valid_every},
-          {"valid_steps", o.valid_steps},
-          {"metrics_path", o.metrics_path},
-          {"save_dir", o.save_dir},
-          {"init_from", o.init_from},
-          {"save_knn_memory", o.checkpoint.save_knn_memory}};
-}
-
-// Options a resumed run may change (docs/CHECKPOINTS.md, "Safe changes"):
-// the learning-rate schedule's numbers and the run's length (the schedule is
-// a pure function of the step, so they change the future, not the state),
-// reporting, where files go, and whether later checkpoints hold the memory.
-// init_from only matters for a fresh start. Everything else shapes the state
-// or the data order and is refused.
-const std::set<std::string>& SafeToChange() {
-  static const auto* safe = new std::set<std::string>{
-      "steps",        "lr",        "warmup_steps", "min_lr",         "lr_total_steps",
-      "clip_norm",    "log_every", "valid_every",  "valid_steps",    "valid_data",
-      "metrics_path", "save_dir",  "init_from",    "save_knn_memory"};
-  return *safe;
 }
 
 }  // namespace
@@ -196,11 +117,17 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
 
   MEMTRAIN_ASSIGN_OR_RETURN(parallel::ModuleFingerprint fingerprint,
                             parallel::BroadcastModule(world, *t->model_));
-  parallel::GradientReducerOptions reducer = options.reducer;
+  parallel::GradientReducerOptions reducer;
+  reducer.bucket_bytes = std::llround(options.bucket_mb * (1 << 20));
+  reducer.first_bucket_bytes = std::llround(options.first_bucket_mb * (1 << 20));
+  reducer.unused_parameters = options.unused_parameters;
   reducer.op = parallel::ReduceOp::kSum;  // divided by the global token count in Step()
   MEMTRAIN_ASSIGN_OR_RETURN(t->reducer_,
                             parallel::GradientReducer::Create(world, *t->model_, reducer));
-  MEMTRAIN_ASSIGN_OR_RETURN(t->optimizer_, MakeOptimizer(options, t->model_->parameters()));
+  MEMTRAIN_ASSIGN_OR_RETURN(t->optimizer_,
+                            MakeOptimizer(options.optimizer, t->model_->parameters(),
+                                          {options.lr.lr, options.adam_beta1, options.adam_beta2,
+                                           options.adam_eps, options.weight_decay}));
   LrScheduleOptions lr = options.lr;
   if (lr.total_steps == 0) lr.total_steps = options.steps;
   MEMTRAIN_ASSIGN_OR_RETURN(t->schedule_, MakeLrSchedule(options.lr_schedule, lr));
@@ -469,7 +396,7 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   state.task = task_name_;
   state.tokenizer_sha256 = tokenizer_sha256_;
   state.knn_memory_saved = options_.checkpoint.save_knn_memory && options_.use_memory;
-  state.options = OptionsJson(options_);
+  state.options = TrainerOptionsJson(options_);
   state.bucket_plan = reducer_->bucket_plan();
   mine.rank = checkpoints::CaptureRandomState(device_);
   mine.rank.data_state = train_->SaveState();
@@ -504,9 +431,9 @@ absl::Status Trainer::Resume() {
   target.world_size = world_.size();
   target.task = task_name_;
   target.tokenizer_sha256 = tokenizer_sha256_;
-  target.options = OptionsJson(options_);
-  target.default_options = OptionsJson(TrainerOptions{});
-  target.safe_to_change = SafeToChange();
+  target.options = TrainerOptionsJson(options_);
+  target.default_options = TrainerOptionsJson(TrainerOptions{});
+  target.safe_to_change = OptionsSafeToChange();
   target.bucket_plan = reducer_->bucket_plan();
   target.model = model_.get();
   target.optimizer = optimizer_.get();

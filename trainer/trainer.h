@@ -48,55 +48,9 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_log.h"
 #include "trainer/task.h"
+#include "trainer/trainer_options.h"
 
 namespace memtrain::trainer {
-
-struct TrainerOptions {
-  std::string train_data;  ///< memtrain HDF5 corpus
-  std::string valid_data;  ///< optional
-  std::string task;        ///< empty: the training corpus's task
-  int64_t steps = 1000;    ///< optimizer steps
-  int64_t accumulate = 1;  ///< micro-batches per step
-  uint64_t seed = 1;
-  // data
-  int streams = 8;            ///< lm: rows per rank
-  int segment_length = 512;   ///< lm
-  int64_t max_tokens = 4096;  ///< seq2seq: padded tokens per micro-batch and rank
-  int64_t max_source_length = 1024;
-  int64_t max_target_length = 1024;
-  // optimization
-  std::string optimizer = "adam";  ///< adam or adamw
-  double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_eps = 1e-8;
-  double weight_decay = 0.0;
-  std::string lr_schedule = "inverse_sqrt";
-  LrScheduleOptions lr;
-  double label_smoothing = 0.1;
-  double clip_norm = 0.0;     ///< 0: no clipping (the norm is still reported)
-  bool use_memory = true;     ///< lm: memory layers keep their streams across steps
-  KnnMemorySetup knn_memory;  ///< lm: the knn layers' memories (backend, sharding, scope)
-  /// GPU only: forward passes under bf16 autocast (matmuls and attention in
-  /// bf16, softmax, norms and the loss in fp32, as autocast's op lists
-  /// decide); backward and the optimizer stay fp32. Ignored on CPU.
-  bool bf16_autocast = true;
-  parallel::GradientReducerOptions reducer;
-  // reporting
-  int64_t log_every = 10;
-  int64_t valid_every = 0;   ///< 0: only at the end
-  int64_t valid_steps = 0;   ///< batches per validation; 0: the whole set
-  std::string metrics_path;  ///< JSON lines (rank 0); empty: none
-  std::string save_dir;      ///< the final model (checkpoints/model_file.h); empty: not saved
-  std::string init_from;     ///< start from this saved model (same tokenizer)
-  // checkpoints
-  checkpoints::CheckpointOptions checkpoint;
-  /// Polled at every step boundary of Run; true on any rank stops the run
-  /// with a checkpoint (launch/signals.h). Empty: never.
-  std::function<bool()> stop_requested;
-  /// Test seam of the crash tests: rank `kill_rank_during_save` truncates its
-  /// file of the checkpoint of step `kill_during_save_step` and SIGKILLs
-  /// itself before the checkpoint commits. -1: never.
-  int kill_rank_during_save = -1;
-  int64_t kill_during_save_step = -1;
-};
 
 /// Per-step record, as written to the metrics file.
 struct StepMetrics {

@@ -75,7 +75,11 @@ case "${scenario}" in
     grep -q "resumed from step-00000006 at step 6" "${work}/format1.log" || { tail -20 "${work}/format1.log"; exit 1; }
     same_losses "${fixture}/losses.jsonl" "${work}/format1.jsonl"
     # The checkpoint this build wrote says which format it is.
-    grep -q '"format_version": 2' "${work}/ckpt1/step-00000012/trainer.json"
+    grep -q '"format_version": 3' "${work}/ckpt1/step-00000012/trainer.json"
+    # memtrain-ckpt reads the old format through the resume code: options renamed, every rank listed.
+    "${bin}/memtrain-ckpt" inspect "${fixture}/checkpoint" >"${work}/inspect.txt"
+    grep -q '"bucket_mb": 25.0' "${work}/inspect.txt" && grep -q 'rank 1: data cursor' "${work}/inspect.txt" \
+      || { cat "${work}/inspect.txt"; echo 'FAIL: memtrain-ckpt inspect of the format-1 fixture'; exit 1; }
     "${bin}/memtrain-generate" --model="${fixture}/model" --data="${work}/demo.h5" --count=1 --max_length=8 \
       >"${work}/generate.log" 2>&1 || { cat "${work}/generate.log"; exit 1; }
     grep -q "output:" "${work}/generate.log"

@@ -25,7 +25,7 @@ expect_refusal() {  # flag=value, text the message must contain
     echo "ok   ${flag}: $(grep -F -- "${text}" <<<"${out}" | head -1 | sed 's/^.*\] //')"
   fi
 }
-expect_refusal --optimizer=sgd "'sgd' is not adam or adamw"
+expect_refusal --optimizer=sgd "unknown optimizer 'sgd'; known: adam, adamw"
 expect_refusal --lr_schedule=step "known: constant, inverse_sqrt, cosine"
 expect_refusal --task=foo "unknown task 'foo'; known: lm, translation, summarization, qa"
 expect_refusal --attention=flash "unknown attention kind 'flash'"

@@ -42,18 +42,18 @@ inline TrainerOptions TinyTraining(const std::string& path, int streams) {
   TrainerOptions o;
   o.train_data = path;
   o.steps = 20;
-  o.streams = streams;
-  o.segment_length = 8;
+  o.batch.streams = streams;
+  o.batch.segment_length = 8;
   o.lr_schedule = "constant";
   o.lr.lr = 1e-2;
   o.lr.warmup_steps = 0;
   o.label_smoothing = 0.1;
   o.clip_norm = 1.0;
   o.log_every = 100;
-  o.reducer.bucket_bytes = 4096;  // several buckets
-  o.reducer.first_bucket_bytes = 1024;
+  o.bucket_mb = 4096.0 / (1 << 20);  // several buckets
+  o.first_bucket_mb = 1024.0 / (1 << 20);
   // The knn gate gets no gradient while a stream's memory is empty.
-  o.reducer.unused_parameters = parallel::UnusedParameters::kZeroFill;
+  o.unused_parameters = parallel::UnusedParameters::kZeroFill;
   return o;
 }
 

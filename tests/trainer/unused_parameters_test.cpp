@@ -28,12 +28,12 @@ TEST(UnusedParametersTest, TheKnnGateIsNamedUnderErrorAndZeroFilledOtherwise) {
   const model::TransformerOptions model = testing::TinyModel();  // knn at decoder layer 1
   TrainerOptions options;
   options.train_data = path;
-  options.streams = 2;
-  options.segment_length = 8;
+  options.batch.streams = 2;
+  options.batch.segment_length = 8;
   options.lr_schedule = "constant";
   options.lr.warmup_steps = 0;
 
-  options.reducer.unused_parameters = parallel::UnusedParameters::kError;
+  options.unused_parameters = parallel::UnusedParameters::kError;
   auto strict = Trainer::Create(options, model, *world, at::kCPU);
   ASSERT_TRUE(strict.ok()) << strict.status();
   auto refused = (*strict)->Step();
@@ -41,7 +41,7 @@ TEST(UnusedParametersTest, TheKnnGateIsNamedUnderErrorAndZeroFilledOtherwise) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("decoder.1.self_attention"));
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--unused_parameters=zero"));
 
-  options.reducer.unused_parameters = parallel::UnusedParameters::kZeroFill;
+  options.unused_parameters = parallel::UnusedParameters::kZeroFill;
   auto lenient = Trainer::Create(options, model, *world, at::kCPU);
   ASSERT_TRUE(lenient.ok()) << lenient.status();
   for (int step = 0; step < 3; ++step) {
