@@ -181,8 +181,6 @@ std::string NowRfc3339() {
 
 }  // namespace
 
-bool IsSeq2SeqTask(const std::string& task) { return task != "lm"; }
-
 std::string Sha256Hex(const std::string& bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
@@ -306,7 +304,9 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
                                                                    const TokenizerInfo& tokenizer) {
   ConfigureHdf5();
   const std::string partial = StagingPath(path);
+  MEMTRAIN_ASSIGN_OR_RETURN(const TaskInfo* task_info, FindTask(task));
   std::unique_ptr<CorpusWriter> writer(new CorpusWriter(path, partial, task));
+  writer->seq2seq_ = task_info->seq2seq;
   writer->file_ = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (writer->file_ < 0) {
     return absl::PermissionDeniedError(absl::StrCat(partial,
@@ -323,7 +323,7 @@ absl::StatusOr<std::unique_ptr<CorpusWriter>> CorpusWriter::Create(const std::st
   MEMTRAIN_ASSIGN_OR_RETURN(writer->source_long_range_,
                             Column::Create(f, "/source/long_range", H5T_STD_U8LE, H5T_NATIVE_UINT8,
                                            kTokenChunk, /*compress=*/true));
-  if (IsSeq2SeqTask(task)) {
+  if (writer->seq2seq_) {
     MEMTRAIN_ASSIGN_OR_RETURN(writer->target_tokens_,
                               Column::Create(f, "/target/tokens", H5T_STD_I32LE, H5T_NATIVE_INT32,
                                              kTokenChunk, /*compress=*/false));
@@ -383,10 +383,9 @@ absl::Status CorpusWriter::Append(const std::vector<int32_t>& source,
   if (!source_long_range.empty() && source_long_range.size() != source.size()) {
     return absl::InternalError("CorpusWriter::Append: long-range flags do not match the tokens");
   }
-  if (IsSeq2SeqTask(task_) == target.empty()) {
+  if (seq2seq_ == target.empty()) {
     return absl::InternalError(absl::StrCat("CorpusWriter::Append: task ", task_,
-                                            IsSeq2SeqTask(task_) ? " needs" : " takes no",
-                                            " target tokens"));
+                                            seq2seq_ ? " needs" : " takes no", " target tokens"));
   }
   source_tokens_->Append(source.data(), source.size());
   if (source_long_range.empty()) {
@@ -557,6 +556,9 @@ absl::Status CorpusFile::Load() {
   MEMTRAIN_ASSIGN_OR_RETURN(header_.corpus, ReadStringAttribute(p, file_, "corpus"));
   MEMTRAIN_ASSIGN_OR_RETURN(header_.split, ReadStringAttribute(p, file_, "split"));
   MEMTRAIN_ASSIGN_OR_RETURN(header_.task, ReadStringAttribute(p, file_, "task"));
+  absl::StatusOr<const TaskInfo*> task = FindTask(header_.task);
+  if (!task.ok()) return absl::DataLossError(absl::StrCat(p, ": ", task.status().message()));
+  seq2seq_ = (*task)->seq2seq;
   MEMTRAIN_ASSIGN_OR_RETURN(header_.num_records, ReadIntAttribute(p, file_, "num_records"));
   MEMTRAIN_ASSIGN_OR_RETURN(header_.num_source_tokens,
                             ReadIntAttribute(p, file_, "num_source_tokens"));

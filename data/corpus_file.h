@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data/task.h"
 
 namespace memtrain::data {
 
@@ -69,9 +70,6 @@ struct CorpusHeader {
 /// Token sequences of a record: the LM document, or a seq2seq input/output.
 enum class Field { kSource, kTarget };
 
-/// True for seq2seq tasks (files with /target).
-bool IsSeq2SeqTask(const std::string& task);
-
 /// Lowercase hex sha256 of `bytes`.
 std::string Sha256Hex(const std::string& bytes);
 /// sha256 and size of a file, streamed.
@@ -104,6 +102,7 @@ class CorpusWriter {
   const std::string path_;
   const std::string partial_path_;
   const std::string task_;
+  bool seq2seq_ = false;  // the task's (data/task.h)
   hid_t file_ = -1;
   std::unique_ptr<Column> source_tokens_, source_offsets_, source_long_range_;
   std::unique_ptr<Column> target_tokens_, target_offsets_, id_bytes_, id_offsets_;
@@ -135,7 +134,8 @@ class CorpusFile {
   const std::string& path() const { return path_; }
   const CorpusHeader& header() const { return header_; }
   const TokenizerInfo& tokenizer() const { return tokenizer_; }
-  bool is_seq2seq() const { return IsSeq2SeqTask(header_.task); }
+  /// The task's (data/task.h): seq2seq files have /target.
+  bool is_seq2seq() const { return seq2seq_; }
   int64_t num_records() const { return header_.num_records; }
   /// offsets(field)[i] .. offsets(field)[i+1] are record i's tokens.
   const std::vector<int64_t>& offsets(Field field) const;
@@ -166,6 +166,7 @@ class CorpusFile {
   CorpusFileOptions options_;
   hid_t file_ = -1;
   CorpusHeader header_;
+  bool seq2seq_ = false;
   TokenizerInfo tokenizer_;
   std::vector<int64_t> source_offsets_, target_offsets_, id_offsets_;
   std::map<std::string, hid_t> datasets_;  // open datasets by name

@@ -592,20 +592,6 @@ absl::StatusOr<Corpus> ParseCorpus(absl::string_view name) {
 
 std::string CorpusName(Corpus corpus) { return InfoOf(corpus).name; }
 
-std::string TaskName(Task task) {
-  switch (task) {
-    case Task::kLanguageModel:
-      return "lm";
-    case Task::kTranslation:
-      return "translation";
-    case Task::kSummarization:
-      return "summarization";
-    case Task::kQuestionAnswering:
-      return "qa";
-  }
-  return absl::StrCat("task#", static_cast<int>(task));
-}
-
 Task TaskOf(Corpus corpus) { return InfoOf(corpus).task; }
 
 absl::StatusOr<std::unique_ptr<CorpusReader>> OpenCorpusReader(const ReaderOptions& options) {

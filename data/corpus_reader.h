@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "data/task.h"
 
 namespace memtrain::data {
 
@@ -43,10 +44,6 @@ absl::StatusOr<Corpus> ParseCorpus(absl::string_view name);
 /// The name ParseCorpus accepts.
 std::string CorpusName(Corpus corpus);
 
-enum class Task { kLanguageModel, kTranslation, kSummarization, kQuestionAnswering };
-
-/// "lm", "translation", "summarization" or "qa".
-std::string TaskName(Task task);
 /// wikitext, demo -> lm; wmt16 -> translation; xsum -> summarization; openorca -> qa.
 Task TaskOf(Corpus corpus);
 

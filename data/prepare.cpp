@@ -154,7 +154,7 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
     return absl::InvalidArgumentError(
         "--tokenizer_model and --tokenizer_from are alternatives; give at most one");
   }
-  const bool seq2seq = TaskOf(options.reader.corpus) != Task::kLanguageModel;
+  const bool seq2seq = InfoOf(TaskOf(options.reader.corpus)).seq2seq;
   const std::string task = TaskName(TaskOf(options.reader.corpus));
 
   std::vector<InputFile> inputs;

@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace {
@@ -25,10 +26,12 @@ ABSL_FLAG(double, dropout, kModel.dropout, "Residual and feed-forward dropout.")
 ABSL_FLAG(double, attention_dropout, kModel.attention_dropout,
           "Dropout on attention probabilities.");
 ABSL_FLAG(bool, tie_embeddings, kModel.tie_embeddings, "Output projection = input embedding.");
-ABSL_FLAG(
-    std::string, attention, kModel.attention,
-    "Self-attention kind of every layer: softmax, linformer, performer, memsizer, infinite, knn.");
-ABSL_FLAG(std::string, cross_attention, kModel.cross_attention, "Decoder cross-attention kind.");
+ABSL_FLAG(std::string, attention, kModel.attention,
+          absl::StrCat("Self-attention kind of every layer: ",
+                       absl::StrJoin(memtrain::model::AttentionKinds(), ", "), "."));
+ABSL_FLAG(std::string, cross_attention, kModel.cross_attention,
+          absl::StrCat("Decoder cross-attention kind: ",
+                       absl::StrJoin(memtrain::model::AttentionKinds(), ", "), "."));
 ABSL_FLAG(std::vector<std::string>, knn_layers, {},
           "Decoder layers (0-based) whose self-attention is knn (the Memorizing Transformer).");
 ABSL_FLAG(std::vector<std::string>, layer_attention, {},
@@ -37,10 +40,10 @@ ABSL_FLAG(int64_t, linformer_k, kAttention.linformer.projected_length,
           "Linformer projected length k.");
 ABSL_FLAG(int64_t, linformer_max_length, kAttention.linformer.max_length,
           "Linformer maximum sequence length n.");
-ABSL_FLAG(
-    std::string, linformer_sharing, "headwise",
-    "Linformer projections (paper §4): none (per head), headwise (per layer), key_value (E = F "
-    "per layer) or layerwise (one E for the whole model).");
+ABSL_FLAG(memtrain::model::LinformerSharing, linformer_sharing, kAttention.linformer.sharing,
+          absl::StrCat("Linformer projections (paper §4), one of ",
+                       absl::StrJoin(memtrain::model::LinformerSharingNames(), ", "),
+                       ": per head, per layer, E = F per layer, one E for the whole model."));
 ABSL_FLAG(int64_t, performer_features, kAttention.performer.features,
           "Performer random features r.");
 ABSL_FLAG(int64_t, performer_redraw_interval, kAttention.performer.redraw_interval,
@@ -93,18 +96,7 @@ absl::StatusOr<model::TransformerOptions> ModelOptionsFromFlags() {
   model::AttentionOptions& a = o.attention_options;
   a.linformer.projected_length = absl::GetFlag(FLAGS_linformer_k);
   a.linformer.max_length = absl::GetFlag(FLAGS_linformer_max_length);
-  const std::string sharing = absl::GetFlag(FLAGS_linformer_sharing);
-  const std::map<std::string, model::LinformerSharing> sharings = {
-      {"none", model::LinformerSharing::kNone},
-      {"headwise", model::LinformerSharing::kHeadwise},
-      {"key_value", model::LinformerSharing::kKeyValue},
-      {"layerwise", model::LinformerSharing::kLayerwise}};
-  auto found = sharings.find(sharing);
-  if (found == sharings.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--linformer_sharing: '", sharing, "' is not none, headwise, key_value or layerwise"));
-  }
-  a.linformer.sharing = found->second;
+  a.linformer.sharing = absl::GetFlag(FLAGS_linformer_sharing);
   a.performer.features = absl::GetFlag(FLAGS_performer_features);
   a.performer.redraw_interval = absl::GetFlag(FLAGS_performer_redraw_interval);
   a.memsizer.slots = absl::GetFlag(FLAGS_memsizer_slots);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/enum_names.h"
 #include "model/attention_common.h"
 
 namespace memtrain::model {
@@ -123,5 +124,24 @@ at::Tensor LinformerAttentionImpl::forward(const AttentionCall& call) {
       q, k, v, /*attn_mask=*/{}, is_training() ? options_.dropout : 0.0, /*is_causal=*/false);
   return output_(MergeHeads(attended.to(call.query.scalar_type())));
 }
+
+namespace {
+const EnumNames<LinformerSharing>& LinformerSharingTable() {
+  static const auto* names = new EnumNames<LinformerSharing>(
+      "Linformer sharing", {{LinformerSharing::kNone, "none"},
+                            {LinformerSharing::kHeadwise, "headwise"},
+                            {LinformerSharing::kKeyValue, "key_value"},
+                            {LinformerSharing::kLayerwise, "layerwise"}});
+  return *names;
+}
+}  // namespace
+
+std::vector<std::string> LinformerSharingNames() { return LinformerSharingTable().names(); }
+
+bool AbslParseFlag(absl::string_view text, LinformerSharing* value, std::string* error) {
+  return LinformerSharingTable().Parse(text, value, error);
+}
+
+std::string AbslUnparseFlag(LinformerSharing value) { return LinformerSharingTable().Name(value); }
 
 }  // namespace memtrain::model

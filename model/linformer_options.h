@@ -11,6 +11,10 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace memtrain::model {
 
@@ -21,6 +25,11 @@ enum class LinformerSharing {
   kKeyValue,   ///< one E per layer, E_i = F_i = E
   kLayerwise,  ///< one E for every linformer layer of the model (owned by the Transformer)
 };
+
+/// "none", "headwise", "key_value", "layerwise" (flags, model.json).
+std::vector<std::string> LinformerSharingNames();
+bool AbslParseFlag(absl::string_view text, LinformerSharing* value, std::string* error);
+std::string AbslUnparseFlag(LinformerSharing value);
 
 struct LinformerOptions {
   /// n_max: the longest key sequence; longer inputs are refused (fairseq and

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/enum_names.h"
 #include "model/attention_common.h"
 #include "model/linear_attention.h"
 
@@ -236,5 +237,22 @@ at::Tensor PerformerAttentionImpl::forward(const AttentionCall& call) {
   const at::Tensor safe = at::where(denominator > 0, denominator, at::ones_like(denominator));
   return output_(MergeHeads((numerator / safe).to(call.query.scalar_type())));
 }
+
+namespace {
+const EnumNames<PerformerKernel>& PerformerKernelTable() {
+  static const auto* names = new EnumNames<PerformerKernel>(
+      "Performer kernel",
+      {{PerformerKernel::kSoftmax, "softmax"}, {PerformerKernel::kRelu, "relu"}});
+  return *names;
+}
+}  // namespace
+
+std::vector<std::string> PerformerKernelNames() { return PerformerKernelTable().names(); }
+
+bool AbslParseFlag(absl::string_view text, PerformerKernel* value, std::string* error) {
+  return PerformerKernelTable().Parse(text, value, error);
+}
+
+std::string AbslUnparseFlag(PerformerKernel value) { return PerformerKernelTable().Name(value); }
 
 }  // namespace memtrain::model

@@ -9,6 +9,10 @@
 #define MEMTRAIN_MODEL_PERFORMER_OPTIONS_H_
 
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace memtrain::model {
 
@@ -16,6 +20,11 @@ enum class PerformerKernel {
   kSoftmax,  ///< positive random features, exp(w.x - |x|^2/2) (Lemma 1)
   kRelu,     ///< generalized attention, relu(w.x) + relu_epsilon (§2.2, App. A.4)
 };
+
+/// "softmax", "relu" (model.json).
+std::vector<std::string> PerformerKernelNames();
+bool AbslParseFlag(absl::string_view text, PerformerKernel* value, std::string* error);
+std::string AbslUnparseFlag(PerformerKernel value);
 
 struct PerformerOptions {
   /// r, random features per head (App. A.3: 256).

@@ -14,26 +14,6 @@
 #include "model/linformer_attention.h"
 #include "nlohmann/json.hpp"
 
-// Like NLOHMANN_JSON_SERIALIZE_ENUM, but an unknown name throws instead of
-// silently becoming the first value.
-#define NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(ENUM, ...)                               \
-  inline void to_json(nlohmann::json& j, const ENUM& e) {                             \
-    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                 \
-    for (const auto& [value, name] : kNames) {                                        \
-      if (value == e) j = name;                                                       \
-    }                                                                                 \
-  }                                                                                   \
-  inline void from_json(const nlohmann::json& j, ENUM& e) {                           \
-    static const std::pair<ENUM, const char*> kNames[] = __VA_ARGS__;                 \
-    for (const auto& [value, name] : kNames) {                                        \
-      if (j == name) {                                                                \
-        e = value;                                                                    \
-        return;                                                                       \
-      }                                                                               \
-    }                                                                                 \
-    throw std::invalid_argument(std::string("unknown " #ENUM " '") + j.dump() + "'"); \
-  }
-
 namespace memtrain::model {
 namespace {
 
@@ -90,13 +70,20 @@ int64_t Count(torch::nn::Module& module) {
 // the option existed) takes the option's default: the behaviour the model was
 // trained with, since an option is only ever added with a default that keeps
 // the old behaviour.
-NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(LinformerSharing,
-                                     {{LinformerSharing::kNone, "none"},
-                                      {LinformerSharing::kHeadwise, "headwise"},
-                                      {LinformerSharing::kKeyValue, "key_value"},
-                                      {LinformerSharing::kLayerwise, "layerwise"}})
-NLOHMANN_JSON_SERIALIZE_ENUM_STRICT_(PerformerKernel, {{PerformerKernel::kSoftmax, "softmax"},
-                                                       {PerformerKernel::kRelu, "relu"}})
+// The variants' enums by the names their flags use (an unknown name throws).
+template <typename Enum>
+void EnumToJson(nlohmann::json& j, const Enum& value) {
+  j = AbslUnparseFlag(value);
+}
+template <typename Enum>
+void EnumFromJson(const nlohmann::json& j, Enum& value) {
+  std::string error;
+  if (!AbslParseFlag(j.get<std::string>(), &value, &error)) throw std::invalid_argument(error);
+}
+inline void to_json(nlohmann::json& j, const LinformerSharing& e) { EnumToJson(j, e); }
+inline void from_json(const nlohmann::json& j, LinformerSharing& e) { EnumFromJson(j, e); }
+inline void to_json(nlohmann::json& j, const PerformerKernel& e) { EnumToJson(j, e); }
+inline void from_json(const nlohmann::json& j, PerformerKernel& e) { EnumFromJson(j, e); }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KnnOptions, top_k, memory_size, normalize_keys,
                                                 logit_scale, gate_bias)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InfiniteOptions, basis, widths, ridge, tau, samples,

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/enum_names.h"
 #include "common/status_macros.h"
 
 namespace memtrain::parallel {
@@ -185,33 +186,21 @@ std::vector<std::string> DescribePlan(const std::vector<std::vector<int>>& assig
 }  // namespace
 
 namespace {
-constexpr std::pair<UnusedParameters, const char*> kUnusedParametersNames[] = {
-    {UnusedParameters::kError, "error"}, {UnusedParameters::kZeroFill, "zero"}};
+const EnumNames<UnusedParameters>& UnusedParametersTable() {
+  static const auto* names = new EnumNames<UnusedParameters>(
+      "policy for unused parameters",
+      {{UnusedParameters::kError, "error"}, {UnusedParameters::kZeroFill, "zero"}});
+  return *names;
+}
 }  // namespace
 
-std::vector<std::string> UnusedParametersNames() {
-  std::vector<std::string> names;
-  for (const auto& [value, name] : kUnusedParametersNames) names.push_back(name);
-  return names;
-}
+std::vector<std::string> UnusedParametersNames() { return UnusedParametersTable().names(); }
 
 bool AbslParseFlag(absl::string_view text, UnusedParameters* value, std::string* error) {
-  for (const auto& [candidate, name] : kUnusedParametersNames) {
-    if (text == name) {
-      *value = candidate;
-      return true;
-    }
-  }
-  *error = absl::StrCat("'", text, "' is not ", absl::StrJoin(UnusedParametersNames(), " or "));
-  return false;
+  return UnusedParametersTable().Parse(text, value, error);
 }
 
-std::string AbslUnparseFlag(UnusedParameters value) {
-  for (const auto& [candidate, name] : kUnusedParametersNames) {
-    if (candidate == value) return name;
-  }
-  return "?";
-}
+std::string AbslUnparseFlag(UnusedParameters value) { return UnusedParametersTable().Name(value); }
 
 absl::StatusOr<ModuleFingerprint> BroadcastModule(Communicator& comm, torch::nn::Module& module) {
   NamedTensors tensors;

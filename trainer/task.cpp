@@ -7,8 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/registry.h"
 #include "common/status_macros.h"
+#include "data/task.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -130,22 +130,6 @@ class Seq2SeqTask final : public Task {
   const TaskOptions options_;
 };
 
-using Factory = std::function<std::unique_ptr<Task>(const TaskOptions&)>;
-
-const NamedRegistry<Factory>& Registry() {
-  static const auto* registry = new NamedRegistry<Factory>(
-      "task",
-      {
-          {"lm", [](const TaskOptions& o) { return std::make_unique<LmTask>(o); }},
-          {"translation",
-           [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("translation", o); }},
-          {"summarization",
-           [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("summarization", o); }},
-          {"qa", [](const TaskOptions& o) { return std::make_unique<Seq2SeqTask>("qa", o); }},
-      });
-  return *registry;
-}
-
 }  // namespace
 
 absl::StatusOr<std::map<std::string, at::Tensor>> Task::SaveState() const {
@@ -160,12 +144,13 @@ absl::Status Task::LoadState(model::TransformerImpl&,
                    state.size(), " tensors of task state (saved by another task?)"));
 }
 
-std::vector<std::string> TaskNames() { return Registry().names(); }
-
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name,
                                                const TaskOptions& options) {
-  MEMTRAIN_ASSIGN_OR_RETURN(const Factory* factory, Registry().Find(name));
-  return (*factory)(options);
+  // The loss follows from the task table (data/task.h): documents train the
+  // decoder-only LM loss, examples the encoder-decoder one.
+  MEMTRAIN_ASSIGN_OR_RETURN(const data::TaskInfo* task, data::FindTask(name));
+  if (task->seq2seq) return std::make_unique<Seq2SeqTask>(task->name, options);
+  return std::make_unique<LmTask>(options);
 }
 
 data::Batch ToDevice(const data::Batch& batch, const c10::Device& device) {

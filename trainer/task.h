@@ -2,7 +2,8 @@
 //
 // A `Task` turns one BatchSource batch into a loss with a given model. It is
 // what differs between the four tasks; the training loop, the evaluation and
-// the reducer do not know which one runs. Registered by name:
+// the reducer do not know which one runs. The names and which tasks are
+// sequence-to-sequence are data/task.h's table; the loss follows from it:
 //   lm             decoder-only over document streams (WikiText-103, demo).
 //                  With memory on, the layers that remember across segments
 //                  (knn, infinite) keep one state per stream across steps,
@@ -62,9 +63,6 @@ class Task {
 };
 
 /// kInvalidArgument for an unknown name, listing the known ones.
-/// The tasks' names, in registry order (lm, translation, summarization, qa).
-std::vector<std::string> TaskNames();
-
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name, const TaskOptions& options);
 
 /// `batch`'s tensors on `device` (non-blocking where possible).

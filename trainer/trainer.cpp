@@ -76,8 +76,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   }
   // An unknown --task is reported with the known ones, before the corpus check.
   MEMTRAIN_RETURN_IF_ERROR(MakeTask(t->task_name_, TaskOptions{}).status());
-  const bool corpus_seq2seq = train_file->is_seq2seq();
-  if (corpus_seq2seq != (t->task_name_ != "lm")) {
+  MEMTRAIN_ASSIGN_OR_RETURN(const data::TaskInfo* task, data::FindTask(t->task_name_));
+  if (train_file->is_seq2seq() != task->seq2seq) {
     return absl::FailedPreconditionError(absl::StrCat("task ", t->task_name_, " cannot train on ",
                                                       options.train_data, ", a ",
                                                       train_file->header().task, " corpus"));

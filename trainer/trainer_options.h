@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoints/checkpoint.h"
 #include "data/batch_source.h"
+#include "data/task.h"
 #include "nlohmann/json_fwd.hpp"
 #include "parallel/gradient_reducer.h"
 #include "trainer/fused_adam.h"
@@ -92,7 +93,7 @@ struct TrainerOptions {
   X(train_data, train_data, kMustMatch, "Training corpus (memtrain-prepare output). Required.") \
   X(valid_data, valid_data, kMayChange, "Validation corpus (same tokenizer); empty: none.")     \
   X(task, task, kMustMatch,                                                                     \
-    absl::StrCat(absl::StrJoin(::memtrain::trainer::TaskNames(), ", "),                         \
+    absl::StrCat(absl::StrJoin(::memtrain::data::TaskNames(), ", "),                         \
                  "; empty: the training corpus's task."))                                       \
   X(steps, steps, kMayChange, "Optimizer steps.")                                               \
   X(accumulate, accumulate, kMustMatch, "Micro-batches per optimizer step.")                    \

@@ -247,7 +247,8 @@ TEST(TransformerTest, ConfigRoundTripsAndRefusesUnknownFields) {
   std::string json = TransformerOptionsToJson(o);
   json.replace(json.find("\"relu\""), 6, "\"tanh\"");
   bad = TransformerOptionsFromJson(json);
-  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("unknown PerformerKernel"));
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("'tanh' is not a Performer kernel: softmax, relu"));
 }
 
 TEST(TransformerTest, BadLayerChoicesAreNamed) {
