@@ -4,11 +4,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoints/safetensors.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
@@ -21,6 +24,7 @@ namespace fs = std::filesystem;
 
 constexpr char kWeights[] = "model.pt";
 constexpr char kConfig[] = "model.json";
+constexpr char kSafetensorsModelKey[] = "memtrain.model";
 
 }  // namespace
 
@@ -126,6 +130,53 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device&
   }
   loaded.model->to(device);
   return loaded;
+}
+
+absl::StatusOr<int64_t> ExportSafetensors(const std::string& model_dir, const std::string& path) {
+  MEMTRAIN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_dir, at::kCPU));
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& item : loaded.model->named_parameters()) tensors[item.key()] = item.value();
+  for (const auto& item : loaded.model->named_buffers()) tensors[item.key()] = item.value();
+  MEMTRAIN_RETURN_IF_ERROR(WriteSafetensors(
+      path, tensors,
+      {{kSafetensorsModelKey, model::TransformerOptionsToJson(loaded.info.options)},
+       {"memtrain.tokenizer_sha256", loaded.info.tokenizer_sha256},
+       {"memtrain.task", loaded.info.task},
+       {"memtrain.step", std::to_string(loaded.info.step)}}));
+  return static_cast<int64_t>(tensors.size());
+}
+
+absl::Status ImportSafetensors(const std::string& path, const std::string& model_dir) {
+  MEMTRAIN_ASSIGN_OR_RETURN(Safetensors file, ReadSafetensors(path));
+  auto config = file.metadata.find(kSafetensorsModelKey);
+  if (config == file.metadata.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " has no '", kSafetensorsModelKey,
+                     "' metadata (not written by memtrain-ckpt export)"));
+  }
+  ModelInfo info;
+  MEMTRAIN_ASSIGN_OR_RETURN(info.options, model::TransformerOptionsFromJson(config->second));
+  info.tokenizer_sha256 = file.metadata["memtrain.tokenizer_sha256"];
+  info.task = file.metadata["memtrain.task"];
+  const std::string step = file.metadata["memtrain.step"];
+  if (!step.empty() && !absl::SimpleAtoi(step, &info.step))
+    return absl::DataLossError(absl::StrCat(path, ": memtrain.step '", step, "' is not a number"));
+  MEMTRAIN_ASSIGN_OR_RETURN(model::Transformer model, model::MakeTransformer(info.options));
+  at::NoGradGuard no_grad;
+  auto copy = [&](const std::string& name, at::Tensor& target) -> absl::Status {
+    auto found = file.tensors.find(name);
+    if (found == file.tensors.end() || found->second.sizes() != target.sizes()) {
+      return absl::DataLossError(absl::StrCat(path, ": ", name, " is missing or not of shape ",
+                                              c10::str(target.sizes()), " as the config implies"));
+    }
+    target.copy_(found->second);
+    return absl::OkStatus();
+  };
+  for (auto& item : model->named_parameters())
+    MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+  for (auto& item : model->named_buffers())
+    MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+  return SaveModel(model_dir, *model, info);
 }
 
 }  // namespace memtrain::checkpoints

@@ -65,6 +65,16 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir);
 /// is damaged or does not match its config.
 absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device);
 
+/// A model directory (or checkpoint) as one safetensors file: every parameter
+/// and buffer under its LibTorch name, the model config, tokenizer sha256,
+/// task and step as metadata ("memtrain.model", ...), so that
+/// `safetensors.torch.load_file` reads it. Returns the number of tensors.
+absl::StatusOr<int64_t> ExportSafetensors(const std::string& model_dir, const std::string& path);
+/// The inverse: rebuilds a model directory (model_file.h) from an exported
+/// file. kFailedPrecondition for a file without memtrain's metadata,
+/// kDataLoss naming a tensor that is missing or not of the config's shape.
+absl::Status ImportSafetensors(const std::string& path, const std::string& model_dir);
+
 }  // namespace memtrain::checkpoints
 
 #endif  // MEMTRAIN_CHECKPOINTS_MODEL_FILE_H_

@@ -32,8 +32,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kModelKey[] = "memtrain.model";
-
 void PrintSafetensors(const std::string& path) {
   auto file = checkpoints::ReadSafetensors(path);
   if (!file.ok()) {
@@ -120,51 +118,14 @@ absl::Status Export(const std::string& path, const std::string& output) {
     return absl::InvalidArgumentError("--format: only safetensors is supported");
   }
   if (output.empty()) return absl::InvalidArgumentError("export needs --output=FILE.safetensors");
-  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded,
-                            checkpoints::LoadModel(path, at::kCPU));
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& item : loaded.model->named_parameters()) tensors[item.key()] = item.value();
-  for (const auto& item : loaded.model->named_buffers()) tensors[item.key()] = item.value();
-  MEMTRAIN_RETURN_IF_ERROR(checkpoints::WriteSafetensors(
-      output, tensors,
-      {{kModelKey, model::TransformerOptionsToJson(loaded.info.options)},
-       {"memtrain.tokenizer_sha256", loaded.info.tokenizer_sha256},
-       {"memtrain.task", loaded.info.task},
-       {"memtrain.step", std::to_string(loaded.info.step)}}));
-  std::cout << "exported " << tensors.size() << " tensors of " << path << " to " << output << "\n";
+  MEMTRAIN_ASSIGN_OR_RETURN(const int64_t tensors, checkpoints::ExportSafetensors(path, output));
+  std::cout << "exported " << tensors << " tensors of " << path << " to " << output << "\n";
   return absl::OkStatus();
 }
 
 absl::Status Import(const std::string& path, const std::string& output) {
   if (output.empty()) return absl::InvalidArgumentError("import needs --output=MODEL_DIR");
-  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::Safetensors file, checkpoints::ReadSafetensors(path));
-  auto config = file.metadata.find(kModelKey);
-  if (config == file.metadata.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " has no '", kModelKey, "' metadata (not written by memtrain-ckpt export)"));
-  }
-  checkpoints::ModelInfo info;
-  MEMTRAIN_ASSIGN_OR_RETURN(info.options, model::TransformerOptionsFromJson(config->second));
-  info.tokenizer_sha256 = file.metadata["memtrain.tokenizer_sha256"];
-  info.task = file.metadata["memtrain.task"];
-  info.step =
-      std::stoll(file.metadata.count("memtrain.step") ? file.metadata["memtrain.step"] : "0");
-  MEMTRAIN_ASSIGN_OR_RETURN(model::Transformer model, model::MakeTransformer(info.options));
-  at::NoGradGuard no_grad;
-  auto copy = [&](const std::string& name, at::Tensor& target) -> absl::Status {
-    auto found = file.tensors.find(name);
-    if (found == file.tensors.end() || found->second.sizes() != target.sizes()) {
-      return absl::DataLossError(absl::StrCat(path, ": ", name, " is missing or not of shape ",
-                                              c10::str(target.sizes()), " as the config implies"));
-    }
-    target.copy_(found->second);
-    return absl::OkStatus();
-  };
-  for (auto& item : model->named_parameters())
-    MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
-  for (auto& item : model->named_buffers())
-    MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
-  MEMTRAIN_RETURN_IF_ERROR(checkpoints::SaveModel(output, *model, info));
+  MEMTRAIN_RETURN_IF_ERROR(checkpoints::ImportSafetensors(path, output));
   std::cout << "imported " << path << " into " << output << "\n";
   return absl::OkStatus();
 }
