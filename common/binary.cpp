@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/native_libraries.h"
 #include "common/process.h"
 #include "glog/logging.h"
@@ -120,6 +121,12 @@ int ExitStatus(const absl::Status& status, const char* tag) {
   if (status.ok()) return 0;
   LOG(ERROR) << tag << " " << status.message();
   return 1;
+}
+
+absl::Status RequireFlagAtLeast(const char* flag, int64_t value, int64_t minimum) {
+  if (value >= minimum) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, " must be >= ", minimum, ", got ", value));
 }
 
 }  // namespace memtrain

@@ -20,6 +20,7 @@
 #ifndef MEMTRAIN_COMMON_BINARY_H_
 #define MEMTRAIN_COMMON_BINARY_H_
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -36,6 +37,10 @@ int RunBinary(const char* tag, const std::function<absl::Status()>& run);
 /// The same for work that chooses its own exit status on success (e.g. 75:
 /// stopped by a signal after a checkpoint).
 int RunBinaryWithExitCode(const char* tag, const std::function<absl::StatusOr<int>()>& run);
+
+/// kInvalidArgument "--<flag> must be >= <minimum>, got <value>" unless it is;
+/// for a binary's checks of its flags before any work.
+absl::Status RequireFlagAtLeast(const char* flag, int64_t value, int64_t minimum);
 
 /// main()'s return value for `status`: 0, or 1 after logging the error as
 /// "<tag> <message>".

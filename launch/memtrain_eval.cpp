@@ -36,6 +36,8 @@ namespace memtrain {
 namespace {
 
 absl::Status Run(int argc, char** argv) {
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("steps", absl::GetFlag(FLAGS_steps), 0));
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("generate", absl::GetFlag(FLAGS_generate), 0));
   MEMTRAIN_ASSIGN_OR_RETURN(launch::RankContext rank, launch::StartRank(&argc, &argv, "[eval]"));
   const bool lead = rank.world->rank() == 0;
   MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,

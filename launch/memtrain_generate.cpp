@@ -23,6 +23,10 @@ namespace memtrain {
 namespace {
 
 absl::Status Run() {
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("first", absl::GetFlag(FLAGS_first), 0));
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("count", absl::GetFlag(FLAGS_count), 1));
+  MEMTRAIN_RETURN_IF_ERROR(
+      RequireFlagAtLeast("prompt_tokens", absl::GetFlag(FLAGS_prompt_tokens), 1));
   MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
                             launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1));
   launch::ApplyDeviceChoice(device);

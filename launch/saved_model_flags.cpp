@@ -2,6 +2,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/binary.h"
 #include "common/status_macros.h"
 
 ABSL_FLAG(std::string, model, "", "Saved model directory (memtrain-train --save_dir). Required.");
@@ -21,14 +22,8 @@ absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device
     return absl::InvalidArgumentError("--model and --data are required");
   }
   // The search flags, before anything is loaded.
-  if (absl::GetFlag(FLAGS_beam) < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--beam must be >= 1 (1: greedy), got ", absl::GetFlag(FLAGS_beam)));
-  }
-  if (absl::GetFlag(FLAGS_max_length) < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_length must be >= 1, got ", absl::GetFlag(FLAGS_max_length)));
-  }
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("beam", absl::GetFlag(FLAGS_beam), 1));
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("max_length", absl::GetFlag(FLAGS_max_length), 1));
   MEMTRAIN_ASSIGN_OR_RETURN(opened.model, checkpoints::LoadModel(model_dir, device));
   MEMTRAIN_ASSIGN_OR_RETURN(opened.data, data::CorpusFile::Open(opened.data_path, {}));
   if (opened.data->tokenizer().sha256 != opened.model.info.tokenizer_sha256) {

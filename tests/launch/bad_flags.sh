@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every validated flag of memtrain-train, given a bad value: exit status 1,
-# one message that names the flag or the value and what is allowed, and no
-# signal or C++ stack trace (issue 14: no crash paths).
+# Every validated flag of memtrain-train, -generate and -eval, given a bad
+# value: exit status 1, one message that names the flag or the value and what
+# is allowed, and no signal or C++ stack trace (issue 14: no crash paths).
 #
 #   bad_flags.sh BIN_DIR
 set -euo pipefail
@@ -12,17 +12,22 @@ trap 'rm -rf "${work}"' EXIT
   --progress=false 2>"${work}/prepare.log" || { cat "${work}/prepare.log"; exit 1; }
 
 failures=0
-expect_refusal() {  # flag=value, text the message must contain
+train_args=(--train_data="${work}/demo.h5" --steps=2 --encoder_layers=0 --decoder_layers=1 --model_dim=16
+  --heads=2 --ffn_dim=32 --streams=1 --segment_length=8 --lr_schedule=constant --warmup_steps=0)
+"${bin}/memtrain-train" "${train_args[@]}" --save_dir="${work}/model" >"${work}/train.log" 2>&1 \
+  || { cat "${work}/train.log"; exit 1; }
+saved_args=(--model="${work}/model" --data="${work}/demo.h5")
+binary=memtrain-train args=("${train_args[@]}")
+
+expect_refusal() {  # flag=value, text the message must contain; runs ${binary} ${args[@]}
   local flag="$1" text="$2" out rc=0
-  out="$(timeout 120 "${bin}/memtrain-train" --train_data="${work}/demo.h5" --steps=2 --encoder_layers=0 \
-    --decoder_layers=1 --model_dim=16 --heads=2 --ffn_dim=32 --streams=1 --segment_length=8 \
-    --lr_schedule=constant --warmup_steps=0 "${flag}" 2>&1)" || rc=$?
+  out="$(timeout 120 "${bin}/${binary}" "${args[@]}" "${flag}" 2>&1)" || rc=$?
   if [[ ${rc} != 1 ]] || ! grep -qF -- "${text}" <<<"${out}" || grep -q "Exception raised from\|Check failure stack" <<<"${out}"; then
-    echo "FAIL ${flag}: exit ${rc}, expected 1 and a message containing '${text}'; got:"
+    echo "FAIL ${binary} ${flag}: exit ${rc}, expected 1 and a message containing '${text}'; got:"
     tail -5 <<<"${out}"
     failures=$((failures + 1))
   else
-    echo "ok   ${flag}: $(grep -F -- "${text}" <<<"${out}" | head -1 | sed 's/^.*\] //')"
+    echo "ok   ${binary} ${flag}: $(grep -F -- "${text}" <<<"${out}" | head -1 | sed 's/^.*\] //')"
   fi
 }
 expect_refusal --optimizer=sgd "unknown optimizer 'sgd'; known: adam, adamw"
@@ -38,4 +43,20 @@ expect_refusal --heads=3 "heads"
 expect_refusal --linformer_sharing=all "'all' is not a Linformer sharing: none, headwise, key_value, layerwise"
 expect_refusal --streams=0 "--streams must be positive"
 expect_refusal --train_data=/nonexistent.h5 "/nonexistent.h5"
+
+binary=memtrain-generate args=("${saved_args[@]}")
+expect_refusal --beam=0 "--beam must be >= 1, got 0"
+expect_refusal --max_length=0 "--max_length must be >= 1, got 0"
+expect_refusal --count=0 "--count must be >= 1, got 0"
+expect_refusal --first=-1 "--first must be >= 0, got -1"
+expect_refusal --prompt_tokens=0 "--prompt_tokens must be >= 1, got 0"
+expect_refusal --device=tpu "--device=tpu is not one of auto, cpu, cuda"
+expect_refusal --model="${work}/none" "${work}/none holds no model"
+
+binary=memtrain-eval args=("${saved_args[@]}")
+expect_refusal --steps=-1 "--steps must be >= 0, got -1"
+expect_refusal --generate=-2 "--generate must be >= 0, got -2"
+expect_refusal --segment_length=0 "--segment_length must be positive; got 0"
+expect_refusal --knn_scope=x "'x' is not one of"
+expect_refusal --collectives=ib "--collectives=ib is not one this build has"
 exit $((failures > 0))
