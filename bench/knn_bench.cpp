@@ -8,11 +8,11 @@
 // memtrain-train does (launch/device.h): 1 per rank with 2 ranks on 2 cores.
 //
 // One rank, for each capacity: 512 unit-norm queries, top-32, d = 128, one
-// group: queries/s of LocalKnnMemory (fp32 and bf16 storage) against FAISS
+// group: queries/s of ExactKnnMemory (fp32 and bf16 storage) against FAISS
 // IndexFlatIP on the same entries in the same run (the ratio), and FAISS
 // HNSW's build time, speed and recall against the exact answer. Then the
 // knn step overhead: forward + backward of one segment of a small decoder-only
-// LM whose knn layer searches a full LocalKnnMemory of each --step_capacities
+// LM whose knn layer searches a full ExactKnnMemory of each --step_capacities
 // per stream and head (ForwardSegment, its memory writes included), against
 // the same model and tokens without memory (ForwardLm: the knn layer is then
 // local attention only), alternating step by step. Every search and step time
@@ -20,7 +20,7 @@
 //
 // R ranks, a ShardedKnnMemory of each capacity per rank (R x capacity in all):
 //   split       one 512-query batch, 512/R queries from each rank: its latency
-//               against a LocalKnnMemory of the same capacity per rank searching
+//               against an ExactKnnMemory of the same capacity per rank searching
 //               all 512 on rank 0 alone, at the same threads (target <= 1.5x);
 //   throughput  every rank brings its own 512 queries: queries/s over all ranks.
 #include <ATen/ATen.h>
@@ -40,12 +40,12 @@
 #include "common/binary.h"
 #include "glog/logging.h"
 #include "launch/rank_context.h"
+#include "memory/exact_knn_memory.h"
+#include "memory/sharded_knn_memory.h"
 #include "model/transformer.h"
 #include "nlohmann/json.hpp"
-#include "parallel/local_knn_memory.h"
-#include "parallel/sharded_knn_memory.h"
 #ifdef MEMTRAIN_WITH_FAISS
-#include "parallel/faiss_knn_memory.h"
+#include "memory/faiss_knn_memory.h"
 #endif
 
 ABSL_FLAG(std::string, capacities, "8192,65536,262144",
@@ -97,8 +97,8 @@ Clock::time_point Now() {
 }
 
 // Median seconds of one search of stream 0; `found` gets the result.
-double TimeSearch(const parallel::KnnMemory& memory, const at::Tensor& queries, int64_t k,
-                  parallel::KnnResult* found = nullptr) {
+double TimeSearch(const memory::KnnMemory& memory, const at::Tensor& queries, int64_t k,
+                  memory::KnnResult* found = nullptr) {
   auto once = [&] {
     auto result = memory.search(0, queries, k);
     CHECK(result.ok()) << result.status();
@@ -149,25 +149,24 @@ void OnRootAlone(parallel::Communicator& comm, const std::function<void()>& work
   }
 }
 
-// One process: LocalKnnMemory fp32 / bf16, FAISS flat and HNSW on the same entries.
+// One process: ExactKnnMemory fp32 / bf16, FAISS flat and HNSW on the same entries.
 nlohmann::json OneRankRow(int64_t capacity, const at::Tensor& keys, const at::Tensor& values,
                           int64_t k) {
   const at::Tensor queries = UnitRows({1, absl::GetFlag(FLAGS_queries), keys.size(2)});
   const double q = static_cast<double>(queries.size(1));
   nlohmann::json row = {{"capacity", capacity}};
-  parallel::LocalKnnMemory fp32{parallel::LocalKnnMemoryOptions(capacity)};
+  memory::ExactKnnMemory fp32{memory::ExactKnnMemoryOptions(capacity)};
   CHECK(fp32.add(0, keys, values).ok());
-  parallel::KnnResult exact;
+  memory::KnnResult exact;
   row["local_fp32_qps"] = q / TimeSearch(fp32, queries, k, &exact);
-  parallel::LocalKnnMemory bf16(
-      parallel::LocalKnnMemoryOptions(capacity).storage_dtype(at::kBFloat16));
+  memory::ExactKnnMemory bf16(memory::ExactKnnMemoryOptions(capacity).storage_dtype(at::kBFloat16));
   CHECK(bf16.add(0, keys, values).ok());
   row["local_bf16_qps"] = q / TimeSearch(bf16, queries, k);
   std::printf("capacity %7ld: local fp32 %8.0f q/s, bf16 %8.0f q/s", capacity,
               row["local_fp32_qps"].get<double>(), row["local_bf16_qps"].get<double>());
 #ifdef MEMTRAIN_WITH_FAISS
-  parallel::FaissKnnMemory flat(
-      parallel::FaissKnnMemoryOptions(capacity).kind(parallel::FaissIndexKind::kFlat));
+  memory::FaissKnnMemory flat(
+      memory::FaissKnnMemoryOptions(capacity).kind(memory::FaissIndexKind::kFlat));
   CHECK(flat.add(0, keys, values).ok());
   row["faiss_flat_qps"] = q / TimeSearch(flat, queries, k);
   row["local_vs_faiss_flat"] =
@@ -175,12 +174,12 @@ nlohmann::json OneRankRow(int64_t capacity, const at::Tensor& keys, const at::Te
   std::printf(" | FAISS flat %8.0f q/s (local/FAISS %.2fx)", row["faiss_flat_qps"].get<double>(),
               row["local_vs_faiss_flat"].get<double>());
   if (capacity <= absl::GetFlag(FLAGS_hnsw_max)) {
-    parallel::FaissKnnMemory hnsw((parallel::FaissKnnMemoryOptions(capacity)));
+    memory::FaissKnnMemory hnsw((memory::FaissKnnMemoryOptions(capacity)));
     CHECK(hnsw.add(0, keys, values).ok());
     const auto start = Now();
     CHECK(hnsw.search(0, queries.narrow(1, 0, 1), 1).ok());  // builds the index
     row["faiss_hnsw_build_s"] = Seconds(start);
-    parallel::KnnResult approximate;
+    memory::KnnResult approximate;
     row["faiss_hnsw_qps"] = q / TimeSearch(hnsw, queries, k, &approximate);
     row["faiss_hnsw_recall"] = Recall(approximate.ids, exact.ids);
     std::printf(" | HNSW %8.0f q/s, recall %.3f, build %.1f s", row["faiss_hnsw_qps"].get<double>(),
@@ -193,7 +192,7 @@ nlohmann::json OneRankRow(int64_t capacity, const at::Tensor& keys, const at::Te
 }
 
 // R ranks: the split and throughput rows of a ShardedKnnMemory of `capacity`
-// per rank, each rank adding its own `keys`, against a LocalKnnMemory of
+// per rank, each rank adding its own `keys`, against an ExactKnnMemory of
 // `capacity` (rank 0's entries) on rank 0 alone.
 nlohmann::json ShardedRow(parallel::Communicator& comm, int64_t capacity, const at::Tensor& keys,
                           const at::Tensor& values, int64_t k) {
@@ -203,19 +202,19 @@ nlohmann::json ShardedRow(parallel::Communicator& comm, int64_t capacity, const 
   at::Tensor batch = UnitRows({1, q, keys.size(2)});
   CHECK(comm.broadcast(batch, 0).ok());  // the split row's batch is rank 0's, as the baseline's
   double local_s = 0;
-  parallel::KnnResult local_found;
+  memory::KnnResult local_found;
   OnRootAlone(comm, [&] {
-    parallel::LocalKnnMemory local{parallel::LocalKnnMemoryOptions(capacity)};
+    memory::ExactKnnMemory local{memory::ExactKnnMemoryOptions(capacity)};
     CHECK(local.add(0, keys, values).ok());
     local_s = TimeSearch(local, batch, k, &local_found);
   });
   local_s = SlowestRank(comm, local_s);  // rank 0's, on every rank
 
-  parallel::ShardedKnnMemory sharded(
-      comm, std::make_unique<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity)),
+  memory::ShardedKnnMemory sharded(
+      comm, std::make_unique<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(capacity)),
       capacity);
   CHECK(sharded.add(0, keys, values).ok());
-  parallel::KnnResult split_found;
+  memory::KnnResult split_found;
   const double split_s = SlowestRank(
       comm, TimeSearch(sharded, batch.narrow(1, comm.rank() * share, share), k, &split_found));
   if (comm.rank() == 0) {
@@ -295,10 +294,9 @@ nlohmann::json StepOverhead(int64_t top_k) {
        ParseList(absl::GetFlag(FLAGS_step_capacities), "step_capacities")) {
     // Every stream starts full, as deep into a long document: what it holds
     // does not change the cost of an exact search.
-    std::shared_ptr<parallel::LocalKnnMemory> memory;
+    std::shared_ptr<memory::ExactKnnMemory> memory;
     model::TransformerDecodeStates states = lm->NewSegmentStates(batch, [&](int64_t, int64_t rows) {
-      memory =
-          std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(capacity));
+      memory = std::make_shared<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(capacity));
       std::vector<int64_t> streams;
       for (int64_t row = 0; row < rows; ++row) {
         CHECK(memory
@@ -308,7 +306,7 @@ nlohmann::json StepOverhead(int64_t top_k) {
                   .ok());
         streams.push_back(row);
       }
-      return model::KnnMemoryBinding{memory, std::move(streams)};
+      return memory::KnnLayerMemory{memory, std::move(streams)};
     });
     std::vector<double> with_memory, without;
     for (int rep = 0; rep < bench::Warmup() + bench::Repeats(); ++rep) {
@@ -382,7 +380,7 @@ int Main(int argc, char** argv) {
 int main(int argc, char** argv) {
   memtrain::InitBinary(
       argc, argv,
-      "Search speed of the kNN memories. One rank: LocalKnnMemory (fp32, bf16) vs FAISS flat and "
+      "Search speed of the kNN memories. One rank: ExactKnnMemory (fp32, bf16) vs FAISS flat and "
       "HNSW. Under mpirun: ShardedKnnMemory, split (one batch over the ranks, latency vs a local "
       "memory of the same capacity per rank on rank 0 alone) and throughput (every rank's own "
       "batch). Threads per rank: the cores divided among the ranks. One rank only: the knn step "

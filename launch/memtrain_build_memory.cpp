@@ -23,8 +23,8 @@
 #include "launch/knn_memory_flags.h"
 #include "launch/rank_context.h"
 #include "launch/saved_model_flags.h"
+#include "memory/knn_memory_store.h"
 #include "trainer/evaluate.h"
-#include "trainer/knn_memory_store.h"
 
 ABSL_FLAG(std::string, out, "", "Directory to create for the memory (must not exist). Required.");
 ABSL_FLAG(int64_t, capacity_per_rank, 0,
@@ -54,7 +54,7 @@ absl::Status Run(int argc, char** argv) {
     return absl::FailedPreconditionError(absl::StrCat(
         "--model is a ", loaded.info.task, " model; kNN memories are built by lm models"));
   }
-  const std::vector<int64_t> layers = trainer::KnnLayers(loaded.info.options);
+  const std::vector<int64_t> layers = model::KnnLayers(loaded.info.options);
   if (layers.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "--model=", opened.model_dir, " has no knn layer (memtrain-train --knn_layers)"));
@@ -68,22 +68,20 @@ absl::Status Run(int argc, char** argv) {
 
   // One shared memory per knn layer, sharded over the world; the model's
   // per-stream size gives way to the capacity asked for.
-  MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemorySetup setup, launch::KnnMemorySetupFromFlags());
+  MEMTRAIN_ASSIGN_OR_RETURN(memory::KnnMemorySetup setup, launch::KnnMemorySetupFromFlags());
   setup.scope = "shared";
   setup.sharded = true;
-  model::TransformerOptions options = loaded.info.options;
-  int64_t& capacity = options.attention_options.knn.memory_size;
-  capacity = absl::GetFlag(FLAGS_capacity_per_rank);
+  int64_t capacity = absl::GetFlag(FLAGS_capacity_per_rank);
   if (capacity == 0)
     capacity = std::max<int64_t>(1, steps * source_options.streams * source_options.segment_length);
-  MEMTRAIN_ASSIGN_OR_RETURN(const model::KnnMemoryFactory shared,
-                            trainer::MakeKnnMemoryFactory(setup, options, world));
-  std::map<int64_t, std::shared_ptr<parallel::KnnMemory>> memories;
+  MEMTRAIN_ASSIGN_OR_RETURN(const memory::KnnLayerMemories shared,
+                            memory::MakeKnnLayerMemories(setup, capacity, world));
+  std::map<int64_t, std::shared_ptr<memory::KnnMemory>> memories;
   trainer::TaskOptions task_options;
   task_options.knn_memory = [&](int64_t layer, int64_t rows) {
-    model::KnnMemoryBinding binding = shared(layer, rows);
-    memories[layer] = binding.memory;
-    return binding;
+    memory::KnnLayerMemory layer_memory = shared(layer, rows);
+    memories[layer] = layer_memory.memory;
+    return layer_memory;
   };
   MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask("lm", task_options));
   LOG_IF(INFO, lead) << absl::StrFormat(
@@ -101,7 +99,7 @@ absl::Status Run(int argc, char** argv) {
                             trainer::Evaluate(*loaded.model, *task, *source, world,
                                               rank.device.device, steps, progress.get()));
 
-  trainer::KnnMemoryStoreInfo info;
+  memory::KnnMemoryStoreInfo info;
   info.model_sha256 = loaded.weights_sha256;
   info.corpus = opened.data_path;
   info.corpus_tokens = static_cast<int64_t>(totals.tokens);
@@ -110,7 +108,7 @@ absl::Status Run(int argc, char** argv) {
   info.memory.capacity = capacity;
   info.memory.sharded = true;
   for (const auto& [layer, memory] : memories) info.entries[layer] = memory->size(0);
-  MEMTRAIN_RETURN_IF_ERROR(trainer::WriteKnnMemoryStore(out, info, memories, world));
+  MEMTRAIN_RETURN_IF_ERROR(memory::WriteKnnMemoryStore(out, info, memories, world));
   if (lead) {
     for (const auto& [layer, entries] : info.entries) {
       std::cout << absl::StrFormat(

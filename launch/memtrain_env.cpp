@@ -27,8 +27,8 @@
 #include "launch/environment.h"
 #include "launch/rank_context.h"
 #include "launch/signals.h"
+#include "memory/knn_memory_factory.h"
 #include "parallel/c10d_communicator.h"
-#include "parallel/knn_memory_factory.h"
 #include "parallel/mpi_runtime.h"
 
 namespace memtrain {
@@ -67,7 +67,7 @@ absl::Status Run(int argc, char** argv) {
       parallel::NcclDescription(), " | c10d backends ",
       absl::StrJoin(parallel::C10dBackendNames(), ","), " | ", Hdf5Version(), " | device ",
       device.description, " | ", DescribeNativeLibraries(FindNativeLibraries()), " | kNN backends ",
-      absl::StrJoin(parallel::KnnBackendNames(), ","));
+      absl::StrJoin(memory::KnnBackendNames(), ","));
 
   at::Tensor bytes = at::empty({static_cast<int64_t>(line.size())}, at::kByte);
   std::memcpy(bytes.data_ptr(), line.data(), line.size());

@@ -16,9 +16,9 @@
 #include "launch/knn_memory_flags.h"
 #include "launch/rank_context.h"
 #include "launch/saved_model_flags.h"
+#include "memory/knn_memory_store.h"
 #include "trainer/evaluate.h"
 #include "trainer/generation.h"
-#include "trainer/knn_memory_store.h"
 #include "trainer/metrics_log.h"
 
 ABSL_FLAG(bool, use_memory, true, "lm: memory layers keep each stream's memory across segments.");
@@ -54,12 +54,12 @@ absl::Status Run(int argc, char** argv) {
   MEMTRAIN_RETURN_IF_ERROR(launch::ApplyBatchShapeFlags(&source_options));
   MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(data_path, source_options));
 
-  MEMTRAIN_ASSIGN_OR_RETURN(trainer::KnnMemorySetup knn_setup, launch::KnnMemorySetupFromFlags());
+  MEMTRAIN_ASSIGN_OR_RETURN(memory::KnnMemorySetup knn_setup, launch::KnnMemorySetupFromFlags());
   if (const std::string dir = absl::GetFlag(FLAGS_knn_memory_dir); !dir.empty()) {
     MEMTRAIN_ASSIGN_OR_RETURN(
-        trainer::KnnMemoryStore store,
-        trainer::ReadKnnMemoryStore(dir, loaded.weights_sha256,
-                                    trainer::KnnLayers(loaded.info.options), *rank.world));
+        memory::KnnMemoryStore store,
+        memory::ReadKnnMemoryStore(dir, loaded.weights_sha256,
+                                   model::KnnLayers(loaded.info.options), *rank.world));
     for (const auto& [layer, entries] : store.info.entries) {
       LOG_IF(INFO, lead) << absl::StrFormat(
           "[eval] decoder.%d searches %s read-only: %d entries of %s over %d rank(s)", layer, dir,
@@ -68,8 +68,9 @@ absl::Status Run(int argc, char** argv) {
     knn_setup.prebuilt = std::move(store.memories);
   }
   MEMTRAIN_ASSIGN_OR_RETURN(
-      const model::KnnMemoryFactory knn_memory,
-      trainer::MakeKnnMemoryFactory(knn_setup, loaded.info.options, *rank.world));
+      const memory::KnnLayerMemories knn_memory,
+      memory::MakeKnnLayerMemories(knn_setup, loaded.info.options.attention_options.knn.memory_size,
+                                   *rank.world));
 
   std::vector<bool> memory_settings = {absl::GetFlag(FLAGS_use_memory)};
   if (absl::GetFlag(FLAGS_compare_memory)) memory_settings = {true, false};

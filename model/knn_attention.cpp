@@ -8,8 +8,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "memory/exact_knn_memory.h"
 #include "model/attention_common.h"
-#include "parallel/local_knn_memory.h"
 
 namespace memtrain::model {
 namespace {
@@ -19,9 +19,10 @@ at::Tensor Normalize(const at::Tensor& x) { return x * at::rsqrt(x.pow(2).sum(-1
 
 }  // namespace
 
-KnnDecodeState::KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory,
-                               std::vector<int64_t> streams, KnnMemoryUse use)
-    : memory_(std::move(memory)), streams_(std::move(streams)), use_(use) {
+KnnDecodeState::KnnDecodeState(memory::KnnLayerMemory layer_memory)
+    : memory_(std::move(layer_memory.memory)),
+      streams_(std::move(layer_memory.streams)),
+      scope_(layer_memory.scope) {
   TORCH_CHECK(memory_ != nullptr, "KnnDecodeState: needs a memory");
 }
 
@@ -49,9 +50,9 @@ void KnnDecodeState::Reorder(const at::Tensor& indices) {
 }
 
 absl::Status KnnDecodeState::EndSegment() {
-  if (keys.defined() && use_ != KnnMemoryUse::kReadOnly) {
+  if (keys.defined() && scope_ != memory::KnnScope::kPrebuilt) {
     for (const auto& [stream, rows] : RowsByStream()) {
-      if (rows.size() > 1 && use_ == KnnMemoryUse::kPerStream) {
+      if (rows.size() > 1 && scope_ == memory::KnnScope::kStream) {
         return absl::FailedPreconditionError(
             "KnnDecodeState::EndSegment: rows share a memory stream after a reorder; writing "
             "would store the segment twice");
@@ -79,7 +80,7 @@ void KnnDecodeState::NewDocument(const at::Tensor& starts) {
               starts.sizes());
   for (int64_t b = 0; b < rows.numel(); ++b) {
     if (!rows.data_ptr<bool>()[b]) continue;
-    if (use_ == KnnMemoryUse::kPerStream) memory_->clear(streams_[static_cast<size_t>(b)]);
+    if (scope_ == memory::KnnScope::kStream) memory_->clear(streams_[static_cast<size_t>(b)]);
     if (padding.defined()) padding[b].fill_(true);  // the old document's window
   }
 }
@@ -148,12 +149,11 @@ KnnAttentionImpl::KnnAttentionImpl(const AttentionOptions& options) : options_(o
 }
 
 std::unique_ptr<DecodeState> KnnAttentionImpl::NewState(int64_t batch) {
-  std::vector<int64_t> streams;
-  for (int64_t b = 0; b < batch; ++b) streams.push_back(b);
-  return std::make_unique<KnnDecodeState>(
-      std::make_shared<parallel::LocalKnnMemory>(
-          parallel::LocalKnnMemoryOptions(options_.knn.memory_size)),
-      std::move(streams));
+  memory::KnnLayerMemory layer_memory;
+  layer_memory.memory = std::make_shared<memory::ExactKnnMemory>(
+      memory::ExactKnnMemoryOptions(options_.knn.memory_size));
+  for (int64_t b = 0; b < batch; ++b) layer_memory.streams.push_back(b);
+  return std::make_unique<KnnDecodeState>(std::move(layer_memory));
 }
 
 at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {

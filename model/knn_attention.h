@@ -18,11 +18,13 @@
 //   }
 //
 // Where the memory lives: in the KnnDecodeState, never in the module. The
-// state holds a std::shared_ptr<parallel::KnnMemory> (NewState makes a
-// LocalKnnMemory; a caller may build a KnnDecodeState over a sharded, FAISS
-// or prebuilt memory), one stream id per batch row and how the rows use it
-// (KnnMemoryUse). Rows of one stream search it together, in one call. A call
-// without a state sees an empty memory and is exactly local attention.
+// state holds what its layer was given, a memory::KnnLayerMemory
+// (memory/knn_layer_memory.h): a std::shared_ptr<memory::KnnMemory> (NewState
+// makes an ExactKnnMemory; a caller may give a sharded, FAISS or prebuilt
+// one), one stream id per batch row, and the scope, which says whether the
+// rows write the memory and whether a new document clears it. Rows of one
+// stream search it together, in one call. A call without a state sees an
+// empty memory and is exactly local attention.
 //
 // When memory is written: only by KnnDecodeState::EndSegment, which flushes
 // the (normalised, detached) keys and values buffered since the last segment
@@ -44,32 +46,23 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "memory/knn_layer_memory.h"
+#include "memory/knn_memory.h"
 #include "model/attention.h"
-#include "parallel/knn_memory.h"
 
 namespace memtrain::model {
 
-/// How a `knn` layer's rows use their memory (docs/KNN_MEMORY.md, "Scopes").
-enum class KnnMemoryUse {
-  /// The paper: each row is its own stream, cleared when its document starts.
-  kPerStream,
-  /// One memory for many rows (all rows may name one stream): each segment's
-  /// rows are written in row order, and a new document clears nothing.
-  kShared,
-  /// A prebuilt memory (memtrain-build-memory): searched, never written or cleared.
-  kReadOnly,
-};
-
-/// Per-stream state of a `knn` layer: the kNN memory (shared pointer, so a
-/// memory can outlive or be shared by states), the stream id of each batch
-/// row, and the current segment's local keys/values.
+/// Per-stream state of a `knn` layer: its layer memory (the kNN memory, a
+/// shared pointer, so a memory can outlive or be shared by states; the stream
+/// id of each batch row; the scope) and the current segment's local
+/// keys/values.
 class KnnDecodeState final : public SegmentMemoryState {
  public:
-  KnnDecodeState(std::shared_ptr<parallel::KnnMemory> memory, std::vector<int64_t> streams,
-                 KnnMemoryUse use = KnnMemoryUse::kPerStream);
+  /// Throws (TORCH_CHECK) without a memory.
+  explicit KnnDecodeState(memory::KnnLayerMemory layer_memory);
 
   /// Reorders the rows' local windows and stream ids. Rows that come to share
-  /// a stream (beam search) share its memory; with kPerStream, EndSegment
+  /// a stream (beam search) share its memory; with scope kStream, EndSegment
   /// refuses then.
   void Reorder(const at::Tensor& indices) override;
   /// The local window (memory contents are the memory's to save).
@@ -78,20 +71,20 @@ class KnnDecodeState final : public SegmentMemoryState {
 
   /// Segment boundary: appends the rows' buffered non-padding keys/values to
   /// their streams' memory (one add per stream, its rows in order; none when
-  /// kReadOnly) and empties the local window.
+  /// the scope is kPrebuilt) and empties the local window.
   absl::Status EndSegment() override;
   /// Rows where `starts` ([B] bool) is true begin a new document: their
-  /// buffered positions are hidden and, with kPerStream, their memory stream
-  /// is cleared.
+  /// buffered positions are hidden and, with scope kStream, their memory
+  /// stream is cleared.
   void NewDocument(const at::Tensor& starts) override;
   /// "position", "streams", the local window ("window.keys|values|padding",
   /// when not empty) and the memory's own state under "memory.".
   absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
   absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
 
-  parallel::KnnMemory& memory() const { return *memory_; }
+  memory::KnnMemory& memory() const { return *memory_; }
   const std::vector<int64_t>& streams() const { return streams_; }
-  KnnMemoryUse use() const { return use_; }
+  memory::KnnScope scope() const { return scope_; }
   /// The rows of each stream, streams in order of their first row. A sharded
   /// memory is collective, so every search and add goes once per stream, in
   /// this order, on every rank.
@@ -102,9 +95,9 @@ class KnnDecodeState final : public SegmentMemoryState {
   at::Tensor keys, values, padding;
 
  private:
-  std::shared_ptr<parallel::KnnMemory> memory_;  // [not null]
-  std::vector<int64_t> streams_;                 // stream id of each batch row
-  KnnMemoryUse use_;
+  std::shared_ptr<memory::KnnMemory> memory_;  // [not null]
+  std::vector<int64_t> streams_;               // stream id of each batch row
+  memory::KnnScope scope_;
   int64_t position_ = 0;
   friend class KnnAttentionImpl;
 };
@@ -116,8 +109,8 @@ class KnnAttentionImpl : public AttentionImpl {
   explicit KnnAttentionImpl(const AttentionOptions& options);
 
   at::Tensor forward(const AttentionCall& call) override;
-  /// A state over a fresh LocalKnnMemory of options.knn.memory_size, rows
-  /// 0..batch-1 as streams 0..batch-1.
+  /// A state over a fresh ExactKnnMemory of options.knn.memory_size, rows
+  /// 0..batch-1 as streams 0..batch-1, scope kStream.
   std::unique_ptr<DecodeState> NewState(int64_t batch) override;
   std::string kind() const override { return "knn"; }
   AttentionCapabilities capabilities() const override {

@@ -355,8 +355,8 @@ TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch) {
   return states;
 }
 
-TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch,
-                                                          const KnnMemoryFactory& knn_memory) {
+TransformerDecodeStates TransformerImpl::NewSegmentStates(
+    int64_t batch, const memory::KnnLayerMemories& knn_memory) {
   TORCH_CHECK(options_.encoder_layers == 0,
               "NewSegmentStates: segments are for decoder-only models");
   TransformerDecodeStates states = NewDecodeStates(batch);
@@ -365,12 +365,11 @@ TransformerDecodeStates TransformerImpl::NewSegmentStates(int64_t batch,
     if (dynamic_cast<SegmentMemoryState*>(state.get()) == nullptr) {
       state.reset();
     } else if (knn_memory && dynamic_cast<KnnDecodeState*>(state.get()) != nullptr) {
-      KnnMemoryBinding binding = knn_memory(static_cast<int64_t>(i), batch);
-      TORCH_CHECK(binding.streams.size() == static_cast<size_t>(batch), "decoder.", i,
-                  ": the knn memory factory gave ", binding.streams.size(), " streams for ", batch,
-                  " rows");
-      state = std::make_unique<KnnDecodeState>(std::move(binding.memory),
-                                               std::move(binding.streams), binding.use);
+      memory::KnnLayerMemory layer_memory = knn_memory(static_cast<int64_t>(i), batch);
+      TORCH_CHECK(layer_memory.streams.size() == static_cast<size_t>(batch), "decoder.", i,
+                  ": the knn layer memory has ", layer_memory.streams.size(), " streams for ",
+                  batch, " rows");
+      state = std::make_unique<KnnDecodeState>(std::move(layer_memory));
     }
   }
   return states;
@@ -420,6 +419,14 @@ std::string TransformerImpl::ParameterReport() {
 const std::string& DecoderSelfAttentionKind(const TransformerOptions& options, int64_t layer) {
   auto kind = options.layer_attention.find(layer);
   return kind == options.layer_attention.end() ? options.attention : kind->second;
+}
+
+std::vector<int64_t> KnnLayers(const TransformerOptions& options) {
+  std::vector<int64_t> layers;
+  for (int64_t i = 0; i < options.decoder_layers; ++i) {
+    if (DecoderSelfAttentionKind(options, i) == "knn") layers.push_back(i);
+  }
+  return layers;
 }
 
 absl::StatusOr<Transformer> MakeTransformer(const TransformerOptions& options) {

@@ -35,9 +35,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "memory/knn_layer_memory.h"
 #include "model/attention.h"
 #include "model/knn_attention.h"
-#include "parallel/knn_memory.h"
 
 namespace memtrain::model {
 
@@ -91,17 +91,6 @@ class TransformerBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerBlock);
 
-/// The memory a `knn` layer's segment state uses: the memory (e.g. a
-/// parallel::ShardedKnnMemory shared by the ranks), each batch row's stream
-/// in it, and how the rows use it.
-struct KnnMemoryBinding {
-  std::shared_ptr<parallel::KnnMemory> memory;
-  std::vector<int64_t> streams;  ///< one per batch row; distinct for kPerStream
-  KnnMemoryUse use = KnnMemoryUse::kPerStream;
-};
-/// Called once per `knn` decoder layer (its index) with the batch rows.
-using KnnMemoryFactory = std::function<KnnMemoryBinding(int64_t layer, int64_t batch)>;
-
 /// Decoding state of the whole decoder: one self and one cross state per layer.
 struct TransformerDecodeStates {
   std::vector<std::unique_ptr<DecodeState>> self, cross;
@@ -133,10 +122,11 @@ class TransformerImpl : public torch::nn::Module {
   /// a segment (SegmentMemoryState: knn, infinite); the others are null and
   /// attend within the segment. Positions restart at 0 in every segment: the
   /// past is reachable through the memories only. Without `knn_memory` each
-  /// knn layer gets its own LocalKnnMemory (rows = streams 0..batch-1); with
-  /// it, the memory and streams it returns for the layer.
+  /// knn layer gets its own ExactKnnMemory (rows = streams 0..batch-1, scope
+  /// stream); with it, the layer memory it returns for the layer
+  /// (memory/knn_layer_memory.h).
   TransformerDecodeStates NewSegmentStates(int64_t batch,
-                                           const KnnMemoryFactory& knn_memory = nullptr);
+                                           const memory::KnnLayerMemories& knn_memory = nullptr);
   /// Rows where `starts` ([B] bool) is true begin a new document: their
   /// memories are cleared.
   void StartDocuments(TransformerDecodeStates& states, const at::Tensor& starts);
@@ -170,6 +160,9 @@ absl::StatusOr<Transformer> MakeTransformer(const TransformerOptions& options);
 /// The self-attention kind of decoder layer `layer`: its layer_attention
 /// entry, else options.attention.
 const std::string& DecoderSelfAttentionKind(const TransformerOptions& options, int64_t layer);
+
+/// The decoder layers of `options` whose self-attention is knn.
+std::vector<int64_t> KnnLayers(const TransformerOptions& options);
 
 }  // namespace memtrain::model
 

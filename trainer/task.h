@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "data/batch_source.h"
+#include "memory/knn_layer_memory.h"
 #include "model/transformer.h"
 #include "trainer/loss.h"
 
@@ -35,9 +36,10 @@ struct TaskOptions {
   double label_smoothing = 0.0;
   /// lm only: keep the memory layers' states across segments.
   bool use_memory = true;
-  /// lm with memory: the knn layers' memories (trainer/knn_memory_setup.h).
-  /// Null: a LocalKnnMemory per layer, one stream per row.
-  model::KnnMemoryFactory knn_memory;
+  /// lm with memory: the knn layers' memories (memory/knn_layer_memory.h,
+  /// made by memory/knn_memory_setup.h). Null: an ExactKnnMemory per layer,
+  /// one stream per row.
+  memory::KnnLayerMemories knn_memory;
 };
 
 class Task {

@@ -106,8 +106,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
     MEMTRAIN_ASSIGN_OR_RETURN(t->model_, model::MakeTransformer(model_options));
     t->model_->to(device);
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(t->knn_memory_,
-                            MakeKnnMemoryFactory(options.knn_memory, model_options, world));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      t->knn_memory_,
+      memory::MakeKnnLayerMemories(options.knn_memory,
+                                   model_options.attention_options.knn.memory_size, world));
   MEMTRAIN_ASSIGN_OR_RETURN(t->task_,
                             MakeTask(t->task_name_, t->TaskOptionsFor(options.label_smoothing)));
   MEMTRAIN_RETURN_IF_ERROR(t->task_->CheckModel(model_options));

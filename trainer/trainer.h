@@ -41,10 +41,10 @@
 #include "absl/status/statusor.h"
 #include "checkpoints/checkpoint.h"
 #include "data/batch_source.h"
+#include "memory/knn_layer_memory.h"
 #include "model/transformer.h"
 #include "parallel/communicator.h"
 #include "parallel/gradient_reducer.h"
-#include "trainer/knn_memory_setup.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_log.h"
 #include "trainer/task.h"
@@ -112,7 +112,7 @@ class Trainer {
   std::string task_name_;
   std::string tokenizer_sha256_;
   model::Transformer model_{nullptr};
-  model::KnnMemoryFactory knn_memory_;  // for the training and validation tasks
+  memory::KnnLayerMemories knn_memory_;  // for the training and validation tasks
   std::unique_ptr<Task> task_;
   std::unique_ptr<data::BatchSource> train_, valid_;
   std::unique_ptr<parallel::GradientReducer> reducer_;

@@ -26,10 +26,10 @@
 #include "checkpoints/checkpoint.h"
 #include "data/batch_source.h"
 #include "data/task.h"
+#include "memory/knn_memory_setup.h"
 #include "nlohmann/json_fwd.hpp"
 #include "parallel/gradient_reducer.h"
 #include "trainer/fused_adam.h"
-#include "trainer/knn_memory_setup.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/task.h"
 
@@ -59,9 +59,9 @@ struct TrainerOptions {
   std::string lr_schedule = "inverse_sqrt";
   LrScheduleOptions lr;  ///< total_steps 0: the run's steps
   double label_smoothing = 0.1;
-  double clip_norm = 0.0;     ///< 0: no clipping (the norm is still reported)
-  bool use_memory = true;     ///< lm: memory layers keep their streams across steps
-  KnnMemorySetup knn_memory;  ///< lm: the knn layers' memories (backend, sharding, scope)
+  double clip_norm = 0.0;             ///< 0: no clipping (the norm is still reported)
+  bool use_memory = true;             ///< lm: memory layers keep their streams across steps
+  memory::KnnMemorySetup knn_memory;  ///< lm: the knn layers' memories (backend, sharded, scope)
   /// GPU only: forward passes under bf16 autocast (matmuls and attention in
   /// bf16, softmax, norms and the loss in fp32, as autocast's op lists
   /// decide); backward and the optimizer stay fp32. Ignored on CPU.

@@ -1,6 +1,6 @@
 // The safetensors writer and reader round-trip every supported dtype and the
 // metadata bitwise, and report truncation as data loss naming the file; a
-// LocalKnnMemory restored from its saved state searches exactly like the
+// ExactKnnMemory restored from its saved state searches exactly like the
 // original, also after its ring buffer wrapped.
 #include "checkpoints/safetensors.h"
 
@@ -10,7 +10,7 @@
 
 #include <filesystem>
 
-#include "parallel/local_knn_memory.h"
+#include "memory/exact_knn_memory.h"
 
 namespace memtrain::checkpoints {
 namespace {
@@ -69,7 +69,7 @@ TEST(SafetensorsTest, TruncatedFileIsDataLossNamingIt) {
 
 TEST(KnnMemoryStateTest, RestoredMemorySearchesExactlyLikeTheOriginalAfterWrapping) {
   at::manual_seed(4);
-  parallel::LocalKnnMemory memory(parallel::LocalKnnMemoryOptions(10));
+  memory::ExactKnnMemory memory(memory::ExactKnnMemoryOptions(10));
   for (int i = 0; i < 3; ++i) {  // 12 entries into 10 slots on stream 0
     ASSERT_TRUE(memory.add(0, at::randn({2, 4, 3}), at::randn({2, 4, 5})).ok());
   }
@@ -80,7 +80,7 @@ TEST(KnnMemoryStateTest, RestoredMemorySearchesExactlyLikeTheOriginalAfterWrappi
   ASSERT_TRUE(WriteSafetensors(path, *state, {}).ok());
   auto read = ReadSafetensors(path);
   ASSERT_TRUE(read.ok()) << read.status();
-  parallel::LocalKnnMemory restored(parallel::LocalKnnMemoryOptions(10));
+  memory::ExactKnnMemory restored(memory::ExactKnnMemoryOptions(10));
   ASSERT_TRUE(restored.LoadState(read->tensors).ok());
   const at::Tensor entry_k = at::randn({2, 1, 3}), entry_v = at::randn({2, 1, 5});
   ASSERT_TRUE(memory.add(0, entry_k, entry_v).ok());  // both keep evicting alike
@@ -94,7 +94,7 @@ TEST(KnnMemoryStateTest, RestoredMemorySearchesExactlyLikeTheOriginalAfterWrappi
     EXPECT_TRUE(at::equal(a->values, b->values)) << "stream " << stream;
   }
   // A smaller memory keeps the newest entries; a malformed state is refused.
-  parallel::LocalKnnMemory smaller(parallel::LocalKnnMemoryOptions(8));
+  memory::ExactKnnMemory smaller(memory::ExactKnnMemoryOptions(8));
   ASSERT_TRUE(smaller.LoadState(read->tensors).ok());
   EXPECT_EQ(smaller.size(0), 8);
   std::map<std::string, at::Tensor> malformed = read->tensors;

@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "memory/exact_knn_memory.h"
 #include "model/knn_attention.h"
-#include "parallel/local_knn_memory.h"
 #include "tests/model/attention_references.h"
 
 namespace memtrain::model::testing {
@@ -53,7 +53,7 @@ at::Tensor KnnReference(AttentionImpl& module, const AttentionCall& call) {
     at::Tensor stored_keys, stored_values;  // [H, size, d]
     if (state != nullptr) {
       std::tie(stored_keys, stored_values) =
-          dynamic_cast<const parallel::LocalKnnMemory&>(state->memory())
+          dynamic_cast<const memory::ExactKnnMemory&>(state->memory())
               .Contents(state->streams()[b]);
     }
     for (int64_t h = 0; h < kHeads; ++h) {

@@ -7,10 +7,10 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 
+#include "memory/exact_knn_memory.h"
+#include "memory/sharded_knn_memory.h"
 #include "model/knn_attention.h"
 #include "model/transformer.h"
-#include "parallel/local_knn_memory.h"
-#include "parallel/sharded_knn_memory.h"
 #include "tests/mpi_test_support.h"
 
 namespace memtrain::model {
@@ -33,17 +33,18 @@ TEST(KnnShardedMpiTest, AKnnModelTrainsWithAShardedMemory) {
   Transformer model(o);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-2));
 
-  std::vector<std::shared_ptr<parallel::ShardedKnnMemory>> memories;
-  TransformerDecodeStates states = model->NewSegmentStates(rows, [&](int64_t /*layer*/,
-                                                                     int64_t batch) {
-    memories.push_back(std::make_shared<parallel::ShardedKnnMemory>(
-        *world,
-        std::make_unique<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(shard_capacity)),
-        shard_capacity));
-    KnnMemoryBinding binding{memories.back(), {}};
-    for (int64_t b = 0; b < batch; ++b) binding.streams.push_back(world->rank() * batch + b);
-    return binding;
-  });
+  std::vector<std::shared_ptr<memory::ShardedKnnMemory>> memories;
+  TransformerDecodeStates states =
+      model->NewSegmentStates(rows, [&](int64_t /*layer*/, int64_t batch) {
+        memories.push_back(std::make_shared<memory::ShardedKnnMemory>(
+            *world,
+            std::make_unique<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(shard_capacity)),
+            shard_capacity));
+        memory::KnnLayerMemory layer_memory{memories.back(), {}};
+        for (int64_t b = 0; b < batch; ++b)
+          layer_memory.streams.push_back(world->rank() * batch + b);
+        return layer_memory;
+      });
   ASSERT_EQ(memories.size(), 1u);
   ASSERT_NE(dynamic_cast<KnnDecodeState*>(states.self[1].get()), nullptr);
 

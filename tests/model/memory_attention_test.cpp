@@ -4,10 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "memory/exact_knn_memory.h"
 #include "model/attention.h"
 #include "model/infinite_attention.h"
 #include "model/knn_attention.h"
-#include "parallel/local_knn_memory.h"
 #include "tests/model/attention_references.h"
 
 namespace memtrain::model {
@@ -101,7 +101,7 @@ TEST_F(KnnAttentionTest, SecondSegmentRetrievesTheTopKOfTheFirst) {
   const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
   Segment(*knn, state, first);
   // The memory holds exactly segment 1's normalised keys and its values.
-  const auto& memory = dynamic_cast<const parallel::LocalKnnMemory&>(Knn(state).memory());
+  const auto& memory = dynamic_cast<const memory::ExactKnnMemory&>(Knn(state).memory());
   for (int64_t b = 0; b < 2; ++b) {
     ASSERT_EQ(memory.size(b), kSegment);
     const at::Tensor keys = at::linear(first[b], Param(*knn, "key.weight"), Param(*knn, "key.bias"))
@@ -186,7 +186,7 @@ TEST_F(KnnAttentionTest, NoGradientReachesTheMemory) {
   const at::Tensor first = Random({1, kSegment, kWidth}).requires_grad_(true);
   const at::Tensor second = Random({1, kSegment, kWidth}).requires_grad_(true);
   Segment(*knn, state, first);
-  const auto& memory = dynamic_cast<const parallel::LocalKnnMemory&>(Knn(state).memory());
+  const auto& memory = dynamic_cast<const memory::ExactKnnMemory&>(Knn(state).memory());
   EXPECT_FALSE(memory.Contents(0).first.requires_grad());
   EXPECT_FALSE(memory.Contents(0).second.requires_grad());
   Forward(*knn, second, state.get()).sum().backward();
@@ -204,24 +204,25 @@ TEST_F(KnnAttentionTest, RowsSharingAStreamCannotWrite) {
   EXPECT_EQ(Knn(state).EndSegment().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-// A state over `memory` whose rows name `streams`, used as `use`.
-std::unique_ptr<DecodeState> StateOver(std::shared_ptr<parallel::KnnMemory> memory,
-                                       std::vector<int64_t> streams, KnnMemoryUse use) {
-  return std::make_unique<KnnDecodeState>(std::move(memory), std::move(streams), use);
+// A state over `memory` whose rows name `streams`, with `scope`.
+std::unique_ptr<DecodeState> StateOver(std::shared_ptr<memory::KnnMemory> memory,
+                                       std::vector<int64_t> streams, memory::KnnScope scope) {
+  return std::make_unique<KnnDecodeState>(
+      memory::KnnLayerMemory{std::move(memory), std::move(streams), scope});
 }
 
 TEST_F(KnnAttentionTest, RowsSharingAStreamSearchItTogetherAsIfEachSearchedAlone) {
   auto knn = MakeKnn();
   // Streams 0 and 1 hold the same entries: rows on streams {0, 1} and rows
   // sharing stream 0 must see the same neighbours.
-  auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
+  auto memory = std::make_shared<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(64));
   const at::Tensor keys = Random({kHeads, 20, kWidth / kHeads}),
                    values = Random({kHeads, 20, kWidth / kHeads});
   ASSERT_TRUE(memory->add(0, keys, values).ok());
   ASSERT_TRUE(memory->add(1, keys, values).ok());
   const at::Tensor x = Random({2, kSegment, kWidth});
-  auto apart = StateOver(memory, {0, 1}, KnnMemoryUse::kPerStream);
-  auto together = StateOver(memory, {0, 0}, KnnMemoryUse::kShared);
+  auto apart = StateOver(memory, {0, 1}, memory::KnnScope::kStream);
+  auto together = StateOver(memory, {0, 0}, memory::KnnScope::kShared);
   const at::Tensor expected = Forward(*knn, x, apart.get());
   EXPECT_TRUE(at::allclose(Forward(*knn, x, together.get()), expected, 1e-12, 1e-12));
   EXPECT_FALSE(at::allclose(expected, Forward(*knn, x), 1e-3, 1e-3));  // the memory mattered
@@ -241,10 +242,10 @@ TEST_F(KnnAttentionTest, RowsSharingAStreamSearchItTogetherAsIfEachSearchedAlone
   EXPECT_GT(gate_apart.abs().sum().item<double>(), 0);
 }
 
-TEST_F(KnnAttentionTest, SharedUseWritesRowsInOrderAndNewDocumentsKeepTheMemory) {
+TEST_F(KnnAttentionTest, SharedScopeWritesRowsInOrderAndNewDocumentsKeepTheMemory) {
   auto knn = MakeKnn();
-  auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
-  auto state = StateOver(memory, {0, 0}, KnnMemoryUse::kShared);
+  auto memory = std::make_shared<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(64));
+  auto state = StateOver(memory, {0, 0}, memory::KnnScope::kShared);
   AttentionCall call;
   call.query = Random({2, kSegment, kWidth});
   call.causal = true;
@@ -263,13 +264,13 @@ TEST_F(KnnAttentionTest, SharedUseWritesRowsInOrderAndNewDocumentsKeepTheMemory)
   EXPECT_EQ(memory->size(0), kSegment + 4) << "a new document cleared the shared memory";
 }
 
-TEST_F(KnnAttentionTest, ReadOnlyUseSearchesButNeverWritesNorClears) {
+TEST_F(KnnAttentionTest, PrebuiltScopeSearchesButNeverWritesNorClears) {
   auto knn = MakeKnn();
-  auto memory = std::make_shared<parallel::LocalKnnMemory>(parallel::LocalKnnMemoryOptions(64));
+  auto memory = std::make_shared<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(64));
   ASSERT_TRUE(
       memory->add(0, Random({kHeads, 20, kWidth / kHeads}), Random({kHeads, 20, kWidth / kHeads}))
           .ok());
-  auto state = StateOver(memory, {0, 0}, KnnMemoryUse::kReadOnly);
+  auto state = StateOver(memory, {0, 0}, memory::KnnScope::kPrebuilt);
   const at::Tensor x = Random({2, kSegment, kWidth});
   const at::Tensor first = Forward(*knn, x, state.get());
   ASSERT_TRUE(Knn(state).EndSegment().ok());

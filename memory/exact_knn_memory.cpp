@@ -1,4 +1,4 @@
-#include "parallel/local_knn_memory.h"
+#include "memory/exact_knn_memory.h"
 
 #include <ATen/ATen.h>
 #include <ATen/cpu/Utils.h>
@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 namespace {
 
 std::string Shape(const at::Tensor& t) {
@@ -84,18 +84,18 @@ std::pair<at::Tensor, at::Tensor> BestOldestFirst(
 
 }  // namespace
 
-bool LocalKnnMemory::CoarsePassAvailable() { return CpuHasNativeBf16(); }
+bool ExactKnnMemory::CoarsePassAvailable() { return CpuHasNativeBf16(); }
 
-LocalKnnMemory::LocalKnnMemory(const LocalKnnMemoryOptions& options) : options_(options) {
-  TORCH_CHECK(options.capacity() >= 1, "LocalKnnMemory: capacity must be >= 1, got ",
+ExactKnnMemory::ExactKnnMemory(const ExactKnnMemoryOptions& options) : options_(options) {
+  TORCH_CHECK(options.capacity() >= 1, "ExactKnnMemory: capacity must be >= 1, got ",
               options.capacity());
 }
 
-absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) {
+absl::Status ExactKnnMemory::add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) {
   if (!keys.defined() || !values.defined() || keys.dim() != 3 || values.dim() != 3 ||
       keys.size(0) != values.size(0) || keys.size(1) != values.size(1)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("LocalKnnMemory::add(stream ", stream,
+        absl::StrCat("ExactKnnMemory::add(stream ", stream,
                      "): keys must be [G, n, dk] and values [G, n, dv], got ", Shape(keys), " and ",
                      Shape(values)));
   }
@@ -104,7 +104,7 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
       (found->second.keys.size(0) != keys.size(0) || found->second.keys.size(2) != keys.size(2) ||
        found->second.values.size(2) != values.size(2))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "LocalKnnMemory::add(stream ", stream, "): the stream holds keys ",
+        "ExactKnnMemory::add(stream ", stream, "): the stream holds keys ",
         Shape(found->second.keys), " and values ", Shape(found->second.values), "; got ",
         Shape(keys), " and ", Shape(values), " (clear the stream to change the shape)"));
   }
@@ -148,10 +148,10 @@ absl::Status LocalKnnMemory::add(int64_t stream, const at::Tensor& keys, const a
   return absl::OkStatus();
 }
 
-absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tensor& queries,
+absl::StatusOr<KnnResult> ExactKnnMemory::search(int64_t stream, const at::Tensor& queries,
                                                  int64_t k) const {
   if (k < 1 || !queries.defined() || queries.dim() != 3) {
-    return absl::InvalidArgumentError(absl::StrCat("LocalKnnMemory::search(stream ", stream,
+    return absl::InvalidArgumentError(absl::StrCat("ExactKnnMemory::search(stream ", stream,
                                                    "): needs queries [G, q, dk] and k >= 1, got ",
                                                    Shape(queries), " and k = ", k));
   }
@@ -168,7 +168,7 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   const Ring& ring = found->second;
   if (groups != ring.keys.size(0) || queries.size(2) != ring.keys.size(2)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("LocalKnnMemory::search(stream ", stream, "): queries ", Shape(queries),
+        absl::StrCat("ExactKnnMemory::search(stream ", stream, "): queries ", Shape(queries),
                      " do not match the stored keys ", Shape(ring.keys)));
   }
   const int64_t hits = std::min(k, ring.count);
@@ -194,7 +194,7 @@ absl::StatusOr<KnnResult> LocalKnnMemory::search(int64_t stream, const at::Tenso
   return KnnResult{hit_keys, hit_values, best, ids};
 }
 
-std::optional<KnnResult> LocalKnnMemory::CoarseThenExactSearch(int64_t stream, const Ring& ring,
+std::optional<KnnResult> ExactKnnMemory::CoarseThenExactSearch(int64_t stream, const Ring& ring,
                                                                const at::Tensor& query,
                                                                int64_t hits) const {
   const int64_t groups = query.size(0), rows = query.size(1), capacity = options_.capacity();
@@ -273,7 +273,7 @@ std::optional<KnnResult> LocalKnnMemory::CoarseThenExactSearch(int64_t stream, c
   return KnnResult{hit_keys, hit_values, best, ids};
 }
 
-std::pair<at::Tensor, at::Tensor> LocalKnnMemory::EntriesById(int64_t stream,
+std::pair<at::Tensor, at::Tensor> ExactKnnMemory::EntriesById(int64_t stream,
                                                               const at::Tensor& ids) const {
   const Ring& ring = streams_.at(stream);
   const int64_t groups = ring.keys.size(0), capacity = options_.capacity();
@@ -289,18 +289,18 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::EntriesById(int64_t stream,
   return {gather(ring.keys), gather(ring.values)};
 }
 
-std::pair<int64_t, int64_t> LocalKnnMemory::KeyShape(int64_t stream) const {
+std::pair<int64_t, int64_t> ExactKnnMemory::KeyShape(int64_t stream) const {
   auto found = streams_.find(stream);
   if (found == streams_.end()) return {0, 0};
   return {found->second.keys.size(0), found->second.keys.size(2)};
 }
 
-int64_t LocalKnnMemory::added(int64_t stream) const {
+int64_t ExactKnnMemory::added(int64_t stream) const {
   auto found = streams_.find(stream);
   return found == streams_.end() ? 0 : found->second.added;
 }
 
-at::Tensor LocalKnnMemory::Ring::SlotIds(int64_t capacity) const {
+at::Tensor ExactKnnMemory::Ring::SlotIds(int64_t capacity) const {
   const at::Tensor slots = at::arange(count, keys.options().dtype(at::kLong));
   // Not wrapped: slot s holds entry s. Full: the oldest (id added - capacity)
   // sits at `next`.
@@ -308,14 +308,14 @@ at::Tensor LocalKnnMemory::Ring::SlotIds(int64_t capacity) const {
   return (slots - next).remainder(capacity) + (added - capacity);
 }
 
-void LocalKnnMemory::clear(int64_t stream) { streams_.erase(stream); }
+void ExactKnnMemory::clear(int64_t stream) { streams_.erase(stream); }
 
-int64_t LocalKnnMemory::size(int64_t stream) const {
+int64_t ExactKnnMemory::size(int64_t stream) const {
   auto found = streams_.find(stream);
   return found == streams_.end() ? 0 : found->second.count;
 }
 
-std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const {
+std::pair<at::Tensor, at::Tensor> ExactKnnMemory::Contents(int64_t stream) const {
   auto found = streams_.find(stream);
   if (found == streams_.end() || found->second.count == 0) return {};
   const Ring& ring = found->second;
@@ -326,7 +326,7 @@ std::pair<at::Tensor, at::Tensor> LocalKnnMemory::Contents(int64_t stream) const
   return {at::roll(ring.keys, -ring.next, 1), at::roll(ring.values, -ring.next, 1)};
 }
 
-absl::StatusOr<std::map<std::string, at::Tensor>> LocalKnnMemory::SaveState() const {
+absl::StatusOr<std::map<std::string, at::Tensor>> ExactKnnMemory::SaveState() const {
   std::map<std::string, at::Tensor> state;
   for (const auto& [stream, ring] : streams_) {
     if (ring.count == 0) continue;
@@ -339,7 +339,7 @@ absl::StatusOr<std::map<std::string, at::Tensor>> LocalKnnMemory::SaveState() co
   return state;
 }
 
-absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& state) {
+absl::Status ExactKnnMemory::LoadState(const std::map<std::string, at::Tensor>& state) {
   struct Saved {
     at::Tensor keys, values, added;
   };
@@ -351,21 +351,21 @@ absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& 
     if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(0, dot), &stream) ||
         (field != "keys" && field != "values" && field != "added")) {
       return absl::InvalidArgumentError(
-          absl::StrCat("LocalKnnMemory::LoadState: unexpected entry '", name, "'"));
+          absl::StrCat("ExactKnnMemory::LoadState: unexpected entry '", name, "'"));
     }
     Saved& entry = saved[stream];
     (field == "keys" ? entry.keys : field == "values" ? entry.values : entry.added) = tensor;
   }
   // Built aside and swapped in at the end: a state that does not fit leaves
   // this memory unchanged.
-  LocalKnnMemory staging(options_);
+  ExactKnnMemory staging(options_);
   for (const auto& [stream, entry] : saved) {
     if (!entry.keys.defined() || !entry.values.defined() || !entry.added.defined() ||
         entry.keys.dim() != 3 || entry.values.dim() != 3 ||
         entry.keys.size(1) != entry.values.size(1) || entry.added.numel() != 1 ||
         entry.added.item<int64_t>() < entry.keys.size(1)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "LocalKnnMemory::LoadState(stream ", stream, "): keys ", Shape(entry.keys), ", values ",
+          "ExactKnnMemory::LoadState(stream ", stream, "): keys ", Shape(entry.keys), ", values ",
           Shape(entry.values), " and the added count do not form a saved stream"));
     }
     // An empty ring positioned so that the entries land where insertion
@@ -381,4 +381,4 @@ absl::Status LocalKnnMemory::LoadState(const std::map<std::string, at::Tensor>& 
   return absl::OkStatus();
 }
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

@@ -1,11 +1,11 @@
-#include "parallel/faiss_knn_memory.h"
+#include "memory/faiss_knn_memory.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "parallel/local_knn_memory.h"
+#include "memory/exact_knn_memory.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 namespace {
 
 at::Tensor UnitRows(std::vector<int64_t> shape) {
@@ -23,7 +23,7 @@ double Recall(const at::Tensor& found, const at::Tensor& exact) {
 TEST(FaissKnnMemoryTest, FlatIndexEqualsLocalIncludingEviction) {
   at::manual_seed(3);
   FaissKnnMemory faiss_memory(FaissKnnMemoryOptions(50).kind(FaissIndexKind::kFlat));
-  LocalKnnMemory local(LocalKnnMemoryOptions(50));
+  ExactKnnMemory local(ExactKnnMemoryOptions(50));
   for (int round = 0; round < 4; ++round) {  // 80 entries: evicts, then rebuilds
     // No exact ties: FAISS may keep a newer of two equal scores at the k-th place.
     const at::Tensor keys = UnitRows({2, 20, 16}), values = at::randn({2, 20, 4});
@@ -47,7 +47,7 @@ TEST(FaissKnnMemoryTest, HnswRecallIsAtLeastNinetyPercentAtTheDefaults) {
   at::manual_seed(4);
   constexpr int64_t kEntries = 20000, kDim = 64, kQueries = 200, kTop = 32;
   FaissKnnMemory approximate((FaissKnnMemoryOptions(kEntries)));
-  LocalKnnMemory exact{LocalKnnMemoryOptions(kEntries)};
+  ExactKnnMemory exact{ExactKnnMemoryOptions(kEntries)};
   const at::Tensor keys = UnitRows({1, kEntries, kDim}), values = at::randn({1, kEntries, 2});
   ASSERT_TRUE(approximate.add(0, keys, values).ok());
   ASSERT_TRUE(exact.add(0, keys, values).ok());
@@ -74,4 +74,4 @@ TEST(FaissKnnMemoryTest, StateRoundTripsAndTheIndexIsRebuilt) {
 }
 
 }  // namespace
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

@@ -1,12 +1,11 @@
-// File: parallel/local_knn_memory.h
+// File: memory/exact_knn_memory.h
 //
-// `LocalKnnMemory`: the single-process KnnMemory (parallel/knn_memory.h).
-// Exact search (one matmul + topk on the device the entries live on) over a
-// fixed-capacity ring buffer per stream: once full, each add overwrites the
-// oldest entries (FIFO). Unlike a FAISS index nothing needs rebuilding on
-// eviction (ATTENTION.md §7(d)).
+// `ExactKnnMemory`: the backends `exact` and `exact_bf16` (memory/knn_memory.h;
+// the name was LocalKnnMemory). Exact search (one matmul + topk on the device the entries live on)
+// over a fixed-capacity ring buffer per stream: once full, each add overwrites the oldest entries
+// (FIFO). Unlike a FAISS index nothing needs rebuilding on eviction (ATTENTION.md §7(d)).
 //
-//   LocalKnnMemory memory(LocalKnnMemoryOptions(8192));
+//   ExactKnnMemory memory(ExactKnnMemoryOptions(8192));
 //   MEMTRAIN_RETURN_IF_ERROR(memory.add(0, keys, values));
 //
 // A stream's buffers ([G, capacity, dk] and [G, capacity, dv], on the device
@@ -24,8 +23,8 @@
 // falls back to the float32 matmul over every entry. float32 storage keeps a
 // bf16 copy of the keys and their norms for the coarse pass (+53 % key
 // memory; docs/KNN_MEMORY.md).
-#ifndef MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
-#define MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
+#ifndef MEMTRAIN_MEMORY_EXACT_KNN_MEMORY_H_
+#define MEMTRAIN_MEMORY_EXACT_KNN_MEMORY_H_
 
 #include <c10/util/Optional.h>
 #include <torch/arg.h>
@@ -35,12 +34,12 @@
 #include <unordered_map>
 #include <utility>
 
-#include "parallel/knn_memory.h"
+#include "memory/knn_memory.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 
-struct LocalKnnMemoryOptions {
-  explicit LocalKnnMemoryOptions(int64_t capacity) : capacity_(capacity) {}
+struct ExactKnnMemoryOptions {
+  explicit ExactKnnMemoryOptions(int64_t capacity) : capacity_(capacity) {}
   /// Entries kept per stream (per group); the paper's |M|, 1,536 to 262,144.
   TORCH_ARG(int64_t, capacity);
   /// The dtype entries are stored and searched in (e.g. at::kBFloat16);
@@ -52,10 +51,10 @@ struct LocalKnnMemoryOptions {
   TORCH_ARG(bool, coarse_pass) = true;
 };
 
-class LocalKnnMemory final : public KnnMemory {
+class ExactKnnMemory final : public KnnMemory {
  public:
   /// Throws (TORCH_CHECK) for a capacity < 1.
-  explicit LocalKnnMemory(const LocalKnnMemoryOptions& options);
+  explicit ExactKnnMemory(const ExactKnnMemoryOptions& options);
 
   absl::Status add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) override;
   absl::StatusOr<KnnResult> search(int64_t stream, const at::Tensor& queries,
@@ -115,11 +114,11 @@ class LocalKnnMemory final : public KnnMemory {
   std::optional<KnnResult> CoarseThenExactSearch(int64_t stream, const Ring& ring,
                                                  const at::Tensor& queries, int64_t hits) const;
 
-  const LocalKnnMemoryOptions options_;
+  const ExactKnnMemoryOptions options_;
   std::unordered_map<int64_t, Ring> streams_;
   mutable SearchCounts counts_;  // search() is const; one thread at a time (knn_memory.h)
 };
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory
 
-#endif  // MEMTRAIN_PARALLEL_LOCAL_KNN_MEMORY_H_
+#endif  // MEMTRAIN_MEMORY_EXACT_KNN_MEMORY_H_

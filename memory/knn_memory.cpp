@@ -1,11 +1,11 @@
-#include "parallel/knn_memory.h"
+#include "memory/knn_memory.h"
 
 #include <torch/serialize/archive.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 
 absl::Status SaveKnnMemory(const KnnMemory& memory, const std::string& path) {
   MEMTRAIN_ASSIGN_OR_RETURN(const auto state, memory.SaveState());
@@ -41,4 +41,4 @@ absl::Status LoadKnnMemory(KnnMemory& memory, const std::string& path) {
   return absl::OkStatus();
 }
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

@@ -1,4 +1,4 @@
-#include "parallel/faiss_knn_memory.h"
+#include "memory/faiss_knn_memory.h"
 
 #include <ATen/ATen.h>
 #include <faiss/IndexFlat.h>
@@ -11,12 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 
 FaissKnnMemory::FaissKnnMemory(const FaissKnnMemoryOptions& options)
     : options_(options),
       entries_(
-          LocalKnnMemoryOptions(options.capacity()).storage_dtype(at::kFloat).coarse_pass(false)) {}
+          ExactKnnMemoryOptions(options.capacity()).storage_dtype(at::kFloat).coarse_pass(false)) {}
 
 FaissKnnMemory::~FaissKnnMemory() = default;
 
@@ -120,4 +120,4 @@ absl::Status FaissKnnMemory::LoadState(const std::map<std::string, at::Tensor>& 
   return absl::OkStatus();
 }
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

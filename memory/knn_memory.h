@@ -1,10 +1,14 @@
-// File: parallel/knn_memory.h
+// File: memory/knn_memory.h
 //
 // `KnnMemory`: the external memory of the Memorizing Transformer layer
-// (ATTENTION.md §7, DESIGN.md parallel/): per document stream, a store of
-// (key, value) pairs searched by inner product.
+// (ATTENTION.md §7; docs/KNN_MEMORY.md, whose "Words" section says what
+// backend, sharded, scope, stream and prebuilt mean): per stream, a store of
+// (key, value) pairs searched by inner product. Implementations (backends):
+// ExactKnnMemory (exact_knn_memory.h), FaissKnnMemory (faiss_knn_memory.h),
+// and ShardedKnnMemory (sharded_knn_memory.h), which spreads any backend over
+// the ranks of a group. memory/knn_memory_factory.h makes one by name.
 //
-//   LocalKnnMemory memory(LocalKnnMemoryOptions(/*capacity=*/8192));
+//   ExactKnnMemory memory(ExactKnnMemoryOptions(/*capacity=*/8192));
 //   MEMTRAIN_RETURN_IF_ERROR(memory.add(stream, keys, values));   // [G, n, dk], [G, n, dv]
 //   MEMTRAIN_ASSIGN_OR_RETURN(KnnResult hits, memory.search(stream, queries, 32));
 //
@@ -31,8 +35,8 @@
 //     bitwise the same result, and leaves the memory unchanged when the state
 //     does not fit. Checkpoints store these tensors; SaveKnnMemory and
 //     LoadKnnMemory put them in a file of their own.
-#ifndef MEMTRAIN_PARALLEL_KNN_MEMORY_H_
-#define MEMTRAIN_PARALLEL_KNN_MEMORY_H_
+#ifndef MEMTRAIN_MEMORY_KNN_MEMORY_H_
+#define MEMTRAIN_MEMORY_KNN_MEMORY_H_
 
 #include <ATen/core/Tensor.h>
 
@@ -43,7 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 
 /// The neighbours of a batch of queries (shapes in the contract above).
 struct KnnResult {
@@ -84,6 +88,6 @@ absl::Status SaveKnnMemory(const KnnMemory& memory, const std::string& path);
 /// one that does not fit `memory` (which is then unchanged).
 absl::Status LoadKnnMemory(KnnMemory& memory, const std::string& path);
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory
 
-#endif  // MEMTRAIN_PARALLEL_KNN_MEMORY_H_
+#endif  // MEMTRAIN_MEMORY_KNN_MEMORY_H_

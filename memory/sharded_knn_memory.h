@@ -1,11 +1,13 @@
-// File: parallel/sharded_knn_memory.h
+// File: memory/sharded_knn_memory.h
 //
-// `ShardedKnnMemory`: a KnnMemory (parallel/knn_memory.h) whose entries are
-// partitioned across the ranks of a Communicator group, so its capacity grows
-// linearly with the ranks (docs/KNN_MEMORY.md).
+// `ShardedKnnMemory`: a sharded KnnMemory (memory/knn_memory.h): its entries
+// are partitioned across the ranks of a Communicator group, each rank's shard
+// a memory of any backend, so its capacity grows linearly with the ranks
+// (docs/KNN_MEMORY.md). The one part of memory/ that needs MPI: its own
+// library, memtrain_memory_sharded, which model/ does not link.
 //
-//   ShardedKnnMemory memory(*group, std::make_unique<LocalKnnMemory>(
-//                                       LocalKnnMemoryOptions(capacity_per_rank)),
+//   ShardedKnnMemory memory(*group, std::make_unique<ExactKnnMemory>(
+//                                       ExactKnnMemoryOptions(capacity_per_rank)),
 //                           capacity_per_rank);
 //   MEMTRAIN_RETURN_IF_ERROR(memory.add(stream, keys, values));        // collective
 //   MEMTRAIN_ASSIGN_OR_RETURN(KnnResult hits, memory.search(stream, queries, 32));
@@ -25,7 +27,7 @@
 // rather than "each rank keeps what it adds": the shards fill evenly whatever
 // each rank adds, and the newest `shard_capacity` entries of each residue are
 // exactly the newest R x shard_capacity of the stream, so the memory holds,
-// evicts and finds exactly what one LocalKnnMemory of capacity
+// evicts and finds exactly what one ExactKnnMemory of capacity
 // R x shard_capacity fed the same entries in that order would.
 //
 // Search: the queries are all-gathered, every rank searches its shard for
@@ -41,8 +43,8 @@
 // Transport and results are float32 (entries, queries) whatever the shard
 // stores. Bad arguments on any rank fail the call on every rank (that rank
 // gets kInvalidArgument, the others kAborted), leaving the memory unchanged.
-#ifndef MEMTRAIN_PARALLEL_SHARDED_KNN_MEMORY_H_
-#define MEMTRAIN_PARALLEL_SHARDED_KNN_MEMORY_H_
+#ifndef MEMTRAIN_MEMORY_SHARDED_KNN_MEMORY_H_
+#define MEMTRAIN_MEMORY_SHARDED_KNN_MEMORY_H_
 
 #include <array>
 #include <memory>
@@ -50,17 +52,18 @@
 #include <unordered_map>
 #include <vector>
 
+#include "memory/knn_memory.h"
 #include "parallel/communicator.h"
-#include "parallel/knn_memory.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 
 class ShardedKnnMemory final : public KnnMemory {
  public:
   /// `group` must outlive the memory. `shard` holds this rank's entries: an
-  /// empty KnnMemory whose capacity per stream is `shard_capacity` (a
-  /// LocalKnnMemory, or a FAISS one for approximate search).
-  ShardedKnnMemory(Communicator& group, std::unique_ptr<KnnMemory> shard, int64_t shard_capacity);
+  /// empty KnnMemory whose capacity per stream is `shard_capacity` (an
+  /// ExactKnnMemory, or a FAISS one for approximate search).
+  ShardedKnnMemory(parallel::Communicator& group, std::unique_ptr<KnnMemory> shard,
+                   int64_t shard_capacity);
 
   absl::Status add(int64_t stream, const at::Tensor& keys, const at::Tensor& values) override;
   absl::StatusOr<KnnResult> search(int64_t stream, const at::Tensor& queries,
@@ -94,7 +97,7 @@ class ShardedKnnMemory final : public KnnMemory {
   // Entries of a stream that holds `total` on `rank`'s shard.
   int64_t ShardSize(int rank, int64_t total) const;
 
-  Communicator& group_;
+  parallel::Communicator& group_;
   // mutable: search is a collective call that also delivers other ranks'
   // clears, which must be applied before it searches.
   mutable std::unique_ptr<KnnMemory> shard_;
@@ -104,6 +107,6 @@ class ShardedKnnMemory final : public KnnMemory {
   mutable std::vector<int64_t> pending_clears_;  // this rank's, not yet sent
 };
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory
 
-#endif  // MEMTRAIN_PARALLEL_SHARDED_KNN_MEMORY_H_
+#endif  // MEMTRAIN_MEMORY_SHARDED_KNN_MEMORY_H_

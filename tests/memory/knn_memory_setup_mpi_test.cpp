@@ -1,25 +1,28 @@
-// The knn layers' memories as the trainer and the tools use them, under real
-// mpirun (2 ranks): a sharded per-stream memory trains exactly like a local
-// one of ranks x the capacity; a shared memory built over a corpus is saved
-// as a directory, read back equal, and searched read-only by evaluation; the
-// directory refuses another model, other layers and another group size.
+// The knn layers' memories as the trainer and the tools use them
+// (memory/knn_memory_setup.h, memory/knn_memory_store.h), under real mpirun
+// (2 ranks): a sharded memory of scope stream trains exactly like an unsharded
+// one of ranks x the capacity; a memory of scope shared built over a corpus is
+// saved as a directory, read back equal, and searched as a prebuilt memory by
+// evaluation (never written); the directory refuses another model, other
+// layers and another group size.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "parallel/sharded_knn_memory.h"
+#include "memory/knn_memory_setup.h"
+#include "memory/knn_memory_store.h"
+#include "memory/sharded_knn_memory.h"
 #include "tests/trainer/trainer_test_support.h"
 #include "trainer/evaluate.h"
-#include "trainer/knn_memory_store.h"
 
-namespace memtrain::trainer {
+namespace memtrain::memory {
 namespace {
 
-using testing::Losses;
-using testing::SharedToyLm;
-using testing::TinyModel;
-using testing::TinyTraining;
+using trainer::testing::Losses;
+using trainer::testing::SharedToyLm;
+using trainer::testing::TinyModel;
+using trainer::testing::TinyTraining;
 
 constexpr int kSteps = 30;
 
@@ -31,12 +34,12 @@ TEST(KnnMemoryMpiTest, ShardedStreamMemoryTrainsLikeALocalMemoryOfRanksTimesTheC
   model::TransformerOptions sharded_model = TinyModel(), local_model = TinyModel();
   sharded_model.attention_options.knn.memory_size = 24;
   local_model.attention_options.knn.memory_size = 48;
-  TrainerOptions sharded_options = TinyTraining(path, 2);
+  trainer::TrainerOptions sharded_options = TinyTraining(path, 2);
   sharded_options.knn_memory.sharded = true;
-  auto sharded = Trainer::Create(sharded_options, sharded_model, *world, at::kCPU);
+  auto sharded = trainer::Trainer::Create(sharded_options, sharded_model, *world, at::kCPU);
   ASSERT_TRUE(sharded.ok()) << sharded.status();
   const std::vector<double> sharded_losses = Losses(**sharded, kSteps);
-  auto local = Trainer::Create(TinyTraining(path, 2), local_model, *world, at::kCPU);
+  auto local = trainer::Trainer::Create(TinyTraining(path, 2), local_model, *world, at::kCPU);
   ASSERT_TRUE(local.ok()) << local.status();
   const std::vector<double> local_losses = Losses(**local, kSteps);
   ASSERT_EQ(sharded_losses.size(), static_cast<size_t>(kSteps));
@@ -44,23 +47,23 @@ TEST(KnnMemoryMpiTest, ShardedStreamMemoryTrainsLikeALocalMemoryOfRanksTimesTheC
   for (int i = 0; i < kSteps; ++i)
     EXPECT_NEAR(sharded_losses[i], local_losses[i], 1e-5) << "step " << i + 1;
   // The memory was searched: without it the losses differ.
-  TrainerOptions no_memory = TinyTraining(path, 2);
+  trainer::TrainerOptions no_memory = TinyTraining(path, 2);
   no_memory.use_memory = false;
-  auto forgetful = Trainer::Create(no_memory, local_model, *world, at::kCPU);
+  auto forgetful = trainer::Trainer::Create(no_memory, local_model, *world, at::kCPU);
   ASSERT_TRUE(forgetful.ok()) << forgetful.status();
   const std::vector<double> forgetful_losses = Losses(**forgetful, kSteps);
   EXPECT_GT(std::abs(forgetful_losses.back() - local_losses.back()), 1e-4);
 }
 
-// The lm task's loss totals over the whole toy corpus with `factory` (null:
+// The lm task's loss totals over the whole toy corpus with `memories` (null:
 // memory off), using `model` in eval mode.
-LossTotals EvaluateWith(model::TransformerImpl& model, const std::string& path,
-                        parallel::Communicator& world, const model::KnnMemoryFactory& factory,
-                        bool use_memory = true) {
-  TaskOptions task_options;
+trainer::LossTotals EvaluateWith(model::TransformerImpl& model, const std::string& path,
+                                 parallel::Communicator& world, const KnnLayerMemories& memories,
+                                 bool use_memory = true) {
+  trainer::TaskOptions task_options;
   task_options.use_memory = use_memory;
-  task_options.knn_memory = factory;
-  auto task = MakeTask("lm", task_options);
+  task_options.knn_memory = memories;
+  auto task = trainer::MakeTask("lm", task_options);
   EXPECT_TRUE(task.ok()) << task.status();
   data::BatchSourceOptions source_options;
   source_options.rank = world.rank();
@@ -69,9 +72,9 @@ LossTotals EvaluateWith(model::TransformerImpl& model, const std::string& path,
   source_options.segment_length = 8;
   auto source = data::OpenBatchSource(path, source_options);
   EXPECT_TRUE(source.ok()) << source.status();
-  auto totals = Evaluate(model, **task, **source, world, at::kCPU, 0);
+  auto totals = trainer::Evaluate(model, **task, **source, world, at::kCPU, 0);
   EXPECT_TRUE(totals.ok()) << totals.status();
-  return totals.ok() ? *totals : LossTotals{};
+  return totals.ok() ? *totals : trainer::LossTotals{};
 }
 
 TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedReadOnly) {
@@ -88,20 +91,22 @@ TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedRe
   KnnMemorySetup setup;
   setup.scope = "shared";
   setup.sharded = true;
-  auto shared = MakeKnnMemoryFactory(setup, options, *world);
+  auto shared = MakeKnnLayerMemories(setup, options.attention_options.knn.memory_size, *world);
   ASSERT_TRUE(shared.ok()) << shared.status();
-  std::map<int64_t, std::shared_ptr<parallel::KnnMemory>> built;
-  const LossTotals building = EvaluateWith(**model, path, *world, [&](int64_t layer, int64_t rows) {
-    model::KnnMemoryBinding binding = (*shared)(layer, rows);
-    built[layer] = binding.memory;
-    return binding;
-  });
+  std::map<int64_t, std::shared_ptr<KnnMemory>> built;
+  const trainer::LossTotals building =
+      EvaluateWith(**model, path, *world, [&](int64_t layer, int64_t rows) {
+        KnnLayerMemory layer_memory = (*shared)(layer, rows);
+        built[layer] = layer_memory.memory;
+        return layer_memory;
+      });
   ASSERT_EQ(built.size(), 1u);
-  ASSERT_TRUE(dynamic_cast<parallel::ShardedKnnMemory*>(built.at(1).get()) != nullptr);
+  ASSERT_TRUE(dynamic_cast<ShardedKnnMemory*>(built.at(1).get()) != nullptr);
   // Every target token's position was written once, on every rank's view.
   EXPECT_EQ(built.at(1)->size(0), static_cast<int64_t>(building.tokens));
 
-  const std::string dir = memtrain::testing::BroadcastString(*world, testing::ToyPath("memory"));
+  const std::string dir =
+      memtrain::testing::BroadcastString(*world, trainer::testing::ToyPath("memory"));
   KnnMemoryStoreInfo info;
   info.model_sha256 = "model-a";
   info.corpus = path;
@@ -131,7 +136,7 @@ TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedRe
   // unchanged, and not the perplexity without memory.
   KnnMemorySetup prebuilt;
   prebuilt.prebuilt = loaded->memories;
-  auto reader = MakeKnnMemoryFactory(prebuilt, options, *world);
+  auto reader = MakeKnnLayerMemories(prebuilt, options.attention_options.knn.memory_size, *world);
   ASSERT_TRUE(reader.ok()) << reader.status();
   const double first = EvaluateWith(**model, path, *world, *reader).perplexity();
   const double second = EvaluateWith(**model, path, *world, *reader).perplexity();
@@ -154,4 +159,4 @@ TEST(KnnMemoryMpiTest, ASharedMemoryBuiltOverACorpusIsSavedReadBackAndSearchedRe
 }
 
 }  // namespace
-}  // namespace memtrain::trainer
+}  // namespace memtrain::memory

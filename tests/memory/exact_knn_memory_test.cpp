@@ -1,4 +1,4 @@
-#include "parallel/local_knn_memory.h"
+#include "memory/exact_knn_memory.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 namespace {
 
 at::Tensor Random(std::vector<int64_t> shape) { return at::randn(shape, at::kDouble); }
@@ -19,9 +19,9 @@ std::vector<int64_t> Ids(const at::Tensor& values) {
   return ids;
 }
 
-TEST(LocalKnnMemoryTest, SearchIsTheExactTopKOfBruteForce) {
+TEST(ExactKnnMemoryTest, SearchIsTheExactTopKOfBruteForce) {
   at::manual_seed(7);
-  LocalKnnMemory memory(LocalKnnMemoryOptions(100));
+  ExactKnnMemory memory(ExactKnnMemoryOptions(100));
   const at::Tensor keys = Random({3, 40, 8}), values = Random({3, 40, 5});
   ASSERT_TRUE(memory.add(4, keys.slice(1, 0, 25), values.slice(1, 0, 25)).ok());
   ASSERT_TRUE(memory.add(4, keys.slice(1, 25), values.slice(1, 25)).ok());
@@ -49,8 +49,8 @@ TEST(LocalKnnMemoryTest, SearchIsTheExactTopKOfBruteForce) {
   }
 }
 
-TEST(LocalKnnMemoryTest, FewerEntriesThanKReturnsAllOfThem) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(10));
+TEST(ExactKnnMemoryTest, FewerEntriesThanKReturnsAllOfThem) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(10));
   ASSERT_TRUE(memory.add(0, Random({1, 3, 4}), Random({1, 3, 2})).ok());
   auto result = memory.search(0, Random({1, 2, 4}), 32);
   ASSERT_TRUE(result.ok());
@@ -60,8 +60,8 @@ TEST(LocalKnnMemoryTest, FewerEntriesThanKReturnsAllOfThem) {
   EXPECT_EQ(empty->keys.size(2), 0);
 }
 
-TEST(LocalKnnMemoryTest, RingBufferEvictsTheOldestFirst) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(4));
+TEST(ExactKnnMemoryTest, RingBufferEvictsTheOldestFirst) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(4));
   // Entry i has value i, so the ids that survive are visible.
   auto add = [&](int64_t first, int64_t n) {
     const at::Tensor ids = at::arange(first, first + n, at::kDouble).view({1, n, 1});
@@ -81,8 +81,8 @@ TEST(LocalKnnMemoryTest, RingBufferEvictsTheOldestFirst) {
   EXPECT_TRUE(at::equal(memory.Contents(0).second.view(-1), at::arange(11, 15, at::kDouble)));
 }
 
-TEST(LocalKnnMemoryTest, ClearForgetsOneStreamOnly) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(8));
+TEST(ExactKnnMemoryTest, ClearForgetsOneStreamOnly) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(8));
   const at::Tensor keys = Random({2, 5, 4}), values = Random({2, 5, 3});
   ASSERT_TRUE(memory.add(0, keys, values).ok());
   ASSERT_TRUE(memory.add(1, keys * 2, values).ok());
@@ -97,8 +97,8 @@ TEST(LocalKnnMemoryTest, ClearForgetsOneStreamOnly) {
   EXPECT_TRUE(at::equal(before.scores, after.scores));
 }
 
-TEST(LocalKnnMemoryTest, NoGradientReachesTheMemory) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(8));
+TEST(ExactKnnMemoryTest, NoGradientReachesTheMemory) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(8));
   const at::Tensor keys = Random({1, 4, 3}).requires_grad_(true);
   const at::Tensor values = Random({1, 4, 2}).requires_grad_(true);
   ASSERT_TRUE(memory.add(0, keys * 1.0, values * 1.0).ok());
@@ -117,8 +117,8 @@ TEST(LocalKnnMemoryTest, NoGradientReachesTheMemory) {
   EXPECT_TRUE(at::equal(memory.Contents(0).first, stored));
 }
 
-TEST(LocalKnnMemoryTest, BadShapesAreRefused) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(8));
+TEST(ExactKnnMemoryTest, BadShapesAreRefused) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(8));
   EXPECT_EQ(memory.add(0, Random({1, 4, 3}), Random({1, 5, 2})).code(),
             absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(memory.add(0, Random({1, 4, 3}), Random({1, 4, 2})).ok());
@@ -131,8 +131,8 @@ TEST(LocalKnnMemoryTest, BadShapesAreRefused) {
   EXPECT_EQ(memory.size(0), 4);
 }
 
-TEST(LocalKnnMemoryTest, TiesComeOldestFirstAndIdsCountInsertions) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(6));
+TEST(ExactKnnMemoryTest, TiesComeOldestFirstAndIdsCountInsertions) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(6));
   // Keys 0..9 along one axis, the value of entry i is i; entries 0..3 are
   // evicted. Keys i and i + 5 are equal, so every score ties in pairs.
   const at::Tensor keys = at::cat({at::ones({1, 5, 1}), at::ones({1, 5, 1})}, 1) *
@@ -151,8 +151,8 @@ TEST(LocalKnnMemoryTest, TiesComeOldestFirstAndIdsCountInsertions) {
   EXPECT_TRUE(at::equal(all_tie.ids.view(-1), at::tensor({4, 5}, at::kLong)));
 }
 
-TEST(LocalKnnMemoryTest, Bf16StorageHalvesTheEntries) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(16).storage_dtype(at::kBFloat16));
+TEST(ExactKnnMemoryTest, Bf16StorageHalvesTheEntries) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(16).storage_dtype(at::kBFloat16));
   const at::Tensor keys = at::randn({2, 10, 8}), values = at::randn({2, 10, 4});
   ASSERT_TRUE(memory.add(0, keys, values).ok());
   const auto [stored_keys, stored_values] = memory.Contents(0);
@@ -169,7 +169,7 @@ TEST(LocalKnnMemoryTest, Bf16StorageHalvesTheEntries) {
 }
 
 // The brute-force answer: float32 scores of every stored key, top k.
-std::pair<at::Tensor, at::Tensor> BruteForce(const LocalKnnMemory& memory,
+std::pair<at::Tensor, at::Tensor> BruteForce(const ExactKnnMemory& memory,
                                              const at::Tensor& queries, int64_t k) {
   const at::Tensor keys = memory.Contents(0).first.to(at::kFloat);
   return [&] {
@@ -181,12 +181,12 @@ std::pair<at::Tensor, at::Tensor> BruteForce(const LocalKnnMemory& memory,
 // Large memories on a CPU with bf16 dot products: the coarse bf16 pass and
 // float32 rescoring give the exact answer, for keys of unequal norms, in
 // float32 and bf16 storage, and they are the path taken.
-TEST(LocalKnnMemoryTest, CoarsePassGivesTheExactTopK) {
-  if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
+TEST(ExactKnnMemoryTest, CoarsePassGivesTheExactTopK) {
+  if (!ExactKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
   at::manual_seed(11);
   for (const at::ScalarType storage : {at::kFloat, at::kBFloat16}) {
-    LocalKnnMemory memory(
-        LocalKnnMemoryOptions(20000).storage_dtype(storage));  // > kCoarseMinEntries
+    ExactKnnMemory memory(
+        ExactKnnMemoryOptions(20000).storage_dtype(storage));  // > kCoarseMinEntries
     // Norms from 0.2 to 5: the error bound must hold for the largest.
     const at::Tensor keys = at::randn({2, 20000, 64}) * at::rand({2, 20000, 1}).mul(4.8).add(0.2);
     ASSERT_TRUE(memory.add(0, keys, at::randn({2, 20000, 3})).ok());
@@ -215,9 +215,9 @@ TEST(LocalKnnMemoryTest, CoarsePassGivesTheExactTopK) {
 // (1 +- 0.03), so that rounding reorders them coarsely; the answer is still
 // the exact one. (bf16's wide steps make the candidate set generous: this
 // data passed even with a bound 60x too narrow, so it checks exactness, not
-// the tightness of the bound, which the proof in local_knn_memory.cpp carries.)
-TEST(LocalKnnMemoryTest, CoarsePassResolvesNearTiesBelowBf16Resolution) {
-  if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
+// the tightness of the bound, which the proof in exact_knn_memory.cpp carries.)
+TEST(ExactKnnMemoryTest, CoarsePassResolvesNearTiesBelowBf16Resolution) {
+  if (!ExactKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
   at::manual_seed(5);
   const int64_t groups = 16, capacity = 16384, near_count = 100;
   const at::Tensor query = at::randn({groups, 1, 64});
@@ -226,7 +226,7 @@ TEST(LocalKnnMemoryTest, CoarsePassResolvesNearTiesBelowBf16Resolution) {
   const at::Tensor near_slots = at::arange(near_count, at::kLong) * 160;
   const at::Tensor keys =
       (at::randn({groups, capacity, 64}) / 8.0).index_copy_(1, near_slots, near);
-  LocalKnnMemory memory{LocalKnnMemoryOptions(capacity)};
+  ExactKnnMemory memory{ExactKnnMemoryOptions(capacity)};
   ASSERT_TRUE(memory.add(0, keys, at::zeros({groups, capacity, 1})).ok());
   const KnnResult found = *memory.search(0, unit, 32);
   EXPECT_EQ(memory.search_counts().coarse, 1);
@@ -238,9 +238,9 @@ TEST(LocalKnnMemoryTest, CoarsePassResolvesNearTiesBelowBf16Resolution) {
 
 // Exact ties at the k-th place (duplicated keys) still come oldest first
 // through the coarse pass.
-TEST(LocalKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
-  if (!LocalKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
-  LocalKnnMemory memory(LocalKnnMemoryOptions(32768));
+TEST(ExactKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
+  if (!ExactKnnMemory::CoarsePassAvailable()) GTEST_SKIP() << "no AVX512-BF16/AMX-BF16 on this CPU";
+  ExactKnnMemory memory(ExactKnnMemoryOptions(32768));
   // 32768 entries: 1024 distinct unit keys, each written 32 times (ids j,
   // j + 1024, ...). Key 5 as the query: its 32 copies tie at score 1, and
   // every other key scores less.
@@ -253,7 +253,7 @@ TEST(LocalKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
 
   // Keys of unequal norms, duplicated: every query's answer is the brute
   // force's, ties oldest first (score descending, then id ascending).
-  LocalKnnMemory unequal(LocalKnnMemoryOptions(32768));
+  ExactKnnMemory unequal(ExactKnnMemoryOptions(32768));
   const at::Tensor scaled = distinct * at::rand({1, 1024, 1}).mul(3).add(0.5);
   ASSERT_TRUE(unequal.add(0, scaled.repeat({1, 32, 1}), at::zeros({1, 32768, 1})).ok());
   const at::Tensor queries = at::randn({1, 64, 16});
@@ -271,13 +271,13 @@ TEST(LocalKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
   }
 }
 
-TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
-  LocalKnnMemory memory(LocalKnnMemoryOptions(5));
+TEST(ExactKnnMemoryTest, SaveStateRoundTrips) {
+  ExactKnnMemory memory(ExactKnnMemoryOptions(5));
   ASSERT_TRUE(memory.add(3, Random({2, 7, 4}), Random({2, 7, 3})).ok());  // wrapped
   ASSERT_TRUE(memory.add(8, Random({2, 2, 4}), Random({2, 2, 3})).ok());
   const std::string path = ::testing::TempDir() + "/local_knn_memory.pt";
   ASSERT_TRUE(SaveKnnMemory(memory, path).ok());
-  LocalKnnMemory loaded(LocalKnnMemoryOptions(5));
+  ExactKnnMemory loaded(ExactKnnMemoryOptions(5));
   ASSERT_TRUE(loaded.add(99, Random({1, 1, 1}), Random({1, 1, 1})).ok());  // replaced
   ASSERT_TRUE(LoadKnnMemory(loaded, path).ok());
   EXPECT_EQ(loaded.size(99), 0);
@@ -295,4 +295,4 @@ TEST(LocalKnnMemoryTest, SaveStateRoundTrips) {
 }
 
 }  // namespace
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

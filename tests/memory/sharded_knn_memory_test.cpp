@@ -1,7 +1,7 @@
 // ShardedKnnMemory under real mpirun (2 and 4 ranks): every rank checks that
-// the sharded memory answers exactly what one LocalKnnMemory of the total
+// the sharded memory answers exactly what one ExactKnnMemory of the total
 // capacity, fed the union of all ranks' entries in rank order, answers.
-#include "parallel/sharded_knn_memory.h"
+#include "memory/sharded_knn_memory.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -9,17 +9,18 @@
 
 #include <vector>
 
-#include "parallel/local_knn_memory.h"
+#include "memory/exact_knn_memory.h"
 #include "tests/mpi_test_support.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 namespace {
 
 constexpr int64_t kGroups = 2, kKeyDim = 6, kValueDim = 3;
 
-std::unique_ptr<ShardedKnnMemory> NewSharded(Communicator& group, int64_t shard_capacity) {
+std::unique_ptr<ShardedKnnMemory> NewSharded(parallel::Communicator& group,
+                                             int64_t shard_capacity) {
   return std::make_unique<ShardedKnnMemory>(
-      group, std::make_unique<LocalKnnMemory>(LocalKnnMemoryOptions(shard_capacity)),
+      group, std::make_unique<ExactKnnMemory>(ExactKnnMemoryOptions(shard_capacity)),
       shard_capacity);
 }
 
@@ -35,9 +36,10 @@ void ExpectSame(const KnnResult& sharded, const KnnResult& local) {
 // One round: every rank adds `counts[r]` entries to `streams[r]` (the same
 // random entries are drawn on every rank, so each knows the union), then
 // searches its stream with its own queries; the reference sees the union.
-void AddAndCompare(Communicator& world, ShardedKnnMemory& sharded, LocalKnnMemory& reference,
-                   const std::vector<int64_t>& streams, const std::vector<int64_t>& counts,
-                   int64_t k, const c10::Device& device = c10::kCPU) {
+void AddAndCompare(parallel::Communicator& world, ShardedKnnMemory& sharded,
+                   ExactKnnMemory& reference, const std::vector<int64_t>& streams,
+                   const std::vector<int64_t>& counts, int64_t k,
+                   const c10::Device& device = c10::kCPU) {
   const int me = world.rank();
   at::Tensor my_keys, my_values;
   for (int r = 0; r < world.size(); ++r) {
@@ -66,7 +68,7 @@ TEST(ShardedKnnMemoryTest, OneSharedStreamEqualsLocalOnTheUnion) {
   const int ranks = world->size();
   constexpr int64_t kShardCapacity = 16;
   auto sharded = NewSharded(*world, kShardCapacity);
-  LocalKnnMemory reference(LocalKnnMemoryOptions(kShardCapacity * ranks));
+  ExactKnnMemory reference(ExactKnnMemoryOptions(kShardCapacity * ranks));
   EXPECT_EQ(sharded->capacity(), kShardCapacity * ranks);
   at::manual_seed(11);
   const std::vector<int64_t> streams(static_cast<size_t>(ranks), 0);
@@ -85,7 +87,7 @@ TEST(ShardedKnnMemoryTest, PerRankStreamsWithClearsEqualLocal) {
   auto world = testing::NewWorld();
   const int ranks = world->size(), me = world->rank();
   auto sharded = NewSharded(*world, 8);
-  LocalKnnMemory reference(LocalKnnMemoryOptions(8 * ranks));
+  ExactKnnMemory reference(ExactKnnMemoryOptions(8 * ranks));
   at::manual_seed(12);
   std::vector<int64_t> streams, counts;
   for (int r = 0; r < ranks; ++r) streams.push_back(100 + r), counts.push_back(5);
@@ -163,7 +165,7 @@ TEST(ShardedKnnMemoryTest, CudaEntriesOverNcclEqualLocalOnTheUnion_CUDA) {
   const int ranks = world->size();
   constexpr int64_t kShardCapacity = 16;
   auto sharded = NewSharded(*world, kShardCapacity);
-  LocalKnnMemory reference(LocalKnnMemoryOptions(kShardCapacity * ranks));
+  ExactKnnMemory reference(ExactKnnMemoryOptions(kShardCapacity * ranks));
   at::manual_seed(11);
   const std::vector<int64_t> streams(static_cast<size_t>(ranks), 0);
   std::vector<int64_t> counts;
@@ -174,4 +176,4 @@ TEST(ShardedKnnMemoryTest, CudaEntriesOverNcclEqualLocalOnTheUnion_CUDA) {
 }
 
 }  // namespace
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

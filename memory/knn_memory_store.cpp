@@ -1,4 +1,4 @@
-#include "trainer/knn_memory_store.h"
+#include "memory/knn_memory_store.h"
 
 #include <filesystem>
 #include <fstream>
@@ -10,7 +10,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
-namespace memtrain::trainer {
+namespace memtrain::memory {
 namespace {
 
 namespace fs = std::filesystem;
@@ -37,10 +37,9 @@ nlohmann::json InfoJson(const KnnMemoryStoreInfo& info) {
 
 }  // namespace
 
-absl::Status WriteKnnMemoryStore(
-    const std::string& dir, const KnnMemoryStoreInfo& info,
-    const std::map<int64_t, std::shared_ptr<parallel::KnnMemory>>& memories,
-    parallel::Communicator& group) {
+absl::Status WriteKnnMemoryStore(const std::string& dir, const KnnMemoryStoreInfo& info,
+                                 const std::map<int64_t, std::shared_ptr<KnnMemory>>& memories,
+                                 parallel::Communicator& group) {
   const std::string partial = StagingPath(dir, "");  // every rank names it alike
   absl::Status made = absl::OkStatus();
   if (group.rank() == 0) {
@@ -53,7 +52,7 @@ absl::Status WriteKnnMemoryStore(
   auto write_shards = [&]() -> absl::Status {
     for (const auto& [layer, memory] : memories) {
       const std::string path = (fs::path(partial) / ShardName(layer, group.rank())).string();
-      MEMTRAIN_RETURN_IF_ERROR(parallel::SaveKnnMemory(*memory, path));
+      MEMTRAIN_RETURN_IF_ERROR(SaveKnnMemory(*memory, path));
     }
     return absl::OkStatus();
   };
@@ -126,10 +125,10 @@ absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir,
   }
   auto load = [&]() -> absl::Status {
     for (const auto& [layer, count] : info.entries) {
-      MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<parallel::KnnMemory> memory,
-                                parallel::MakeKnnMemory(info.memory, &group));
+      MEMTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<KnnMemory> memory,
+                                MakeKnnMemory(info.memory, &group));
       const std::string path = (fs::path(dir) / ShardName(layer, group.rank())).string();
-      const absl::Status loaded = parallel::LoadKnnMemory(*memory, path);
+      const absl::Status loaded = LoadKnnMemory(*memory, path);
       if (!loaded.ok()) return absl::DataLossError(loaded.message());
       store.memories[layer] = std::move(memory);
     }
@@ -140,4 +139,4 @@ absl::StatusOr<KnnMemoryStore> ReadKnnMemoryStore(const std::string& dir,
   return store;
 }
 
-}  // namespace memtrain::trainer
+}  // namespace memtrain::memory

@@ -1,23 +1,23 @@
-#include "parallel/knn_memory_factory.h"
+#include "memory/knn_memory_factory.h"
 
 #include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "common/registry.h"
 #include "common/status_macros.h"
-#include "parallel/local_knn_memory.h"
-#include "parallel/sharded_knn_memory.h"
+#include "memory/exact_knn_memory.h"
+#include "memory/sharded_knn_memory.h"
 #ifdef MEMTRAIN_WITH_FAISS
-#include "parallel/faiss_knn_memory.h"
+#include "memory/faiss_knn_memory.h"
 #endif
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 namespace {
 
 using Backend = std::function<std::unique_ptr<KnnMemory>(int64_t capacity)>;
 
-std::unique_ptr<KnnMemory> Local(int64_t capacity, c10::optional<at::ScalarType> storage) {
-  return std::make_unique<LocalKnnMemory>(LocalKnnMemoryOptions(capacity).storage_dtype(storage));
+std::unique_ptr<KnnMemory> Exact(int64_t capacity, c10::optional<at::ScalarType> storage) {
+  return std::make_unique<ExactKnnMemory>(ExactKnnMemoryOptions(capacity).storage_dtype(storage));
 }
 
 #ifdef MEMTRAIN_WITH_FAISS
@@ -30,8 +30,8 @@ const NamedRegistry<Backend>& Backends() {
   static const auto* backends = new NamedRegistry<Backend>(
       "kNN memory backend",
       {
-          {"exact", [](int64_t capacity) { return Local(capacity, c10::nullopt); }},
-          {"exact_bf16", [](int64_t capacity) { return Local(capacity, at::kBFloat16); }},
+          {"exact", [](int64_t capacity) { return Exact(capacity, c10::nullopt); }},
+          {"exact_bf16", [](int64_t capacity) { return Exact(capacity, at::kBFloat16); }},
 #ifdef MEMTRAIN_WITH_FAISS
           {"faiss_flat", [](int64_t capacity) { return Faiss(capacity, FaissIndexKind::kFlat); }},
           {"faiss_hnsw", [](int64_t capacity) { return Faiss(capacity, FaissIndexKind::kHnsw); }},
@@ -42,7 +42,7 @@ const NamedRegistry<Backend>& Backends() {
 
 }  // namespace
 
-absl::Status CheckKnnMemorySpec(const KnnMemorySpec& spec, const Communicator* group) {
+absl::Status CheckKnnMemorySpec(const KnnMemorySpec& spec, const parallel::Communicator* group) {
   MEMTRAIN_RETURN_IF_ERROR(Backends().Find(spec.backend).status());
   if (spec.capacity < 1) {
     return absl::InvalidArgumentError(
@@ -55,7 +55,7 @@ absl::Status CheckKnnMemorySpec(const KnnMemorySpec& spec, const Communicator* g
 }
 
 absl::StatusOr<std::shared_ptr<KnnMemory>> MakeKnnMemory(const KnnMemorySpec& spec,
-                                                         Communicator* group) {
+                                                         parallel::Communicator* group) {
   MEMTRAIN_RETURN_IF_ERROR(CheckKnnMemorySpec(spec, group));
   MEMTRAIN_ASSIGN_OR_RETURN(const Backend* backend, Backends().Find(spec.backend));
   std::unique_ptr<KnnMemory> memory = (*backend)(spec.capacity);
@@ -66,4 +66,4 @@ absl::StatusOr<std::shared_ptr<KnnMemory>> MakeKnnMemory(const KnnMemorySpec& sp
 
 std::vector<std::string> KnnBackendNames() { return Backends().names(); }
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory

@@ -1,12 +1,12 @@
-// File: parallel/faiss_knn_memory.h
+// File: memory/faiss_knn_memory.h
 //
-// `FaissKnnMemory`: a KnnMemory (parallel/knn_memory.h) searched by a FAISS
+// `FaissKnnMemory`: a KnnMemory (memory/knn_memory.h) searched by a FAISS
 // index on the CPU: IndexFlatIP (exact) or IndexHNSWFlat (approximate, for
 // large memories). Built only where FAISS is found (MEMTRAIN_WITH_FAISS).
 //
 //   FaissKnnMemory memory(FaissKnnMemoryOptions(262144).kind(FaissIndexKind::kHnsw));
 //
-// The entries themselves live in a LocalKnnMemory (fp32, CPU; ring buffer,
+// The entries themselves live in an ExactKnnMemory (fp32, CPU; ring buffer,
 // ids, state); FAISS holds one index per stream and group whose labels are
 // the insertion ids. Eviction: FAISS indexes have no cheap removal (HNSW
 // none at all), so an add that evicts marks the stream's index stale and the
@@ -14,12 +14,12 @@
 // appended at the next search. So approximate search suits memories that
 // are built once and searched many times (the shared scope); the per-stream
 // ring of the paper, which evicts every segment once full, is
-// LocalKnnMemory's job. Hits are ordered by score, then id (ties oldest
+// ExactKnnMemory's job. Hits are ordered by score, then id (ties oldest
 // first), but FAISS picks among scores tied at the k-th place arbitrarily,
-// so unlike LocalKnnMemory a newer tied entry may be kept there. With HNSW
+// so unlike ExactKnnMemory a newer tied entry may be kept there. With HNSW
 // the hits are approximate (docs/KNN_MEMORY.md: recall).
-#ifndef MEMTRAIN_PARALLEL_FAISS_KNN_MEMORY_H_
-#define MEMTRAIN_PARALLEL_FAISS_KNN_MEMORY_H_
+#ifndef MEMTRAIN_MEMORY_FAISS_KNN_MEMORY_H_
+#define MEMTRAIN_MEMORY_FAISS_KNN_MEMORY_H_
 
 #include <torch/arg.h>
 
@@ -27,13 +27,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "parallel/local_knn_memory.h"
+#include "memory/exact_knn_memory.h"
 
 namespace faiss {
 struct Index;
 }
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 
 enum class FaissIndexKind { kFlat, kHnsw };
 
@@ -73,10 +73,10 @@ class FaissKnnMemory final : public KnnMemory {
   void Update(int64_t stream, StreamIndex& index) const;
 
   const FaissKnnMemoryOptions options_;
-  LocalKnnMemory entries_;
+  ExactKnnMemory entries_;
   mutable std::unordered_map<int64_t, StreamIndex> indexes_;
 };
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory
 
-#endif  // MEMTRAIN_PARALLEL_FAISS_KNN_MEMORY_H_
+#endif  // MEMTRAIN_MEMORY_FAISS_KNN_MEMORY_H_

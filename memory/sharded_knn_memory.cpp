@@ -1,4 +1,4 @@
-#include "parallel/sharded_knn_memory.h"
+#include "memory/sharded_knn_memory.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace memtrain::parallel {
+namespace memtrain::memory {
 namespace {
 
 constexpr int64_t kRequestFields = 7;  // Request's fields in the exchanged header
@@ -46,7 +46,7 @@ Merged Merge(const std::vector<at::Tensor>& candidates, int64_t k) {
 
 }  // namespace
 
-ShardedKnnMemory::ShardedKnnMemory(Communicator& group, std::unique_ptr<KnnMemory> shard,
+ShardedKnnMemory::ShardedKnnMemory(parallel::Communicator& group, std::unique_ptr<KnnMemory> shard,
                                    int64_t shard_capacity)
     : group_(group), shard_(std::move(shard)), shard_capacity_(shard_capacity) {
   TORCH_CHECK(shard_ != nullptr, "ShardedKnnMemory: needs a shard");
@@ -333,4 +333,4 @@ absl::Status ShardedKnnMemory::LoadState(const std::map<std::string, at::Tensor>
   return absl::OkStatus();
 }
 
-}  // namespace memtrain::parallel
+}  // namespace memtrain::memory
