@@ -12,7 +12,8 @@
 //   MEMTRAIN_RETURN_IF_ERROR(memory.add(stream, keys, values));   // [G, n, dk], [G, n, dv]
 //   MEMTRAIN_ASSIGN_OR_RETURN(KnnResult hits, memory.search(stream, queries, 32));
 //
-// Contract (every implementation):
+// Contract (every implementation; tests/memory/knn_memory_conformance_test.cpp
+// checks it for every registered backend, unsharded and sharded):
 //   - Entries are grouped: keys [G, n, dk] and values [G, n, dv], where G is
 //     the number of independent groups (the attention heads); group g is only
 //     ever searched by queries of group g. G, dk and dv are fixed per stream by
@@ -28,6 +29,8 @@
 //     detached copies, so no gradient ever reaches it.
 //   - Streams are independent: add/clear on one never changes another.
 //   - Bad arguments come back as kInvalidArgument; the memory is unchanged.
+//     (A sharded memory also fails the other ranks' part of the call, with
+//     kAborted when their own arguments were good.)
 //   - Not thread-safe: one thread at a time per memory.
 //   - State: SaveState() returns the whole contents (for a sharded memory,
 //     this rank's shard) as named CPU tensors; LoadState() on a memory built

@@ -97,9 +97,12 @@ absl::StatusOr<std::vector<ShardedKnnMemory::Request>> ShardedKnnMemory::Exchang
     }
   }
 
-  // The same verdict on every rank: all ranks see the same requests.
+  // The same verdict on every rank: all ranks see the same requests. Each
+  // rank whose own request is bad is told why (kInvalidArgument); the others
+  // hear of the first bad rank (kAborted).
   std::unordered_map<int64_t, StreamShape> shapes = shapes_;
   const bool adding = std::string(operation) == "add";
+  std::string first_problem, my_problem;
   for (size_t r = 0; r < requests.size(); ++r) {
     const Request& request = requests[r];
     std::string problem;
@@ -123,9 +126,11 @@ absl::StatusOr<std::vector<ShardedKnnMemory::Request>> ShardedKnnMemory::Exchang
     const std::string what =
         absl::StrCat("ShardedKnnMemory::", operation, "(stream ", request.stream, ") on rank ", r,
                      " of group '", group_.name(), "': ", problem, "; nothing changed");
-    return static_cast<int>(r) == group_.rank() ? absl::InvalidArgumentError(what)
-                                                : absl::AbortedError(what);
+    if (first_problem.empty()) first_problem = what;
+    if (static_cast<int>(r) == group_.rank()) my_problem = what;
   }
+  if (!my_problem.empty()) return absl::InvalidArgumentError(my_problem);
+  if (!first_problem.empty()) return absl::AbortedError(first_problem);
   return requests;
 }
 
@@ -290,8 +295,10 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ShardedKnnMemory::SaveState() 
   state["rank"] = at::scalar_tensor(static_cast<int64_t>(group_.rank()), at::kLong);
   state["ranks"] = at::scalar_tensor(static_cast<int64_t>(group_.size()), at::kLong);
   state["shard_capacity"] = at::scalar_tensor(shard_capacity_, at::kLong);
+  // In stream order, so that equal memories save equal states.
+  const std::map<int64_t, int64_t> totals(totals_.begin(), totals_.end());
   std::vector<int64_t> streams;
-  for (const auto& [stream, total] : totals_) {
+  for (const auto& [stream, total] : totals) {
     const StreamShape& shape = shapes_.at(stream);
     streams.insert(streams.end(), {stream, total, shape[0], shape[1], shape[2]});
   }

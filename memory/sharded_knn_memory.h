@@ -41,8 +41,9 @@
 // that call's adds and searches).
 //
 // Transport and results are float32 (entries, queries) whatever the shard
-// stores. Bad arguments on any rank fail the call on every rank (that rank
-// gets kInvalidArgument, the others kAborted), leaving the memory unchanged.
+// stores. Bad arguments on any rank fail the call on every rank, leaving the
+// memory unchanged: each rank whose own arguments were bad gets
+// kInvalidArgument, the others kAborted naming the first bad rank.
 #ifndef MEMTRAIN_MEMORY_SHARDED_KNN_MEMORY_H_
 #define MEMTRAIN_MEMORY_SHARDED_KNN_MEMORY_H_
 
