@@ -1,38 +1,32 @@
 #include "launch/knn_memory_flags.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "memory/knn_memory_factory.h"
+#include "memory/knn_memory_setup.h"
 
 namespace {
 const memtrain::memory::KnnMemorySetup kDefaults;
 }  // namespace
 
-ABSL_FLAG(std::string, knn_backend, kDefaults.backend,
-          "knn layers: the memory's backend, how it stores and searches its entries. exact "
-          "(matmul + topk, fp32), exact_bf16 (bf16 storage), faiss_flat (FAISS IndexFlatIP, "
-          "exact, CPU) or faiss_hnsw (FAISS HNSW, approximate, CPU; for memories searched more "
-          "often than they change). FAISS ones only in builds with FAISS.");
-ABSL_FLAG(bool, knn_sharded, kDefaults.sharded,
-          "knn layers: shard each memory, i.e. partition its entries over the ranks "
-          "(--knn_memory_size entries per stream on each rank, so a stream holds that x ranks); "
-          "searches and writes become collective. Unsharded, each rank has memories of its own.");
-ABSL_FLAG(std::string, knn_scope, kDefaults.scope,
-          "knn layers: the memory's scope, who writes it and what clears it. stream (the paper: "
-          "each row's document stream has its own memory, cleared when its document starts) or "
-          "shared (one memory for all rows, and all ranks when sharded; never cleared). "
-          "memtrain-eval --knn_memory_dir makes it prebuilt (searched, never written).");
+#define MEMTRAIN_KNN_MEMORY_FLAG(name, member, help)                                \
+  ABSL_FLAG(std::decay_t<decltype(memtrain::memory::KnnMemorySetup::member)>, name, \
+            kDefaults.member, help);
+MEMTRAIN_KNN_MEMORY_OPTIONS(MEMTRAIN_KNN_MEMORY_FLAG)
+#undef MEMTRAIN_KNN_MEMORY_FLAG
 
 namespace memtrain::launch {
 
 absl::StatusOr<memory::KnnMemorySetup> KnnMemorySetupFromFlags() {
   memory::KnnMemorySetup setup;
-  setup.backend = absl::GetFlag(FLAGS_knn_backend);
-  setup.sharded = absl::GetFlag(FLAGS_knn_sharded);
-  setup.scope = absl::GetFlag(FLAGS_knn_scope);
+#define MEMTRAIN_KNN_MEMORY_OPTION_FROM_FLAG(name, member, help) \
+  setup.member = absl::GetFlag(FLAGS_##name);
+  MEMTRAIN_KNN_MEMORY_OPTIONS(MEMTRAIN_KNN_MEMORY_OPTION_FROM_FLAG)
+#undef MEMTRAIN_KNN_MEMORY_OPTION_FROM_FLAG
   auto check = [](const char* flag, const std::string& value,
                   const std::vector<std::string>& known) {
     if (std::find(known.begin(), known.end(), value) != known.end()) return absl::OkStatus();

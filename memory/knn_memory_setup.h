@@ -32,11 +32,38 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "memory/knn_layer_memory.h"
 #include "memory/knn_memory.h"
+#include "memory/knn_memory_factory.h"
 #include "parallel/communicator.h"
 
 namespace memtrain::memory {
+
+/// The options of KnnMemorySetup a user sets, as X(name, member, help): the
+/// flags of that name (launch/knn_memory_flags.cpp) and the names
+/// memtrain-train's checkpoints record them under (trainer/trainer_options.h).
+// clang-format off
+#define MEMTRAIN_KNN_MEMORY_OPTIONS(X)                                                           \
+  X(knn_backend, backend,                                                                       \
+    absl::StrCat("knn layers: the memory's backend, how it stores and searches its entries: ",  \
+                 absl::StrJoin(::memtrain::memory::KnnBackendNames(), ", "),                     \
+                 " (docs/KNN_MEMORY.md; exact: matmul + topk in fp32; exact_bf16: bf16 "        \
+                 "storage; faiss_flat: exact, CPU; faiss_hnsw: approximate, CPU, for memories " \
+                 "searched more often than they change; FAISS ones only in builds with FAISS)."))\
+  X(knn_sharded, sharded,                                                                       \
+    "knn layers: shard each memory, i.e. partition its entries over the ranks "                 \
+    "(--knn_memory_size entries per stream on each rank, so a stream holds that x ranks); "     \
+    "searches and writes become collective. Unsharded, each rank has memories of its own.")     \
+  X(knn_scope, scope,                                                                           \
+    absl::StrCat("knn layers: the memory's scope, who writes it and what clears it: ",          \
+                 absl::StrJoin(::memtrain::memory::KnnScopeNames(), ", "),                       \
+                 " (stream, the paper: each row's document stream has its own memory, cleared " \
+                 "when its document starts; shared: one memory for all rows, and all ranks "    \
+                 "when sharded, never cleared). memtrain-eval --knn_memory_dir makes it "       \
+                 "prebuilt (searched, never written)."))
+// clang-format on
 
 struct KnnMemorySetup {
   std::string backend = "exact";  ///< memory/knn_memory_factory.h (--knn_backend)

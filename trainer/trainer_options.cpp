@@ -28,9 +28,9 @@ nlohmann::json TrainerOptionsJson(const TrainerOptions& o) {
 #define MEMTRAIN_RECORD_BATCH_SHAPE(name, help) json[#name] = o.batch.name;
   MEMTRAIN_BATCH_SHAPE_OPTIONS(MEMTRAIN_RECORD_BATCH_SHAPE)
 #undef MEMTRAIN_RECORD_BATCH_SHAPE
-  json["knn_backend"] = o.knn_memory.backend;
-  json["knn_sharded"] = o.knn_memory.sharded;
-  json["knn_scope"] = o.knn_memory.scope;
+#define MEMTRAIN_RECORD_KNN_MEMORY_OPTION(name, member, help) json[#name] = o.knn_memory.member;
+  MEMTRAIN_KNN_MEMORY_OPTIONS(MEMTRAIN_RECORD_KNN_MEMORY_OPTION)
+#undef MEMTRAIN_RECORD_KNN_MEMORY_OPTION
   return json;
 }
 

@@ -8,8 +8,9 @@
 // is the flag's help text. launch/memtrain_train.cpp expands the list into
 // flags, TrainerOptionsJson() into what checkpoints record, and
 // OptionsSafeToChange() into what a resume accepts. The batch-shape options
-// (data/batch_source.h) and the kNN memory's flags are declared by their own
-// modules and recorded here as kMustMatch.
+// (data/batch_source.h) and the kNN memory's (memory/knn_memory_setup.h) are
+// declared by their own modules, as flags shared by every binary that reads
+// batches or searches memories, and recorded here as kMustMatch.
 //
 // Adding a trainer option: a member with its default below, one row in the
 // list. Nothing else (docs/EXTENDING.md).

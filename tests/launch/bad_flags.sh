@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every validated flag of memtrain-train, -generate and -eval, given a bad
+# Every validated flag of memtrain-train, -generate, -eval and -build-memory, given a bad
 # value: exit status 1, one message that names the flag or the value and what
 # is allowed, and no signal or C++ stack trace (issue 14: no crash paths).
 #
@@ -59,4 +59,12 @@ expect_refusal --generate=-2 "--generate must be >= 0, got -2"
 expect_refusal --segment_length=0 "--segment_length must be positive; got 0"
 expect_refusal --knn_scope=x "'x' is not one of"
 expect_refusal --collectives=ib "--collectives=ib is not one this build has"
+
+binary=memtrain-build-memory args=("${saved_args[@]}" --out="${work}/memory")
+expect_refusal --capacity_per_rank=-5 "--capacity_per_rank must be >= 0, got -5"
+expect_refusal --steps=-1 "--steps must be >= 0, got -1"
+expect_refusal --out= "--out is required"
+expect_refusal --knn_backend=annoy "'annoy' is not one of exact"
+expect_refusal --segment_length=0 "--segment_length must be positive; got 0"
+expect_refusal --data="${work}/demo.h5" "has no knn layer"
 exit $((failures > 0))
