@@ -2,7 +2,7 @@
 // every rank of an mpirun / srun job (data parallel; see trainer/trainer.h).
 //
 //   memtrain-train --train_data=demo.train.h5 --valid_data=demo.valid.h5 --steps=200
-//   mpirun -np 2 memtrain-train --flagfile=configs/lm-demo.flags
+//   mpirun -np 2 memtrain-train --flagfile=configs/quickstart.flags --train_data=...
 //   srun --mpi=pmix -n 8 memtrain-train --flagfile=configs/wmt16.flags
 #include <algorithm>
 #include <filesystem>

@@ -364,5 +364,21 @@ TEST_F(Seq2SeqBatchSourceTest, LmStateIsRefused) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// The task table decides what a corpus is: a task outside it is refused by
+// name, never taken for seq2seq (data/task.h).
+TEST(TaskTableTest, CorporaOfUnknownTasksAreRefusedAndKnownOnesKeepTheirShape) {
+  auto writer =
+      CorpusWriter::Create(testing::TempPath("unknown_task.h5"), "poetry", TokenizerInfo{});
+  ASSERT_FALSE(writer.ok());
+  EXPECT_THAT(
+      std::string(writer.status().message()),
+      ::testing::HasSubstr("unknown task 'poetry'; known: lm, translation, summarization, qa"));
+  for (const TaskInfo& task : Tasks()) {
+    auto found = FindTask(task.name);
+    ASSERT_TRUE(found.ok()) << task.name;
+    EXPECT_EQ((*found)->seq2seq, task.task != Task::kLanguageModel) << task.name;
+  }
+}
+
 }  // namespace
 }  // namespace memtrain::data
