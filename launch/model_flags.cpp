@@ -2,6 +2,7 @@
 
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 
 namespace {
 // Defaults come from the option structs, so the papers' values live in one place.
@@ -36,30 +38,53 @@ ABSL_FLAG(std::vector<std::string>, knn_layers, {},
           "Decoder layers (0-based) whose self-attention is knn (the Memorizing Transformer).");
 ABSL_FLAG(std::vector<std::string>, layer_attention, {},
           "Per-layer overrides LAYER:KIND, e.g. 3:performer,5:memsizer (decoder layers).");
-ABSL_FLAG(int64_t, linformer_k, kAttention.linformer.projected_length,
-          "Linformer projected length k.");
-ABSL_FLAG(int64_t, linformer_max_length, kAttention.linformer.max_length,
-          "Linformer maximum sequence length n.");
-ABSL_FLAG(memtrain::model::LinformerSharing, linformer_sharing, kAttention.linformer.sharing,
-          absl::StrCat("Linformer projections (paper §4), one of ",
-                       absl::StrJoin(memtrain::model::LinformerSharingNames(), ", "),
-                       ": per head, per layer, E = F per layer, one E for the whole model."));
-ABSL_FLAG(int64_t, performer_features, kAttention.performer.features,
-          "Performer random features r.");
-ABSL_FLAG(int64_t, performer_redraw_interval, kAttention.performer.redraw_interval,
-          "Performer: training calls between feature redraws (0: never).");
-ABSL_FLAG(int64_t, memsizer_slots, kAttention.memsizer.slots, "MemSizer memory slots k.");
-ABSL_FLAG(int64_t, knn_top_k, kAttention.knn.top_k,
-          "Memorizing Transformer: neighbours retrieved.");
-ABSL_FLAG(int64_t, knn_memory_size, kAttention.knn.memory_size,
-          "Memorizing Transformer: memory capacity in tokens per stream.");
-ABSL_FLAG(int64_t, infinite_basis, kAttention.infinite.basis,
-          "∞-former: radial basis functions N.");
-ABSL_FLAG(int64_t, infinite_samples, kAttention.infinite.samples,
-          "∞-former: samples M at a memory update.");
-ABSL_FLAG(double, infinite_tau, kAttention.infinite.tau, "∞-former: compression point τ.");
-ABSL_FLAG(double, infinite_ridge, kAttention.infinite.ridge, "∞-former: ridge penalty λ.");
-ABSL_FLAG(bool, infinite_sticky, kAttention.infinite.sticky, "∞-former: sticky memories.");
+namespace {
+
+// The flag type of an option type: itself, except lists of numbers, which
+// Abseil parses as lists of strings ("0.005,0.01").
+template <typename T>
+struct FlagOf {
+  using type = T;
+  static T Default(const T& value) { return value; }
+  static absl::Status Read(const char*, const T& flag, T* option) {
+    *option = flag;
+    return absl::OkStatus();
+  }
+};
+template <>
+struct FlagOf<std::vector<double>> {
+  using type = std::vector<std::string>;
+  static type Default(const std::vector<double>& values) {
+    type texts;
+    for (double value : values) texts.push_back(absl::StrCat(value));
+    return texts;
+  }
+  static absl::Status Read(const char* name, const type& flag, std::vector<double>* option) {
+    option->clear();
+    for (const std::string& text : flag) {
+      double value = 0;
+      if (!absl::SimpleAtod(text, &value)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, ": '", text, "' is not a number"));
+      }
+      option->push_back(value);
+    }
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace
+
+// Every variant option as a flag (model/attention.h's tables).
+#define MEMTRAIN_VARIANT_OPTION_FLAG(variant, flag, member, help)                  \
+  ABSL_FLAG(FlagOf<std::decay_t<decltype(kAttention.variant.member)>>::type, flag, \
+            FlagOf<std::decay_t<decltype(kAttention.variant.member)>>::Default(    \
+                kAttention.variant.member),                                        \
+            help);
+#define MEMTRAIN_VARIANT_FLAGS(variant, Type, TABLE) TABLE(MEMTRAIN_VARIANT_OPTION_FLAG)
+MEMTRAIN_ATTENTION_VARIANTS(MEMTRAIN_VARIANT_FLAGS)
+#undef MEMTRAIN_VARIANT_FLAGS
+#undef MEMTRAIN_VARIANT_OPTION_FLAG
 
 namespace memtrain::launch {
 
@@ -94,19 +119,13 @@ absl::StatusOr<model::TransformerOptions> ModelOptionsFromFlags() {
     o.layer_attention[layer] = parts[1];
   }
   model::AttentionOptions& a = o.attention_options;
-  a.linformer.projected_length = absl::GetFlag(FLAGS_linformer_k);
-  a.linformer.max_length = absl::GetFlag(FLAGS_linformer_max_length);
-  a.linformer.sharing = absl::GetFlag(FLAGS_linformer_sharing);
-  a.performer.features = absl::GetFlag(FLAGS_performer_features);
-  a.performer.redraw_interval = absl::GetFlag(FLAGS_performer_redraw_interval);
-  a.memsizer.slots = absl::GetFlag(FLAGS_memsizer_slots);
-  a.knn.top_k = absl::GetFlag(FLAGS_knn_top_k);
-  a.knn.memory_size = absl::GetFlag(FLAGS_knn_memory_size);
-  a.infinite.basis = absl::GetFlag(FLAGS_infinite_basis);
-  a.infinite.samples = absl::GetFlag(FLAGS_infinite_samples);
-  a.infinite.tau = absl::GetFlag(FLAGS_infinite_tau);
-  a.infinite.ridge = absl::GetFlag(FLAGS_infinite_ridge);
-  a.infinite.sticky = absl::GetFlag(FLAGS_infinite_sticky);
+#define MEMTRAIN_VARIANT_OPTION_FROM_FLAG(variant, flag, member, help)             \
+  MEMTRAIN_RETURN_IF_ERROR(FlagOf<std::decay_t<decltype(a.variant.member)>>::Read( \
+      #flag, absl::GetFlag(FLAGS_##flag), &a.variant.member));
+#define MEMTRAIN_VARIANT_FROM_FLAGS(variant, Type, TABLE) TABLE(MEMTRAIN_VARIANT_OPTION_FROM_FLAG)
+  MEMTRAIN_ATTENTION_VARIANTS(MEMTRAIN_VARIANT_FROM_FLAGS)
+#undef MEMTRAIN_VARIANT_FROM_FLAGS
+#undef MEMTRAIN_VARIANT_OPTION_FROM_FLAG
   return o;
 }
 

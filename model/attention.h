@@ -134,18 +134,52 @@ struct InfiniteOptions {
   double min_variance = 1e-4;  ///< clamp of σ² (GPT-2 code)
 };
 
+// Each variant's options are declared once: the struct with its defaults,
+// and beside it a table of its fields, X(variant, flag, member, help). From
+// the tables come the flags (launch/model_flags.cpp: --flag, default from the
+// struct), model.json (model/transformer.cpp: key `member` under
+// "attention_options"/`variant`) and AttentionOptions' members (below).
+// A new variant with options adds its struct and table in its own header and
+// one line here.
+// clang-format off
+#define MEMTRAIN_KNN_OPTIONS(X)                                                                   \
+  X(knn, knn_top_k, top_k, "Memorizing Transformer: neighbours retrieved.")                      \
+  X(knn, knn_memory_size, memory_size,                                                          \
+    "Memorizing Transformer: memory capacity in tokens per stream.")                            \
+  X(knn, knn_normalize_keys, normalize_keys,                                                    \
+    "Memorizing Transformer: unit-norm queries and keys (against staleness).")                  \
+  X(knn, knn_logit_scale, logit_scale, "Memorizing Transformer: initial per-head logit scale.") \
+  X(knn, knn_gate_bias, gate_bias, "Memorizing Transformer: initial per-head gate bias.")
+#define MEMTRAIN_INFINITE_OPTIONS(X)                                                              \
+  X(infinite, infinite_basis, basis, "∞-former: radial basis functions N.")                     \
+  X(infinite, infinite_widths, widths, "∞-former: RBF widths (centres repeat per width).")      \
+  X(infinite, infinite_ridge, ridge, "∞-former: ridge penalty λ.")                              \
+  X(infinite, infinite_tau, tau, "∞-former: compression point τ.")                              \
+  X(infinite, infinite_samples, samples, "∞-former: samples M at a memory update.")             \
+  X(infinite, infinite_sticky, sticky, "∞-former: sticky memories.")                            \
+  X(infinite, infinite_sticky_bins, sticky_bins, "∞-former: histogram bins of sticky sampling.") \
+  X(infinite, infinite_min_variance, min_variance, "∞-former: clamp of the variance.")
+/// Every variant with options: X(variant, Type, TABLE).
+#define MEMTRAIN_ATTENTION_VARIANTS(X)                                                            \
+  X(knn, KnnOptions, MEMTRAIN_KNN_OPTIONS)                                                      \
+  X(infinite, InfiniteOptions, MEMTRAIN_INFINITE_OPTIONS)                                       \
+  X(linformer, LinformerOptions, MEMTRAIN_LINFORMER_OPTIONS)                                    \
+  X(performer, PerformerOptions, MEMTRAIN_PERFORMER_OPTIONS)                                    \
+  X(memsizer, MemSizerOptions, MEMTRAIN_MEMSIZER_OPTIONS)
+// clang-format on
+
 struct AttentionOptions {
   std::string layer = "attention";  ///< named in error messages, e.g. "decoder.3.self"
   int64_t model_dim = 512;
   int64_t heads = 8;
-  double dropout = 0.0;        ///< on attention probabilities, training only
-  bool causal = false;         ///< the layer will be called causally
-  bool cross = false;          ///< a cross-attention layer
-  KnnOptions knn;              ///< kind `knn` only
-  InfiniteOptions infinite;    ///< kind `infinite` only
-  LinformerOptions linformer;  ///< kind `linformer` only
-  PerformerOptions performer;  ///< kind `performer` only
-  MemSizerOptions memsizer;    ///< kind `memsizer` only
+  double dropout = 0.0;  ///< on attention probabilities, training only
+  bool causal = false;   ///< the layer will be called causally
+  bool cross = false;    ///< a cross-attention layer
+  /// One member per variant, named after its kind, used by that kind only:
+  /// knn, infinite, linformer, performer, memsizer.
+#define MEMTRAIN_ATTENTION_VARIANT_MEMBER(variant, Type, TABLE) Type variant;
+  MEMTRAIN_ATTENTION_VARIANTS(MEMTRAIN_ATTENTION_VARIANT_MEMBER)
+#undef MEMTRAIN_ATTENTION_VARIANT_MEMBER
 };
 
 class AttentionImpl : public torch::nn::Module {

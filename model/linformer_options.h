@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 
 namespace memtrain::model {
@@ -48,6 +50,20 @@ struct LinformerOptions {
   /// Keep E/F at their random initialisation (fairseq `freeze_compress`; default false).
   bool freeze_projection = false;
 };
+
+/// Every serialised field as X(variant, flag, member, help) (model/attention.h
+/// explains the tables); shared_projection is a tensor, not an option.
+// clang-format off
+#define MEMTRAIN_LINFORMER_OPTIONS(X)                                                             \
+  X(linformer, linformer_max_length, max_length, "Linformer maximum sequence length n.")       \
+  X(linformer, linformer_k, projected_length, "Linformer projected length k.")                  \
+  X(linformer, linformer_sharing, sharing,                                                      \
+    absl::StrCat("Linformer projections (paper §4), one of ",                                   \
+                 absl::StrJoin(::memtrain::model::LinformerSharingNames(), ", "),                \
+                 ": per head, per layer, E = F per layer, one E for the whole model."))        \
+  X(linformer, linformer_freeze_projection, freeze_projection,                                  \
+    "Linformer: keep E/F at their random initialisation.")
+// clang-format on
 
 }  // namespace memtrain::model
 

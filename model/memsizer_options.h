@@ -24,6 +24,15 @@ struct MemSizerOptions {
   int64_t chunk = 64;
 };
 
+/// Every field as X(variant, flag, member, help) (model/attention.h explains the tables).
+// clang-format off
+#define MEMTRAIN_MEMSIZER_OPTIONS(X)                                                              \
+  X(memsizer, memsizer_slots, slots, "MemSizer memory slots k.")                                \
+  X(memsizer, memsizer_key_init_scale, key_init_scale, "MemSizer: init scale of the memory keys.") \
+  X(memsizer, memsizer_value_init_scale, value_init_scale, "MemSizer: init scale of W_l and W_r.") \
+  X(memsizer, memsizer_chunk, chunk, "MemSizer: chunk length of the causal kernel.")
+// clang-format on
+
 }  // namespace memtrain::model
 
 #endif  // MEMTRAIN_MODEL_MEMSIZER_OPTIONS_H_

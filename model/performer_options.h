@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 
 namespace memtrain::model {
@@ -50,6 +52,25 @@ struct PerformerOptions {
   /// Mixed with the layer name and the redraw number to seed each projection.
   uint64_t seed = 0;
 };
+
+/// Every field as X(variant, flag, member, help): the flag --flag, the key
+/// `member` in model.json (model/attention.h explains the tables).
+// clang-format off
+#define MEMTRAIN_PERFORMER_OPTIONS(X)                                                             \
+  X(performer, performer_features, features, "Performer random features r per head.")          \
+  X(performer, performer_kernel, kernel,                                                        \
+    absl::StrCat("Performer kernel: ", absl::StrJoin(::memtrain::model::PerformerKernelNames(), ", "), \
+                 " (positive features estimating softmax, or generalized ReLU attention)."))  \
+  X(performer, performer_orthogonal, orthogonal, "Performer: orthogonal random features.")      \
+  X(performer, performer_ortho_scaling, ortho_scaling,                                          \
+    "Performer: row norms of orthogonal features, 0 chi-distributed, 1 all sqrt(d).")           \
+  X(performer, performer_stabilizer, stabilizer, "Performer: added to softmax query features.") \
+  X(performer, performer_relu_epsilon, relu_epsilon, "Performer: added to ReLU features.")      \
+  X(performer, performer_redraw_interval, redraw_interval,                                      \
+    "Performer: training calls between feature redraws (0: never).")                           \
+  X(performer, performer_chunk, chunk, "Performer: chunk length of the causal kernel.")         \
+  X(performer, performer_seed, seed, "Performer: mixed into every layer's projection seed.")
+// clang-format on
 
 }  // namespace memtrain::model
 

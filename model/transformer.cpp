@@ -84,34 +84,37 @@ inline void to_json(nlohmann::json& j, const LinformerSharing& e) { EnumToJson(j
 inline void from_json(const nlohmann::json& j, LinformerSharing& e) { EnumFromJson(j, e); }
 inline void to_json(nlohmann::json& j, const PerformerKernel& e) { EnumToJson(j, e); }
 inline void from_json(const nlohmann::json& j, PerformerKernel& e) { EnumFromJson(j, e); }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KnnOptions, top_k, memory_size, normalize_keys,
-                                                logit_scale, gate_bias)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(InfiniteOptions, basis, widths, ridge, tau, samples,
-                                                sticky, sticky_bins, min_variance)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LinformerOptions, max_length, projected_length,
-                                                sharing, freeze_projection)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PerformerOptions, features, kernel, orthogonal,
-                                                ortho_scaling, stabilizer, relu_epsilon,
-                                                redraw_interval, chunk, seed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MemSizerOptions, slots, key_init_scale,
-                                                value_init_scale, chunk)
+// Each variant's options from its table (model/attention.h): every field
+// under its member name; a field missing from the file keeps its default.
+#define MEMTRAIN_FIELD_TO_JSON(variant, flag, member, help) j[#member] = o.member;
+#define MEMTRAIN_FIELD_FROM_JSON(variant, flag, member, help) \
+  if (j.contains(#member)) j.at(#member).get_to(o.member);
+#define MEMTRAIN_VARIANT_JSON(variant, Type, TABLE)       \
+  inline void to_json(nlohmann::json& j, const Type& o) { \
+    j = nlohmann::json::object();                         \
+    TABLE(MEMTRAIN_FIELD_TO_JSON)                         \
+  }                                                       \
+  inline void from_json(const nlohmann::json& j, Type& o) { TABLE(MEMTRAIN_FIELD_FROM_JSON) }
+MEMTRAIN_ATTENTION_VARIANTS(MEMTRAIN_VARIANT_JSON)
+#undef MEMTRAIN_VARIANT_JSON
+#undef MEMTRAIN_FIELD_FROM_JSON
+#undef MEMTRAIN_FIELD_TO_JSON
 
 namespace {
 
 nlohmann::json VariantOptionsToJson(const AttentionOptions& a) {
-  return {{"knn", a.knn},
-          {"infinite", a.infinite},
-          {"linformer", a.linformer},
-          {"performer", a.performer},
-          {"memsizer", a.memsizer}};
+  nlohmann::json j = nlohmann::json::object();
+#define MEMTRAIN_VARIANT_TO_JSON(variant, Type, TABLE) j[#variant] = a.variant;
+  MEMTRAIN_ATTENTION_VARIANTS(MEMTRAIN_VARIANT_TO_JSON)
+#undef MEMTRAIN_VARIANT_TO_JSON
+  return j;
 }
 
 void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
-  if (j.contains("knn")) j.at("knn").get_to(a->knn);
-  if (j.contains("infinite")) j.at("infinite").get_to(a->infinite);
-  if (j.contains("linformer")) j.at("linformer").get_to(a->linformer);
-  if (j.contains("performer")) j.at("performer").get_to(a->performer);
-  if (j.contains("memsizer")) j.at("memsizer").get_to(a->memsizer);
+#define MEMTRAIN_VARIANT_FROM_JSON(variant, Type, TABLE) \
+  if (j.contains(#variant)) j.at(#variant).get_to(a->variant);
+  MEMTRAIN_ATTENTION_VARIANTS(MEMTRAIN_VARIANT_FROM_JSON)
+#undef MEMTRAIN_VARIANT_FROM_JSON
 }
 
 }  // namespace

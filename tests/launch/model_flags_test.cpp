@@ -10,6 +10,8 @@ ABSL_DECLARE_FLAG(std::string, attention);
 ABSL_DECLARE_FLAG(std::vector<std::string>, knn_layers);
 ABSL_DECLARE_FLAG(std::vector<std::string>, layer_attention);
 ABSL_DECLARE_FLAG(int64_t, performer_features);
+ABSL_DECLARE_FLAG(std::vector<std::string>, infinite_widths);
+ABSL_DECLARE_FLAG(memtrain::model::PerformerKernel, performer_kernel);
 
 namespace memtrain::launch {
 namespace {
@@ -45,6 +47,29 @@ TEST(ModelFlagsTest, MalformedValuesNameTheFlag) {
   options = ModelOptionsFromFlags();
   EXPECT_THAT(std::string(options.status().message()), HasSubstr("--layer_attention: '3-knn'"));
   absl::SetFlag(&FLAGS_layer_attention, std::vector<std::string>{});
+}
+
+// Every variant option is a flag (model/attention.h's tables), lists of
+// numbers and enums included, and reaches model.json under its member name.
+TEST(ModelFlagsTest, EveryVariantOptionIsAFlagAndReachesTheConfig) {
+  absl::SetFlag(&FLAGS_infinite_widths, std::vector<std::string>{"0.25", "0.5", "1"});
+  absl::SetFlag(&FLAGS_performer_kernel, model::PerformerKernel::kRelu);
+  auto options = ModelOptionsFromFlags();
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->attention_options.infinite.widths, (std::vector<double>{0.25, 0.5, 1}));
+  EXPECT_EQ(options->attention_options.performer.kernel, model::PerformerKernel::kRelu);
+  const std::string json = model::TransformerOptionsToJson(*options);
+  EXPECT_THAT(json, HasSubstr("\"widths\":[0.25,0.5,1.0]"));
+  EXPECT_THAT(json, HasSubstr("\"kernel\":\"relu\""));
+  auto back = model::TransformerOptionsFromJson(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->attention_options.infinite.widths, options->attention_options.infinite.widths);
+
+  absl::SetFlag(&FLAGS_infinite_widths, std::vector<std::string>{"0.1", "wide"});
+  EXPECT_THAT(std::string(ModelOptionsFromFlags().status().message()),
+              HasSubstr("--infinite_widths: 'wide' is not a number"));
+  absl::SetFlag(&FLAGS_infinite_widths, std::vector<std::string>{"0.005", "0.01"});
+  absl::SetFlag(&FLAGS_performer_kernel, model::PerformerKernel::kSoftmax);
 }
 
 }  // namespace
