@@ -4,7 +4,6 @@
 //
 //   memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory
 //   mpirun -np 2 memtrain-eval --model=runs/wmt/model --data=wmt16.valid.h5 --generate=200 --beam=4
-#include <cmath>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -74,19 +73,15 @@ absl::Status Run(int argc, char** argv) {
 
   std::vector<bool> memory_settings = {absl::GetFlag(FLAGS_use_memory)};
   if (absl::GetFlag(FLAGS_compare_memory)) memory_settings = {true, false};
-  std::vector<trainer::LossTotals> results;
-  for (bool use_memory : memory_settings) {
-    trainer::TaskOptions task_options;
-    task_options.use_memory = use_memory;
-    task_options.knn_memory = knn_memory;
-    MEMTRAIN_ASSIGN_OR_RETURN(auto task, trainer::MakeTask(loaded.info.task, task_options));
-    MEMTRAIN_ASSIGN_OR_RETURN(trainer::LossTotals totals,
-                              trainer::Evaluate(*loaded.model, *task, *source, *rank.world,
-                                                rank.device.device, absl::GetFlag(FLAGS_steps)));
-    results.push_back(totals);
-    if (!lead) continue;
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      const std::vector<trainer::LossTotals> results,
+      trainer::EvaluateMemorySettings(*loaded.model, loaded.info.task, knn_memory, memory_settings,
+                                      *source, *rank.world, rank.device.device,
+                                      absl::GetFlag(FLAGS_steps)));
+  for (size_t i = 0; lead && i < results.size(); ++i) {
+    const trainer::LossTotals& totals = results[i];
     const std::string setting =
-        loaded.info.task == "lm" ? (use_memory ? " with memory" : " without memory") : "";
+        loaded.info.task == "lm" ? (memory_settings[i] ? " with memory" : " without memory") : "";
     std::cout << absl::StrFormat("[eval] %s%s: ppl %.3f over %.0f tokens", data_path, setting,
                                  totals.perplexity(), totals.tokens);
     if (totals.long_range_tokens > 0) {
@@ -97,7 +92,7 @@ absl::Status Run(int argc, char** argv) {
     if (log) {
       MEMTRAIN_RETURN_IF_ERROR(
           log->Write("eval", {{"data", data_path},
-                              {"memory", use_memory},
+                              {"memory", memory_settings[i]},
                               {"ppl", totals.perplexity()},
                               {"long_range_ppl", totals.long_range_perplexity()},
                               {"tokens", totals.tokens},
@@ -105,14 +100,7 @@ absl::Status Run(int argc, char** argv) {
     }
   }
   if (lead && results.size() == 2 && results[0].long_range_tokens > 0) {
-    const double without = results[1].long_range_perplexity(),
-                 with = results[0].long_range_perplexity();
-    std::cout << absl::StrFormat(
-                     "[eval] memory bought: long-range ppl %.3f without -> %.3f with (%.1f%% %s); "
-                     "overall ppl %.3f -> %.3f",
-                     without, with, 100.0 * std::abs(1.0 - with / without),
-                     with <= without ? "lower" : "higher", results[1].perplexity(),
-                     results[0].perplexity())
+    std::cout << "[eval] memory bought: " << trainer::DescribeMemoryGain(results[0], results[1])
               << std::endl;
   }
 

@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
 namespace memtrain::trainer {
@@ -49,6 +51,32 @@ absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task,
   if (progress != nullptr) progress->Finish();
   if (was_training) model.train();
   return AllReduceTotals(comm, local);
+}
+
+absl::StatusOr<std::vector<LossTotals>> EvaluateMemorySettings(
+    model::TransformerImpl& model, const std::string& task,
+    const memory::KnnLayerMemories& knn_memory, const std::vector<bool>& use_memory,
+    data::BatchSource& source, parallel::Communicator& comm, const c10::Device& device,
+    int64_t max_steps) {
+  std::vector<LossTotals> results;
+  for (const bool use : use_memory) {
+    TaskOptions options;
+    options.use_memory = use;
+    options.knn_memory = knn_memory;
+    MEMTRAIN_ASSIGN_OR_RETURN(auto made, MakeTask(task, options));
+    MEMTRAIN_ASSIGN_OR_RETURN(LossTotals totals,
+                              Evaluate(model, *made, source, comm, device, max_steps));
+    results.push_back(totals);
+  }
+  return results;
+}
+
+std::string DescribeMemoryGain(const LossTotals& with, const LossTotals& without) {
+  const double before = without.long_range_perplexity(), after = with.long_range_perplexity();
+  return absl::StrFormat(
+      "long-range ppl %.3f without -> %.3f with (%.1f%% %s); overall ppl %.3f -> %.3f", before,
+      after, 100.0 * std::abs(1.0 - after / before), after <= before ? "lower" : "higher",
+      without.perplexity(), with.perplexity());
 }
 
 }  // namespace memtrain::trainer

@@ -13,10 +13,13 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/progress.h"
 #include "data/batch_source.h"
+#include "memory/knn_layer_memory.h"
 #include "model/transformer.h"
 #include "parallel/communicator.h"
 #include "trainer/loss.h"
@@ -36,6 +39,20 @@ absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task,
                                     data::BatchSource& source, parallel::Communicator& comm,
                                     const c10::Device& device, int64_t max_steps,
                                     ProgressReporter* progress = nullptr);
+
+/// The perplexity of `task` with its memory layers' memories kept across
+/// segments (true) or not (false), once per entry of `use_memory`, each pass
+/// from the start of `source`. Collective, like Evaluate. `knn_memory` gives
+/// the knn layers their memories (memory/knn_memory_setup.h).
+absl::StatusOr<std::vector<LossTotals>> EvaluateMemorySettings(
+    model::TransformerImpl& model, const std::string& task,
+    const memory::KnnLayerMemories& knn_memory, const std::vector<bool>& use_memory,
+    data::BatchSource& source, parallel::Communicator& comm, const c10::Device& device,
+    int64_t max_steps);
+
+/// "long-range ppl X without -> Y with (Z% lower); overall ppl A -> B": what
+/// the memories bought, for a report.
+std::string DescribeMemoryGain(const LossTotals& with, const LossTotals& without);
 
 /// The steps Evaluate runs on `source` for `max_steps` (0 = all).
 int64_t EvaluationSteps(const data::BatchSource& source, int64_t max_steps);
