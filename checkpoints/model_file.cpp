@@ -66,13 +66,19 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
   }
   ModelInfo info;
   try {
-    const nlohmann::json config = nlohmann::json::parse(in);
+    nlohmann::json config = nlohmann::json::parse(in);
     const int version = config.value("format_version", 1);
     if (version < 1 || version > kModelFormatVersion) {
       return absl::FailedPreconditionError(
           absl::StrCat(config_path.string(), " has format version ", version,
                        "; this memtrain reads versions 1 to ", kModelFormatVersion,
                        " (a newer memtrain wrote it: upgrade to read it)"));
+    }
+    // Version 3 made the knn layers' projections bias-free by default;
+    // older models were trained with biases.
+    if (version < 3) {
+      nlohmann::json& knn = config.at("model")["attention_options"]["knn"];
+      if (!knn.contains("projection_bias")) knn["projection_bias"] = true;
     }
     absl::StatusOr<model::TransformerOptions> options =
         model::TransformerOptionsFromJson(config.at("model").dump());
@@ -172,10 +178,22 @@ absl::Status ImportSafetensors(const std::string& path, const std::string& model
     target.copy_(found->second);
     return absl::OkStatus();
   };
-  for (auto& item : model->named_parameters())
+  size_t copied = 0;
+  for (auto& item : model->named_parameters()) {
     MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
-  for (auto& item : model->named_buffers())
+    ++copied;
+  }
+  for (auto& item : model->named_buffers()) {
     MEMTRAIN_RETURN_IF_ERROR(copy(item.key(), item.value()));
+    ++copied;
+  }
+  // A tensor the config has no place for would be dropped silently.
+  if (copied != file.tensors.size()) {
+    return absl::DataLossError(absl::StrCat(path, " holds ", file.tensors.size(),
+                                            " tensors but its config makes a model of ", copied,
+                                            " (exported by an older memtrain? its config lacks an "
+                                            "option whose default has changed)"));
+  }
   return SaveModel(model_dir, *model, info);
 }
 

@@ -13,8 +13,10 @@
 // Versions: model.json carries "format_version" (kModelFormatVersion; files
 // without one are version 1, written before 2026-12-06). Reading accepts every
 // version up to this build's, an option missing from an older file taking its
-// default (model/transformer.h); a newer file is refused, naming both
-// versions. Reading never throws: every problem is a Status naming the file.
+// default (model/transformer.h), except where a version changed a default:
+// version 3 made the knn projections bias-free, so a knn config of version
+// 1 or 2 without "projection_bias" reads as true. A newer file is refused,
+// naming both versions. Reading never throws: every problem is a Status naming the file.
 // tests/checkpoints/fixtures/format1 holds files written by version 1.
 //
 // Writing is atomic (common/atomic_file.h): the files go to a sibling
@@ -34,7 +36,7 @@
 namespace memtrain::checkpoints {
 
 /// The model.json format this build writes; it reads 1..kModelFormatVersion.
-inline constexpr int kModelFormatVersion = 2;
+inline constexpr int kModelFormatVersion = 3;
 
 struct ModelInfo {
   model::TransformerOptions options;

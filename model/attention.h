@@ -120,6 +120,11 @@ struct KnnOptions {
   bool normalize_keys = true;
   double logit_scale = 1.0;  ///< initial learned per-head logit scale |a_h| (meliad: 1)
   double gate_bias = 0.0;    ///< initial per-head gate bias b_h, g = sigmoid(b_h) (meliad: 0)
+  /// Biases on the query, key and value projections. meliad has none (a
+  /// key bias only adds q.b to every score of a query, and the paper's
+  /// authors saw large uniform values grow there); models saved before
+  /// model.json format 3 had them, and load with them.
+  bool projection_bias = false;
 };
 
 /// The ∞-former layer, kind `infinite` (ATTENTION.md §6; the GPT-2 finetune config).
@@ -149,7 +154,9 @@ struct InfiniteOptions {
   X(knn, knn_normalize_keys, normalize_keys,                                                    \
     "Memorizing Transformer: unit-norm queries and keys (against staleness).")                  \
   X(knn, knn_logit_scale, logit_scale, "Memorizing Transformer: initial per-head logit scale.") \
-  X(knn, knn_gate_bias, gate_bias, "Memorizing Transformer: initial per-head gate bias.")
+  X(knn, knn_gate_bias, gate_bias, "Memorizing Transformer: initial per-head gate bias.")      \
+  X(knn, knn_projection_bias, projection_bias,                                                  \
+    "Memorizing Transformer: biases on the query/key/value projections (meliad: none).")
 #define MEMTRAIN_INFINITE_OPTIONS(X)                                                              \
   X(infinite, infinite_basis, basis, "∞-former: radial basis functions N.")                     \
   X(infinite, infinite_widths, widths, "∞-former: RBF widths (centres repeat per width).")      \

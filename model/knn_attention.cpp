@@ -135,9 +135,11 @@ KnnAttentionImpl::KnnAttentionImpl(const AttentionOptions& options) : options_(o
               options.knn.top_k);
   TORCH_CHECK(options.knn.memory_size >= 1, options.layer, ": knn.memory_size must be >= 1, got ",
               options.knn.memory_size);
-  query_ = register_module("query", torch::nn::Linear(options.model_dim, options.model_dim));
-  key_ = register_module("key", torch::nn::Linear(options.model_dim, options.model_dim));
-  value_ = register_module("value", torch::nn::Linear(options.model_dim, options.model_dim));
+  const auto projection = torch::nn::LinearOptions(options.model_dim, options.model_dim)
+                              .bias(options.knn.projection_bias);
+  query_ = register_module("query", torch::nn::Linear(projection));
+  key_ = register_module("key", torch::nn::Linear(projection));
+  value_ = register_module("value", torch::nn::Linear(projection));
   output_ = register_module("output", torch::nn::Linear(options.model_dim, options.model_dim));
   // In a child module so that the projections come first in parameters(),
   // as every attention kind lists them ("head.gate_bias", "head.logit_scale").

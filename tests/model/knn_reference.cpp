@@ -37,7 +37,7 @@ at::Tensor Attend(const std::vector<double>& logits, const std::vector<at::Tenso
 at::Tensor KnnReference(AttentionImpl& module, const AttentionCall& call) {
   const KnnOptions& knn = dynamic_cast<KnnAttentionImpl&>(module).options().knn;
   auto project = [&](const std::string& name, const at::Tensor& x) {
-    return at::matmul(x, Param(module, name + ".weight").t()) + Param(module, name + ".bias");
+    return ApplyLinear(module, name, x);
   };
   const int64_t batch = call.query.size(0), n = call.query.size(1), d = kWidth / kHeads;
   const at::Tensor q = project("query", call.query), k = project("key", call.query),

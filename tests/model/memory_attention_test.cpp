@@ -77,6 +77,7 @@ TEST_F(KnnAttentionTest, EmptyMemoryIsLocalSoftmaxAttention) {
   // softmax layer's formula, so copied weights give the same function.
   KnnOptions raw;
   raw.normalize_keys = false;
+  raw.projection_bias = true;  // as the softmax layer's projections
   auto knn = MakeKnn(raw);
   AttentionOptions options;
   options.model_dim = kWidth;
@@ -104,7 +105,8 @@ TEST_F(KnnAttentionTest, SecondSegmentRetrievesTheTopKOfTheFirst) {
   const auto& memory = dynamic_cast<const memory::ExactKnnMemory&>(Knn(state).memory());
   for (int64_t b = 0; b < 2; ++b) {
     ASSERT_EQ(memory.size(b), kSegment);
-    const at::Tensor keys = at::linear(first[b], Param(*knn, "key.weight"), Param(*knn, "key.bias"))
+    // Bias-free: KnnOptions::projection_bias is false by default (meliad).
+    const at::Tensor keys = at::linear(first[b], Param(*knn, "key.weight"))
                                 .view({kSegment, kHeads, -1})
                                 .transpose(0, 1);
     const at::Tensor unit = keys / (keys.pow(2).sum(-1, true) + 1e-6).sqrt();

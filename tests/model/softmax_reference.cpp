@@ -16,7 +16,12 @@ at::Tensor Param(AttentionImpl& module, const std::string& name) {
 }
 
 at::Tensor ApplyLinear(AttentionImpl& module, const std::string& name, const at::Tensor& x) {
-  return at::matmul(x, Param(module, name + ".weight").t()) + Param(module, name + ".bias");
+  const at::Tensor projected = at::matmul(x, Param(module, name + ".weight").t());
+  // Bias-free projections (the knn layer's, KnnOptions::projection_bias) have no bias.
+  for (const auto& item : module.named_parameters()) {
+    if (item.key() == name + ".bias") return projected + item.value();
+  }
+  return projected;
 }
 
 // Explicit softmax attention with per-element masks (ATTENTION.md §2(a)).
