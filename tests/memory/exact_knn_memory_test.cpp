@@ -258,7 +258,11 @@ TEST(ExactKnnMemoryTest, CoarsePassKeepsTheOrderOfTies) {
   ASSERT_TRUE(unequal.add(0, scaled.repeat({1, 32, 1}), at::zeros({1, 32768, 1})).ok());
   const at::Tensor queries = at::randn({1, 64, 16});
   const KnnResult found = *unequal.search(0, queries, 40);
-  EXPECT_EQ(unequal.search_counts().coarse, 1);
+  // The coarse pass is tried; whether it keeps few enough blocks to finish
+  // (or falls back to the full pass) depends on how close the rows' runner-up
+  // keys score, and on bf16 rounding that changes with the thread count: seen
+  // to flip under load. Either way the answer must be the brute force's.
+  EXPECT_EQ(unequal.search_counts().coarse + unequal.search_counts().coarse_fallbacks, 1);
   const at::Tensor scores = at::matmul(queries, scaled.transpose(1, 2)).squeeze(0);  // [64, 1024]
   for (int64_t i = 0; i < 64; ++i) {
     // The best distinct key takes the first 32 places (its copies, oldest
