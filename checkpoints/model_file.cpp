@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoints/internal/format_version.h"
 #include "checkpoints/safetensors.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
@@ -67,13 +68,9 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
   ModelInfo info;
   try {
     nlohmann::json config = nlohmann::json::parse(in);
-    const int version = config.value("format_version", 1);
-    if (version < 1 || version > kModelFormatVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(config_path.string(), " has format version ", version,
-                       "; this memtrain reads versions 1 to ", kModelFormatVersion,
-                       " (a newer memtrain wrote it: upgrade to read it)"));
-    }
+    MEMTRAIN_ASSIGN_OR_RETURN(
+        const int version,
+        internal::FormatVersion(config, kModelFormatVersion, config_path.string()));
     // Version 3 made the knn layers' projections bias-free by default;
     // older models were trained with biases.
     if (version < 3) {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "checkpoints/internal/format_version.h"
 #include "checkpoints/safetensors.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
@@ -269,16 +270,8 @@ absl::StatusOr<TrainerState> ReadTrainerState(const std::string& checkpoint) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": not found"));
   const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return absl::DataLossError(absl::StrCat(path, ": not a JSON object"));
-  const nlohmann::json& version_field =
-      json.contains("format_version") ? json.at("format_version") : nlohmann::json(1);
-  if (!version_field.is_number_integer())
-    return absl::DataLossError(absl::StrCat(path, ": format_version is not an integer"));
-  const int version = version_field.get<int>();
-  if (version < 1 || version > kTrainerStateVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " has format version ", version, "; this memtrain reads versions 1 to ",
-                     kTrainerStateVersion, " (a newer memtrain wrote it: upgrade to resume it)"));
-  }
+  MEMTRAIN_ASSIGN_OR_RETURN(const int version,
+                            internal::FormatVersion(json, kTrainerStateVersion, path));
   try {
     TrainerState state = TrainerStateFromJson(json);
     if (version < 3) UpgradeOptionsToVersion3(state.options);

@@ -3,7 +3,8 @@
 #include <type_traits>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_cat.h"
+#include "common/binary.h"
+#include "common/status_macros.h"
 
 namespace {
 const memtrain::data::BatchSourceOptions kDefaults;
@@ -20,9 +21,7 @@ namespace memtrain::launch {
 absl::Status ApplyBatchShapeFlags(data::BatchSourceOptions* options) {
 #define MEMTRAIN_APPLY_BATCH_SHAPE_FLAG(name, help) \
   options->name = absl::GetFlag(FLAGS_##name);      \
-  if (options->name <= 0)                           \
-    return absl::InvalidArgumentError(              \
-        absl::StrCat("--" #name " must be positive; got ", options->name));
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast(#name, options->name, 1));
   MEMTRAIN_BATCH_SHAPE_OPTIONS(MEMTRAIN_APPLY_BATCH_SHAPE_FLAG)
 #undef MEMTRAIN_APPLY_BATCH_SHAPE_FLAG
   return absl::OkStatus();

@@ -22,7 +22,7 @@ ABSL_DECLARE_FLAG(int, segment_length);
 namespace memtrain::launch {
 
 /// Sets `options`' batch shape from the flags; kInvalidArgument naming the
-/// flag when a value is not positive.
+/// flag when a value is below 1 (RequireFlagAtLeast).
 absl::Status ApplyBatchShapeFlags(data::BatchSourceOptions* options);
 
 }  // namespace memtrain::launch

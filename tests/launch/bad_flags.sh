@@ -41,7 +41,7 @@ expect_refusal --unused_parameters=maybe "'maybe' is not a policy for unused par
 expect_refusal --accumulate=0 "accumulate >= 1"
 expect_refusal --heads=3 "heads"
 expect_refusal --linformer_sharing=all "'all' is not a Linformer sharing: none, headwise, key_value, layerwise"
-expect_refusal --streams=0 "--streams must be positive"
+expect_refusal --streams=0 "--streams must be >= 1, got 0"
 expect_refusal --train_data=/nonexistent.h5 "/nonexistent.h5"
 
 binary=memtrain-generate args=("${saved_args[@]}")
@@ -56,7 +56,7 @@ expect_refusal --model="${work}/none" "${work}/none holds no model"
 binary=memtrain-eval args=("${saved_args[@]}")
 expect_refusal --steps=-1 "--steps must be >= 0, got -1"
 expect_refusal --generate=-2 "--generate must be >= 0, got -2"
-expect_refusal --segment_length=0 "--segment_length must be positive; got 0"
+expect_refusal --segment_length=0 "--segment_length must be >= 1, got 0"
 expect_refusal --knn_scope=x "'x' is not one of"
 expect_refusal --collectives=ib "--collectives=ib is not one this build has"
 
@@ -65,6 +65,6 @@ expect_refusal --capacity_per_rank=-5 "--capacity_per_rank must be >= 0, got -5"
 expect_refusal --steps=-1 "--steps must be >= 0, got -1"
 expect_refusal --out= "--out is required"
 expect_refusal --knn_backend=annoy "'annoy' is not one of exact"
-expect_refusal --segment_length=0 "--segment_length must be positive; got 0"
+expect_refusal --segment_length=0 "--segment_length must be >= 1, got 0"
 expect_refusal --data="${work}/demo.h5" "has no knn layer"
 exit $((failures > 0))
