@@ -18,22 +18,10 @@ const memtrain::model::TransformerOptions kModel;
 const memtrain::model::AttentionOptions& kAttention = kModel.attention_options;
 }  // namespace
 
-ABSL_FLAG(int64_t, vocab_size, kModel.vocab_size, "Vocabulary size (the corpus's tokenizer).");
-ABSL_FLAG(int64_t, model_dim, kModel.model_dim, "Model width D.");
-ABSL_FLAG(int64_t, heads, kModel.heads, "Attention heads.");
-ABSL_FLAG(int64_t, ffn_dim, kModel.ffn_dim, "Feed-forward width.");
-ABSL_FLAG(int64_t, encoder_layers, kModel.encoder_layers, "Encoder layers (0: decoder-only LM).");
-ABSL_FLAG(int64_t, decoder_layers, kModel.decoder_layers, "Decoder layers.");
-ABSL_FLAG(double, dropout, kModel.dropout, "Residual and feed-forward dropout.");
-ABSL_FLAG(double, attention_dropout, kModel.attention_dropout,
-          "Dropout on attention probabilities.");
-ABSL_FLAG(bool, tie_embeddings, kModel.tie_embeddings, "Output projection = input embedding.");
-ABSL_FLAG(std::string, attention, kModel.attention,
-          absl::StrCat("Self-attention kind of every layer: ",
-                       absl::StrJoin(memtrain::model::AttentionKinds(), ", "), "."));
-ABSL_FLAG(std::string, cross_attention, kModel.cross_attention,
-          absl::StrCat("Decoder cross-attention kind: ",
-                       absl::StrJoin(memtrain::model::AttentionKinds(), ", "), "."));
+#define MEMTRAIN_TRANSFORMER_FLAG(name, help) \
+  ABSL_FLAG(std::decay_t<decltype(kModel.name)>, name, kModel.name, help);
+MEMTRAIN_TRANSFORMER_OPTIONS(MEMTRAIN_TRANSFORMER_FLAG)
+#undef MEMTRAIN_TRANSFORMER_FLAG
 ABSL_FLAG(std::vector<std::string>, knn_layers, {},
           "Decoder layers (0-based) whose self-attention is knn (the Memorizing Transformer).");
 ABSL_FLAG(std::vector<std::string>, layer_attention, {},
@@ -90,17 +78,9 @@ namespace memtrain::launch {
 
 absl::StatusOr<model::TransformerOptions> ModelOptionsFromFlags() {
   model::TransformerOptions o;
-  o.vocab_size = absl::GetFlag(FLAGS_vocab_size);
-  o.model_dim = absl::GetFlag(FLAGS_model_dim);
-  o.heads = absl::GetFlag(FLAGS_heads);
-  o.ffn_dim = absl::GetFlag(FLAGS_ffn_dim);
-  o.encoder_layers = absl::GetFlag(FLAGS_encoder_layers);
-  o.decoder_layers = absl::GetFlag(FLAGS_decoder_layers);
-  o.dropout = absl::GetFlag(FLAGS_dropout);
-  o.attention_dropout = absl::GetFlag(FLAGS_attention_dropout);
-  o.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
-  o.attention = absl::GetFlag(FLAGS_attention);
-  o.cross_attention = absl::GetFlag(FLAGS_cross_attention);
+#define MEMTRAIN_TRANSFORMER_OPTION_FROM_FLAG(name, help) o.name = absl::GetFlag(FLAGS_##name);
+  MEMTRAIN_TRANSFORMER_OPTIONS(MEMTRAIN_TRANSFORMER_OPTION_FROM_FLAG)
+#undef MEMTRAIN_TRANSFORMER_OPTION_FROM_FLAG
   for (const std::string& text : absl::GetFlag(FLAGS_knn_layers)) {
     int64_t layer = 0;
     if (!absl::SimpleAtoi(text, &layer)) {

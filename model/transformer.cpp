@@ -124,31 +124,22 @@ void VariantOptionsFromJson(const nlohmann::json& j, AttentionOptions* a) {
 std::string TransformerOptionsToJson(const TransformerOptions& o) {
   nlohmann::json layers = nlohmann::json::object();
   for (const auto& [index, kind] : o.layer_attention) layers[std::to_string(index)] = kind;
-  return nlohmann::json{{"vocab_size", o.vocab_size},
-                        {"model_dim", o.model_dim},
-                        {"heads", o.heads},
-                        {"ffn_dim", o.ffn_dim},
-                        {"encoder_layers", o.encoder_layers},
-                        {"decoder_layers", o.decoder_layers},
-                        {"dropout", o.dropout},
-                        {"attention_dropout", o.attention_dropout},
-                        {"tie_embeddings", o.tie_embeddings},
-                        {"pad_id", o.pad_id},
-                        {"attention", o.attention},
-                        {"cross_attention", o.cross_attention},
-                        {"layer_attention", layers},
-                        {"attention_options", VariantOptionsToJson(o.attention_options)}}
-      .dump();
+  nlohmann::json json = nlohmann::json::object();
+#define MEMTRAIN_OPTION_TO_JSON(name, help) json[#name] = o.name;
+  MEMTRAIN_TRANSFORMER_OPTIONS(MEMTRAIN_OPTION_TO_JSON)
+#undef MEMTRAIN_OPTION_TO_JSON
+  json["layer_attention"] = layers;
+  json["attention_options"] = VariantOptionsToJson(o.attention_options);
+  return json.dump();
 }
 
 absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string& text) {
   const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!json.is_object()) return absl::InvalidArgumentError("model config is not a JSON object");
-  const std::vector<std::string> known = {"vocab_size",      "model_dim",         "heads",
-                                          "ffn_dim",         "encoder_layers",    "decoder_layers",
-                                          "dropout",         "attention_dropout", "tie_embeddings",
-                                          "pad_id",          "attention",         "cross_attention",
-                                          "layer_attention", "attention_options"};
+  std::vector<std::string> known = {"layer_attention", "attention_options"};
+#define MEMTRAIN_KNOWN_OPTION(name, help) known.push_back(#name);
+  MEMTRAIN_TRANSFORMER_OPTIONS(MEMTRAIN_KNOWN_OPTION)
+#undef MEMTRAIN_KNOWN_OPTION
   for (const auto& [key, value] : json.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return absl::InvalidArgumentError(absl::StrCat("model config: unknown field '", key, "'"));
@@ -157,18 +148,9 @@ absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string&
   // Missing fields keep TransformerOptions' defaults (see above).
   TransformerOptions o;
   try {
-    o.vocab_size = json.value("vocab_size", o.vocab_size);
-    o.model_dim = json.value("model_dim", o.model_dim);
-    o.heads = json.value("heads", o.heads);
-    o.ffn_dim = json.value("ffn_dim", o.ffn_dim);
-    o.encoder_layers = json.value("encoder_layers", o.encoder_layers);
-    o.decoder_layers = json.value("decoder_layers", o.decoder_layers);
-    o.dropout = json.value("dropout", o.dropout);
-    o.attention_dropout = json.value("attention_dropout", o.attention_dropout);
-    o.tie_embeddings = json.value("tie_embeddings", o.tie_embeddings);
-    o.pad_id = json.value("pad_id", o.pad_id);
-    o.attention = json.value("attention", o.attention);
-    o.cross_attention = json.value("cross_attention", o.cross_attention);
+#define MEMTRAIN_OPTION_FROM_JSON(name, help) o.name = json.value(#name, o.name);
+    MEMTRAIN_TRANSFORMER_OPTIONS(MEMTRAIN_OPTION_FROM_JSON)
+#undef MEMTRAIN_OPTION_FROM_JSON
     if (json.contains("layer_attention")) {
       o.layer_attention.clear();
       for (const auto& [index, kind] : json.at("layer_attention").items()) {

@@ -35,11 +35,35 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "memory/knn_layer_memory.h"
 #include "model/attention.h"
 #include "model/knn_attention.h"
 
 namespace memtrain::model {
+
+/// The scalar options of TransformerOptions as X(name, help): each is the
+/// flag --name (launch/model_flags.cpp) and the field `name` of model.json
+/// (TransformerOptionsToJson); the initializers below are the defaults.
+/// layer_attention and attention_options have forms of their own.
+// clang-format off
+#define MEMTRAIN_TRANSFORMER_OPTIONS(X)                                                           \
+  X(vocab_size, "Vocabulary size (memtrain-train takes the corpus tokenizer's).")               \
+  X(model_dim, "Model width D.")                                                                 \
+  X(heads, "Attention heads.")                                                                   \
+  X(ffn_dim, "Feed-forward width.")                                                              \
+  X(encoder_layers, "Encoder layers (0: decoder-only LM).")                                      \
+  X(decoder_layers, "Decoder layers.")                                                           \
+  X(dropout, "Residual and feed-forward dropout.")                                               \
+  X(attention_dropout, "Dropout on attention probabilities.")                                    \
+  X(tie_embeddings, "Output projection = input embedding.")                                      \
+  X(pad_id, "Padding token id (memtrain-train takes the corpus tokenizer's).")                   \
+  X(attention, absl::StrCat("Self-attention kind of every layer: ",                              \
+                            absl::StrJoin(::memtrain::model::AttentionKinds(), ", "), "."))      \
+  X(cross_attention, absl::StrCat("Decoder cross-attention kind: ",                              \
+                                  absl::StrJoin(::memtrain::model::AttentionKinds(), ", "), "."))
+// clang-format on
 
 struct TransformerOptions {
   int64_t vocab_size = 8000;
