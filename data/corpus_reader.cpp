@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "data/code_corpus.h"
 #include "data/demo_corpus.h"
+#include "data/internal/text.h"
 #include "glog/logging.h"
 #include "nlohmann/json.hpp"
 
@@ -32,6 +34,7 @@ constexpr CorpusInfo kCorpora[] = {
     {Corpus::kXsum, "xsum", Task::kSummarization},
     {Corpus::kOpenOrca, "openorca", Task::kQuestionAnswering},
     {Corpus::kDemo, "demo", Task::kLanguageModel},
+    {Corpus::kCode, "code", Task::kLanguageModel},
 };
 
 constexpr bool InEnumOrder() {
@@ -48,51 +51,8 @@ const CorpusInfo& InfoOf(Corpus corpus) { return kCorpora[static_cast<size_t>(co
 // reader; the rest only count.
 constexpr int64_t kLoggedSkips = 10;
 
-bool IsBlank(absl::string_view text) {
-  for (char c : text) {
-    if (!absl::ascii_isspace(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
-// SentencePiece expects valid UTF-8; rejecting it here names the line instead
-// of failing, or silently mangling text, in the tokenizer.
-bool IsValidUtf8(absl::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    int continuation = 0;
-    uint32_t code_point = 0;
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    } else if ((lead & 0xE0) == 0xC0) {
-      continuation = 1;
-      code_point = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      continuation = 2;
-      code_point = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      continuation = 3;
-      code_point = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (i + continuation >= text.size()) return false;  // truncated sequence
-    for (int k = 1; k <= continuation; ++k) {
-      const auto byte = static_cast<unsigned char>(text[i + k]);
-      if ((byte & 0xC0) != 0x80) return false;
-      code_point = (code_point << 6) | (byte & 0x3F);
-    }
-    constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
-    if (code_point < kSmallest[continuation] || code_point > 0x10FFFF ||
-        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-      return false;  // overlong, beyond Unicode, or a UTF-16 surrogate
-    }
-    i += continuation + 1;
-  }
-  return true;
-}
+using internal::IsBlank;
+using internal::IsValidUtf8;
 
 // ---- Moses escaping -----------------------------------------------------------
 
@@ -596,6 +556,7 @@ Task TaskOf(Corpus corpus) { return InfoOf(corpus).task; }
 
 absl::StatusOr<std::unique_ptr<CorpusReader>> OpenCorpusReader(const ReaderOptions& options) {
   if (options.corpus == Corpus::kDemo) return OpenDemoCorpusReader(options);
+  if (options.corpus == Corpus::kCode) return OpenCodeCorpusReader(options);
   if (options.inputs.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("corpus ", CorpusName(options.corpus), " needs input files; none given"));
@@ -617,6 +578,7 @@ absl::StatusOr<std::unique_ptr<CorpusReader>> OpenCorpusReader(const ReaderOptio
     case Corpus::kOpenOrca:
       return std::make_unique<JsonLinesReader>(options, &OpenOrcaToRecord);
     case Corpus::kDemo:
+    case Corpus::kCode:
       break;
   }
   return absl::InternalError(

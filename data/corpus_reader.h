@@ -1,7 +1,8 @@
 // File: data/corpus_reader.h
 //
-// Streams records out of the raw corpus files (WikiText, WMT16, XSUM, OpenOrca)
-// or out of the built-in demo generator, one record at a time, so the prepare
+// Streams records out of the raw corpus files (WikiText, WMT16, XSUM, OpenOrca),
+// out of a tree of source code (data/code_corpus.h) or out of the built-in demo
+// generator, one record at a time, so the prepare
 // tool never holds a corpus in memory. Formats, delimiters, escaping and what
 // counts as malformed or empty: docs/DATA.md §3.
 //
@@ -36,15 +37,15 @@
 
 namespace memtrain::data {
 
-enum class Corpus { kWikiText, kWmt16, kXsum, kOpenOrca, kDemo };
+enum class Corpus { kWikiText, kWmt16, kXsum, kOpenOrca, kDemo, kCode };
 
-/// "wikitext", "wmt16", "xsum", "openorca" or "demo"; anything else is
+/// "wikitext", "wmt16", "xsum", "openorca", "demo" or "code"; anything else is
 /// kInvalidArgument listing the valid names.
 absl::StatusOr<Corpus> ParseCorpus(absl::string_view name);
 /// The name ParseCorpus accepts.
 std::string CorpusName(Corpus corpus);
 
-/// wikitext, demo -> lm; wmt16 -> translation; xsum -> summarization; openorca -> qa.
+/// wikitext, demo, code -> lm; wmt16 -> translation; xsum -> summarization; openorca -> qa.
 Task TaskOf(Corpus corpus);
 
 /// A piece of text. The tokenizer encodes each segment separately and
@@ -74,6 +75,10 @@ struct ReaderStats {
   int64_t malformed_skipped = 0;  ///< malformed records skipped under kSkip
   int64_t empty_skipped = 0;      ///< records without text, always skipped
   int64_t bytes_read = 0;         ///< input bytes consumed (demo: text bytes generated)
+  // Code only: source files left out of every document, and short documents.
+  int64_t files_not_utf8 = 0;   ///< files that are not valid UTF-8 (other encodings)
+  int64_t files_too_large = 0;  ///< files over code_max_file_bytes, not read
+  int64_t short_skipped = 0;    ///< documents under code_min_document_bytes
 };
 
 /// How WMT16 text is escaped. Moses' tokenizer writes & < > ' " [ ] | as
@@ -86,12 +91,21 @@ enum class MosesEscaping {
   kPlain,    ///< never unescape
 };
 
+/// What one code document is (data/code_corpus.h).
+enum class CodeDocument {
+  kFile,     ///< one source file
+  kPackage,  ///< a top-level entry of an input directory, its files concatenated
+};
+/// "file" or "package", for --code_document.
+bool AbslParseFlag(absl::string_view text, CodeDocument* value, std::string* error);
+std::string AbslUnparseFlag(CodeDocument value);
+
 struct ReaderOptions {
   Corpus corpus = Corpus::kDemo;
   /// wikitext: one or more .tokens/.raw files, read in order. wmt16: a source
   /// file and its line-aligned target file, or one or more .tsv files
   /// (source<TAB>target). xsum, openorca: one or more JSON-lines files.
-  /// demo: none.
+  /// code: one or more directories. demo: none.
   std::vector<std::string> inputs;
   BadRecordPolicy on_bad_record = BadRecordPolicy::kFail;
   /// wmt16 only.
@@ -102,6 +116,15 @@ struct ReaderOptions {
   int64_t demo_documents = 2000;       ///< documents generated (>= 1)
   int demo_facts_per_document = 4;     ///< facts stated, and asked for, per document (1..16)
   int64_t demo_distance_words = 1000;  ///< filler words between the facts and the questions (>= 0)
+
+  // Code only (data/code_corpus.h says how the directories are walked).
+  CodeDocument code_document = CodeDocument::kFile;
+  std::vector<std::string> code_extensions = {".py"};  ///< file name endings read (>= 1)
+  /// Top-level entries of the input directories to read (directories, or
+  /// files such as "os.py"); all of them when empty.
+  std::vector<std::string> code_packages;
+  int64_t code_max_file_bytes = int64_t{1} << 20;  ///< larger files are counted, not read (>= 1)
+  int64_t code_min_document_bytes = 0;  ///< shorter documents are counted and skipped (>= 0)
 };
 
 class CorpusReader {

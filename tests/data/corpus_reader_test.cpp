@@ -72,8 +72,8 @@ class CorpusReaderTest : public ::testing::Test {
 };
 
 TEST_F(CorpusReaderTest, CorpusNamesRoundTripAndUnknownNameListsValidOnes) {
-  for (Corpus corpus :
-       {Corpus::kWikiText, Corpus::kWmt16, Corpus::kXsum, Corpus::kOpenOrca, Corpus::kDemo}) {
+  for (Corpus corpus : {Corpus::kWikiText, Corpus::kWmt16, Corpus::kXsum, Corpus::kOpenOrca,
+                        Corpus::kDemo, Corpus::kCode}) {
     absl::StatusOr<Corpus> parsed = ParseCorpus(CorpusName(corpus));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, corpus);
@@ -81,7 +81,7 @@ TEST_F(CorpusReaderTest, CorpusNamesRoundTripAndUnknownNameListsValidOnes) {
   absl::StatusOr<Corpus> unknown = ParseCorpus("wiki");
   ASSERT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(unknown.status().message(),
-              HasSubstr("'wiki'; valid corpora: wikitext, wmt16, xsum, openorca, demo"));
+              HasSubstr("'wiki'; valid corpora: wikitext, wmt16, xsum, openorca, demo, code"));
 }
 
 TEST_F(CorpusReaderTest, TaskOfEachCorpus) {
