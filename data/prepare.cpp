@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
+#include "data/code_corpus.h"
 #include "glog/logging.h"
 
 namespace memtrain::data {
@@ -77,6 +78,23 @@ absl::StatusOr<std::string> ReadFileBytes(const std::string& path) {
   return bytes.str();
 }
 
+// A code input is a directory: one InputFile for it, whose checksum covers
+// which files were read and what each held, so the provenance stays one entry
+// per input however many files a tree has.
+absl::StatusOr<std::vector<InputFile>> DescribeCodeInputs(const ReaderOptions& options) {
+  MEMTRAIN_ASSIGN_OR_RETURN(std::vector<CodeFile> files, ListCodeFiles(options));
+  std::vector<InputFile> inputs;
+  std::vector<std::string> manifests(options.inputs.size());
+  for (const std::string& path : options.inputs) inputs.push_back(InputFile{path, 0, ""});
+  for (const CodeFile& file : files) {
+    MEMTRAIN_ASSIGN_OR_RETURN(InputFile described, DescribeInputFile(file.path));
+    inputs[file.input].bytes += described.bytes;
+    absl::StrAppend(&manifests[file.input], file.relative, "\t", described.sha256, "\n");
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) inputs[i].sha256 = Sha256Hex(manifests[i]);
+  return inputs;
+}
+
 int64_t TotalWork(const PrepareOptions& options, const std::vector<InputFile>& inputs) {
   if (options.reader.corpus == Corpus::kDemo) return options.reader.demo_documents;
   int64_t total = 0;
@@ -121,8 +139,10 @@ absl::StatusOr<std::string> TrainModel(const PrepareOptions& options, int64_t to
     pending.pop_back();
     return true;
   };
+  TokenizerTrainOptions train = options.train;
+  if (options.reader.corpus == Corpus::kCode) train.whitespace_only_pieces = true;
   std::string model_bytes, error;
-  const bool trained = Tokenizer::Train(sentences, options.train, &model_bytes, &error);
+  const bool trained = Tokenizer::Train(sentences, train, &model_bytes, &error);
   if (options.show_progress) progress.Finish();
   MEMTRAIN_RETURN_IF_ERROR(read_status);
   if (!trained) return absl::InternalError(error);
@@ -158,9 +178,13 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
   const std::string task = TaskName(TaskOf(options.reader.corpus));
 
   std::vector<InputFile> inputs;
-  for (const std::string& path : options.reader.inputs) {
-    MEMTRAIN_ASSIGN_OR_RETURN(InputFile input, DescribeInputFile(path));
-    inputs.push_back(input);
+  if (options.reader.corpus == Corpus::kCode) {
+    MEMTRAIN_ASSIGN_OR_RETURN(inputs, DescribeCodeInputs(options.reader));
+  } else {
+    for (const std::string& path : options.reader.inputs) {
+      MEMTRAIN_ASSIGN_OR_RETURN(InputFile input, DescribeInputFile(path));
+      inputs.push_back(input);
+    }
   }
   const int64_t total_work = TotalWork(options, inputs);
 
@@ -234,7 +258,7 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
   MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> written,
                             CorpusFile::Open(options.output, {}));
   result.header = written->header();
-  result.input_bytes = reader->stats().bytes_read;
+  result.reader = reader->stats();
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return result;
 }

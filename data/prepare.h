@@ -13,7 +13,10 @@
 //
 // Record layout (docs/DATA.md): every source and target sequence ends with
 // eos; a QA source is [system prompt] <sep> question; long-range flags come
-// from the reader's segments (demo answers).
+// from the reader's segments (demo answers). The header's inputs describe each
+// input file, or for a code corpus each input directory: the bytes of the
+// files read under it and the sha256 of their manifest (relative path and
+// sha256 of each, one a line).
 #ifndef MEMTRAIN_DATA_PREPARE_H_
 #define MEMTRAIN_DATA_PREPARE_H_
 
@@ -35,6 +38,8 @@ struct PrepareOptions {
   /// one (`train`) on this corpus's text. At most one of the first two.
   std::string tokenizer_model_path;
   std::string tokenizer_from_corpus;
+  /// A code corpus's tokenizer is trained with whitespace_only_pieces on,
+  /// whatever this says (indentation).
   TokenizerTrainOptions train;
   int threads = 2;  ///< encoding threads
   bool show_progress = true;
@@ -44,7 +49,7 @@ struct PrepareOptions {
 
 struct PrepareResult {
   CorpusHeader header;
-  int64_t input_bytes = 0;
+  ReaderStats reader;  ///< the encoding pass's (bytes_read: the input bytes)
   double seconds = 0;
   double train_seconds = 0;  ///< part of `seconds` spent training the tokenizer
 };

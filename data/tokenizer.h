@@ -35,6 +35,10 @@ struct TokenizerTrainOptions {
   /// Sentences sampled for training (SentencePiece's input_sentence_size).
   int64_t max_sentences = 1000000;
   uint64_t seed = 1;
+  /// Also learn pieces that are runs of spaces. SentencePiece otherwise cuts
+  /// text before every space, so code's indentation costs a token per space
+  /// (docs/DATA.md §3, the code corpus).
+  bool whitespace_only_pieces = false;
 };
 
 /// Produces training sentences one at a time; returns false when exhausted.

@@ -5,6 +5,8 @@
 //   memtrain-prepare --corpus=wikitext --inputs=wiki.valid.tokens --split=valid
 //       --tokenizer_from=wiki.train.h5 --output=wiki.valid.h5
 //   memtrain-prepare --corpus=demo --demo_documents=2000 --output=demo.train.h5
+//   memtrain-prepare --corpus=code --inputs=/usr/lib/python3.11 --code_packages=email,json
+//       --output=code.train.h5   (scripts/code-corpus builds a train/valid pair)
 //
 // This binary deliberately links no LibTorch (data/tokenizer.h says why).
 #include <fstream>
@@ -18,10 +20,11 @@
 #include "glog/logging.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, corpus, "", "wikitext | wmt16 | xsum | openorca | demo");
+ABSL_FLAG(std::string, corpus, "", "wikitext | wmt16 | xsum | openorca | demo | code");
 ABSL_FLAG(std::vector<std::string>, inputs, {},
           "Comma-separated input files. wikitext: .tokens/.raw files; wmt16: SOURCE,TARGET "
-          "line-aligned files or .tsv files; xsum, openorca: JSON-lines files; demo: none.");
+          "line-aligned files or .tsv files; xsum, openorca: JSON-lines files; code: "
+          "directories; demo: none.");
 ABSL_FLAG(std::string, output, "", "The HDF5 corpus to write (atomically).");
 ABSL_FLAG(std::string, split, "train", "Split name stored in the file (train, valid, test, ...).");
 ABSL_FLAG(std::string, tokenizer_model, "", "Reuse this SentencePiece .model file.");
@@ -38,6 +41,17 @@ ABSL_FLAG(uint64_t, seed, 1, "Seed of the demo generator and the tokenizer's sam
 ABSL_FLAG(int64_t, demo_documents, 2000, "demo: documents to generate.");
 ABSL_FLAG(int, demo_facts, 4, "demo: facts stated and asked for per document.");
 ABSL_FLAG(int64_t, demo_distance_words, 1000, "demo: filler words between facts and questions.");
+ABSL_FLAG(memtrain::data::CodeDocument, code_document, memtrain::data::CodeDocument::kFile,
+          "code: file (a document per source file) | package (per top-level entry of an input "
+          "directory, its files concatenated).");
+ABSL_FLAG(std::vector<std::string>, code_extensions, {".py"},
+          "code: comma-separated file name endings to read.");
+ABSL_FLAG(std::vector<std::string>, code_packages, {},
+          "code: top-level entries of the input directories to read (e.g. email,json,os.py); "
+          "empty: all.");
+ABSL_FLAG(int64_t, code_max_file_bytes, int64_t{1} << 20,
+          "code: larger files are left out (counted).");
+ABSL_FLAG(int64_t, code_min_document_bytes, 0, "code: shorter documents are left out (counted).");
 ABSL_FLAG(bool, progress, true, "Show progress (a bar on a terminal, lines otherwise).");
 ABSL_FLAG(std::string, stats_json, "",
           "Also write what was done (records, tokens, input bytes, seconds) to this JSON file.");
@@ -76,6 +90,11 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
   options.reader.demo_documents = absl::GetFlag(FLAGS_demo_documents);
   options.reader.demo_facts_per_document = absl::GetFlag(FLAGS_demo_facts);
   options.reader.demo_distance_words = absl::GetFlag(FLAGS_demo_distance_words);
+  options.reader.code_document = absl::GetFlag(FLAGS_code_document);
+  options.reader.code_extensions = absl::GetFlag(FLAGS_code_extensions);
+  options.reader.code_packages = absl::GetFlag(FLAGS_code_packages);
+  options.reader.code_max_file_bytes = absl::GetFlag(FLAGS_code_max_file_bytes);
+  options.reader.code_min_document_bytes = absl::GetFlag(FLAGS_code_min_document_bytes);
   options.output = absl::GetFlag(FLAGS_output);
   if (options.output.empty()) return absl::InvalidArgumentError("--output is required");
   options.split = absl::GetFlag(FLAGS_split);
@@ -95,20 +114,26 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
       threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   options.train.num_threads = options.threads;
   options.show_progress = absl::GetFlag(FLAGS_progress);
-  options.options_json = nlohmann::json{{"corpus", absl::GetFlag(FLAGS_corpus)},
-                                        {"inputs", options.reader.inputs},
-                                        {"split", options.split},
-                                        {"tokenizer_model", options.tokenizer_model_path},
-                                        {"tokenizer_from", options.tokenizer_from_corpus},
-                                        {"tokenizer_type", options.train.model_type},
-                                        {"vocab_size", options.train.vocab_size},
-                                        {"on_bad_record", bad},
-                                        {"wmt_escaping", escaping},
-                                        {"seed", options.reader.seed},
-                                        {"demo_documents", options.reader.demo_documents},
-                                        {"demo_facts", options.reader.demo_facts_per_document},
-                                        {"demo_distance_words", options.reader.demo_distance_words}}
-                             .dump();
+  options.options_json =
+      nlohmann::json{{"corpus", absl::GetFlag(FLAGS_corpus)},
+                     {"inputs", options.reader.inputs},
+                     {"split", options.split},
+                     {"tokenizer_model", options.tokenizer_model_path},
+                     {"tokenizer_from", options.tokenizer_from_corpus},
+                     {"tokenizer_type", options.train.model_type},
+                     {"vocab_size", options.train.vocab_size},
+                     {"on_bad_record", bad},
+                     {"wmt_escaping", escaping},
+                     {"seed", options.reader.seed},
+                     {"demo_documents", options.reader.demo_documents},
+                     {"demo_facts", options.reader.demo_facts_per_document},
+                     {"demo_distance_words", options.reader.demo_distance_words},
+                     {"code_document", AbslUnparseFlag(options.reader.code_document)},
+                     {"code_extensions", options.reader.code_extensions},
+                     {"code_packages", options.reader.code_packages},
+                     {"code_max_file_bytes", options.reader.code_max_file_bytes},
+                     {"code_min_document_bytes", options.reader.code_min_document_bytes}}
+          .dump();
   return options;
 }
 
@@ -129,13 +154,22 @@ int Main() {
             << (h.task == "lm" ? " documents, " : " examples, ") << h.num_source_tokens
             << " source + " << h.num_target_tokens << " target tokens; skipped "
             << h.malformed_skipped << " malformed and " << h.empty_skipped << " empty records; "
-            << result->input_bytes << " input bytes in " << result->seconds << " s";
+            << result->reader.bytes_read << " input bytes in " << result->seconds << " s";
+  if (options->reader.corpus == Corpus::kCode) {
+    LOG(INFO) << "[prepare] code: left out " << result->reader.files_not_utf8
+              << " files that are not UTF-8, " << result->reader.files_too_large
+              << " files over --code_max_file_bytes and " << result->reader.short_skipped
+              << " documents under --code_min_document_bytes";
+  }
   const std::string stats_path = absl::GetFlag(FLAGS_stats_json);
   if (!stats_path.empty()) {
     std::ofstream(stats_path) << nlohmann::json{{"records", h.num_records},
                                                 {"source_tokens", h.num_source_tokens},
                                                 {"target_tokens", h.num_target_tokens},
-                                                {"input_bytes", result->input_bytes},
+                                                {"input_bytes", result->reader.bytes_read},
+                                                {"files_not_utf8", result->reader.files_not_utf8},
+                                                {"files_too_large", result->reader.files_too_large},
+                                                {"short_skipped", result->reader.short_skipped},
                                                 {"seconds", result->seconds},
                                                 {"tokenizer_training_seconds",
                                                  result->train_seconds}}

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -159,6 +160,80 @@ TEST(PrepareTest, DemoLongRangeTokensAreTheAnswers) {
     EXPECT_FALSE(flagged.empty());
     EXPECT_EQ(decoder.Decode(flagged), expected) << "record " << record;
   }
+}
+
+// A tree of Python packages with the whitespace code has: indentation of 4, 8
+// and 12 spaces, a tab, blank lines, non-ASCII text.
+std::string WriteCodeTree() {
+  const std::filesystem::path root = Temp("code_tree");
+  std::filesystem::remove_all(root);
+  for (int package = 0; package < 3; ++package) {
+    for (int module = 0; module < 4; ++module) {
+      const std::filesystem::path path =
+          root / ("pkg" + std::to_string(package)) / ("mod" + std::to_string(module) + ".py");
+      std::filesystem::create_directories(path.parent_path());
+      std::ofstream out(path, std::ios::binary);
+      out << "\"\"\"Module " << module << " of package " << package << ": caf\u00e9.\"\"\"\n\n";
+      for (int c = 0; c < 6; ++c) {
+        out << "\nclass Shape" << c << ":\n    def area(self, width, height):\n"
+            << "        if width > " << c << ":\n            return width * height\n"
+            << "        return None\n\n    def name(self):\n\treturn 'shape'\n";
+      }
+    }
+  }
+  return root.string();
+}
+
+TEST(PrepareTest, CodeTreeRoundTripsWithIndentationAsPieces) {
+  const std::string root = WriteCodeTree();
+  const std::string output = Temp("code.h5");
+  const std::string command = std::string(MEMTRAIN_PREPARE_BINARY) +
+                              " --corpus=code --code_document=package --inputs=" + root +
+                              " --vocab_size=400 --progress=false --output=" + output +
+                              " 2>/dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  auto file = CorpusFile::Open(output, {});
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_TRUE((*file)->Verify().ok());
+  EXPECT_EQ((*file)->header().corpus, "code");
+  EXPECT_THAT((*file)->header().options_json, HasSubstr(R"("code_document":"package")"));
+  // One provenance entry for the tree: the bytes of the files read under it.
+  ASSERT_EQ((*file)->header().inputs.size(), 1u);
+  EXPECT_EQ((*file)->header().inputs[0].path, root);
+  int64_t bytes = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+    if (entry.is_regular_file()) bytes += static_cast<int64_t>(entry.file_size());
+  }
+  EXPECT_EQ((*file)->header().inputs[0].bytes, bytes);
+  EXPECT_EQ((*file)->header().inputs[0].sha256.size(), 64u);
+
+  // Every document decodes to the reader's text, newlines, tabs and spaces included.
+  ReaderOptions reader_options;
+  reader_options.corpus = Corpus::kCode;
+  reader_options.inputs = {root};
+  reader_options.code_document = CodeDocument::kPackage;
+  auto reader = OpenCorpusReader(reader_options);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const PieceDecoder decoder((*file)->tokenizer());
+  int64_t record = 0;
+  for (;; ++record) {
+    auto next = (*reader)->Next();
+    ASSERT_TRUE(next.ok()) << next.status();
+    if (!next->has_value()) break;
+    auto source = (*file)->ReadRecord(Field::kSource, record);
+    ASSERT_TRUE(source.ok());
+    EXPECT_EQ(decoder.Decode(*source), ExpectedText((*next)->source)) << (*next)->where;
+  }
+  EXPECT_EQ(record, 3);
+  EXPECT_EQ((*file)->num_records(), 3);
+
+  // Indentation is learned as runs of spaces, not one piece per space.
+  std::string error;
+  std::unique_ptr<Tokenizer> tokenizer = Tokenizer::Load((*file)->tokenizer().model_bytes, &error);
+  ASSERT_NE(tokenizer, nullptr) << error;
+  EXPECT_EQ(tokenizer->Encode(std::string(8, ' ')).size(), 1u);
+  EXPECT_EQ(tokenizer->Decode(tokenizer->Encode("\n        return x\n")), "\n        return x\n");
 }
 
 void WriteLines(const std::string& path, const std::vector<std::string>& lines) {
