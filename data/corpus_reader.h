@@ -65,7 +65,7 @@ struct Record {
   /// seq2seq only: the translation, summary or response.
   std::vector<TextSegment> target;
   std::string id;     ///< XSUM/OpenOrca id as text ("" if none)
-  std::string where;  ///< "path:line" of the record's first line, for messages
+  std::string where;  ///< "path:line" of the record's first line (a code package: its path)
 };
 
 enum class BadRecordPolicy { kFail, kSkip };
