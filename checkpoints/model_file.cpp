@@ -77,6 +77,9 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
       nlohmann::json& knn = config.at("model")["attention_options"]["knn"];
       if (!knn.contains("projection_bias")) knn["projection_bias"] = true;
     }
+    // Version 4 added --positions (default auto, often rotary); older
+    // models were all trained with sinusoidal positions.
+    if (version < 4) config.at("model")["positions"] = "sinusoidal";
     absl::StatusOr<model::TransformerOptions> options =
         model::TransformerOptionsFromJson(config.at("model").dump());
     if (!options.ok())

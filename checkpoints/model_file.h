@@ -15,7 +15,9 @@
 // version up to this build's, an option missing from an older file taking its
 // default (model/transformer.h), except where a version changed a default:
 // version 3 made the knn projections bias-free, so a knn config of version
-// 1 or 2 without "projection_bias" reads as true. A newer file is refused,
+// 1 or 2 without "projection_bias" reads as true; version 4 added
+// "positions" (default auto), so a model of version 1 to 3 reads as
+// sinusoidal, the only encoding then. A newer file is refused,
 // naming both versions. Reading never throws: every problem is a Status naming the file.
 // tests/checkpoints/fixtures/format1 holds files written by version 1.
 //
@@ -36,7 +38,7 @@
 namespace memtrain::checkpoints {
 
 /// The model.json format this build writes; it reads 1..kModelFormatVersion.
-inline constexpr int kModelFormatVersion = 3;
+inline constexpr int kModelFormatVersion = 4;
 
 struct ModelInfo {
   model::TransformerOptions options;

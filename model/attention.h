@@ -29,7 +29,8 @@
 //     the whole sequence (to float tolerance). All cross-call state lives in
 //     the DecodeState (or a per-stream state object), never in the module.
 //   - Variants with documented limits refuse at construction, naming the
-//     layer (Linformer has no causal form).
+//     layer (Linformer has no causal form); MakeAttention refuses rotary
+//     positions or an XL cache for a kind without them.
 #ifndef MEMTRAIN_MODEL_ATTENTION_H_
 #define MEMTRAIN_MODEL_ATTENTION_H_
 
@@ -182,6 +183,13 @@ struct AttentionOptions {
   double dropout = 0.0;  ///< on attention probabilities, training only
   bool causal = false;   ///< the layer will be called causally
   bool cross = false;    ///< a cross-attention layer
+  /// Rotary positions (model/positions.h) on this self-attention layer's
+  /// queries and keys; only kinds with SupportsRotary.
+  bool rotary = false;
+  /// Transformer-XL cache: over document streams, the layer also attends to
+  /// the previous segment's keys/values of its stream (no gradient through
+  /// them); only kinds with SupportsXlCache, with rotary positions.
+  bool xl_cache = false;
   /// One member per variant, named after its kind, used by that kind only:
   /// knn, infinite, linformer, performer, memsizer.
 #define MEMTRAIN_ATTENTION_VARIANT_MEMBER(variant, Type, TABLE) Type variant;
@@ -194,6 +202,15 @@ class AttentionImpl : public torch::nn::Module {
   virtual at::Tensor forward(const AttentionCall& call) = 0;
   /// A fresh state for `batch` rows.
   virtual std::unique_ptr<DecodeState> NewState(int64_t batch) = 0;
+  /// The state this layer carries from one segment of a document stream to
+  /// the next (TransformerImpl::ForwardSegment), or null when it attends
+  /// within the segment only. By default NewState's state when that is a
+  /// SegmentMemoryState (knn, infinite).
+  virtual std::unique_ptr<SegmentMemoryState> NewSegmentState(int64_t batch) {
+    std::unique_ptr<DecodeState> state = NewState(batch);
+    if (dynamic_cast<SegmentMemoryState*>(state.get()) == nullptr) return nullptr;
+    return std::unique_ptr<SegmentMemoryState>(static_cast<SegmentMemoryState*>(state.release()));
+  }
   virtual std::string kind() const = 0;
   virtual AttentionCapabilities capabilities() const = 0;
 };
@@ -205,6 +222,11 @@ absl::StatusOr<std::shared_ptr<AttentionImpl>> MakeAttention(const std::string& 
                                                              const AttentionOptions& options);
 /// Every registered kind, in registration order.
 std::vector<std::string> AttentionKinds();
+/// Whether `kind` takes rotary positions (AttentionOptions::rotary); false
+/// for an unknown kind.
+bool SupportsRotary(const std::string& kind);
+/// Whether `kind` has a Transformer-XL cache (AttentionOptions::xl_cache).
+bool SupportsXlCache(const std::string& kind);
 
 }  // namespace memtrain::model
 

@@ -126,10 +126,63 @@ void AppendToWindow(at::Tensor& keys, at::Tensor& values, at::Tensor& padding,
   append(padding, new_padding, 1);
 }
 
+void LocalWindow::Append(const at::Tensor& new_keys, const at::Tensor& new_values,
+                         const at::Tensor& key_padding, const std::string& layer) {
+  AppendToWindow(keys, values, padding, new_keys, new_values, key_padding, layer);
+}
+
+void LocalWindow::EndSegment(bool keep_as_cache) {
+  if (!keep_as_cache || !keys.defined()) {
+    keys = values = padding = at::Tensor();
+    segment_begin = 0;
+    return;
+  }
+  const int64_t kept = length() - segment_begin;
+  keys = keys.narrow(2, segment_begin, kept).detach();
+  values = values.narrow(2, segment_begin, kept).detach();
+  padding = padding.narrow(1, segment_begin, kept);
+  segment_begin = kept;
+}
+
+void LocalWindow::HideRows(const at::Tensor& starts) {
+  if (!padding.defined()) return;
+  padding = padding.logical_or(starts.to(padding.device(), at::kBool).view({-1, 1}));
+}
+
+void LocalWindow::Reorder(const at::Tensor& indices) {
+  for (at::Tensor* t : {&keys, &values, &padding}) {
+    if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
+  }
+}
+
+void LocalWindow::Save(std::map<std::string, at::Tensor>* state) const {
+  if (!keys.defined()) return;
+  (*state)["window.keys"] = keys.detach().cpu();
+  (*state)["window.values"] = values.detach().cpu();
+  (*state)["window.padding"] = padding.cpu();
+  (*state)["window.segment_begin"] = at::tensor({segment_begin}, at::kLong);
+}
+
+void LocalWindow::Load(const std::map<std::string, at::Tensor>& state) {
+  auto find = [&](const std::string& name) {
+    auto found = state.find(name);
+    return found == state.end() ? at::Tensor() : found->second;
+  };
+  keys = find("window.keys");
+  values = find("window.values");
+  padding = find("window.padding");
+  const at::Tensor begin = find("window.segment_begin");
+  // Checkpoints written before the XL cache hold the current segment only.
+  segment_begin = begin.defined() ? begin.item<int64_t>() : 0;
+}
+
 void CheckHeads(const AttentionOptions& options) {
   TORCH_CHECK(options.heads > 0 && options.model_dim % options.heads == 0, options.layer,
               ": model width ", options.model_dim, " is not divisible by ", options.heads,
               " heads");
+  TORCH_CHECK(!options.rotary || (options.model_dim / options.heads) % 2 == 0, options.layer,
+              ": rotary positions need an even head width, got ",
+              options.model_dim / options.heads);
 }
 
 c10::ScalarType ComputeType(c10::ScalarType input) {

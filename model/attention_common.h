@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
 #include <string>
 
 #include "model/attention.h"
@@ -41,6 +42,37 @@ void CheckCall(const AttentionCall& call, int64_t model_dim, const std::string& 
 void AppendToWindow(at::Tensor& keys, at::Tensor& values, at::Tensor& padding,
                     const at::Tensor& new_keys, const at::Tensor& new_values,
                     const at::Tensor& key_padding, const std::string& layer);
+
+/// The keys/values a self-attention state keeps for its local attention:
+/// the positions of the current segment so far and, with a Transformer-XL
+/// cache, the whole previous segment before them. Keys are stored as
+/// projected (before rotary positions), so a window's positions can be
+/// counted from its start at every call, and a knn layer can write them to
+/// memory without positions.
+struct LocalWindow {
+  at::Tensor keys, values;    ///< [B, H, t, d]; undefined when empty
+  at::Tensor padding;         ///< [B, t] bool, true = hidden
+  int64_t segment_begin = 0;  ///< where the current segment starts in the window
+
+  /// Appends a call's keys/values [B, H, n, d] and key padding ([B, n] bool;
+  /// undefined = none). Throws (naming `layer`) for a padding shape that
+  /// does not cover exactly the new positions.
+  void Append(const at::Tensor& new_keys, const at::Tensor& new_values,
+              const at::Tensor& key_padding, const std::string& layer);
+  int64_t length() const { return keys.defined() ? keys.size(2) : 0; }
+  /// Segment boundary: with `keep_as_cache` the current segment stays,
+  /// detached, as the cache the next segment attends to; otherwise the
+  /// window empties.
+  void EndSegment(bool keep_as_cache);
+  /// Rows where `starts` ([B] bool) is true begin a new document: everything
+  /// the window holds for them is hidden.
+  void HideRows(const at::Tensor& starts);
+  void Reorder(const at::Tensor& indices);
+  /// Checkpoints: "window.keys|values|padding|segment_begin" (none when
+  /// empty), read back by Load.
+  void Save(std::map<std::string, at::Tensor>* state) const;
+  void Load(const std::map<std::string, at::Tensor>& state);
+};
 
 /// `call.state` as the variant's state type (nullptr without one); throws,
 /// naming `layer` and `kind`, for another variant's state.

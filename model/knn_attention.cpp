@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "memory/exact_knn_memory.h"
 #include "model/attention_common.h"
+#include "model/positions.h"
 
 namespace memtrain::model {
 namespace {
@@ -19,10 +20,11 @@ at::Tensor Normalize(const at::Tensor& x) { return x * at::rsqrt(x.pow(2).sum(-1
 
 }  // namespace
 
-KnnDecodeState::KnnDecodeState(memory::KnnLayerMemory layer_memory)
+KnnDecodeState::KnnDecodeState(memory::KnnLayerMemory layer_memory, bool xl_cache)
     : memory_(std::move(layer_memory.memory)),
       streams_(std::move(layer_memory.streams)),
-      scope_(layer_memory.scope) {
+      scope_(layer_memory.scope),
+      xl_cache_(xl_cache) {
   TORCH_CHECK(memory_ != nullptr, "KnnDecodeState: needs a memory");
 }
 
@@ -38,9 +40,7 @@ std::vector<std::pair<int64_t, std::vector<int64_t>>> KnnDecodeState::RowsByStre
 }
 
 void KnnDecodeState::Reorder(const at::Tensor& indices) {
-  for (at::Tensor* t : {&keys, &values, &padding}) {
-    if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
-  }
+  window.Reorder(indices);
   const at::Tensor rows = indices.to(at::kCPU, at::kLong).contiguous();
   std::vector<int64_t> streams;
   for (int64_t i = 0; i < rows.numel(); ++i) {
@@ -50,7 +50,11 @@ void KnnDecodeState::Reorder(const at::Tensor& indices) {
 }
 
 absl::Status KnnDecodeState::EndSegment() {
-  if (keys.defined() && scope_ != memory::KnnScope::kPrebuilt) {
+  const int64_t begin = window.segment_begin, length = window.length() - begin;
+  if (length > 0 && scope_ != memory::KnnScope::kPrebuilt) {
+    const at::Tensor keys = window.keys.narrow(2, begin, length);
+    const at::Tensor values = window.values.narrow(2, begin, length);
+    const at::Tensor padding = window.padding.narrow(1, begin, length);
     for (const auto& [stream, rows] : RowsByStream()) {
       if (rows.size() > 1 && scope_ == memory::KnnScope::kStream) {
         return absl::FailedPreconditionError(
@@ -69,7 +73,7 @@ absl::Status KnnDecodeState::EndSegment() {
       if (!status.ok()) return status;
     }
   }
-  keys = values = padding = at::Tensor();
+  window.EndSegment(xl_cache_);
   return absl::OkStatus();
 }
 
@@ -78,11 +82,12 @@ void KnnDecodeState::NewDocument(const at::Tensor& starts) {
   TORCH_CHECK(rows.dim() == 1 && rows.numel() == static_cast<int64_t>(streams_.size()),
               "KnnDecodeState::NewDocument: expects [", streams_.size(), "] flags, got ",
               starts.sizes());
-  for (int64_t b = 0; b < rows.numel(); ++b) {
-    if (!rows.data_ptr<bool>()[b]) continue;
-    if (scope_ == memory::KnnScope::kStream) memory_->clear(streams_[static_cast<size_t>(b)]);
-    if (padding.defined()) padding[b].fill_(true);  // the old document's window
+  if (scope_ == memory::KnnScope::kStream) {
+    for (int64_t b = 0; b < rows.numel(); ++b) {
+      if (rows.data_ptr<bool>()[b]) memory_->clear(streams_[static_cast<size_t>(b)]);
+    }
   }
+  window.HideRows(rows);  // the old document's positions
 }
 
 absl::StatusOr<std::map<std::string, at::Tensor>> KnnDecodeState::SaveState() const {
@@ -92,11 +97,7 @@ absl::StatusOr<std::map<std::string, at::Tensor>> KnnDecodeState::SaveState() co
   for (auto& [name, tensor] : *memory) state["memory." + name] = std::move(tensor);
   state["position"] = at::tensor({position_}, at::kLong);
   state["streams"] = at::tensor(streams_, at::kLong);
-  if (keys.defined()) {
-    state["window.keys"] = keys.detach().cpu();
-    state["window.values"] = values.detach().cpu();
-    state["window.padding"] = padding.cpu();
-  }
+  window.Save(&state);
   return state;
 }
 
@@ -120,9 +121,7 @@ absl::Status KnnDecodeState::LoadState(const std::map<std::string, at::Tensor>& 
   streams_.assign(saved_streams.data_ptr<int64_t>(),
                   saved_streams.data_ptr<int64_t>() + saved_streams.numel());
   position_ = position.cpu()[0].item<int64_t>();
-  keys = find("window.keys");
-  values = find("window.values");
-  padding = find("window.padding");
+  window.Load(state);
   return memory_->LoadState(memory);
 }
 
@@ -155,7 +154,12 @@ std::unique_ptr<DecodeState> KnnAttentionImpl::NewState(int64_t batch) {
   layer_memory.memory = std::make_shared<memory::ExactKnnMemory>(
       memory::ExactKnnMemoryOptions(options_.knn.memory_size));
   for (int64_t b = 0; b < batch; ++b) layer_memory.streams.push_back(b);
-  return std::make_unique<KnnDecodeState>(std::move(layer_memory));
+  return NewState(std::move(layer_memory));
+}
+
+std::unique_ptr<KnnDecodeState> KnnAttentionImpl::NewState(
+    memory::KnnLayerMemory layer_memory) const {
+  return std::make_unique<KnnDecodeState>(std::move(layer_memory), options_.xl_cache);
 }
 
 at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
@@ -176,20 +180,23 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
   if (state != nullptr) {
     TORCH_CHECK(state->streams().size() == static_cast<size_t>(batch), options_.layer,
                 ": the state has ", state->streams().size(), " rows, the call ", batch);
-    AppendToWindow(state->keys, state->values, state->padding, k, v, padding, options_.layer);
+    state->window.Append(k, v, padding, options_.layer);
     state->position_ += n;
-    k = state->keys;
-    v = state->values;
-    padding = state->padding;
+    k = state->window.keys;
+    v = state->window.values;
+    padding = state->window.padding;
   }
   // Logit scale: |a_h|, times 1/sqrt(d) when the keys are not unit-norm.
   const double base =
       options_.knn.normalize_keys ? 1.0 : 1.0 / std::sqrt(static_cast<double>(head_dim));
   const at::Tensor scaled_q = q * (logit_scale_.abs().to(compute) * base).view({1, heads, 1, 1});
 
-  // Local branch.
-  at::Tensor local =
-      PaddedAttention(scaled_q, k, v, padding, call.causal, is_training() ? options_.dropout : 0.0);
+  // Local branch: with rotary positions counted from the window's start (the
+  // queries are its last n); the memory branch below uses scaled_q as is.
+  const bool rotary = options_.rotary;
+  at::Tensor local = PaddedAttention(rotary ? RotaryPositions(scaled_q, k.size(2) - n) : scaled_q,
+                                     rotary ? RotaryPositions(k, 0) : k, v, padding, call.causal,
+                                     is_training() ? options_.dropout : 0.0);
 
   // Memory branch: per stream, top-k of the memory as it was before this
   // segment (EndSegment writes), the stream's rows in one search. A row that

@@ -32,11 +32,17 @@
 // searches the memory as it was before the segment (query-before-write), and
 // decoding a segment token by token equals the full forward over it.
 //
-// Departures (docs/ATTENTION.md): no Transformer-XL cache and no T5 position
-// bias in the local branch (the previous segment is reachable through the
-// memory only); a query that retrieves nothing (empty memory) takes the local
-// output alone instead of (1 - g) V_local, so an empty memory is exactly
-// local attention. Cross-attention is not defined by the paper and refused.
+// Positions: with rotary positions (AttentionOptions::rotary) the local
+// branch rotates its queries and keys; the memory branch and the memory see
+// them unrotated, so a stored key holds content and no position. With an XL
+// cache (AttentionOptions::xl_cache) the local branch also attends to the
+// previous segment, as meliad's.
+//
+// Departures (docs/ATTENTION.md): rotary positions instead of meliad's T5
+// relative bias in the local branch; a query that retrieves nothing (empty
+// memory) takes the local output alone instead of (1 - g) V_local, so an
+// empty memory is exactly local attention. Cross-attention is not defined by
+// the paper and refused.
 #ifndef MEMTRAIN_MODEL_KNN_ATTENTION_H_
 #define MEMTRAIN_MODEL_KNN_ATTENTION_H_
 
@@ -49,6 +55,7 @@
 #include "memory/knn_layer_memory.h"
 #include "memory/knn_memory.h"
 #include "model/attention.h"
+#include "model/attention_common.h"
 
 namespace memtrain::model {
 
@@ -58,27 +65,32 @@ namespace memtrain::model {
 /// keys/values.
 class KnnDecodeState final : public SegmentMemoryState {
  public:
-  /// Throws (TORCH_CHECK) without a memory.
-  explicit KnnDecodeState(memory::KnnLayerMemory layer_memory);
+  /// Throws (TORCH_CHECK) without a memory. With `xl_cache` the previous
+  /// segment stays in the local window (KnnAttentionImpl::NewState gives it
+  /// the layer's setting).
+  explicit KnnDecodeState(memory::KnnLayerMemory layer_memory, bool xl_cache = false);
 
   /// Reorders the rows' local windows and stream ids. Rows that come to share
   /// a stream (beam search) share its memory; with scope kStream, EndSegment
   /// refuses then.
   void Reorder(const at::Tensor& indices) override;
   /// The local window (memory contents are the memory's to save).
-  std::vector<at::Tensor> Tensors() const override { return {keys, values, padding}; }
+  std::vector<at::Tensor> Tensors() const override {
+    return {window.keys, window.values, window.padding};
+  }
   int64_t position() const override { return position_; }
 
-  /// Segment boundary: appends the rows' buffered non-padding keys/values to
-  /// their streams' memory (one add per stream, its rows in order; none when
-  /// the scope is kPrebuilt) and empties the local window.
+  /// Segment boundary: appends the rows' non-padding keys/values of the
+  /// segment to their streams' memory (one add per stream, its rows in
+  /// order; none when the scope is kPrebuilt); the local window then keeps
+  /// the segment as its XL cache, or empties.
   absl::Status EndSegment() override;
   /// Rows where `starts` ([B] bool) is true begin a new document: their
-  /// buffered positions are hidden and, with scope kStream, their memory
-  /// stream is cleared.
+  /// window is hidden and, with scope kStream, their memory stream is
+  /// cleared.
   void NewDocument(const at::Tensor& starts) override;
-  /// "position", "streams", the local window ("window.keys|values|padding",
-  /// when not empty) and the memory's own state under "memory.".
+  /// "position", "streams", the local window ("window.*", when not empty)
+  /// and the memory's own state under "memory.".
   absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
   absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
 
@@ -90,14 +102,15 @@ class KnnDecodeState final : public SegmentMemoryState {
   /// this order, on every rank.
   std::vector<std::pair<int64_t, std::vector<int64_t>>> RowsByStream() const;
 
-  // The current segment so far. keys/values [B, H, t, d] (keys normalised
-  // when the layer normalises), padding [B, t] bool; undefined when empty.
-  at::Tensor keys, values, padding;
+  /// The local window: keys normalised when the layer normalises, without
+  /// positions (the memory stores them as they are).
+  LocalWindow window;
 
  private:
   std::shared_ptr<memory::KnnMemory> memory_;  // [not null]
   std::vector<int64_t> streams_;               // stream id of each batch row
   memory::KnnScope scope_;
+  bool xl_cache_;
   int64_t position_ = 0;
   friend class KnnAttentionImpl;
 };
@@ -112,6 +125,8 @@ class KnnAttentionImpl : public AttentionImpl {
   /// A state over a fresh ExactKnnMemory of options.knn.memory_size, rows
   /// 0..batch-1 as streams 0..batch-1, scope kStream.
   std::unique_ptr<DecodeState> NewState(int64_t batch) override;
+  /// A state over `layer_memory` (a sharded, FAISS or prebuilt memory).
+  std::unique_ptr<KnnDecodeState> NewState(memory::KnnLayerMemory layer_memory) const;
   std::string kind() const override { return "knn"; }
   AttentionCapabilities capabilities() const override {
     AttentionCapabilities caps;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "model/knn_attention.h"
 #include "model/linformer_attention.h"
+#include "model/positions.h"
 #include "nlohmann/json.hpp"
 
 namespace memtrain::model {
@@ -19,19 +20,31 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-// Sinusoidal positions [n, D] for absolute positions offset .. offset + n - 1.
-at::Tensor SinusoidalPositions(int64_t offset, int64_t n, int64_t width,
-                               const at::TensorOptions& options) {
-  const at::Tensor position = at::arange(offset, offset + n, options).unsqueeze(1);
-  const at::Tensor even = at::arange(0, width, 2, options);
-  const at::Tensor angle =
-      position * at::exp(even * (-std::log(10000.0) / static_cast<double>(width)));
-  at::Tensor table = at::zeros({n, width}, options);
-  table.slice(1, 0, width, 2) = at::sin(angle);
-  table.slice(1, 1, width, 2) = at::cos(angle.slice(1, 0, width / 2));
-  return table;
+// `options` with positions resolved (kAuto: rotary for a decoder-only model
+// whose decoder self-attention kinds all take it), and checked against the
+// XL cache's needs.
+TransformerOptions Resolved(TransformerOptions options) {
+  if (options.positions == Positions::kAuto) {
+    bool rotary = options.encoder_layers == 0;
+    for (int64_t i = 0; i < options.decoder_layers && rotary; ++i) {
+      rotary = SupportsRotary(DecoderSelfAttentionKind(options, i));
+    }
+    options.positions = rotary ? Positions::kRotary : Positions::kSinusoidal;
+  }
+  if (options.xl_cache) {
+    TORCH_CHECK(options.encoder_layers == 0,
+                "--xl_cache: the Transformer-XL cache is for decoder-only language models "
+                "(--encoder_layers=0)");
+    TORCH_CHECK(options.positions == Positions::kRotary,
+                "--xl_cache needs --positions=rotary: sinusoidal positions restart in every "
+                "segment, so the cached segment's keys would claim the current segment's "
+                "positions");
+  }
+  return options;
 }
 
+// Self-attention layers take the model's rotary positions; the decoder's
+// (causal) also take its XL cache.
 std::shared_ptr<AttentionImpl> MakeLayerAttention(const TransformerOptions& options,
                                                   const std::string& kind, const std::string& layer,
                                                   bool causal, bool cross) {
@@ -42,6 +55,8 @@ std::shared_ptr<AttentionImpl> MakeLayerAttention(const TransformerOptions& opti
   attention.dropout = options.attention_dropout;
   attention.causal = causal;
   attention.cross = cross;
+  attention.rotary = !cross && options.positions == Positions::kRotary;
+  attention.xl_cache = causal && !cross && options.xl_cache;
   absl::StatusOr<std::shared_ptr<AttentionImpl>> made = MakeAttention(kind, attention);
   TORCH_CHECK(made.ok(), made.status().message());
   return *made;
@@ -84,6 +99,8 @@ inline void to_json(nlohmann::json& j, const LinformerSharing& e) { EnumToJson(j
 inline void from_json(const nlohmann::json& j, LinformerSharing& e) { EnumFromJson(j, e); }
 inline void to_json(nlohmann::json& j, const PerformerKernel& e) { EnumToJson(j, e); }
 inline void from_json(const nlohmann::json& j, PerformerKernel& e) { EnumFromJson(j, e); }
+inline void to_json(nlohmann::json& j, const Positions& e) { EnumToJson(j, e); }
+inline void from_json(const nlohmann::json& j, Positions& e) { EnumFromJson(j, e); }
 // Each variant's options from its table (model/attention.h): every field
 // under its member name; a field missing from the file keeps its default.
 #define MEMTRAIN_FIELD_TO_JSON(variant, flag, member, help) j[#member] = o.member;
@@ -220,11 +237,13 @@ void TransformerDecodeStates::Reorder(const at::Tensor& indices) {
   }
 }
 
-TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(options) {
+TransformerImpl::TransformerImpl(const TransformerOptions& requested)
+    : options_(Resolved(requested)) {
+  const TransformerOptions& options = options_;
   TORCH_CHECK(options.vocab_size > 0 && options.model_dim > 0 && options.decoder_layers > 0 &&
                   options.encoder_layers >= 0 && options.ffn_dim > 0,
               "transformer: vocab_size, model_dim, ffn_dim and decoder_layers must be positive");
-  TORCH_CHECK(options.model_dim % 2 == 0,
+  TORCH_CHECK(options.positions != Positions::kSinusoidal || options.model_dim % 2 == 0,
               "transformer: model_dim must be even (sinusoidal positions)");
   for (const auto& [index, kind] : options.layer_attention) {
     TORCH_CHECK(index >= 0 && index < options.decoder_layers, "layer_attention: decoder layer ",
@@ -273,11 +292,12 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
 }
 
 at::Tensor TransformerImpl::Embed(const at::Tensor& tokens, int64_t position_offset) {
-  const at::Tensor x = embedding_(tokens) * std::sqrt(static_cast<double>(options_.model_dim));
-  const at::Tensor positions =
-      SinusoidalPositions(position_offset, tokens.size(1), options_.model_dim, x.options());
-  return F::dropout(x + positions.unsqueeze(0),
-                    F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
+  at::Tensor x = embedding_(tokens) * std::sqrt(static_cast<double>(options_.model_dim));
+  if (options_.positions == Positions::kSinusoidal) {
+    x = x + SinusoidalPositions(position_offset, tokens.size(1), options_.model_dim, x.options())
+                .unsqueeze(0);
+  }
+  return F::dropout(x, F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
 }
 
 at::Tensor TransformerImpl::Logits(const at::Tensor& hidden) {
@@ -344,18 +364,20 @@ TransformerDecodeStates TransformerImpl::NewSegmentStates(
     int64_t batch, const memory::KnnLayerMemories& knn_memory) {
   TORCH_CHECK(options_.encoder_layers == 0,
               "NewSegmentStates: segments are for decoder-only models");
-  TransformerDecodeStates states = NewDecodeStates(batch);
-  for (size_t i = 0; i < states.self.size(); ++i) {
-    auto& state = states.self[i];
-    if (dynamic_cast<SegmentMemoryState*>(state.get()) == nullptr) {
-      state.reset();
-    } else if (knn_memory && dynamic_cast<KnnDecodeState*>(state.get()) != nullptr) {
+  TransformerDecodeStates states;
+  for (size_t i = 0; i < decoder_->size(); ++i) {
+    AttentionImpl& layer = decoder_[i]->as<TransformerBlockImpl>()->self_attention();
+    std::unique_ptr<SegmentMemoryState> state = layer.NewSegmentState(batch);
+    auto* knn = dynamic_cast<KnnAttentionImpl*>(&layer);
+    if (knn != nullptr && knn_memory) {
       memory::KnnLayerMemory layer_memory = knn_memory(static_cast<int64_t>(i), batch);
       TORCH_CHECK(layer_memory.streams.size() == static_cast<size_t>(batch), "decoder.", i,
                   ": the knn layer memory has ", layer_memory.streams.size(), " streams for ",
                   batch, " rows");
-      state = std::make_unique<KnnDecodeState>(std::move(layer_memory));
+      state = knn->NewState(std::move(layer_memory));
     }
+    states.self.push_back(std::move(state));
+    states.cross.push_back(nullptr);
   }
   return states;
 }

@@ -12,12 +12,11 @@
 //   auto states = model->NewDecodeStates(batch);                   // decoding
 //   at::Tensor next = model->DecodeStep(tokens_t, {}, {}, states); // [B, 1, vocab]
 //
-// Positions: sinusoidal (Vaswani et al.), added to the scaled embeddings at
-// each token's absolute position. With DecodeStates the absolute position
+// Positions (model/positions.h): sinusoidal, added to the scaled embeddings
+// at each token's absolute position (with DecodeStates the position
 // continues from what the states have consumed, so decoding token by token
-// sees the same positions as a full forward. (For segment-recurrent LM
-// training the trainer passes `position_offset`, the tokens of the document
-// already consumed.)
+// sees the same positions as a full forward); or rotary, inside each
+// self-attention layer, counted from the start of the layer's window.
 #ifndef MEMTRAIN_MODEL_TRANSFORMER_H_
 #define MEMTRAIN_MODEL_TRANSFORMER_H_
 
@@ -40,6 +39,7 @@
 #include "memory/knn_layer_memory.h"
 #include "model/attention.h"
 #include "model/knn_attention.h"
+#include "model/positions.h"
 
 namespace memtrain::model {
 
@@ -62,7 +62,13 @@ namespace memtrain::model {
   X(attention, absl::StrCat("Self-attention kind of every layer: ",                              \
                             absl::StrJoin(::memtrain::model::AttentionKinds(), ", "), "."))      \
   X(cross_attention, absl::StrCat("Decoder cross-attention kind: ",                              \
-                                  absl::StrJoin(::memtrain::model::AttentionKinds(), ", "), "."))
+                                  absl::StrJoin(::memtrain::model::AttentionKinds(), ", "), ".")) \
+  X(positions, absl::StrCat("Position encoding: ",                                               \
+                            absl::StrJoin(::memtrain::model::PositionsNames(), ", "),            \
+                            " (model/positions.h; auto: rotary for decoder-only models whose "   \
+                            "attention kinds take it, else sinusoidal)."))                       \
+  X(xl_cache, "Transformer-XL cache: over document streams every decoder layer also attends to " \
+              "the previous segment (decoder-only, rotary positions).")
 // clang-format on
 
 struct TransformerOptions {
@@ -80,6 +86,12 @@ struct TransformerOptions {
   std::string attention = "softmax";
   /// Decoder cross-attention kind.
   std::string cross_attention = "softmax";
+  /// How tokens know their place (model/positions.h). TransformerImpl
+  /// resolves kAuto; options() and model.json hold the result.
+  Positions positions = Positions::kAuto;
+  /// Transformer-XL cache in every decoder self-attention layer (segment
+  /// streams only: ForwardSegment and decoding through segments).
+  bool xl_cache = false;
   /// Decoder layer index -> self-attention kind (e.g. {{8, "knn"}}).
   std::map<int64_t, std::string> layer_attention;
   /// Base options (variant hyper-parameters) for every attention layer; the
@@ -142,10 +154,11 @@ class TransformerImpl : public torch::nn::Module {
   TransformerDecodeStates NewDecodeStates(int64_t batch);
 
   /// Decoder-only training and evaluation over document streams, one
-  /// segment per step. States exist only for the layers whose memory outlives
-  /// a segment (SegmentMemoryState: knn, infinite); the others are null and
-  /// attend within the segment. Positions restart at 0 in every segment: the
-  /// past is reachable through the memories only. Without `knn_memory` each
+  /// segment per step. States exist only for the layers that carry something
+  /// to the next segment (AttentionImpl::NewSegmentState: knn and infinite
+  /// memories, XL caches); the others are null and attend within the
+  /// segment. Sinusoidal positions restart at 0 in every segment: the past
+  /// is reachable through the memories and caches only. Without `knn_memory` each
   /// knn layer gets its own ExactKnnMemory (rows = streams 0..batch-1, scope
   /// stream); with it, the layer memory it returns for the layer
   /// (memory/knn_layer_memory.h).

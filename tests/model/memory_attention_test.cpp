@@ -255,7 +255,7 @@ TEST_F(KnnAttentionTest, SharedScopeWritesRowsInOrderAndNewDocumentsKeepTheMemor
   call.key_padding = at::zeros({2, kSegment}, at::kBool);
   call.key_padding[1].slice(0, 4).fill_(true);  // row 1 ends its document after 4 tokens
   knn->forward(call);
-  const at::Tensor buffered = Knn(state).keys.clone();
+  const at::Tensor buffered = Knn(state).window.keys.clone();
   ASSERT_TRUE(Knn(state).EndSegment().ok());
   // One stream: row 0's 6 entries, then row 1's 4, in that order.
   ASSERT_EQ(memory->size(0), kSegment + 4);

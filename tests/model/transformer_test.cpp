@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "memory/exact_knn_memory.h"
+
 namespace memtrain::model {
 namespace {
 
@@ -115,7 +117,9 @@ TEST(TransformerTest, SegmentsCarryMemoryOnlyInMemoryLayersAndDocumentsClearIt) 
 }
 
 TEST(TransformerTest, PositionOffsetContinuesADocument) {
-  Transformer model = Build(Small(0));
+  TransformerOptions o = Small(0);
+  o.positions = Positions::kSinusoidal;
+  Transformer model = Build(o);
   const at::Tensor tokens = at::randint(1, 50, {2, 6}, at::kLong);
   // With softmax attention a segment sees only itself, so the offset changes
   // positions only; a zero offset must equal the default.
@@ -259,6 +263,123 @@ TEST(TransformerTest, BadLayerChoicesAreNamed) {
   o.layer_attention = {{1, "nonexistent"}};
   model = MakeTransformer(o);
   EXPECT_THAT(std::string(model.status().message()), HasSubstr("decoder.1.self"));
+}
+
+// ---- positions and the Transformer-XL cache ------------------------------------------
+
+TEST(TransformerTest, AutoPositionsAreRotaryForDecoderOnlyModelsThatTakeThem) {
+  EXPECT_EQ(Build(Small(0))->options().positions, Positions::kRotary);
+  EXPECT_EQ(Build(Small(2))->options().positions, Positions::kSinusoidal) << "seq2seq as before";
+  TransformerOptions o = Small(0);
+  o.layer_attention = {{1, "memsizer"}};
+  EXPECT_EQ(Build(o)->options().positions, Positions::kSinusoidal);
+  o.positions = Positions::kRotary;
+  EXPECT_THAT(std::string(MakeTransformer(o).status().message()),
+              HasSubstr("decoder.1.self: memsizer attention has no rotary form"));
+  // Saved with the resolved choice, so a reload builds the same model.
+  o = Small(0);
+  auto back = TransformerOptionsFromJson(TransformerOptionsToJson(Build(o)->options()));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->positions, Positions::kRotary);
+}
+
+TEST(TransformerTest, XlCacheRefusesWhatItCannotServe) {
+  TransformerOptions o = Small(2);
+  o.xl_cache = true;
+  EXPECT_THAT(std::string(MakeTransformer(o).status().message()),
+              HasSubstr("for decoder-only language models"));
+  o = Small(0);
+  o.xl_cache = true;
+  o.positions = Positions::kSinusoidal;
+  EXPECT_THAT(std::string(MakeTransformer(o).status().message()),
+              HasSubstr("--xl_cache needs --positions=rotary"));
+  o.positions = Positions::kRotary;
+  o.layer_attention = {{1, "performer"}};
+  o.attention_options.performer.features = 8;
+  EXPECT_THAT(std::string(MakeTransformer(o).status().message()), HasSubstr("performer"));
+}
+
+// The paper's requirement on the memory: a key holds content, not where in
+// its segment it was written. The same six tokens, at the start of row 0's
+// segment and at its end in row 1 (after padding), must store the same keys
+// with rotary positions; with sinusoidal positions they differ (the control
+// that shows the check can fail).
+TEST(TransformerTest, StoredKeysDoNotDependOnTheOffsetInTheSegment) {
+  const at::Tensor content = at::randint(1, 50, {6}, at::kLong);
+  const at::Tensor pad = at::zeros({3}, at::kLong);
+  const at::Tensor tokens = at::stack({at::cat({content, pad}), at::cat({pad, content})});
+  for (const Positions positions : {Positions::kRotary, Positions::kSinusoidal}) {
+    TransformerOptions o = Small(0);
+    o.layer_attention = {{1, "knn"}};
+    o.attention_options.knn.top_k = 4;
+    o.positions = positions;
+    Transformer model = Build(o);
+    TransformerDecodeStates states = model->NewSegmentStates(2);
+    model->ForwardSegment(tokens, states);
+    auto& knn = static_cast<KnnDecodeState&>(*states.self[1]);
+    auto& memory = dynamic_cast<memory::ExactKnnMemory&>(knn.memory());
+    const at::Tensor at_start = memory.Contents(0).first, at_end = memory.Contents(1).first;
+    ASSERT_EQ(at_start.size(1), 6);
+    ASSERT_EQ(at_end.size(1), 6);
+    if (positions == Positions::kRotary) {
+      EXPECT_TRUE(at::allclose(at_start, at_end, 1e-9, 1e-10))
+          << (at_start - at_end).abs().max().item<double>();
+    } else {
+      EXPECT_FALSE(at::allclose(at_start, at_end, 1e-3, 1e-3)) << "control: sinusoidal keys";
+    }
+  }
+}
+
+// One layer with an XL cache over segments s1, s2 computes for s2 what full
+// causal attention over s1 s2 computes for it: the cached keys are the ones
+// s1's pass made, and rotary scores depend on distances only. For knn the
+// memory is prebuilt and empty, so its local branch alone is compared.
+TEST(TransformerTest, XlCacheAttendsToThePreviousSegmentAndADocumentStartClearsIt) {
+  for (const char* kind : {"softmax", "knn"}) {
+    TransformerOptions o = Small(0);
+    o.decoder_layers = 1;
+    o.attention = kind;
+    o.xl_cache = true;
+    Transformer model = Build(o);
+    auto empty = std::make_shared<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(8));
+    const memory::KnnLayerMemories prebuilt = [&](int64_t, int64_t rows) {
+      memory::KnnLayerMemory layer_memory;
+      layer_memory.memory = empty;
+      for (int64_t b = 0; b < rows; ++b) layer_memory.streams.push_back(b);
+      layer_memory.scope = memory::KnnScope::kPrebuilt;
+      return layer_memory;
+    };
+    const at::Tensor first = at::randint(1, 50, {2, 6}, at::kLong);
+    const at::Tensor second = at::randint(1, 50, {2, 6}, at::kLong);
+    const at::Tensor whole = model->ForwardLm(at::cat({first, second}, 1)).narrow(1, 6, 6);
+
+    TransformerDecodeStates states = model->NewSegmentStates(2, prebuilt);
+    ASSERT_NE(states.self[0], nullptr) << kind << ": an XL layer keeps a state";
+    EXPECT_TRUE(
+        at::allclose(model->ForwardSegment(first, states), model->ForwardLm(first), 1e-9, 1e-10))
+        << kind;
+    for (const at::Tensor& held : states.self[0]->Tensors()) {
+      if (held.defined()) EXPECT_FALSE(held.requires_grad()) << kind << ": the cache is detached";
+    }
+    // Checkpointed and restored mid-stream, the state gives bitwise the same segment.
+    auto saved = static_cast<SegmentMemoryState&>(*states.self[0]).SaveState();
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    TransformerDecodeStates restored = model->NewSegmentStates(2, prebuilt);
+    ASSERT_TRUE(static_cast<SegmentMemoryState&>(*restored.self[0]).LoadState(*saved).ok());
+
+    const at::Tensor continued = model->ForwardSegment(second, states);
+    EXPECT_TRUE(at::allclose(continued, whole, 1e-9, 1e-10))
+        << kind << ": " << (continued - whole).abs().max().item<double>();
+    EXPECT_TRUE(at::equal(model->ForwardSegment(second, restored), continued)) << kind;
+
+    // Row 0 starts a new document: it sees only its segment; row 1 continues.
+    TransformerDecodeStates again = model->NewSegmentStates(2, prebuilt);
+    model->ForwardSegment(first, again);
+    model->StartDocuments(again, at::tensor({1, 0}).to(at::kBool));
+    const at::Tensor mixed = model->ForwardSegment(second, again);
+    EXPECT_TRUE(at::allclose(mixed[0], model->ForwardLm(second)[0], 1e-9, 1e-10)) << kind;
+    EXPECT_TRUE(at::allclose(mixed[1], whole[1], 1e-9, 1e-10)) << kind;
+  }
 }
 
 }  // namespace
