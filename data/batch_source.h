@@ -76,11 +76,12 @@ enum class TruncationPolicy {
 /// these names (launch/batch_flags.h): X(name, help), one row per option of
 /// BatchSourceOptions that a user sets. memtrain-train records them in its
 /// checkpoints (trainer/trainer_options.h).
-#define MEMTRAIN_BATCH_SHAPE_OPTIONS(X)                                        \
-  X(streams, "lm: document streams (batch rows) per rank.")                    \
-  X(segment_length, "lm: tokens per stream and step.")                         \
-  X(max_tokens, "seq2seq: padded tokens per batch and rank, the larger side.") \
-  X(max_source_length, "seq2seq: longer sources are truncated.")               \
+#define MEMTRAIN_BATCH_SHAPE_OPTIONS(X)                                                    \
+  X(streams, "lm: document streams (batch rows) per rank.")                                \
+  X(segment_length,                                                                        \
+    "lm: tokens per stream and step (generation: a segment ends every this many tokens).") \
+  X(max_tokens, "seq2seq: padded tokens per batch and rank, the larger side.")             \
+  X(max_source_length, "seq2seq: longer sources are truncated.")                           \
   X(max_target_length, "seq2seq: longer targets are truncated.")
 
 struct BatchSourceOptions {

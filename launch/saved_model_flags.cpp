@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/binary.h"
 #include "common/status_macros.h"
+#include "launch/batch_flags.h"
 
 ABSL_FLAG(std::string, model, "", "Saved model directory (memtrain-train --save_dir). Required.");
 ABSL_FLAG(std::string, data, "", "Corpus to read (the model's tokenizer). Required.");
@@ -40,6 +41,7 @@ trainer::SearchOptions SearchOptionsFromFlags(int64_t eos) {
   search.length_penalty = absl::GetFlag(FLAGS_lenpen);
   search.max_length = absl::GetFlag(FLAGS_max_length);
   search.eos = eos;
+  search.segment_length = absl::GetFlag(FLAGS_segment_length);
   return search;
 }
 

@@ -344,13 +344,42 @@ at::Tensor TransformerImpl::Decode(const at::Tensor& target_input, const at::Ten
 
 at::Tensor TransformerImpl::DecodeStep(const at::Tensor& tokens, const at::Tensor& memory,
                                        const at::Tensor& source, TransformerDecodeStates& states) {
-  at::Tensor logits = RunDecoder(tokens, states.position, memory, source, &states);
-  states.position += tokens.size(1);
-  return logits;
+  const int64_t segment = states.segment_length;
+  if (segment <= 0) {
+    at::Tensor logits = RunDecoder(tokens, states.position, memory, source, &states);
+    states.position += tokens.size(1);
+    return logits;
+  }
+  // The tokens in pieces that end at segment boundaries.
+  std::vector<at::Tensor> logits;
+  for (int64_t done = 0; done < tokens.size(1);) {
+    const int64_t offset = states.position % segment;
+    const int64_t take = std::min(tokens.size(1) - done, segment - offset);
+    logits.push_back(RunDecoder(tokens.narrow(1, done, take), offset, memory, source, &states));
+    states.position += take;
+    done += take;
+    if (states.position % segment == 0) EndDecodedSegment(states, tokens.size(0));
+  }
+  return logits.size() == 1 ? logits.front() : at::cat(logits, 1);
 }
 
-TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch) {
+void TransformerImpl::EndDecodedSegment(TransformerDecodeStates& states, int64_t rows) {
+  for (size_t i = 0; i < states.self.size(); ++i) {
+    if (auto* carried = dynamic_cast<SegmentMemoryState*>(states.self[i].get())) {
+      const absl::Status ended = carried->EndSegment();
+      TORCH_CHECK(ended.ok(), "decoder.", i, ": ", ended.message());
+    } else {
+      // Attends within a segment only, as ForwardSegment gives it no state.
+      states.self[i] = decoder_[i]->as<TransformerBlockImpl>()->self_attention().NewState(rows);
+    }
+  }
+}
+
+TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch, int64_t segment_length) {
+  TORCH_CHECK(segment_length == 0 || options_.encoder_layers == 0,
+              "NewDecodeStates: segments are for decoder-only models");
   TransformerDecodeStates states;
+  states.segment_length = segment_length;
   for (const auto& module : *decoder_) {
     auto block = std::dynamic_pointer_cast<TransformerBlockImpl>(module);
     states.self.push_back(block->self_attention().NewState(batch));

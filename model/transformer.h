@@ -131,6 +131,9 @@ TORCH_MODULE(TransformerBlock);
 struct TransformerDecodeStates {
   std::vector<std::unique_ptr<DecodeState>> self, cross;
   int64_t position = 0;  ///< decoder tokens consumed
+  /// Decoder-only models trained over segments: DecodeStep ends a segment
+  /// every `segment_length` tokens as ForwardSegment does (0: one segment).
+  int64_t segment_length = 0;
   void Reorder(const at::Tensor& indices);
 };
 
@@ -148,10 +151,17 @@ class TransformerImpl : public torch::nn::Module {
   at::Tensor Decode(const at::Tensor& target_input, const at::Tensor& memory,
                     const at::Tensor& source);
   /// Logits for the next `tokens` [B, n] (usually n = 1) given the states;
-  /// `memory`/`source` are needed by encoder-decoder models.
+  /// `memory`/`source` are needed by encoder-decoder models. With
+  /// states.segment_length, each time the tokens consumed reach a multiple
+  /// of it the segment ends as in training: memories are written
+  /// (SegmentMemoryState::EndSegment: knn, infinite; an XL cache keeps the
+  /// segment), every other layer forgets it, and sinusoidal positions
+  /// restart. So decoding a document token by token gives the logits
+  /// ForwardSegment gives segment by segment.
   at::Tensor DecodeStep(const at::Tensor& tokens, const at::Tensor& memory,
                         const at::Tensor& source, TransformerDecodeStates& states);
-  TransformerDecodeStates NewDecodeStates(int64_t batch);
+  /// `segment_length` > 0 (decoder-only models): see DecodeStep.
+  TransformerDecodeStates NewDecodeStates(int64_t batch, int64_t segment_length = 0);
 
   /// Decoder-only training and evaluation over document streams, one
   /// segment per step. States exist only for the layers that carry something
@@ -180,6 +190,8 @@ class TransformerImpl : public torch::nn::Module {
   at::Tensor Logits(const at::Tensor& hidden);
   at::Tensor RunDecoder(const at::Tensor& tokens, int64_t position_offset, const at::Tensor& memory,
                         const at::Tensor& source, TransformerDecodeStates* states);
+  /// DecodeStep's segment boundary for `rows` rows.
+  void EndDecodedSegment(TransformerDecodeStates& states, int64_t rows);
 
   TransformerOptions options_;
   torch::nn::Embedding embedding_{nullptr};

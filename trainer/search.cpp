@@ -38,7 +38,8 @@ std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tens
     beam_source = source.index_select(0, expand);
     memory = model.Encode(beam_source);
   }
-  model::TransformerDecodeStates states = model.NewDecodeStates(rows * k);
+  model::TransformerDecodeStates states =
+      model.NewDecodeStates(rows * k, source.defined() ? 0 : options.segment_length);
   at::Tensor logits = model.DecodeStep(prompt.index_select(0, expand), memory, beam_source, states);
 
   std::vector<std::vector<Beam>> alive(rows, std::vector<Beam>(k));

@@ -25,6 +25,10 @@ struct SearchOptions {
   double length_penalty = 1.0;
   int64_t max_length = 200;  ///< new tokens per hypothesis, eos included
   int64_t eos = 3;
+  /// Decoder-only models: a segment ends every this many tokens, prompt
+  /// included, as in training over document streams (memories written, XL
+  /// caches kept; TransformerImpl::DecodeStep). 0: one segment.
+  int64_t segment_length = 0;
 };
 
 struct Hypothesis {

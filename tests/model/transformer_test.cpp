@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "memory/exact_knn_memory.h"
 
 namespace memtrain::model {
@@ -379,6 +380,54 @@ TEST(TransformerTest, XlCacheAttendsToThePreviousSegmentAndADocumentStartClearsI
     const at::Tensor mixed = model->ForwardSegment(second, again);
     EXPECT_TRUE(at::allclose(mixed[0], model->ForwardLm(second)[0], 1e-9, 1e-10)) << kind;
     EXPECT_TRUE(at::allclose(mixed[1], whole[1], 1e-9, 1e-10)) << kind;
+  }
+}
+
+// Generation through memory: decoding token by token (or in chunks that
+// straddle a boundary) with the training segment length gives the logits
+// ForwardSegment gives, memory writes, XL cache and resets included.
+TEST(TransformerTest, DecodingThroughSegmentsEqualsForwardSegment) {
+  for (const bool xl_cache : {false, true}) {
+    for (const char* memory_kind : {"knn", "infinite"}) {
+      TransformerOptions o = Small(0);
+      o.decoder_layers = 3;
+      o.layer_attention = {{1, memory_kind}, {2, "performer"}};
+      o.positions = Positions::kSinusoidal;  // every kind decodes; offsets restart per segment
+      if (xl_cache) {
+        o.positions = Positions::kRotary;
+        o.layer_attention = {{1, memory_kind}};
+        if (std::string(memory_kind) == "infinite") continue;  // no rotary form
+      }
+      o.xl_cache = xl_cache;
+      o.attention_options.knn.top_k = 4;
+      o.attention_options.infinite.basis = 8;
+      o.attention_options.infinite.samples = 8;
+      o.attention_options.infinite.widths = {0.1, 0.2};
+      o.attention_options.performer.features = 8;
+      Transformer model = Build(o);
+      const at::Tensor tokens = at::randint(1, 50, {2, 15}, at::kLong);
+      TransformerDecodeStates segments = model->NewSegmentStates(2);
+      std::vector<at::Tensor> expected;
+      for (int64_t start = 0; start < 15; start += 5) {
+        expected.push_back(model->ForwardSegment(tokens.narrow(1, start, 5), segments));
+      }
+      const at::Tensor want = at::cat(expected, 1);
+      const std::string what = absl::StrCat(memory_kind, xl_cache ? " with XL" : "");
+
+      TransformerDecodeStates one_by_one = model->NewDecodeStates(2, /*segment_length=*/5);
+      std::vector<at::Tensor> steps;
+      for (int64_t t = 0; t < 15; ++t) {
+        steps.push_back(model->DecodeStep(tokens.narrow(1, t, 1), {}, {}, one_by_one));
+      }
+      const at::Tensor got = at::cat(steps, 1);
+      EXPECT_TRUE(at::allclose(got, want, 1e-7, 1e-8))
+          << what << ": " << (got - want).abs().max().item<double>();
+
+      TransformerDecodeStates chunked = model->NewDecodeStates(2, /*segment_length=*/5);
+      const at::Tensor first = model->DecodeStep(tokens.narrow(1, 0, 7), {}, {}, chunked);
+      const at::Tensor rest = model->DecodeStep(tokens.narrow(1, 7, 8), {}, {}, chunked);
+      EXPECT_TRUE(at::allclose(at::cat({first, rest}, 1), want, 1e-7, 1e-8)) << what;
+    }
   }
 }
 
