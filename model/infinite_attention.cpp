@@ -105,15 +105,19 @@ absl::Status InfiniteDecodeState::EndSegment() {
   at::NoGradGuard no_grad;
   if (!inputs.defined()) return absl::OkStatus();
   const int64_t rows = inputs.size(0), width = inputs.size(2), basis = options_.basis;
-  if (!coefficients.defined())
-    coefficients = at::zeros({rows, basis, width}, Float64(inputs).options());
   const double tau = options_.tau;
+  const auto f64 = Float64(inputs).options();
+  // Each row's new B, stacked into a new tensor below: never written in place.
+  std::vector<at::Tensor> written;
+  at::Tensor has_written = at::zeros({rows}, has_memory.options());
   for (int64_t b = 0; b < rows; ++b) {
     const at::Tensor kept = padding[b].logical_not().nonzero().view(-1).to(inputs.device());
     const at::Tensor fresh = inputs[b].index_select(0, kept).to(at::kDouble);  // [L, D]
     const int64_t length = fresh.size(0);
-    if (length == 0) continue;
-    const auto f64 = fresh.options();
+    if (length == 0) {
+      written.push_back(coefficients.defined() ? coefficients[b] : at::zeros({basis, width}, f64));
+      continue;
+    }
     // Midpoints (i - 1/2)/L of the new vectors on [0, 1].
     const at::Tensor midpoints = (at::arange(length, f64) + 0.5) / length;
     at::Tensor positions, x;
@@ -133,26 +137,26 @@ absl::Status InfiniteDecodeState::EndSegment() {
       positions = at::cat({tau * old_positions, tau + (1 - tau) * midpoints});
       x = at::cat({old_signal, fresh});
     }
-    coefficients[b] = FitSignal(positions, x, options_);
-    has_memory[b] = true;
+    written.push_back(FitSignal(positions, x, options_));
+    has_written[b] = true;
   }
+  coefficients = at::stack(written);
+  has_memory = has_memory.logical_or(has_written);
   keys = values = inputs = padding = at::Tensor();
-  bin_mass.zero_();
+  bin_mass = at::zeros_like(bin_mass);
   return absl::OkStatus();
 }
 
 void InfiniteDecodeState::NewDocument(const at::Tensor& starts) {
-  const at::Tensor rows = starts.to(at::kCPU, at::kBool).contiguous();
-  TORCH_CHECK(rows.dim() == 1 && rows.numel() == batch_,
+  TORCH_CHECK(starts.dim() == 1 && starts.numel() == batch_,
               "InfiniteDecodeState::NewDocument: expects [", batch_, "] flags, got ",
               starts.sizes());
-  for (int64_t b = 0; b < batch_; ++b) {
-    if (!rows.data_ptr<bool>()[b]) continue;
-    has_memory[b] = false;
-    bin_mass[b].zero_();
-    if (coefficients.defined()) coefficients[b].zero_();
-    if (padding.defined()) padding[b].fill_(true);
-  }
+  const at::Tensor forget = starts.to(has_memory.device(), at::kBool);
+  const at::Tensor keep = forget.logical_not();
+  has_memory = has_memory.logical_and(keep);
+  bin_mass = bin_mass * keep.view({-1, 1});
+  if (coefficients.defined()) coefficients = coefficients * keep.view({-1, 1, 1});
+  if (padding.defined()) padding = padding.logical_or(forget.view({-1, 1}));
 }
 
 InfiniteAttentionImpl::InfiniteAttentionImpl(const AttentionOptions& options) : options_(options) {
@@ -252,7 +256,7 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
                            at::sqrt(2 * variance.to(at::kDouble)).unsqueeze(-1);
       const at::Tensor cdf = 0.5 * (1 + at::erf(z));
       const at::Tensor mass = (cdf.slice(3, 1) - cdf.slice(3, 0, bins)).sum({1, 2});  // [B, bins]
-      state->bin_mass += mass * state->has_memory.to(at::kDouble).view({batch, 1});
+      state->bin_mass = state->bin_mass + mass * state->has_memory.to(at::kDouble).view({batch, 1});
     }
     read_heads = MergeHeads((read * present).to(call.query.scalar_type()));
   }

@@ -21,7 +21,10 @@
 // keys/values and inputs (the write buffer), and the sticky-memory histogram
 // of where this segment's LTM reads went. The LTM changes only at
 // EndSegment, so decoding a segment token by token equals its full forward;
-// B's size does not depend on how many segments were written.
+// B's size does not depend on how many segments were written. The state's
+// tensors are replaced, never updated in place: a forward's graph may hold
+// them (in float64 the read's cast is B itself), and the loss's backward
+// runs after EndSegment (TransformerImpl::ForwardSegment).
 //
 // The math is a functional core (RbfBasis, FitSignal, GaussianRead), tested
 // on its own. Departures (docs/ATTENTION.md): no CNN gate on the memory

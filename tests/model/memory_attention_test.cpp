@@ -447,6 +447,22 @@ TEST(InfiniteAttentionTest, UpdateKeepsTheNewSegmentOnTheUpperInterval) {
   EXPECT_LT((lower - old_signal).abs().slice(0, 8, length - 8).max().item<double>(), 0.1);
 }
 
+// The segment loop of TransformerImpl::ForwardSegment: forward, write the
+// memory, then the loss's backward. In float64 the read's `.to(compute)` is
+// B itself, which the graph keeps; a write in place would invalidate it.
+TEST(InfiniteAttentionTest, BackwardAfterTheSegmentsWriteInFloat64) {
+  at::manual_seed(5);
+  auto attention = MakeInfinite();
+  attention->train();
+  auto state = attention->NewState(2);
+  InfiniteSegment(*attention, state, Random({2, kSegment, kWidth}));
+  const at::Tensor y = InfiniteSegment(*attention, state, Random({2, kSegment, kWidth}));
+  Infinite(state).NewDocument(at::tensor({1, 0}, at::kLong).to(at::kBool));  // row 0 forgets
+  ASSERT_NO_THROW(y.sum().backward());
+  EXPECT_GT(Param(*attention, "ltm_key.weight").grad().abs().sum().item<double>(), 0)
+      << "the second segment read the memory";
+}
+
 TEST(InfiniteAttentionTest, NewDocumentForgetsThatRowOnly) {
   auto attention = MakeInfinite();
   const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
