@@ -129,12 +129,15 @@ absl::Status InfiniteDecodeState::EndSegment() {
       x = at::cat({at::zeros({pad, width}, f64), fresh, at::zeros({pad, width}, f64)});
     } else {
       const int64_t samples = options_.samples;
+      const at::Tensor spread = (at::arange(samples, f64) + 0.5) / samples;
       const bool sticky = options_.sticky && bin_mass[b].sum().item<double>() > 0;
-      const at::Tensor old_positions = sticky ? StickyPositions(bin_mass[b], samples)
-                                              : (at::arange(samples, f64) + 0.5) / samples;
-      const at::Tensor old_signal =
-          at::matmul(RbfBasis(old_positions, options_).t(), coefficients[b]);
-      positions = at::cat({tau * old_positions, tau + (1 - tau) * midpoints});
+      const at::Tensor read_at = sticky ? StickyPositions(bin_mass[b], samples) : spread;
+      const at::Tensor old_signal = at::matmul(RbfBasis(read_at, options_).t(), coefficients[b]);
+      // The samples are spread evenly over [0, τ] wherever they were read (the
+      // code's G_inf has fixed positions): sticky sampling spends resolution
+      // where the reads went, and a region nobody read is compressed rather
+      // than left without points and pulled to zero by the ridge.
+      positions = at::cat({tau * spread, tau + (1 - tau) * midpoints});
       x = at::cat({old_signal, fresh});
     }
     written.push_back(FitSignal(positions, x, options_));

@@ -70,8 +70,9 @@ class InfiniteDecodeState final : public SegmentMemoryState {
   }
   int64_t position() const override { return position_; }
 
-  /// Segment boundary: refits each row's LTM from its old signal (M samples
-  /// compressed into [0, τ]) and the segment's non-padding inputs (in
+  /// Segment boundary: refits each row's LTM from its old signal (M samples,
+  /// read uniformly or where the reads went if sticky, spread evenly over
+  /// [0, τ]) and the segment's non-padding inputs (in
   /// [τ, 1]); the first segment of a row is fitted alone on [0, 1] with
   /// zero padding outside. Empties the STM window and the histogram.
   absl::Status EndSegment() override;

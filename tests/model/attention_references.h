@@ -52,6 +52,20 @@ at::Tensor MemSizerReference(AttentionImpl& module, const AttentionCall& call);
 at::Tensor KnnReference(AttentionImpl& module, const AttentionCall& call);
 at::Tensor InfiniteReference(AttentionImpl& module, const AttentionCall& call);
 
+/// The Gaussian of each LTM read, μ and σ² [B, H, n], of an infinite module
+/// for `call` (whose state holds B), from the formula in float64.
+struct InfiniteReads {
+  at::Tensor mu, variance;
+};
+InfiniteReads InfiniteReadDensities(AttentionImpl& module, const AttentionCall& call);
+/// One row's new B [N, D] after a memory update, ported from the ∞-former
+/// code's `update_inf` in float64: `old` [N, D] (undefined: the row's first
+/// write), the previous segment's reads `mu`, `variance` [reads] (for sticky
+/// sampling), the new vectors `x` [L, D].
+at::Tensor InfiniteUpdateReference(const InfiniteOptions& options, const at::Tensor& old,
+                                   const at::Tensor& mu, const at::Tensor& variance,
+                                   const at::Tensor& x);
+
 }  // namespace memtrain::model::testing
 
 #endif  // MEMTRAIN_TESTS_MODEL_ATTENTION_REFERENCES_H_

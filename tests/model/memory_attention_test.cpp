@@ -13,8 +13,12 @@
 namespace memtrain::model {
 namespace {
 
+using testing::Call;
 using ::testing::HasSubstr;
+using testing::InfiniteReadDensities;
+using testing::InfiniteReads;
 using testing::InfiniteReference;
+using testing::InfiniteUpdateReference;
 using testing::kHeads;
 using testing::KnnReference;
 using testing::kWidth;
@@ -400,6 +404,30 @@ TEST(InfiniteAttentionTest, StickySamplesFollowTheBinMass) {
   // Zero-mass bins are never drawn; the others in proportion (3:1:4 of 800).
   EXPECT_TRUE(at::equal(counts, at::tensor({0, 300, 0, 100, 0, 0, 400, 0}, at::kLong)));
   EXPECT_TRUE(at::equal(positions, std::get<0>(positions.sort())));
+}
+
+// Each write against the port of the code's update_inf: the first fits the
+// segment alone (padded), the second reads the old signal where segment 2's
+// reads went (sticky) and spreads those samples evenly over [0, τ].
+TEST(InfiniteAttentionTest, StickyUpdateMatchesThePortOfUpdateInf) {
+  at::manual_seed(7);
+  const InfiniteOptions o = SmallInfinite();
+  auto attention = MakeInfinite(o);
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, 9, kWidth});
+  auto state = attention->NewState(2);
+  InfiniteSegment(*attention, state, first);
+  const at::Tensor old = Infinite(state).coefficients.clone();
+  for (int64_t b = 0; b < 2; ++b) {
+    EXPECT_TRUE(at::allclose(old[b], InfiniteUpdateReference(o, {}, {}, {}, first[b]), 1e-9, 1e-9));
+  }
+  const InfiniteReads reads =
+      InfiniteReadDensities(*attention, Call(second, true, {}, {}, state.get()));
+  InfiniteSegment(*attention, state, second);
+  for (int64_t b = 0; b < 2; ++b) {
+    const at::Tensor expected = InfiniteUpdateReference(o, old[b], reads.mu[b].flatten(),
+                                                        reads.variance[b].flatten(), second[b]);
+    EXPECT_TRUE(at::allclose(Infinite(state).coefficients[b], expected, 1e-9, 1e-9)) << b;
+  }
 }
 
 TEST(InfiniteAttentionTest, StateSizeIsConstantAcrossSegments) {
