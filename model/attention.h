@@ -138,6 +138,9 @@ struct InfiniteOptions {
   bool sticky = false;         ///< sticky memories (the `_sticky_mem` config); else uniform samples
   int64_t sticky_bins = 128;   ///< D_b histogram bins for sticky sampling
   double min_variance = 1e-4;  ///< clamp of σ² (GPT-2 code)
+  /// The learned gate X ⊙ sigmoid(Conv1d_{k=3}(X)) on what enters the LTM
+  /// (the code's mask_type='cnn'; parameters `gate.*` only when on).
+  bool gate = false;
 };
 
 // Each variant's options are declared once: the struct with its defaults,
@@ -166,7 +169,8 @@ struct InfiniteOptions {
   X(infinite, infinite_samples, samples, "∞-former: samples M at a memory update.")             \
   X(infinite, infinite_sticky, sticky, "∞-former: sticky memories.")                            \
   X(infinite, infinite_sticky_bins, sticky_bins, "∞-former: histogram bins of sticky sampling.") \
-  X(infinite, infinite_min_variance, min_variance, "∞-former: clamp of the variance.")
+  X(infinite, infinite_min_variance, min_variance, "∞-former: clamp of the variance.")          \
+  X(infinite, infinite_gate, gate, "∞-former: learned CNN gate on the memory input.")
 /// Every variant with options: X(variant, Type, TABLE).
 #define MEMTRAIN_ATTENTION_VARIANTS(X)                                                            \
   X(knn, KnnOptions, MEMTRAIN_KNN_OPTIONS)                                                      \

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <functional>
 #include <iterator>
 
 #include "model/attention_common.h"
@@ -67,15 +68,17 @@ at::Tensor StickyPositions(const at::Tensor& bin_mass, int64_t samples) {
 }
 
 void InfiniteDecodeState::Reorder(const at::Tensor& indices) {
-  for (at::Tensor* t : {&coefficients, &has_memory, &keys, &values, &inputs, &padding, &bin_mass}) {
+  for (at::Tensor* t : {&coefficients, &has_memory, &keys, &values, &inputs, &padding, &bin_mass,
+                        &pending_inputs, &pending_padding}) {
     if (t->defined()) *t = t->index_select(0, indices.to(t->device()));
   }
   batch_ = indices.numel();
 }
 
 // The names of Tensors()' entries, in its order.
-constexpr const char* kStateNames[] = {"coefficients", "has_memory", "keys",    "values",
-                                       "inputs",       "padding",    "bin_mass"};
+constexpr const char* kStateNames[] = {"coefficients", "has_memory",     "keys",
+                                       "values",       "inputs",         "padding",
+                                       "bin_mass",     "pending_inputs", "pending_padding"};
 
 absl::StatusOr<std::map<std::string, at::Tensor>> InfiniteDecodeState::SaveState() const {
   std::map<std::string, at::Tensor> state;
@@ -92,8 +95,8 @@ absl::Status InfiniteDecodeState::LoadState(const std::map<std::string, at::Tens
   if (position == state.end())
     return absl::InvalidArgumentError("InfiniteDecodeState::LoadState: no 'position'");
   position_ = position->second.cpu()[0].item<int64_t>();
-  at::Tensor* members[] = {&coefficients, &has_memory, &keys,    &values,
-                           &inputs,       &padding,    &bin_mass};
+  at::Tensor* members[] = {&coefficients, &has_memory, &keys,           &values,         &inputs,
+                           &padding,      &bin_mass,   &pending_inputs, &pending_padding};
   for (size_t i = 0; i < std::size(members); ++i) {
     auto found = state.find(kStateNames[i]);
     *members[i] = found == state.end() ? at::Tensor() : found->second;
@@ -101,23 +104,23 @@ absl::Status InfiniteDecodeState::LoadState(const std::map<std::string, at::Tens
   return absl::OkStatus();
 }
 
-absl::Status InfiniteDecodeState::EndSegment() {
-  at::NoGradGuard no_grad;
-  if (!inputs.defined()) return absl::OkStatus();
-  const int64_t rows = inputs.size(0), width = inputs.size(2), basis = options_.basis;
+void InfiniteDecodeState::Write(const at::Tensor& buffer, const at::Tensor& buffer_padding,
+                                const std::function<at::Tensor(const at::Tensor&)>& gate) {
+  const int64_t rows = buffer.size(0), width = buffer.size(2), basis = options_.basis;
   const double tau = options_.tau;
-  const auto f64 = Float64(inputs).options();
+  const auto f64 = Float64(buffer).options();
   // Each row's new B, stacked into a new tensor below: never written in place.
   std::vector<at::Tensor> written;
   at::Tensor has_written = at::zeros({rows}, has_memory.options());
   for (int64_t b = 0; b < rows; ++b) {
-    const at::Tensor kept = padding[b].logical_not().nonzero().view(-1).to(inputs.device());
-    const at::Tensor fresh = inputs[b].index_select(0, kept).to(at::kDouble);  // [L, D]
+    const at::Tensor kept = buffer_padding[b].logical_not().nonzero().view(-1).to(buffer.device());
+    at::Tensor fresh = buffer[b].index_select(0, kept);  // [L, D]
     const int64_t length = fresh.size(0);
     if (length == 0) {
       written.push_back(coefficients.defined() ? coefficients[b] : at::zeros({basis, width}, f64));
       continue;
     }
+    fresh = (gate ? gate(fresh) : fresh).to(at::kDouble);
     // Midpoints (i - 1/2)/L of the new vectors on [0, 1].
     const at::Tensor midpoints = (at::arange(length, f64) + 0.5) / length;
     at::Tensor positions, x;
@@ -145,8 +148,23 @@ absl::Status InfiniteDecodeState::EndSegment() {
   }
   coefficients = at::stack(written);
   has_memory = has_memory.logical_or(has_written);
-  keys = values = inputs = padding = at::Tensor();
   bin_mass = at::zeros_like(bin_mass);
+}
+
+absl::Status InfiniteDecodeState::EndSegment() {
+  if (!inputs.defined()) return absl::OkStatus();
+  if (options_.gate) {
+    // The gate is the layer's: its next forward fits this buffer through it,
+    // inside the graph, so that the gate is trained (the code fits the new
+    // memory inside the next forward too). B's graph ends here.
+    if (coefficients.defined()) coefficients = coefficients.detach();
+    pending_inputs = inputs;
+    pending_padding = padding;
+  } else {
+    at::NoGradGuard no_grad;
+    Write(inputs, padding, nullptr);
+  }
+  keys = values = inputs = padding = at::Tensor();
   return absl::OkStatus();
 }
 
@@ -160,6 +178,7 @@ void InfiniteDecodeState::NewDocument(const at::Tensor& starts) {
   bin_mass = bin_mass * keep.view({-1, 1});
   if (coefficients.defined()) coefficients = coefficients * keep.view({-1, 1, 1});
   if (padding.defined()) padding = padding.logical_or(forget.view({-1, 1}));
+  if (pending_padding.defined()) pending_padding = pending_padding.logical_or(forget.view({-1, 1}));
 }
 
 InfiniteAttentionImpl::InfiniteAttentionImpl(const AttentionOptions& options) : options_(options) {
@@ -192,6 +211,15 @@ InfiniteAttentionImpl::InfiniteAttentionImpl(const AttentionOptions& options) : 
   ltm_output_ = register_module("ltm_output", no_bias(width, width));
   mu_ = register_module("mu", no_bias(o.basis, 1));
   sigma_ = register_module("sigma", no_bias(o.basis, 1));
+  if (o.gate) {
+    gate_ = register_module(
+        "gate", torch::nn::Conv1d(torch::nn::Conv1dOptions(width, width, 3).padding(1)));
+  }
+}
+
+at::Tensor InfiniteAttentionImpl::Gate(const at::Tensor& x) {
+  const at::Tensor channels = x.to(gate_->weight.scalar_type()).t().unsqueeze(0);  // [1, D, L]
+  return (channels * at::sigmoid(gate_(channels))).squeeze(0).t();
 }
 
 std::unique_ptr<DecodeState> InfiniteAttentionImpl::NewState(int64_t batch) {
@@ -218,6 +246,14 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
   if (state != nullptr) {
     TORCH_CHECK(state->has_memory.size(0) == batch, options_.layer, ": the state has ",
                 state->has_memory.size(0), " rows, the call ", batch);
+    if (state->pending_inputs.defined()) {
+      // The previous segment's write, through the gate (EndSegment): B keeps
+      // its graph for the rest of this segment, so every read trains the gate.
+      const AutocastOff full_precision;
+      state->Write(state->pending_inputs, state->pending_padding,
+                   [this](const at::Tensor& x) { return Gate(x); });
+      state->pending_inputs = state->pending_padding = at::Tensor();
+    }
     AppendToWindow(state->keys, state->values, state->padding, k, v, padding, options_.layer);
     const at::Tensor input = call.query.detach();
     state->inputs = state->inputs.defined() ? at::cat({state->inputs, input}, 1) : input;

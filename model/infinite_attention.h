@@ -27,14 +27,18 @@
 // runs after EndSegment (TransformerImpl::ForwardSegment).
 //
 // The math is a functional core (RbfBasis, FitSignal, GaussianRead), tested
-// on its own. Departures (docs/ATTENTION.md): no CNN gate on the memory
-// input and no KL regulariser; sticky sampling is deterministic (quantiles of
+// on its own. With InfiniteOptions::gate, what enters the LTM is
+// X ⊙ sigmoid(Conv1d(X)): EndSegment keeps the buffer and the next forward
+// fits it inside its graph, so the gate is trained. Departures
+// (docs/ATTENTION.md): no KL regulariser; sticky sampling is deterministic (quantiles of
 // the bin distribution); G is solved per write in float64 rather than cached.
 #ifndef MEMTRAIN_MODEL_INFINITE_ATTENTION_H_
 #define MEMTRAIN_MODEL_INFINITE_ATTENTION_H_
 
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -66,15 +70,17 @@ class InfiniteDecodeState final : public SegmentMemoryState {
 
   void Reorder(const at::Tensor& indices) override;
   std::vector<at::Tensor> Tensors() const override {
-    return {coefficients, has_memory, keys, values, inputs, padding, bin_mass};
+    return {coefficients, has_memory, keys,           values,         inputs,
+            padding,      bin_mass,   pending_inputs, pending_padding};
   }
   int64_t position() const override { return position_; }
 
   /// Segment boundary: refits each row's LTM from its old signal (M samples,
   /// read uniformly or where the reads went if sticky, spread evenly over
-  /// [0, τ]) and the segment's non-padding inputs (in
-  /// [τ, 1]); the first segment of a row is fitted alone on [0, 1] with
-  /// zero padding outside. Empties the STM window and the histogram.
+  /// [0, τ]) and the segment's non-padding inputs (in [τ, 1]); the first
+  /// segment of a row is fitted alone on [0, 1] with zero padding outside.
+  /// Empties the STM window and the histogram. With the gate the fit is left
+  /// to the next forward (pending_inputs) and the histogram kept for it.
   absl::Status EndSegment() override;
   /// Rows where `starts` ([B] bool) is true forget their LTM and hide their
   /// buffered positions (a new document).
@@ -89,8 +95,17 @@ class InfiniteDecodeState final : public SegmentMemoryState {
   at::Tensor inputs;        // write buffer [rows, t, D] (detached)
   at::Tensor padding;       // [rows, t] bool
   at::Tensor bin_mass;      // sticky histogram [rows, D_b] float64
+  // With the gate on, the previous segment's write buffer until the next
+  // forward fits it (EndSegment); undefined otherwise.
+  at::Tensor pending_inputs, pending_padding;
 
  private:
+  // Fits the write buffer's non-padding positions (each row's through
+  // `gate`, or as they are when it is empty) into B as EndSegment describes,
+  // and empties the histogram. B keeps the gate's graph.
+  void Write(const at::Tensor& buffer, const at::Tensor& buffer_padding,
+             const std::function<at::Tensor(const at::Tensor&)>& gate);
+
   const InfiniteOptions options_;
   int64_t batch_;
   int64_t position_ = 0;
@@ -117,6 +132,11 @@ class InfiniteAttentionImpl : public AttentionImpl {
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, output_{nullptr};
   torch::nn::Linear ltm_key_{nullptr}, ltm_value_{nullptr}, ltm_output_{nullptr};
   torch::nn::Linear mu_{nullptr}, sigma_{nullptr};  // w_μ, w_σ ∈ R^N ("affines")
+  torch::nn::Conv1d gate_{nullptr};                 // only with options.infinite.gate
+
+  // X ⊙ sigmoid(Conv1d_{k=3}(X)) along one row's positions, x [L, D]; zero
+  // beyond both ends (the code's mask_type='cnn').
+  at::Tensor Gate(const at::Tensor& x);
 };
 
 }  // namespace memtrain::model

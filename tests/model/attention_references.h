@@ -58,6 +58,9 @@ struct InfiniteReads {
   at::Tensor mu, variance;
 };
 InfiniteReads InfiniteReadDensities(AttentionImpl& module, const AttentionCall& call);
+/// An infinite module's CNN gate X ⊙ sigmoid(Conv1d_{k=3}(X)) on one row's
+/// vectors x [L, D], in float64 loops.
+at::Tensor InfiniteGateReference(AttentionImpl& module, const at::Tensor& x);
 /// One row's new B [N, D] after a memory update, ported from the ∞-former
 /// code's `update_inf` in float64: `old` [N, D] (undefined: the row's first
 /// write), the previous segment's reads `mu`, `variance` [reads] (for sticky

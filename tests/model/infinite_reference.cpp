@@ -109,6 +109,31 @@ at::Tensor InfiniteReference(AttentionImpl& module, const AttentionCall& call) {
   return out + at::matmul(z, Param(module, "ltm_output.weight").t());
 }
 
+// The code's cnn mask, k ⊙ sigmoid(Conv1d(k)) with kernel 3 and padding 1,
+// written out per position and channel.
+at::Tensor InfiniteGateReference(AttentionImpl& module, const at::Tensor& x) {
+  const at::Tensor weight = Param(module, "gate.weight").detach().contiguous();  // [D, D, 3]
+  const at::Tensor bias = Param(module, "gate.bias").detach().contiguous();      // [D]
+  const at::Tensor in = x.contiguous();
+  const auto w = weight.accessor<double, 3>();
+  const auto c = bias.accessor<double, 1>();
+  const auto v = in.accessor<double, 2>();
+  const int64_t length = x.size(0), width = x.size(1);
+  at::Tensor out = at::empty({length, width}, at::kDouble);
+  for (int64_t t = 0; t < length; ++t) {
+    for (int64_t o = 0; o < width; ++o) {
+      double logit = c[o];
+      for (int64_t k = 0; k < 3; ++k) {
+        const int64_t source = t + k - 1;
+        if (source < 0 || source >= length) continue;  // zero padding
+        for (int64_t i = 0; i < width; ++i) logit += w[o][i][k] * v[source][i];
+      }
+      out[t][o] = v[t][o] / (1 + std::exp(-logit));
+    }
+  }
+  return out;
+}
+
 // A port of the reference's LongTermAttention.update_inf (finetune_gpt2/…/
 // long_term_attention.py) for one row, with memtrain's documented
 // departures: the M bins are the quantiles (j + 1/2)/M of p(bin) instead of

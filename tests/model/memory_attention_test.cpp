@@ -15,6 +15,7 @@ namespace {
 
 using testing::Call;
 using ::testing::HasSubstr;
+using testing::InfiniteGateReference;
 using testing::InfiniteReadDensities;
 using testing::InfiniteReads;
 using testing::InfiniteReference;
@@ -426,6 +427,56 @@ TEST(InfiniteAttentionTest, StickyUpdateMatchesThePortOfUpdateInf) {
   for (int64_t b = 0; b < 2; ++b) {
     const at::Tensor expected = InfiniteUpdateReference(o, old[b], reads.mu[b].flatten(),
                                                         reads.variance[b].flatten(), second[b]);
+    EXPECT_TRUE(at::allclose(Infinite(state).coefficients[b], expected, 1e-9, 1e-9)) << b;
+  }
+}
+
+bool HasParameter(AttentionImpl& module, const std::string& name) {
+  return module.named_parameters().contains(name);
+}
+
+// With the gate on, a segment's inputs enter B through X ⊙ sigmoid(Conv1d(X))
+// in the next segment's forward, inside its graph: the reads train the gate.
+TEST(InfiniteAttentionTest, GatedWritesMatchTheReferenceAndTrainTheGate) {
+  at::manual_seed(11);
+  EXPECT_FALSE(HasParameter(*MakeInfinite(), "gate.weight")) << "no gate unless asked for";
+  InfiniteOptions o = SmallInfinite();
+  o.gate = true;
+  auto attention = MakeInfinite(o);
+  ASSERT_TRUE(HasParameter(*attention, "gate.weight"));
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth}),
+                   third = Random({2, 5, kWidth});
+  auto state = attention->NewState(2);
+  InfiniteSegment(*attention, state, first);
+  EXPECT_FALSE(Infinite(state).coefficients.defined()) << "fitted by the next forward";
+
+  const AttentionCall call = Call(second, true, {}, {}, state.get());
+  const at::Tensor y = attention->forward(call);
+  for (int64_t b = 0; b < 2; ++b) {
+    const at::Tensor expected =
+        InfiniteUpdateReference(o, {}, {}, {}, InfiniteGateReference(*attention, first[b]));
+    EXPECT_TRUE(at::allclose(Infinite(state).coefficients[b], expected, 1e-9, 1e-9)) << b;
+  }
+  EXPECT_TRUE(at::allclose(y, InfiniteReference(*attention, call), 1e-9, 1e-10));
+  y.sum().backward();
+  EXPECT_GT(Param(*attention, "gate.weight").grad().abs().sum().item<double>(), 0);
+  EXPECT_GT(Param(*attention, "gate.bias").grad().abs().sum().item<double>(), 0);
+
+  // Token by token = the full forward: the first call fits, later ones read.
+  auto stepwise = attention->NewState(2);
+  InfiniteSegment(*attention, stepwise, first);
+  EXPECT_TRUE(at::allclose(TokenByToken(*attention, second, stepwise.get()), y, 1e-10, 1e-12));
+
+  // A later (sticky) write: the old signal read where segment 2's reads went,
+  // the new inputs through the gate.
+  const at::Tensor old = Infinite(state).coefficients.detach().clone();
+  const InfiniteReads reads = InfiniteReadDensities(*attention, call);
+  ASSERT_TRUE(Infinite(state).EndSegment().ok());
+  Forward(*attention, third, state.get());
+  for (int64_t b = 0; b < 2; ++b) {
+    const at::Tensor expected =
+        InfiniteUpdateReference(o, old[b], reads.mu[b].flatten(), reads.variance[b].flatten(),
+                                InfiniteGateReference(*attention, second[b]));
     EXPECT_TRUE(at::allclose(Infinite(state).coefficients[b], expected, 1e-9, 1e-9)) << b;
   }
 }
