@@ -77,6 +77,14 @@ class SegmentMemoryState : public DecodeState {
   /// Rows where `starts` ([B] bool) is true begin a new document and forget
   /// their memory.
   virtual void NewDocument(const at::Tensor& starts) = 0;
+  /// A regulariser the layer adds to the training loss for its reads in the
+  /// latest segment (the calls since the first forward after EndSegment; it
+  /// outlives EndSegment until the next segment starts): a scalar with
+  /// autograd history, already weighted, summed over the query positions as
+  /// the token loss is (the trainer divides both by the token count).
+  /// Undefined when the layer has none (the default; the ∞-former's KL term
+  /// with InfiniteOptions::kl_weight > 0).
+  virtual at::Tensor AuxiliaryLoss() const { return {}; }
 
   /// Checkpoints: everything the state carries into the next segment, as
   /// named CPU tensors. LoadState, on a fresh state the same layer made for
@@ -141,6 +149,11 @@ struct InfiniteOptions {
   /// The learned gate X ⊙ sigmoid(Conv1d_{k=3}(X)) on what enters the LTM
   /// (the code's mask_type='cnn'; parameters `gate.*` only when on).
   bool gate = false;
+  /// λ_KL of the regulariser KL(N(μ, σ²) ‖ N(μ, σ₀²)) on every LTM read (the
+  /// code's kl_m: 1e-6); 0 = off. σ only (ATTENTION.md §6(d): the code's μ
+  /// term is a quirk).
+  double kl_weight = 0.0;
+  double kl_sigma = 0.05;  ///< σ₀ of the KL regulariser
 };
 
 // Each variant's options are declared once: the struct with its defaults,
@@ -170,7 +183,9 @@ struct InfiniteOptions {
   X(infinite, infinite_sticky, sticky, "∞-former: sticky memories.")                            \
   X(infinite, infinite_sticky_bins, sticky_bins, "∞-former: histogram bins of sticky sampling.") \
   X(infinite, infinite_min_variance, min_variance, "∞-former: clamp of the variance.")          \
-  X(infinite, infinite_gate, gate, "∞-former: learned CNN gate on the memory input.")
+  X(infinite, infinite_gate, gate, "∞-former: learned CNN gate on the memory input.")           \
+  X(infinite, infinite_kl_weight, kl_weight, "∞-former: weight of the KL term (0: off).")       \
+  X(infinite, infinite_kl_sigma, kl_sigma, "∞-former: σ₀ of the KL regulariser.")
 /// Every variant with options: X(variant, Type, TABLE).
 #define MEMTRAIN_ATTENTION_VARIANTS(X)                                                            \
   X(knn, KnnOptions, MEMTRAIN_KNN_OPTIONS)                                                      \

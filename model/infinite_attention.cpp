@@ -192,12 +192,13 @@ InfiniteAttentionImpl::InfiniteAttentionImpl(const AttentionOptions& options) : 
               options.layer, ": infinite.basis (", o.basis,
               ") must be a multiple >= 2 of the number of widths (", o.widths.size(), ")");
   TORCH_CHECK(o.ridge > 0 && o.tau > 0 && o.tau < 1 && o.samples >= 1 && o.sticky_bins >= 1 &&
-                  o.min_variance > 0,
+                  o.min_variance > 0 && o.kl_weight >= 0 && o.kl_sigma > 0,
               options.layer,
               ": infinite needs ridge > 0, 0 < tau < 1, samples >= 1, sticky_bins >= 1, "
-              "min_variance > 0; got ridge ",
+              "min_variance > 0, kl_weight >= 0, kl_sigma > 0; got ridge ",
               o.ridge, ", tau ", o.tau, ", samples ", o.samples, ", sticky_bins ", o.sticky_bins,
-              ", min_variance ", o.min_variance);
+              ", min_variance ", o.min_variance, ", kl_weight ", o.kl_weight, ", kl_sigma ",
+              o.kl_sigma);
   const int64_t width = options.model_dim;
   auto no_bias = [&](int64_t in, int64_t out) {
     return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
@@ -254,6 +255,7 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
                    [this](const at::Tensor& x) { return Gate(x); });
       state->pending_inputs = state->pending_padding = at::Tensor();
     }
+    if (!state->inputs.defined()) state->kl_ = at::Tensor();  // a new segment
     AppendToWindow(state->keys, state->values, state->padding, k, v, padding, options_.layer);
     const at::Tensor input = call.query.detach();
     state->inputs = state->inputs.defined() ? at::cat({state->inputs, input}, 1) : input;
@@ -284,6 +286,16 @@ at::Tensor InfiniteAttentionImpl::forward(const AttentionCall& call) {
     const at::Tensor read =
         at::matmul(GaussianRead(mu, variance, options_.infinite), values);  // [B, H, n, d]
     const at::Tensor present = state->has_memory.to(compute).view({batch, 1, 1, 1});
+    if (options_.infinite.kl_weight > 0) {
+      const double sigma0 = options_.infinite.kl_sigma;
+      const at::Tensor ratio = variance / (sigma0 * sigma0);  // [B, H, n]
+      at::Tensor counted = present.view({batch, 1, 1});
+      if (call.key_padding.defined())
+        counted = counted * call.key_padding.logical_not().to(compute).view({batch, 1, n});
+      const at::Tensor kl = options_.infinite.kl_weight / static_cast<double>(heads) *
+                            (0.5 * (ratio - at::log(ratio) - 1) * counted).sum();
+      state->kl_ = state->kl_.defined() ? state->kl_ + kl : kl;
+    }
     {
       // Sticky memories: where this segment's reads went, per bin (tails in the end bins).
       at::NoGradGuard no_grad;

@@ -30,8 +30,8 @@
 // on its own. With InfiniteOptions::gate, what enters the LTM is
 // X ⊙ sigmoid(Conv1d(X)): EndSegment keeps the buffer and the next forward
 // fits it inside its graph, so the gate is trained. Departures
-// (docs/ATTENTION.md): no KL regulariser; sticky sampling is deterministic (quantiles of
-// the bin distribution); G is solved per write in float64 rather than cached.
+// (docs/ATTENTION.md): the KL regulariser (kl_weight) is σ only; sticky sampling is deterministic
+// (quantiles of the bin distribution); G is solved per write in float64 rather than cached.
 #ifndef MEMTRAIN_MODEL_INFINITE_ATTENTION_H_
 #define MEMTRAIN_MODEL_INFINITE_ATTENTION_H_
 
@@ -88,6 +88,11 @@ class InfiniteDecodeState final : public SegmentMemoryState {
   /// Every defined tensor above by its member name, and "position".
   absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
   absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
+  /// With InfiniteOptions::kl_weight: λ_KL Σ over the segment's non-padding
+  /// queries of rows with a memory of the mean over heads of
+  /// KL(N(μ, σ²) ‖ N(μ, σ₀²)) = (σ²/σ₀² − log(σ²/σ₀²) − 1)/2, i.e. divided
+  /// by the token count, the code's λ_KL · mean over (row, head, query).
+  at::Tensor AuxiliaryLoss() const override { return kl_; }
 
   at::Tensor coefficients;  // B, [rows, N, D] float64, no autograd history; undefined until a write
   at::Tensor has_memory;    // [rows] bool
@@ -109,6 +114,7 @@ class InfiniteDecodeState final : public SegmentMemoryState {
   const InfiniteOptions options_;
   int64_t batch_;
   int64_t position_ = 0;
+  at::Tensor kl_;  // AuxiliaryLoss(), with the reads' graph
   friend class InfiniteAttentionImpl;
 };
 

@@ -237,6 +237,16 @@ void TransformerDecodeStates::Reorder(const at::Tensor& indices) {
   }
 }
 
+at::Tensor TransformerDecodeStates::AuxiliaryLoss() const {
+  at::Tensor total;
+  for (const auto& state : self) {
+    const auto* memory = dynamic_cast<const SegmentMemoryState*>(state.get());
+    const at::Tensor term = memory != nullptr ? memory->AuxiliaryLoss() : at::Tensor();
+    if (term.defined()) total = total.defined() ? total + term : term;
+  }
+  return total;
+}
+
 TransformerImpl::TransformerImpl(const TransformerOptions& requested)
     : options_(Resolved(requested)) {
   const TransformerOptions& options = options_;

@@ -135,6 +135,9 @@ struct TransformerDecodeStates {
   /// every `segment_length` tokens as ForwardSegment does (0: one segment).
   int64_t segment_length = 0;
   void Reorder(const at::Tensor& indices);
+  /// The sum of the self-attention states' AuxiliaryLoss() (model/attention.h
+  /// SegmentMemoryState); undefined when none has one.
+  at::Tensor AuxiliaryLoss() const;
 };
 
 class TransformerImpl : public torch::nn::Module {

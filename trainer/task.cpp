@@ -36,7 +36,7 @@ class LmTask final : public Task {
   }
 
   TokenLoss Forward(model::TransformerImpl& model, const data::Batch& batch) override {
-    at::Tensor logits;
+    at::Tensor logits, auxiliary;
     if (options_.use_memory) {
       const int64_t rows = batch.inputs.size(0);
       if (!states_ || states_->self.empty() || rows != rows_) {
@@ -46,11 +46,17 @@ class LmTask final : public Task {
       }
       model.StartDocuments(*states_, batch.new_document);
       logits = model.ForwardSegment(batch.inputs, *states_);
+      auxiliary = states_->AuxiliaryLoss();
     } else {
       logits = model.ForwardLm(batch.inputs);
     }
-    return LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, options_.label_smoothing,
-                             batch.long_range);
+    TokenLoss loss = LabelSmoothedLoss(logits, batch.targets, batch.loss_mask,
+                                       options_.label_smoothing, batch.long_range);
+    // The memory layers' regularisers are sums like the token loss; the
+    // totals (perplexity) stay the tokens' own.
+    if (auxiliary.defined())
+      loss.smoothed = loss.smoothed + auxiliary.to(loss.smoothed.scalar_type());
+    return loss;
   }
 
   absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override {

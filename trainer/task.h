@@ -8,7 +8,9 @@
 //                  With memory on, the layers that remember across segments
 //                  (knn, infinite) keep one state per stream across steps,
 //                  cleared at a new document; with memory off every segment
-//                  is seen alone.
+//                  is seen alone. With memory, the loss also holds the
+//                  memory layers' regularisers (the ∞-former's KL term,
+//                  --infinite_kl_weight; SegmentMemoryState::AuxiliaryLoss).
 //   translation, summarization, qa
 //                  encoder-decoder, teacher forced: source -> encoder,
 //                  bos + target[:-1] -> decoder, predicts target.

@@ -481,6 +481,60 @@ TEST(InfiniteAttentionTest, GatedWritesMatchTheReferenceAndTrainTheGate) {
   }
 }
 
+// The KL term by hand from the reference's μ, σ²: only rows with a memory and
+// non-padding queries count; it lasts until the next segment starts.
+TEST(InfiniteAttentionTest, KlRegulariserIsTheReadsKlAndOffByDefault) {
+  at::manual_seed(13);
+  InfiniteOptions o = SmallInfinite();
+  o.kl_weight = 0.01;
+  o.kl_sigma = 0.2;
+  auto attention = MakeInfinite(o);
+  const at::Tensor first = Random({2, kSegment, kWidth}), second = Random({2, kSegment, kWidth});
+  auto state = attention->NewState(2);
+  InfiniteSegment(*attention, state, first);
+  EXPECT_FALSE(Infinite(state).AuxiliaryLoss().defined()) << "the first segment read nothing";
+  Infinite(state).NewDocument(at::tensor({1, 0}, at::kLong).to(at::kBool));  // row 0 forgets
+  at::Tensor padding = at::zeros({2, kSegment}, at::kBool);
+  padding[1][kSegment - 1] = true;
+  const AttentionCall call = Call(second, true, {}, padding, state.get());
+  // λ/H Σ KL(N(μ, σ²) ‖ N(μ, σ₀²)) over `row`'s first `queries` reads.
+  auto by_hand = [&](const InfiniteReads& reads, int64_t row, int64_t queries) {
+    double sum = 0;
+    for (int64_t h = 0; h < kHeads; ++h) {
+      for (int64_t i = 0; i < queries; ++i) {
+        const double ratio = reads.variance[row][h][i].item<double>() / (0.2 * 0.2);
+        sum += 0.5 * (ratio - std::log(ratio) - 1);
+      }
+    }
+    return 0.01 / kHeads * sum;
+  };
+  const InfiniteReads reads = InfiniteReadDensities(*attention, call);
+  attention->forward(call);
+  const double expected = by_hand(reads, 1, kSegment - 1);
+  const at::Tensor kl = Infinite(state).AuxiliaryLoss();
+  ASSERT_TRUE(kl.defined());
+  EXPECT_GT(expected, 0);
+  EXPECT_NEAR(kl.item<double>(), expected, 1e-9 * expected);
+  kl.backward();
+  EXPECT_GT(Param(*attention, "sigma.weight").grad().abs().sum().item<double>(), 0);
+  ASSERT_TRUE(Infinite(state).EndSegment().ok());
+  EXPECT_EQ(Infinite(state).AuxiliaryLoss().item<double>(), kl.item<double>())
+      << "ForwardSegment ends the segment before the loss is taken";
+  // A new segment starts a new sum (both rows have a memory now).
+  const at::Tensor third = Random({2, 2, kWidth});
+  const AttentionCall next = Call(third, true, {}, {}, state.get());
+  const InfiniteReads next_reads = InfiniteReadDensities(*attention, next);
+  attention->forward(next);
+  EXPECT_NEAR(Infinite(state).AuxiliaryLoss().item<double>(),
+              by_hand(next_reads, 0, 2) + by_hand(next_reads, 1, 2), 1e-9 * expected);
+
+  auto off = MakeInfinite();  // kl_weight 0
+  auto plain = off->NewState(2);
+  InfiniteSegment(*off, plain, first);
+  InfiniteSegment(*off, plain, second);
+  EXPECT_FALSE(Infinite(plain).AuxiliaryLoss().defined());
+}
+
 TEST(InfiniteAttentionTest, StateSizeIsConstantAcrossSegments) {
   auto attention = MakeInfinite();
   auto state = attention->NewState(1);

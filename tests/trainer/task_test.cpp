@@ -1,0 +1,76 @@
+// The lm task's loss with memory: the memory layers' regularisers (the
+// ∞-former's KL term) are added to the token loss only when enabled, and
+// never to the perplexity totals.
+#include "trainer/task.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "model/transformer.h"
+#include "trainer/loss.h"
+
+namespace memtrain::trainer {
+namespace {
+
+// Two infinite layers; the same parameters whatever `kl_weight` is.
+model::Transformer InfiniteLm(double kl_weight) {
+  model::TransformerOptions o;
+  o.vocab_size = 50;
+  o.model_dim = 16;
+  o.heads = 4;
+  o.ffn_dim = 32;
+  o.encoder_layers = 0;
+  o.decoder_layers = 2;
+  o.attention = "infinite";
+  o.attention_options.infinite.basis = 8;
+  o.attention_options.infinite.samples = 8;
+  o.attention_options.infinite.widths = {0.1, 0.2};
+  o.attention_options.infinite.kl_weight = kl_weight;
+  at::manual_seed(7);
+  auto model = model::MakeTransformer(o);
+  EXPECT_TRUE(model.ok()) << model.status();
+  (*model)->to(at::kDouble);
+  (*model)->eval();  // no dropout: both models compute the same logits
+  return *model;
+}
+
+data::Batch Segment(int64_t step) {
+  at::manual_seed(100 + step);
+  data::Batch batch;
+  batch.inputs = at::randint(1, 50, {2, 6}, at::kLong);
+  batch.targets = at::randint(1, 50, {2, 6}, at::kLong);
+  batch.loss_mask = at::ones({2, 6}, at::kBool);
+  batch.new_document = at::full({2}, step == 0, at::kBool);
+  return batch;
+}
+
+TEST(LmTaskTest, TheKlTermReachesTheLossOnlyWhenEnabled) {
+  const double weight = 0.5;
+  model::Transformer on = InfiniteLm(weight), off = InfiniteLm(0.0);
+  auto with_kl = MakeTask("lm", {});
+  auto without = MakeTask("lm", {});
+  ASSERT_TRUE(with_kl.ok() && without.ok());
+  // The same segments through the model directly, for the states' term.
+  model::TransformerDecodeStates states = on->NewSegmentStates(2);
+  for (int64_t step = 0; step < 3; ++step) {
+    const data::Batch batch = Segment(step);
+    const TokenLoss a = (*with_kl)->Forward(*on, batch);
+    const TokenLoss b = (*without)->Forward(*off, batch);
+    on->StartDocuments(states, batch.new_document);
+    on->ForwardSegment(batch.inputs, states);
+    const at::Tensor term = states.AuxiliaryLoss();
+    EXPECT_EQ(a.totals.nll_sum, b.totals.nll_sum) << "the weight changes nothing else";
+    if (step == 0) {
+      EXPECT_FALSE(term.defined()) << "nothing in memory, nothing read";
+      EXPECT_EQ(a.smoothed.item<double>(), b.smoothed.item<double>());
+      continue;
+    }
+    ASSERT_TRUE(term.defined());
+    EXPECT_GT(term.item<double>(), 0);
+    EXPECT_NEAR(a.smoothed.item<double>() - b.smoothed.item<double>(), term.item<double>(),
+                1e-9 * term.item<double>());
+  }
+}
+
+}  // namespace
+}  // namespace memtrain::trainer
