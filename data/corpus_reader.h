@@ -116,6 +116,9 @@ struct ReaderOptions {
   int64_t demo_documents = 2000;       ///< documents generated (>= 1)
   int demo_facts_per_document = 4;     ///< facts stated, and asked for, per document (1..16)
   int64_t demo_distance_words = 1000;  ///< filler words between the facts and the questions (>= 0)
+  /// After the filler, repeat the facts line word for word ("Recall :"),
+  /// every name in it long-range, instead of asking questions.
+  bool demo_recall = false;
 
   // Code only (data/code_corpus.h says how the directories are walked).
   CodeDocument code_document = CodeDocument::kFile;

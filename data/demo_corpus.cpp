@@ -78,6 +78,8 @@ constexpr Relation kRelations[] = {
 };
 
 constexpr const char* kQuestionsIntro = "Here are questions about the facts stated at the start .";
+constexpr const char* kRecallIntro = "Recall :";
+constexpr const char* kRehearsalIntro = "Again :";
 
 constexpr const char* kSyllables[] = {"ka",  "lo",  "mi",  "ra",  "ven", "dor", "qui", "stan",
                                       "bel", "tor", "nia", "zen", "fal", "mor", "thi", "ri",
@@ -166,7 +168,8 @@ bool IsCorpusWord(const std::string& lower_name) {
   };
   if (in_list(kAdjectives) || in_list(kPeople) || in_list(kGroups) || in_list(kThings) ||
       in_list(kPlaces) || in_list(kVerbs) || in_list(kAdverbs) || in_list(kTimes) ||
-      in_list(kCounts) || in_text(kQuestionsIntro)) {
+      in_list(kCounts) || in_text(kQuestionsIntro) || in_text(kRecallIntro) ||
+      in_text(kRehearsalIntro)) {
     return true;
   }
   for (const char* text : kFillerTemplates) {
@@ -197,6 +200,30 @@ struct Fact {
   std::string entity;
   std::string answer;
 };
+
+// The recall ending: `text`, then the facts line again word for word, each
+// name its own long-range segment (" Faldra"), the words between them not.
+void AppendRecall(std::string text, const std::vector<Fact>& facts, Record* record) {
+  auto flush = [&](std::string* pending, bool long_range) {
+    TextSegment segment;
+    segment.text = std::move(*pending);
+    segment.long_range = long_range;
+    record->source.push_back(std::move(segment));
+    pending->clear();
+  };
+  for (const Fact& fact : facts) {
+    for (absl::string_view word : absl::StrSplit(fact.relation->fact, ' ')) {
+      if (word == "$0" || word == "$1") {
+        flush(&text, false);
+        std::string name = absl::StrCat(" ", word == "$0" ? fact.entity : fact.answer);
+        flush(&name, true);
+      } else {
+        absl::StrAppend(&text, " ", word);
+      }
+    }
+  }
+  flush(&text, false);
+}
 
 class DemoCorpusReader : public CorpusReader {
  public:
@@ -230,6 +257,11 @@ class DemoCorpusReader : public CorpusReader {
       fact_sentences.push_back(absl::Substitute(fact.relation->fact, fact.entity, fact.answer));
     }
     lines.push_back(absl::StrJoin(fact_sentences, " "));
+    // The recall ending's rehearsal: the same line again right away, where
+    // local attention sees both. A knn layer's keys learn only from its local
+    // attention (no gradient reaches the memory), so the lookup that copies
+    // the line from memory later must first be useful within a segment.
+    if (options_.demo_recall) lines.push_back(absl::StrCat(kRehearsalIntro, " ", lines.back()));
 
     // Paragraphs of 4 to 8 sentences until the filler reaches the distance.
     std::vector<std::string> words;
@@ -252,6 +284,10 @@ class DemoCorpusReader : public CorpusReader {
 
     Record record;
     record.where = absl::StrCat("demo document ", index, " (seed ", options_.seed, ")");
+    if (options_.demo_recall) {
+      AppendRecall(absl::StrCat(absl::StrJoin(lines, "\n"), "\n", kRecallIntro), facts, &record);
+      return record;
+    }
     std::string text = absl::StrCat(absl::StrJoin(lines, "\n"), "\n", kQuestionsIntro);
     for (const Fact* fact : order) {
       absl::StrAppend(&text, " ", absl::Substitute(fact->relation->question, fact->entity));

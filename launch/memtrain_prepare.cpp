@@ -41,6 +41,9 @@ ABSL_FLAG(uint64_t, seed, 1, "Seed of the demo generator and the tokenizer's sam
 ABSL_FLAG(int64_t, demo_documents, 2000, "demo: documents to generate.");
 ABSL_FLAG(int, demo_facts, 4, "demo: facts stated and asked for per document.");
 ABSL_FLAG(int64_t, demo_distance_words, 1000, "demo: filler words between facts and questions.");
+ABSL_FLAG(bool, demo_recall, false,
+          "demo: end each document by repeating its facts line (every name long-range) instead "
+          "of asking questions.");
 ABSL_FLAG(memtrain::data::CodeDocument, code_document, memtrain::data::CodeDocument::kFile,
           "code: file (a document per source file) | package (per top-level entry of an input "
           "directory, its files concatenated).");
@@ -90,6 +93,7 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
   options.reader.demo_documents = absl::GetFlag(FLAGS_demo_documents);
   options.reader.demo_facts_per_document = absl::GetFlag(FLAGS_demo_facts);
   options.reader.demo_distance_words = absl::GetFlag(FLAGS_demo_distance_words);
+  options.reader.demo_recall = absl::GetFlag(FLAGS_demo_recall);
   options.reader.code_document = absl::GetFlag(FLAGS_code_document);
   options.reader.code_extensions = absl::GetFlag(FLAGS_code_extensions);
   options.reader.code_packages = absl::GetFlag(FLAGS_code_packages);

@@ -1,5 +1,7 @@
 #include "data/demo_corpus.h"
 
+#include <algorithm>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -186,6 +188,36 @@ TEST(DemoCorpusTest, KnobsOutOfRangeAreNamed) {
   absl::Status negative = OpenCorpusReader(DemoOptions(1, 1, -1)).status();
   EXPECT_EQ(negative.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(negative.message(), HasSubstr("demo_distance_words=-1"));
+}
+
+// The recall ending repeats the facts line word for word after the filler;
+// its names, and nothing else, are long-range, and each name occurs exactly
+// three times: in the facts line, its rehearsal right after it, and the
+// recall (which only the first two lines can predict).
+TEST(DemoCorpusTest, RecallRepeatsTheFactsLineWithItsNamesLongRange) {
+  ReaderOptions options = DemoOptions(5, 20, 120);
+  options.demo_facts_per_document = 6;
+  options.demo_recall = true;
+  for (const Record& record : ReadAll(options)) {
+    const std::string text = Text(record);
+    const std::vector<std::string> lines = absl::StrSplit(text, '\n');
+    ASSERT_GE(lines.size(), 3) << record.where;
+    ASSERT_THAT(lines.back(), ::testing::StartsWith("Recall : "));
+    EXPECT_EQ(lines.back().substr(std::string("Recall : ").size()), lines.front()) << record.where;
+    EXPECT_EQ(lines[1], "Again : " + lines.front()) << "the rehearsal";
+    std::vector<std::string> names;
+    for (const TextSegment& segment : record.source) {
+      if (!segment.long_range) continue;
+      ASSERT_EQ(segment.text[0], ' ');
+      names.push_back(segment.text.substr(1));
+    }
+    ASSERT_EQ(names.size(), 12u) << record.where;
+    const std::vector<std::string> words = Words(text);
+    for (const std::string& name : names) {
+      EXPECT_EQ(std::count(words.begin(), words.end(), name), 3) << name << " in " << record.where;
+    }
+    EXPECT_GE(Words(absl::StrJoin(lines.begin() + 2, lines.end() - 1, " ")).size(), 120u);
+  }
 }
 
 }  // namespace
