@@ -2,16 +2,20 @@
 
 #include <torch/serialize.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "checkpoints/internal/format_version.h"
+#include "checkpoints/internal/json_differences.h"
 #include "checkpoints/safetensors.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
@@ -93,6 +97,85 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
     return absl::DataLossError(absl::StrCat(config_path.string(), ": ", e.what()));
   }
   return info;
+}
+
+namespace {
+
+// `options` with layer_attention entries that repeat `attention` dropped, so
+// two spellings of one model compare equal.
+model::TransformerOptions WithoutRedundantLayers(model::TransformerOptions options) {
+  for (auto it = options.layer_attention.begin(); it != options.layer_attention.end();) {
+    it = it->second == options.attention ? options.layer_attention.erase(it) : std::next(it);
+  }
+  return options;
+}
+
+// Copies `saved`'s tensors into `target`'s where name and shape agree;
+// `fresh` gets the names left as initialised, `copied` those copied.
+void CopyMatching(const torch::OrderedDict<std::string, at::Tensor>& target,
+                  const torch::OrderedDict<std::string, at::Tensor>& saved,
+                  std::vector<std::string>* fresh, std::set<std::string>* copied) {
+  at::NoGradGuard no_grad;
+  for (const auto& item : target) {
+    const at::Tensor* from = saved.find(item.key());
+    if (from != nullptr && from->sizes() == item.value().sizes()) {
+      item.value().copy_(*from);
+      copied->insert(item.key());
+    } else {
+      fresh->push_back(item.key());
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& target,
+                                                        const LoadedModel& saved) {
+  const model::TransformerOptions& from = saved.info.options;
+  model::TransformerOptions expected = target.options();
+  std::vector<std::string> changes;
+  const std::vector<int64_t> saved_knn = model::KnnLayers(from);
+  // The allowed differences, undone in `expected` so what is left must match.
+  if (saved_knn.empty()) {
+    expected.attention_options.knn = from.attention_options.knn;  // options of new layers
+  } else if (expected.attention_options.knn.memory_size != from.attention_options.knn.memory_size) {
+    changes.push_back(absl::StrCat("knn memory: ", from.attention_options.knn.memory_size, " -> ",
+                                   expected.attention_options.knn.memory_size,
+                                   " entries per stream"));
+    expected.attention_options.knn.memory_size = from.attention_options.knn.memory_size;
+  }
+  for (int64_t i = 0; i < std::min(expected.decoder_layers, from.decoder_layers); ++i) {
+    const std::string& then = model::DecoderSelfAttentionKind(from, i);
+    if (model::DecoderSelfAttentionKind(expected, i) == "knn" && then != "knn") {
+      changes.push_back(absl::StrCat("decoder.", i, ".self: ", then, " -> knn (memory added)"));
+      expected.layer_attention[i] = then;
+    }
+  }
+  const std::vector<std::string> differences = internal::Differences(
+      nlohmann::json::parse(model::TransformerOptionsToJson(WithoutRedundantLayers(from))),
+      nlohmann::json::parse(model::TransformerOptionsToJson(WithoutRedundantLayers(expected))), {},
+      "saved");
+  if (!differences.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the model flags describe another model than the saved one:\n  ",
+        absl::StrJoin(differences, "\n  "),
+        "\n(only --knn_memory_size and added --knn_layers may differ; memtrain-ckpt inspect "
+        "shows the saved model's options)"));
+  }
+  std::vector<std::string> fresh;
+  std::set<std::string> copied;
+  CopyMatching(target.named_parameters(), saved.model->named_parameters(), &fresh, &copied);
+  CopyMatching(target.named_buffers(), saved.model->named_buffers(), &fresh, &copied);
+  std::vector<std::string> unused;
+  for (const auto& item : saved.model->named_parameters()) {
+    if (copied.count(item.key()) == 0) unused.push_back(item.key());
+  }
+  for (const auto& item : saved.model->named_buffers()) {
+    if (copied.count(item.key()) == 0) unused.push_back(item.key());
+  }
+  if (!fresh.empty()) changes.push_back("initialised fresh: " + absl::StrJoin(fresh, ", "));
+  if (!unused.empty()) changes.push_back("saved but not used: " + absl::StrJoin(unused, ", "));
+  return changes;
 }
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& dir, const c10::Device& device) {

@@ -62,6 +62,19 @@ struct LoadedModel {
       weights_sha256;  ///< of model.pt: what the model is, e.g. for a memory its keys came from
 };
 
+/// Starts `target`, built from this run's model flags, from the saved model
+/// `saved` (--init_from), the way the Memorizing Transformer paper
+/// fine-tunes: the two configurations must agree except that `target` may
+/// have another knn memory size (Table 5: pre-train with 8K, fine-tune with
+/// 65K) and more knn layers (Figure 6: a softmax layer of `saved` becomes
+/// knn; when `saved` has no knn layer, the knn options are the new
+/// layers'). Copies every parameter and buffer whose name and shape agree
+/// and returns one line per change for the log: the memory resized, a layer
+/// turned knn, tensors initialised fresh, saved tensors not used.
+/// kFailedPrecondition listing the fields for any other difference.
+absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& target,
+                                                        const LoadedModel& saved);
+
 /// model.json alone (no weights read). kNotFound when `dir` has none;
 /// kDataLoss naming the file when it is damaged.
 absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir);

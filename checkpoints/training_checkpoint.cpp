@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "checkpoints/internal/format_version.h"
+#include "checkpoints/internal/json_differences.h"
 #include "checkpoints/safetensors.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
@@ -95,22 +96,6 @@ absl::Status WriteRankState(const std::string& path, int rank, const RankState& 
                            {"task_state_saved", state.task_state_saved ? "1" : "0"}});
 }
 
-// "key: checkpoint X, now Y" for each key whose values differ, outside `safe`.
-std::vector<std::string> Differences(const nlohmann::json& saved, const nlohmann::json& now,
-                                     const std::set<std::string>& safe) {
-  std::vector<std::string> differences;
-  std::set<std::string> keys;
-  for (const auto& item : saved.items()) keys.insert(item.key());
-  for (const auto& item : now.items()) keys.insert(item.key());
-  for (const std::string& key : keys) {
-    const nlohmann::json a = saved.contains(key) ? saved.at(key) : nlohmann::json(),
-                         b = now.contains(key) ? now.at(key) : nlohmann::json();
-    if (a != b && safe.count(key) == 0)
-      differences.push_back(absl::StrCat(key, ": checkpoint ", a.dump(), ", now ", b.dump()));
-  }
-  return differences;
-}
-
 // Everything about `state` that forbids resuming `target` from it, one line each.
 absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& state,
                              const ModelInfo& saved_model, const ResumeTarget& target) {
@@ -130,8 +115,8 @@ absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& 
   nlohmann::json saved_options = target.default_options;
   saved_options.update(state.options);
   std::vector<std::string> differences =
-      Differences(saved_options, target.options, target.safe_to_change);
-  for (const std::string& d : Differences(
+      internal::Differences(saved_options, target.options, target.safe_to_change);
+  for (const std::string& d : internal::Differences(
            nlohmann::json::parse(model::TransformerOptionsToJson(saved_model.options)),
            nlohmann::json::parse(model::TransformerOptionsToJson(target.model->options())), {})) {
     differences.push_back("model." + d);

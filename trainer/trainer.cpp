@@ -86,6 +86,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   // Same seed on every rank, so each builds the same model; the broadcast
   // below makes that a guarantee rather than a hope.
   at::manual_seed(options.seed);
+  model_options.vocab_size = train_file->tokenizer().vocab_size;
+  model_options.pad_id = train_file->tokenizer().pad_id;
+  MEMTRAIN_ASSIGN_OR_RETURN(t->model_, model::MakeTransformer(model_options));
+  t->model_->to(device);
+  model_options = t->model_->options();  // resolved (positions)
   if (!options.init_from.empty()) {
     MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded,
                               checkpoints::LoadModel(options.init_from, device));
@@ -95,16 +100,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
                        loaded.info.tokenizer_sha256, " but ", options.train_data, " uses ",
                        t->tokenizer_sha256_, "; prepare the data with its tokenizer"));
     }
-    t->model_ = loaded.model;
-    model_options = loaded.info.options;
+    absl::StatusOr<std::vector<std::string>> changes =
+        checkpoints::InitializeFrom(*t->model_, loaded);
+    if (!changes.ok()) {
+      return absl::Status(changes.status().code(), absl::StrCat("--init_from=", options.init_from,
+                                                                ": ", changes.status().message()));
+    }
     LOG_IF(INFO, world.rank() == 0)
         << "[train] initialised from " << options.init_from << " (a " << loaded.info.task
         << " model after " << loaded.info.step << " steps)";
-  } else {
-    model_options.vocab_size = train_file->tokenizer().vocab_size;
-    model_options.pad_id = train_file->tokenizer().pad_id;
-    MEMTRAIN_ASSIGN_OR_RETURN(t->model_, model::MakeTransformer(model_options));
-    t->model_->to(device);
+    for (const std::string& change : *changes) {
+      LOG_IF(INFO, world.rank() == 0) << "[train] --init_from changed: " << change;
+    }
   }
   MEMTRAIN_ASSIGN_OR_RETURN(
       t->knn_memory_,

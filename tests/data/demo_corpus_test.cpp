@@ -1,9 +1,9 @@
 #include "data/demo_corpus.h"
 
-#include <algorithm>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 
 namespace memtrain::checkpoints {
@@ -148,6 +149,79 @@ TEST(ModelFileTest, OlderFormatsLoadAndNewerOnesAreRefused) {
   ASSERT_TRUE(SaveModel(dir, *old->model, old->info).ok());
   std::ifstream in(fs::path(dir) / "model.json");
   EXPECT_EQ(nlohmann::json::parse(in).at("format_version").get<int>(), kModelFormatVersion);
+}
+
+// --init_from as the paper fine-tunes: a model trained without memory gains a
+// knn layer (Figure 6), or a knn model gets a bigger memory (Table 5); what
+// the two share is copied, the rest named; any other difference is refused.
+LoadedModel SavedLm(const model::TransformerOptions& options, const std::string& name) {
+  auto model = model::MakeTransformer(options);
+  EXPECT_TRUE(model.ok()) << model.status();
+  ModelInfo info;
+  info.options = (*model)->options();
+  info.tokenizer_sha256 = "abc";
+  info.task = "lm";
+  const std::string dir = FreshDir(name);
+  EXPECT_TRUE(SaveModel(dir, **model, info).ok());
+  auto loaded = LoadModel(dir, at::kCPU);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  return *std::move(loaded);
+}
+
+TEST(ModelFileTest, InitializeFromAddsMemoryOrResizesItAndRefusesOtherChanges) {
+  model::TransformerOptions plain = Small();
+  plain.attention = "softmax";
+  const LoadedModel saved = SavedLm(plain, "plain");
+
+  model::TransformerOptions with_memory = plain;
+  with_memory.layer_attention = {{1, "knn"}};
+  with_memory.attention_options.knn.memory_size = 256;
+  with_memory.attention_options.knn.top_k = 8;
+  at::manual_seed(99);  // other initial weights than the saved model's
+  auto target = model::MakeTransformer(with_memory);
+  ASSERT_TRUE(target.ok());
+  auto changes = InitializeFrom(**target, saved);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  const std::string log = absl::StrJoin(*changes, "\n");
+  EXPECT_THAT(log, HasSubstr("decoder.1.self: softmax -> knn (memory added)"));
+  EXPECT_THAT(log, HasSubstr("initialised fresh: decoder.1.self_attention.head.gate_bias, "
+                             "decoder.1.self_attention.head.logit_scale"));
+  EXPECT_THAT(log, HasSubstr("saved but not used: decoder.1.self_attention.query.bias"));
+  const auto saved_parameters = saved.model->named_parameters();
+  for (const auto& item : (*target)->named_parameters()) {
+    const at::Tensor* from = saved_parameters.find(item.key());
+    if (from != nullptr) {
+      EXPECT_TRUE(at::equal(item.value(), *from)) << item.key();
+    }
+  }
+
+  // A knn model's memory grows: every tensor carries over, the change is named.
+  LoadedModel saved_knn = SavedLm(with_memory, "knn");
+  model::TransformerOptions bigger = with_memory;
+  bigger.attention_options.knn.memory_size = 4096;
+  auto grown = model::MakeTransformer(bigger);
+  ASSERT_TRUE(grown.ok());
+  changes = InitializeFrom(**grown, saved_knn);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  EXPECT_EQ(*changes, std::vector<std::string>{"knn memory: 256 -> 4096 entries per stream"});
+  const at::Tensor tokens = at::randint(1, 30, {2, 6}, at::kLong);
+  (*grown)->eval();
+  saved_knn.model->eval();
+  EXPECT_TRUE(at::equal((*grown)->ForwardLm(tokens), saved_knn.model->ForwardLm(tokens)));
+
+  // Anything else is another model.
+  model::TransformerOptions wider = plain;
+  wider.ffn_dim = 64;
+  auto other = model::MakeTransformer(wider);
+  ASSERT_TRUE(other.ok());
+  changes = InitializeFrom(**other, saved);
+  EXPECT_EQ(changes.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(changes.status().message()), HasSubstr("ffn_dim: saved 32, now 64"));
+  bigger.attention_options.knn.top_k = 4;  // not an allowed change for an existing knn layer
+  auto other_knn = model::MakeTransformer(bigger);
+  ASSERT_TRUE(other_knn.ok());
+  EXPECT_THAT(std::string(InitializeFrom(**other_knn, saved_knn).status().message()),
+              HasSubstr("attention_options"));
 }
 
 }  // namespace
