@@ -69,6 +69,34 @@ at::Tensor InfiniteUpdateReference(const InfiniteOptions& options, const at::Ten
                                    const at::Tensor& mu, const at::Tensor& variance,
                                    const at::Tensor& x);
 
+/// The weights of one meliad memory layer's attention (meliad's KVQLayer has
+/// no q/k/v biases), in torch's [out, in] layout.
+struct MeliadWeights {
+  at::Tensor queries, keys, values;       ///< [D, D]
+  at::Tensor output_weight, output_bias;  ///< [D, D], [D]
+  at::Tensor attention_scale;             ///< [H], used as |scale|
+  at::Tensor external_memory_bias;        ///< [H], gate sigmoid(bias)
+};
+/// meliad's attention step and its pieces, float64 ([B, n, H, d] unless said).
+struct MeliadCombine {
+  at::Tensor output;            ///< [B, n, D]: W_o [(1 - g) local + g external] + b_o
+  at::Tensor queries;           ///< normalised queries
+  at::Tensor retrieved_keys;    ///< [B, n, H, num_neighbors, d]
+  at::Tensor retrieved_values;  ///< [B, n, H, num_neighbors, d]
+  at::Tensor local, external;   ///< the two branches before the gate
+  at::Tensor gate;              ///< [H], sigmoid(external_memory_bias)
+};
+/// A port of google-research/meliad's memory layer on one segment `x`
+/// [B, n, D] (causal, no positions, no XL cache, eval), independent of
+/// model/: retrieval of `num_neighbors` entries from meliad's on-device
+/// database (MemoryOnTpu) `key_db`, `value_db` [B, H, database_size, d]
+/// (dataset = row, head; an all-zero key is a never-written entry), then
+/// local attention, external attention and the learned gate, as meliad
+/// computes them (meliad_combine_reference.cpp names the functions).
+MeliadCombine MeliadCombineReference(const MeliadWeights& weights, const at::Tensor& x,
+                                     const at::Tensor& key_db, const at::Tensor& value_db,
+                                     int64_t num_neighbors);
+
 }  // namespace memtrain::model::testing
 
 #endif  // MEMTRAIN_TESTS_MODEL_ATTENTION_REFERENCES_H_

@@ -23,6 +23,7 @@ using testing::InfiniteUpdateReference;
 using testing::kHeads;
 using testing::KnnReference;
 using testing::kWidth;
+using testing::MeliadCombineReference;
 using testing::Param;
 using testing::Random;
 
@@ -295,6 +296,181 @@ TEST_F(KnnAttentionTest, CrossAttentionIsRefusedNamingTheLayer) {
   auto made = MakeAttention("knn", options);
   EXPECT_EQ(made.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(made.status().message()), HasSubstr("decoder.4.cross"));
+}
+
+// ---- knn against a port of meliad's combine -----------------------------------------
+//
+// tests/model/meliad_combine_reference.cpp ports google-research/meliad's
+// memory layer (retrieval from its zero-filled on-device database, local
+// attention, external attention, the learned gate) in float64, without
+// model/. The layer runs over a hand-built ExactKnnMemory; the port over the
+// same entries laid out as meliad's database, with the layer's own weights.
+// What meliad computes (transformer/memory/transformer_layer.py,
+// single_window_attention, TRAINABLE_WEIGHTED_MEAN):
+//   out = W_o [(1 - g) local + g external] + b_o,   g = sigmoid(external_memory_bias)
+// external = softmax over the k retrieved entries of |scale| q̂·k, unmasked
+// (transformer/attention.py external_attention). memtrain agrees where the
+// memory holds >= top_k entries; it departs where a query retrieves fewer
+// (below). Tried locally: swapping g and 1 - g in model/knn_attention.cpp,
+// or dropping the memory term, fails MeliadCombineMatchesAMemoryLargerThanTopK.
+
+constexpr int64_t kTopK = 3;  // MakeKnn's
+constexpr int64_t kHeadDim = kWidth / kHeads;
+constexpr int64_t kRows = 2;
+
+// A knn layer (float64, eval, causal, rotary and XL cache off, no q/k/v
+// biases, top_k 3) whose gate and logit scale differ per head, so that
+// g <-> 1 - g or a missing |.| would show; and its weights for the port.
+std::pair<std::shared_ptr<AttentionImpl>, testing::MeliadWeights> MeliadLayer() {
+  auto knn = MakeKnn();
+  {
+    at::NoGradGuard no_grad;
+    Param(*knn, "head.gate_bias").copy_(at::tensor({-1.0, 0.4, 1.2, 2.5}, at::kDouble));
+    Param(*knn, "head.logit_scale").copy_(at::tensor({1.5, -2.0, 0.7, 4.0}, at::kDouble));
+  }
+  testing::MeliadWeights weights;
+  for (const auto& item : knn->named_parameters()) {
+    const std::string& name = item.key();
+    const at::Tensor value = item.value().detach();
+    if (name == "query.weight") {
+      weights.queries = value;
+    } else if (name == "key.weight") {
+      weights.keys = value;
+    } else if (name == "value.weight") {
+      weights.values = value;
+    } else if (name == "output.weight") {
+      weights.output_weight = value;
+    } else if (name == "output.bias") {
+      weights.output_bias = value;
+    } else if (name == "head.logit_scale") {
+      weights.attention_scale = value;
+    } else if (name == "head.gate_bias") {
+      weights.external_memory_bias = value;
+    } else {
+      ADD_FAILURE() << "meliad's layer has no parameter like " << name;
+    }
+  }
+  return {knn, weights};
+}
+
+at::Tensor UnitRows(const at::Tensor& x) { return x / x.pow(2).sum(-1, true).sqrt(); }
+
+// meliad's database [rows, H, size, d] after writing `entries` [rows, H, m, d]
+// into an empty one: MemoryOnTpu.update writes slots 0..m-1, the rest stay zero.
+at::Tensor Database(const at::Tensor& entries, int64_t size) {
+  at::Tensor db = at::zeros({kRows, kHeads, size, kHeadDim}, at::kDouble);
+  if (entries.size(2) > 0) db.narrow(2, 0, entries.size(2)).copy_(entries);
+  return db;
+}
+
+// A prebuilt memory holding `keys`, `values` [rows, H, m, d], row b as stream b.
+std::unique_ptr<DecodeState> StateHolding(const at::Tensor& keys, const at::Tensor& values) {
+  auto memory = std::make_shared<memory::ExactKnnMemory>(memory::ExactKnnMemoryOptions(64));
+  if (keys.size(2) > 0) {
+    for (int64_t b = 0; b < kRows; ++b) EXPECT_TRUE(memory->add(b, keys[b], values[b]).ok());
+  }
+  return StateOver(memory, {0, 1}, memory::KnnScope::kPrebuilt);
+}
+
+// W_o merged(heads) (+ b_o): the output projection of per-head vectors [B, n, H, d].
+at::Tensor Project(const testing::MeliadWeights& w, const at::Tensor& heads, bool bias = true) {
+  const at::Tensor merged = heads.reshape({heads.size(0), heads.size(1), kWidth});
+  return bias ? at::linear(merged, w.output_weight, w.output_bias)
+              : at::linear(merged, w.output_weight);
+}
+
+bool Near(const at::Tensor& a, const at::Tensor& b, double tolerance = 1e-10) {
+  return at::allclose(a, b, /*rtol=*/0, tolerance);
+}
+
+TEST_F(KnnAttentionTest, MeliadCombineMatchesAMemoryLargerThanTopK) {
+  auto [knn, weights] = MeliadLayer();
+  // 2k entries per (row, head): +u_j in slot j and -u_j in slot j + k. meliad
+  // buckets slot s into bucket s mod k, so bucket j = {u_j, -u_j}; for any
+  // query the k entries with positive score are both the exact top-k
+  // (memtrain) and one per bucket (meliad's approximate top-k).
+  const at::Tensor u = UnitRows(Random({kRows, kHeads, kTopK, kHeadDim}));
+  const at::Tensor keys = at::cat({u, -u}, 2),
+                   values = Random({kRows, kHeads, 2 * kTopK, kHeadDim});
+  const at::Tensor x = Random({kRows, kSegment, kWidth});
+  const testing::MeliadCombine meliad = MeliadCombineReference(
+      weights, x, Database(keys, 2 * kTopK), Database(values, 2 * kTopK), kTopK);
+  // Each bucket's winner is clear (so meliad's softmax(1e6 s) is one-hot).
+  const at::Tensor scores = (meliad.queries.unsqueeze(3) * meliad.retrieved_keys).sum(-1);
+  EXPECT_GT(scores.min().item<double>(), 1e-4);
+
+  auto state = StateHolding(keys, values);
+  const at::Tensor actual = Forward(*knn, x, state.get());
+  EXPECT_TRUE(Near(actual, meliad.output)) << (actual - meliad.output).abs().max();
+
+  // Honest: the gate the other way round, the memory dropped or ungated are all far off.
+  const at::Tensor g = meliad.gate.view({1, 1, kHeads, 1});
+  EXPECT_FALSE(Near(actual, Project(weights, g * meliad.local + (1 - g) * meliad.external), 1e-3));
+  EXPECT_FALSE(Near(actual, Project(weights, meliad.local), 1e-3));
+  EXPECT_FALSE(Near(actual, Project(weights, (1 - g) * meliad.local + meliad.external), 1e-3));
+}
+
+TEST_F(KnnAttentionTest, MeliadCombineWithFewerEntriesThanTopKDiffersByItsZeroNeighbours) {
+  // DIFFERENCE from meliad (not in ATTENTION.md's departures): with m < k
+  // entries, meliad's bucket k-1 holds only never-written (zero) slots, so its
+  // "neighbour" is a zero key and zero value (memory_layer.py
+  // _chunking_sparsify masks invalid slots within a bucket only), and
+  // external_attention (attention.py) softmaxes over all k neighbours
+  // without a mask: each phantom takes weight e^0 and adds nothing, so
+  //   external_meliad = external_m * Z / (Z + k - m),  Z = sum_r exp(|a| q̂·k_r).
+  // memtrain softmaxes over the m entries found (KnnMemory returns
+  // min(k, size) hits), i.e. meliad's formula with num_neighbors = m. This
+  // pins memtrain's behaviour.
+  auto [knn, weights] = MeliadLayer();
+  constexpr int64_t m = kTopK - 1;
+  const at::Tensor keys = UnitRows(Random({kRows, kHeads, m, kHeadDim}));
+  const at::Tensor values = Random({kRows, kHeads, m, kHeadDim});
+  const at::Tensor x = Random({kRows, kSegment, kWidth});
+  const testing::MeliadCombine meliad = MeliadCombineReference(
+      weights, x, Database(keys, 2 * kTopK), Database(values, 2 * kTopK), kTopK);
+  // The last bucket (slots 2 and 5) was never written: a zero neighbour.
+  EXPECT_TRUE(at::equal(meliad.retrieved_keys.select(3, kTopK - 1),
+                        at::zeros({kRows, kSegment, kHeads, kHeadDim}, at::kDouble)));
+  EXPECT_TRUE(at::equal(meliad.retrieved_values.select(3, kTopK - 1),
+                        at::zeros({kRows, kSegment, kHeads, kHeadDim}, at::kDouble)));
+  // meliad's formula over exactly the m entries (a full database, one per bucket).
+  const testing::MeliadCombine only_found =
+      MeliadCombineReference(weights, x, Database(keys, m), Database(values, m), m);
+
+  auto state = StateHolding(keys, values);
+  const at::Tensor actual = Forward(*knn, x, state.get());
+  EXPECT_TRUE(Near(actual, only_found.output)) << (actual - only_found.output).abs().max();
+  EXPECT_FALSE(Near(actual, meliad.output, 1e-3));
+  // ...and meliad's external branch is memtrain's diluted by the k - m phantoms.
+  const at::Tensor scale = weights.attention_scale.abs().view({1, 1, kHeads, 1});
+  const at::Tensor z =
+      ((only_found.queries.unsqueeze(3) * only_found.retrieved_keys).sum(-1) * scale)
+          .exp()
+          .sum(-1, true);
+  EXPECT_TRUE(Near(meliad.external, only_found.external * z / (z + (kTopK - m))));
+  EXPECT_TRUE(Near(meliad.local, only_found.local));
+}
+
+TEST_F(KnnAttentionTest, MeliadCombineOverAnEmptyMemoryIsGatedLocalWhereMemtrainIsLocal) {
+  // Documented departure (ATTENTION.md, knn): meliad's empty database is all
+  // zeros, every bucket's neighbour a zero key and value, so external = 0 and
+  // out = W_o (1 - g) local + b_o; memtrain takes local alone, W_o local + b_o.
+  // The difference is exactly W_o (g local), no bias.
+  auto [knn, weights] = MeliadLayer();
+  const at::Tensor none = at::zeros({kRows, kHeads, 0, kHeadDim}, at::kDouble);
+  const at::Tensor x = Random({kRows, kSegment, kWidth});
+  const testing::MeliadCombine meliad = MeliadCombineReference(
+      weights, x, Database(none, 2 * kTopK), Database(none, 2 * kTopK), kTopK);
+  const at::Tensor g = meliad.gate.view({1, 1, kHeads, 1});
+  EXPECT_TRUE(at::equal(meliad.external, at::zeros_like(meliad.external)));
+  EXPECT_TRUE(Near(meliad.output, Project(weights, (1 - g) * meliad.local)));
+
+  auto state = StateHolding(none, none);
+  const at::Tensor actual = Forward(*knn, x, state.get());
+  EXPECT_TRUE(Near(actual, Project(weights, meliad.local)));
+  EXPECT_TRUE(Near(actual, Forward(*knn, x)));  // = the call without a state
+  EXPECT_TRUE(Near(actual - meliad.output, Project(weights, g * meliad.local, /*bias=*/false)));
+  EXPECT_FALSE(Near(actual, meliad.output, 1e-3));
 }
 
 // ---- infinite (∞-former) ----------------------------------------------------------
