@@ -309,10 +309,16 @@ TEST_F(KnnAttentionTest, CrossAttentionIsRefusedNamingTheLayer) {
 // single_window_attention, TRAINABLE_WEIGHTED_MEAN):
 //   out = W_o [(1 - g) local + g external] + b_o,   g = sigmoid(external_memory_bias)
 // external = softmax over the k retrieved entries of |scale| q̂·k, unmasked
-// (transformer/attention.py external_attention). memtrain agrees where the
-// memory holds >= top_k entries; it departs where a query retrieves fewer
-// (below). Tried locally: swapping g and 1 - g in model/knn_attention.cpp,
-// or dropping the memory term, fails MeliadCombineMatchesAMemoryLargerThanTopK.
+// (transformer/attention.py external_attention). memtrain agrees when the
+// memory holds >= top_k entries and meliad's one-per-bucket retrieval finds
+// the exact top-k (memtrain's exact retrieval is a documented departure); it
+// departs where a query retrieves fewer than top_k (below). Tried locally on
+// model/knn_attention.cpp: swapping g and 1 - g, dropping the memory term, or the memory branch
+// without |a_h| fails the first two tests; gating an empty memory's local output by 1 - g fails the
+// third. Not covered here (rotary off): with rotary positions meliad's
+// external_attention takes the rotated queries_w (transformer_layer.py,
+// rotate_kq before external_attention), memtrain's memory branch unrotated
+// ones (its rotary is a documented departure).
 
 constexpr int64_t kTopK = 3;  // MakeKnn's
 constexpr int64_t kHeadDim = kWidth / kHeads;
