@@ -144,6 +144,11 @@ absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& 
                                    " entries per stream"));
     expected.attention_options.knn.memory_size = from.attention_options.knn.memory_size;
   }
+  if (expected.xl_cache != from.xl_cache) {
+    changes.push_back(absl::StrCat("XL cache: ", from.xl_cache ? "on" : "off", " -> ",
+                                   expected.xl_cache ? "on" : "off"));
+    expected.xl_cache = from.xl_cache;  // no weights: the same layers see more or less
+  }
   for (int64_t i = 0; i < std::min(expected.decoder_layers, from.decoder_layers); ++i) {
     const std::string& then = model::DecoderSelfAttentionKind(from, i);
     if (model::DecoderSelfAttentionKind(expected, i) == "knn" && then != "knn") {
@@ -159,8 +164,8 @@ absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& 
     return absl::FailedPreconditionError(absl::StrCat(
         "the model flags describe another model than the saved one:\n  ",
         absl::StrJoin(differences, "\n  "),
-        "\n(only --knn_memory_size and added --knn_layers may differ; memtrain-ckpt inspect "
-        "shows the saved model's options)"));
+        "\n(only --knn_memory_size, added --knn_layers and --xl_cache may differ; memtrain-ckpt "
+        "inspect shows the saved model's options)"));
   }
   std::vector<std::string> fresh;
   std::set<std::string> copied;

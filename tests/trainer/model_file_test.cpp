@@ -174,6 +174,7 @@ TEST(ModelFileTest, InitializeFromAddsMemoryOrResizesItAndRefusesOtherChanges) {
   const LoadedModel saved = SavedLm(plain, "plain");
 
   model::TransformerOptions with_memory = plain;
+  with_memory.xl_cache = true;  // no weights: allowed, and named
   with_memory.layer_attention = {{1, "knn"}};
   with_memory.attention_options.knn.memory_size = 256;
   with_memory.attention_options.knn.top_k = 8;
@@ -184,6 +185,7 @@ TEST(ModelFileTest, InitializeFromAddsMemoryOrResizesItAndRefusesOtherChanges) {
   ASSERT_TRUE(changes.ok()) << changes.status();
   const std::string log = absl::StrJoin(*changes, "\n");
   EXPECT_THAT(log, HasSubstr("decoder.1.self: softmax -> knn (memory added)"));
+  EXPECT_THAT(log, HasSubstr("XL cache: off -> on"));
   EXPECT_THAT(log, HasSubstr("initialised fresh: decoder.1.self_attention.head.gate_bias, "
                              "decoder.1.self_attention.head.logit_scale"));
   EXPECT_THAT(log, HasSubstr("saved but not used: decoder.1.self_attention.query.bias"));
