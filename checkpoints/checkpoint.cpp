@@ -11,6 +11,7 @@
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
+#include "glog/logging.h"
 #include "nlohmann/json.hpp"
 
 namespace memtrain::checkpoints {
@@ -73,6 +74,24 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t ste
   if (error)
     return absl::InternalError(absl::StrCat("cannot point ", latest.string(), " at ",
                                             target.string(), ": ", error.message()));
+  // One timeline: committing step N means this run resumed from N or
+  // before, so complete checkpoints after N belong to an abandoned one
+  // (a rollback, a damaged checkpoint skipped). They are set aside, not
+  // deleted, and no longer count: retention then keeps the newest commits
+  // of this timeline, the one just made first, and `--resume=auto` cannot
+  // jump back to the abandoned run.
+  for (const CheckpointRef& newer : ListCheckpoints(dir)) {
+    if (newer.step <= step) break;
+    std::string aside = absl::StrCat(newer.path, ".abandoned");
+    for (int n = 2; fs::exists(aside); ++n) aside = absl::StrCat(newer.path, ".abandoned-", n);
+    fs::rename(newer.path, aside, error);
+    if (error)
+      return absl::InternalError(absl::StrCat("cannot set aside ", newer.path,
+                                              " (newer than the resumed run's step ", step,
+                                              "): ", error.message()));
+    LOG(WARNING) << "[checkpoint] " << newer.path << " is from an abandoned timeline (after step "
+                 << step << ", which this run resumed before); set aside as " << aside;
+  }
   MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
   const std::vector<CheckpointRef> complete = ListCheckpoints(dir);
   for (size_t i = static_cast<size_t>(std::max(keep_last, 1)); i < complete.size(); ++i) {

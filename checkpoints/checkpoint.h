@@ -16,7 +16,9 @@
 // CommitCheckpoint writes MANIFEST.json (every file's size and sha256),
 // publishes `step-<N>.partial` as `step-<N>` (common/atomic_file.h; the commit: a directory
 // named `step-<N>` is complete by construction), fsyncs `dir`, then moves the
-// `latest` symlink (a temporary link renamed over it) and deletes the oldest
+// `latest` symlink (a temporary link renamed over it), sets aside as
+// `step-<M>.abandoned` the complete checkpoints of later steps (an abandoned
+// timeline: the run resumed from an older one), and deletes the oldest
 // complete checkpoints beyond `keep_last`. A crash at any point leaves either
 // a `.partial` directory, which nothing reads and the next save of that step
 // replaces, or a complete checkpoint.
