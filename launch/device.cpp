@@ -2,13 +2,16 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <sched.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iterator>
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
@@ -37,8 +40,26 @@ absl::StatusOr<int> DeviceForLocalRank(int local_rank, int local_size, int devic
       "CUDA_VISIBLE_DEVICES."));
 }
 
+CpuBudget CpuBudgetOfRank(int host_cores, int affinity_cores, int slurm_cpus_per_task,
+                          int local_size) {
+  CpuBudget budget;
+  if (slurm_cpus_per_task > 0) {
+    budget.threads = slurm_cpus_per_task;
+    budget.why = absl::StrCat("SLURM_CPUS_PER_TASK=", slurm_cpus_per_task);
+  } else if (affinity_cores > 0 && affinity_cores < host_cores) {
+    budget.threads = affinity_cores;
+    budget.why = absl::StrCat("bound to ", affinity_cores, " of ", host_cores, " cores");
+  } else {
+    const int ranks_here = std::max(local_size, 1);
+    budget.threads = std::max(1, host_cores / ranks_here);
+    budget.why = absl::StrCat(host_cores, " cores / ", ranks_here, " rank(s) on this host");
+  }
+  budget.threads = std::max(1, budget.threads);
+  return budget;
+}
+
 absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int local_rank,
-                                          int local_size, int cuda_devices, int host_cores) {
+                                          int local_size, int cuda_devices, const CpuBudget& cpu) {
   if (std::find(std::begin(kDeviceRequests), std::end(kDeviceRequests), requested) ==
       std::end(kDeviceRequests)) {
     return absl::InvalidArgumentError(absl::StrCat("--device=", requested, " is not one of ",
@@ -50,8 +71,7 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int loca
         "CUDA_VISIBLE_DEVICES, and that this is a CUDA build: memtrain-env prints it)");
   }
   DeviceChoice choice;
-  const int ranks_here = std::max(local_size, 1);
-  choice.cpu_threads = std::max(1, host_cores / ranks_here);
+  choice.cpu_threads = cpu.threads;
   if (cuda_devices > 0 && requested != "cpu") {
     MEMTRAIN_ASSIGN_OR_RETURN(const int index,
                               DeviceForLocalRank(local_rank, local_size, cuda_devices));
@@ -59,20 +79,27 @@ absl::StatusOr<DeviceChoice> ChooseDevice(const std::string& requested, int loca
     choice.description = absl::StrCat("cuda:", index, " (", cuda_devices, " visible)");
     return choice;
   }
-  choice.description = absl::StrCat("cpu, ", choice.cpu_threads, " thread(s) (", host_cores,
-                                    " cores / ", ranks_here, " rank(s) on this host)");
+  choice.description = absl::StrCat("cpu, ", choice.cpu_threads, " thread(s) (", cpu.why, ")");
   return choice;
 }
 
 absl::StatusOr<DeviceChoice> ChooseDeviceForThisMachine(const std::string& requested,
                                                         int local_rank, int local_size) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  const int affinity =
+      sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+  int slurm_cpus = 0;
+  const char* slurm = std::getenv("SLURM_CPUS_PER_TASK");
+  if (slurm == nullptr || !absl::SimpleAtoi(slurm, &slurm_cpus)) slurm_cpus = 0;
   // --device=cpu never asks the CUDA runtime anything (no context, no driver
   // start-up cost).
   const int devices = requested != "cpu" && torch::cuda::is_available()
                           ? static_cast<int>(torch::cuda::device_count())
                           : 0;
-  return ChooseDevice(requested, local_rank, local_size, devices, cores);
+  return ChooseDevice(requested, local_rank, local_size, devices,
+                      CpuBudgetOfRank(cores, affinity, slurm_cpus, local_size));
 }
 
 void WaitForDevice(const c10::Device& device) {
