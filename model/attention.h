@@ -72,7 +72,9 @@ class DecodeState {
 class SegmentMemoryState : public DecodeState {
  public:
   /// Segment boundary: moves what the segment buffered into the long-term
-  /// memory (detached: no gradient crosses a segment boundary).
+  /// memory, detached: the stored tensors carry no gradient into later
+  /// segments (a layer may still train parameters it applies to them when
+  /// the next segment reads them, as the ∞-former's gate does).
   virtual absl::Status EndSegment() = 0;
   /// Rows where `starts` ([B] bool) is true begin a new document and forget
   /// their memory.

@@ -1,8 +1,9 @@
 // File: model/attention_common.h
 //
 // Pieces every attention variant uses: head split/merge, the key mask
-// (padding and bottom-right-aligned causal), input checks, and fp32 compute
-// for low-precision inputs. Internal to model/.
+// (padding and bottom-right-aligned causal), the local window of a decoding
+// or segment state, input checks, and fp32 compute for low-precision inputs.
+// Internal to model/, except LocalWindow, which KnnDecodeState exposes.
 #ifndef MEMTRAIN_MODEL_ATTENTION_COMMON_H_
 #define MEMTRAIN_MODEL_ATTENTION_COMMON_H_
 
