@@ -80,22 +80,26 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t ste
   // deleted, and no longer count: retention then keeps the newest commits
   // of this timeline, the one just made first, and `--resume=auto` cannot
   // jump back to the abandoned run.
-  for (const CheckpointRef& newer : ListCheckpoints(dir)) {
-    if (newer.step <= step) break;
-    std::string aside = absl::StrCat(newer.path, ".abandoned");
-    for (int n = 2; fs::exists(aside); ++n) aside = absl::StrCat(newer.path, ".abandoned-", n);
-    fs::rename(newer.path, aside, error);
+  std::vector<CheckpointRef> timeline;  // this run's complete checkpoints, newest first
+  for (const CheckpointRef& checkpoint : ListCheckpoints(dir)) {
+    if (checkpoint.step <= step) {
+      timeline.push_back(checkpoint);
+      continue;
+    }
+    std::string aside = absl::StrCat(checkpoint.path, ".abandoned");
+    for (int n = 2; fs::exists(aside); ++n) aside = absl::StrCat(checkpoint.path, ".abandoned-", n);
+    fs::rename(checkpoint.path, aside, error);
     if (error)
-      return absl::InternalError(absl::StrCat("cannot set aside ", newer.path,
+      return absl::InternalError(absl::StrCat("cannot set aside ", checkpoint.path,
                                               " (newer than the resumed run's step ", step,
                                               "): ", error.message()));
-    LOG(WARNING) << "[checkpoint] " << newer.path << " is from an abandoned timeline (after step "
-                 << step << ", which this run resumed before); set aside as " << aside;
+    LOG(WARNING) << "[checkpoint] " << checkpoint.path
+                 << " is from an abandoned timeline (after step " << step
+                 << ", which this run resumed before); set aside as " << aside;
   }
   MEMTRAIN_RETURN_IF_ERROR(Fsync(dir));
-  const std::vector<CheckpointRef> complete = ListCheckpoints(dir);
-  for (size_t i = static_cast<size_t>(std::max(keep_last, 1)); i < complete.size(); ++i) {
-    fs::remove_all(complete[i].path, error);
+  for (size_t i = static_cast<size_t>(std::max(keep_last, 1)); i < timeline.size(); ++i) {
+    fs::remove_all(timeline[i].path, error);
   }
   return target.string();
 }

@@ -54,7 +54,6 @@ CpuBudget CpuBudgetOfRank(int host_cores, int affinity_cores, int slurm_cpus_per
     budget.threads = std::max(1, host_cores / ranks_here);
     budget.why = absl::StrCat(host_cores, " cores / ", ranks_here, " rank(s) on this host");
   }
-  budget.threads = std::max(1, budget.threads);
   return budget;
 }
 

@@ -163,15 +163,16 @@ void LocalWindow::Save(std::map<std::string, at::Tensor>* state) const {
   (*state)["window.segment_begin"] = at::tensor({segment_begin}, at::kLong);
 }
 
+at::Tensor StateTensor(const std::map<std::string, at::Tensor>& state, const std::string& name) {
+  auto found = state.find(name);
+  return found == state.end() ? at::Tensor() : found->second;
+}
+
 void LocalWindow::Load(const std::map<std::string, at::Tensor>& state) {
-  auto find = [&](const std::string& name) {
-    auto found = state.find(name);
-    return found == state.end() ? at::Tensor() : found->second;
-  };
-  keys = find("window.keys");
-  values = find("window.values");
-  padding = find("window.padding");
-  const at::Tensor begin = find("window.segment_begin");
+  keys = StateTensor(state, "window.keys");
+  values = StateTensor(state, "window.values");
+  padding = StateTensor(state, "window.padding");
+  const at::Tensor begin = StateTensor(state, "window.segment_begin");
   // Checkpoints written before the XL cache hold the current segment only.
   segment_begin = begin.defined() ? begin.item<int64_t>() : 0;
 }

@@ -75,6 +75,10 @@ struct LocalWindow {
   void Load(const std::map<std::string, at::Tensor>& state);
 };
 
+/// `state[name]`, or an undefined tensor when the state has none (a
+/// checkpoint written before the entry existed, or an empty window).
+at::Tensor StateTensor(const std::map<std::string, at::Tensor>& state, const std::string& name);
+
 /// `call.state` as the variant's state type (nullptr without one); throws,
 /// naming `layer` and `kind`, for another variant's state.
 template <typename State>

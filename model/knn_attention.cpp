@@ -106,11 +106,8 @@ absl::Status KnnDecodeState::LoadState(const std::map<std::string, at::Tensor>& 
   for (const auto& [name, tensor] : state) {
     if (absl::StartsWith(name, "memory.")) memory[name.substr(7)] = tensor;
   }
-  auto find = [&](const std::string& name) {
-    auto found = state.find(name);
-    return found == state.end() ? at::Tensor() : found->second;
-  };
-  const at::Tensor position = find("position"), streams = find("streams");
+  const at::Tensor position = StateTensor(state, "position"),
+                   streams = StateTensor(state, "streams");
   if (!position.defined() || !streams.defined() ||
       streams.numel() != static_cast<int64_t>(streams_.size())) {
     return absl::InvalidArgumentError(

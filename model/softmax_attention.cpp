@@ -38,10 +38,9 @@ class SoftmaxState final : public SegmentMemoryState {
     return state;
   }
   absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override {
-    auto position = state.find("position");
-    if (position == state.end())
-      return absl::InvalidArgumentError("softmax state: needs 'position'");
-    position_ = position->second.item<int64_t>();
+    const at::Tensor position = StateTensor(state, "position");
+    if (!position.defined()) return absl::InvalidArgumentError("softmax state: needs 'position'");
+    position_ = position.item<int64_t>();
     window.Load(state);
     return absl::OkStatus();
   }

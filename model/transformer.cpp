@@ -406,16 +406,16 @@ TransformerDecodeStates TransformerImpl::NewSegmentStates(
   TransformerDecodeStates states;
   for (size_t i = 0; i < decoder_->size(); ++i) {
     AttentionImpl& layer = decoder_[i]->as<TransformerBlockImpl>()->self_attention();
-    std::unique_ptr<SegmentMemoryState> state = layer.NewSegmentState(batch);
     auto* knn = dynamic_cast<KnnAttentionImpl*>(&layer);
     if (knn != nullptr && knn_memory) {
       memory::KnnLayerMemory layer_memory = knn_memory(static_cast<int64_t>(i), batch);
       TORCH_CHECK(layer_memory.streams.size() == static_cast<size_t>(batch), "decoder.", i,
                   ": the knn layer memory has ", layer_memory.streams.size(), " streams for ",
                   batch, " rows");
-      state = knn->NewState(std::move(layer_memory));
+      states.self.push_back(knn->NewState(std::move(layer_memory)));
+    } else {
+      states.self.push_back(layer.NewSegmentState(batch));
     }
-    states.self.push_back(std::move(state));
     states.cross.push_back(nullptr);
   }
   return states;
