@@ -111,19 +111,24 @@ model::TransformerOptions WithoutRedundantLayers(model::TransformerOptions optio
 }
 
 // Copies `saved`'s tensors into `target`'s where name and shape agree;
-// `fresh` gets the names left as initialised, `copied` those copied.
+// `fresh` gets the target's names left as initialised, `unused` the saved
+// names not copied.
 void CopyMatching(const torch::OrderedDict<std::string, at::Tensor>& target,
                   const torch::OrderedDict<std::string, at::Tensor>& saved,
-                  std::vector<std::string>* fresh, std::set<std::string>* copied) {
+                  std::vector<std::string>* fresh, std::vector<std::string>* unused) {
   at::NoGradGuard no_grad;
+  std::set<std::string> copied;
   for (const auto& item : target) {
     const at::Tensor* from = saved.find(item.key());
     if (from != nullptr && from->sizes() == item.value().sizes()) {
       item.value().copy_(*from);
-      copied->insert(item.key());
+      copied.insert(item.key());
     } else {
       fresh->push_back(item.key());
     }
+  }
+  for (const auto& item : saved) {
+    if (copied.count(item.key()) == 0) unused->push_back(item.key());
   }
 }
 
@@ -168,16 +173,9 @@ absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& 
         "inspect shows the saved model's options)"));
   }
   std::vector<std::string> fresh;
-  std::set<std::string> copied;
-  CopyMatching(target.named_parameters(), saved.model->named_parameters(), &fresh, &copied);
-  CopyMatching(target.named_buffers(), saved.model->named_buffers(), &fresh, &copied);
   std::vector<std::string> unused;
-  for (const auto& item : saved.model->named_parameters()) {
-    if (copied.count(item.key()) == 0) unused.push_back(item.key());
-  }
-  for (const auto& item : saved.model->named_buffers()) {
-    if (copied.count(item.key()) == 0) unused.push_back(item.key());
-  }
+  CopyMatching(target.named_parameters(), saved.model->named_parameters(), &fresh, &unused);
+  CopyMatching(target.named_buffers(), saved.model->named_buffers(), &fresh, &unused);
   if (!fresh.empty()) changes.push_back("initialised fresh: " + absl::StrJoin(fresh, ", "));
   if (!unused.empty()) changes.push_back("saved but not used: " + absl::StrJoin(unused, ", "));
   return changes;
