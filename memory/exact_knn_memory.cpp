@@ -1,14 +1,19 @@
 #include "memory/exact_knn_memory.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/cpu/Utils.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -55,31 +60,104 @@ at::ScalarType ScoreType(at::ScalarType storage) {
   return storage == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// The best `hits` columns of `scores` [G, q, m] per query with their ids
-// (`ids_of` maps column indices [G, q, j] to insertion ids), best first and
-// equal scores oldest first. topk's order among equal scores is unspecified,
-// and an equal score just outside its k may be older than one inside (e.g.
-// duplicated keys: the same token after the same prefix). One more than k
-// shows whether a tie straddles the k-th place; only then are the candidates
-// every column scoring at least the k-th best. The candidates are then
-// ordered by id, then stably by score.
-std::pair<at::Tensor, at::Tensor> BestOldestFirst(
-    const at::Tensor& scores, int64_t hits,
-    const std::function<at::Tensor(const at::Tensor&)>& ids_of) {
-  const int64_t probe = std::min(hits + 1, scores.size(-1));
-  auto [best, index] = scores.topk(probe, /*dim=*/-1);
-  if (probe > hits && best.select(-1, hits).eq(best.select(-1, hits - 1)).any().item<bool>()) {
-    const int64_t candidates =
-        (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
-    std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+// Columns per block of BestOldestFirst's first pass.
+constexpr int64_t kSelectBlock = 32;
+
+// One row's selection (see BestOldestFirst). `block_max` holds the maxima of
+// the row's whole blocks; the columns past the last whole block are read
+// directly. Returns false when fewer than `hits` scores qualify, which only a
+// NaN score (unordered) can cause.
+template <typename Score>
+bool SelectRow(const Score* scores, int64_t columns, const float* block_max, int64_t blocks,
+               const int64_t* ids, int64_t id_stride, int64_t hits, std::vector<float>& maxima,
+               std::vector<std::pair<Score, int64_t>>& candidates, Score* best_out,
+               int64_t* ids_out) {
+  const int64_t whole = blocks * kSelectBlock;
+  maxima.assign(block_max, block_max + blocks);
+  if (whole < columns)
+    maxima.push_back(static_cast<float>(*std::max_element(scores + whole, scores + columns)));
+  // The hits-th largest block maximum t is at most the hits-th best score:
+  // each of those blocks holds a score >= t. So every score at or above the
+  // hits-th best, ties included, lies in a block whose maximum reaches t.
+  float threshold = -std::numeric_limits<float>::infinity();
+  if (static_cast<int64_t>(maxima.size()) > hits) {
+    std::nth_element(maxima.begin(), maxima.begin() + (hits - 1), maxima.end(),
+                     std::greater<float>());
+    threshold = maxima[hits - 1];
   }
-  const at::Tensor candidate_ids = ids_of(index);
-  const at::Tensor by_id =
-      std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
-  const at::Tensor by_score =
-      std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
-  const at::Tensor order = by_id.gather(-1, by_score).narrow(-1, 0, hits);
-  return {best.gather(-1, order), candidate_ids.gather(-1, order)};
+  // Block maxima of float64 scores were rounded to float32: compare below it.
+  const Score at_least = std::is_same_v<Score, float>
+                             ? static_cast<Score>(threshold)
+                             : std::nextafter(static_cast<Score>(threshold), -INFINITY);
+  candidates.clear();
+  const auto scan = [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      if (scores[j] >= at_least) candidates.emplace_back(scores[j], ids[j * id_stride]);
+    }
+  };
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (block_max[b] >= threshold) scan(b * kSelectBlock, (b + 1) * kSelectBlock);
+  }
+  scan(whole, columns);
+  if (static_cast<int64_t>(candidates.size()) < hits) return false;
+  std::partial_sort(candidates.begin(), candidates.begin() + hits, candidates.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.first > b.first || (a.first == b.first && a.second < b.second);
+                    });
+  for (int64_t h = 0; h < hits; ++h) {
+    best_out[h] = candidates[h].first;
+    ids_out[h] = candidates[h].second;
+  }
+  return true;
+}
+
+// The best `hits` columns of `scores` [G, q, m] per query with their ids
+// (`ids`: the insertion id of each column, [G, q, m] or broadcast to it),
+// best first and equal scores oldest (lowest id) first, as an exhaustive
+// sort would order them. Instead of topk, whose per-row cost dominated the
+// knn layer's step (docs/BENCHMARKS.md), a vectorized block maximum first
+// (ATen's amax) and then, per row, only the few blocks that can hold a hit
+// are read. Fails only for NaN scores.
+absl::StatusOr<std::pair<at::Tensor, at::Tensor>> BestOldestFirst(const at::Tensor& scores,
+                                                                  const at::Tensor& ids,
+                                                                  int64_t hits) {
+  const int64_t columns = scores.size(-1), rows = scores.numel() / columns;
+  const at::Tensor flat = scores.contiguous().view({rows, columns});
+  const at::Tensor flat_ids = ids.expand(scores.sizes()).reshape({rows, columns});
+  const int64_t blocks = columns / kSelectBlock;
+  const at::Tensor block_max = flat.narrow(1, 0, blocks * kSelectBlock)
+                                   .view({rows, blocks, kSelectBlock})
+                                   .amax(-1)
+                                   .to(at::kFloat)
+                                   .contiguous();
+  std::vector<int64_t> out_sizes = scores.sizes().vec();
+  out_sizes.back() = hits;
+  at::Tensor best = at::empty(out_sizes, flat.options());
+  at::Tensor best_ids = at::empty(out_sizes, flat_ids.options());
+  std::atomic<bool> ordered{true};
+  AT_DISPATCH_FLOATING_TYPES(flat.scalar_type(), "BestOldestFirst", [&] {
+    const scalar_t* score_data = flat.data_ptr<scalar_t>();
+    const int64_t* id_data = flat_ids.data_ptr<int64_t>();
+    const float* max_data = block_max.data_ptr<float>();
+    scalar_t* best_data = best.data_ptr<scalar_t>();
+    int64_t* best_id_data = best_ids.data_ptr<int64_t>();
+    at::parallel_for(0, rows, /*grain_size=*/8, [&](int64_t begin, int64_t end) {
+      std::vector<float> maxima;
+      std::vector<std::pair<scalar_t, int64_t>> candidates;
+      for (int64_t r = begin; r < end; ++r) {
+        if (!SelectRow(score_data + r * columns, columns, max_data + r * blocks, blocks,
+                       id_data + r * flat_ids.stride(0), flat_ids.stride(1), hits, maxima,
+                       candidates, best_data + r * hits, best_id_data + r * hits)) {
+          ordered = false;
+        }
+      }
+    });
+  });
+  if (!ordered) {
+    return absl::InvalidArgumentError(
+        "the search scores hold NaN: the queries or the stored keys are not finite");
+  }
+  return std::make_pair(best, best_ids);
 }
 
 }  // namespace
@@ -186,10 +264,9 @@ absl::StatusOr<KnnResult> ExactKnnMemory::search(int64_t stream, const at::Tenso
   // Until the ring wraps, the valid entries are its first `count` slots.
   const at::Tensor keys = ring.keys.slice(1, 0, ring.count).to(query.scalar_type());
   const at::Tensor scores = at::matmul(query, keys.transpose(1, 2));
-  const at::Tensor slot_ids = ring.SlotIds(options_.capacity());
-  auto [best, ids] = BestOldestFirst(scores, hits, [&](const at::Tensor& columns) {
-    return slot_ids.index_select(0, columns.reshape({-1})).view_as(columns);
-  });
+  MEMTRAIN_ASSIGN_OR_RETURN(auto hits_found,
+                            BestOldestFirst(scores, ring.SlotIds(options_.capacity()), hits));
+  const auto& [best, ids] = hits_found;
   auto [hit_keys, hit_values] = EntriesById(stream, ids);
   return KnnResult{hit_keys, hit_values, best, ids};
 }
@@ -266,9 +343,10 @@ std::optional<KnnResult> ExactKnnMemory::CoarseThenExactSearch(int64_t stream, c
   const at::Tensor exact = at::matmul(candidate_keys, query.unsqueeze(-1)).squeeze(-1);
   const at::Tensor candidate_ids =
       ring.SlotIds(capacity).index_select(0, slots.reshape({-1})).view_as(slots);
-  auto [best, ids] = BestOldestFirst(exact, hits, [&](const at::Tensor& positions) {
-    return candidate_ids.gather(-1, positions);
-  });
+  absl::StatusOr<std::pair<at::Tensor, at::Tensor>> hits_found =
+      BestOldestFirst(exact, candidate_ids, hits);
+  if (!hits_found.ok()) return std::nullopt;  // NaN: the full search reports it
+  const auto& [best, ids] = *hits_found;
   auto [hit_keys, hit_values] = EntriesById(stream, ids);
   return KnnResult{hit_keys, hit_values, best, ids};
 }

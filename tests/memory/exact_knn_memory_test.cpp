@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
+#include <string>
 #include <vector>
 
 namespace memtrain::memory {
@@ -149,6 +151,51 @@ TEST(ExactKnnMemoryTest, TiesComeOldestFirstAndIdsCountInsertions) {
   // ring has wrapped: they sit in slots 4 and 5, not 0 and 1).
   const KnnResult all_tie = *memory.search(0, at::zeros({1, 1, 1}, at::kDouble), 2);
   EXPECT_TRUE(at::equal(all_tie.ids.view(-1), at::tensor({4, 5}, at::kLong)));
+}
+
+// The full search's selection reads only the blocks of 32 slots that can
+// hold a hit. Against an exhaustive sort (score descending, then id
+// ascending) for a wrapped ring with a partial last block (5,000 slots) and
+// keys of small integers, so that scores tie within and across blocks and at
+// the k-th place, in float32 and float64.
+TEST(ExactKnnMemoryTest, FullSearchEqualsAnExhaustiveSortWithTies) {
+  at::manual_seed(3);
+  const int64_t capacity = 5000, added = 7300, groups = 2, k = 40;
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    ExactKnnMemory memory{ExactKnnMemoryOptions(capacity)};
+    const at::Tensor keys = at::randint(-2, 3, {groups, added, 4}, at::TensorOptions(dtype));
+    ASSERT_TRUE(memory.add(0, keys.narrow(1, 0, 3000), at::zeros({groups, 3000, 1}, dtype)).ok());
+    ASSERT_TRUE(
+        memory
+            .add(0, keys.narrow(1, 3000, added - 3000), at::zeros({groups, added - 3000, 1}, dtype))
+            .ok());
+    const at::Tensor queries = at::randint(-2, 3, {groups, 24, 4}, at::TensorOptions(dtype));
+    const KnnResult found = *memory.search(0, queries, k);
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t i = 0; i < 24; ++i) {
+        std::vector<std::pair<double, int64_t>> all;  // (-score, id): ascending is the order
+        for (int64_t id = added - capacity; id < added; ++id) {
+          all.emplace_back(-at::dot(queries[g][i], keys[g][id]).item<double>(), id);
+        }
+        std::sort(all.begin(), all.end());
+        for (int64_t h = 0; h < k; ++h) {
+          ASSERT_EQ(found.ids[g][i][h].item<int64_t>(), all[h].second)
+              << "dtype " << dtype << ", group " << g << ", query " << i << ", hit " << h;
+          ASSERT_EQ(found.scores[g][i][h].item<double>(), -all[h].first);
+        }
+      }
+    }
+  }
+}
+
+TEST(ExactKnnMemoryTest, NanScoresAreAnErrorNotAnAnswer) {
+  ExactKnnMemory memory{ExactKnnMemoryOptions(100)};
+  at::Tensor keys = at::randn({1, 100, 4});
+  keys[0][17][2] = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_TRUE(memory.add(0, keys, at::zeros({1, 100, 1})).ok());
+  const absl::StatusOr<KnnResult> found = memory.search(0, at::randn({1, 3, 4}), 100);
+  ASSERT_FALSE(found.ok());
+  EXPECT_NE(found.status().message().find("NaN"), std::string::npos) << found.status();
 }
 
 TEST(ExactKnnMemoryTest, Bf16StorageHalvesTheEntries) {
