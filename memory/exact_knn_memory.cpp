@@ -111,16 +111,41 @@ bool SelectRow(const Score* scores, int64_t columns, const float* block_max, int
   return true;
 }
 
+// BestOldestFirst on a GPU, where topk is fast: one more than k shows whether
+// a tie straddles the k-th place (topk's order among equal scores is
+// unspecified, and an equal score just outside its k may be older than one
+// inside: duplicated keys, the same token after the same prefix); only then
+// are the candidates every column scoring at least the k-th best. The
+// candidates are then ordered by id, then stably by score.
+std::pair<at::Tensor, at::Tensor> BestOldestFirstByTopk(const at::Tensor& scores,
+                                                        const at::Tensor& ids, int64_t hits) {
+  const int64_t probe = std::min(hits + 1, scores.size(-1));
+  auto [best, index] = scores.topk(probe, /*dim=*/-1);
+  if (probe > hits && best.select(-1, hits).eq(best.select(-1, hits - 1)).any().item<bool>()) {
+    const int64_t candidates =
+        (scores >= best.narrow(-1, hits - 1, 1)).sum(-1).max().item<int64_t>();
+    std::tie(best, index) = scores.topk(candidates, /*dim=*/-1);
+  }
+  const at::Tensor candidate_ids = ids.expand(scores.sizes()).gather(-1, index);
+  const at::Tensor by_id =
+      std::get<1>(candidate_ids.sort(/*stable=*/true, -1, /*descending=*/false));
+  const at::Tensor by_score =
+      std::get<1>(best.gather(-1, by_id).sort(/*stable=*/true, -1, /*descending=*/true));
+  const at::Tensor order = by_id.gather(-1, by_score).narrow(-1, 0, hits);
+  return {best.gather(-1, order), candidate_ids.gather(-1, order)};
+}
+
 // The best `hits` columns of `scores` [G, q, m] per query with their ids
 // (`ids`: the insertion id of each column, [G, q, m] or broadcast to it),
 // best first and equal scores oldest (lowest id) first, as an exhaustive
-// sort would order them. Instead of topk, whose per-row cost dominated the
-// knn layer's step (docs/BENCHMARKS.md), a vectorized block maximum first
-// (ATen's amax) and then, per row, only the few blocks that can hold a hit
-// are read. Fails only for NaN scores.
+// sort would order them. On the CPU, instead of topk, whose per-row cost
+// dominated the knn layer's step (docs/BENCHMARKS.md), a vectorized block
+// maximum first (ATen's amax) and then, per row, only the few blocks that
+// can hold a hit are read; that fails for NaN scores (unordered).
 absl::StatusOr<std::pair<at::Tensor, at::Tensor>> BestOldestFirst(const at::Tensor& scores,
                                                                   const at::Tensor& ids,
                                                                   int64_t hits) {
+  if (!scores.is_cpu()) return BestOldestFirstByTopk(scores, ids, hits);
   const int64_t columns = scores.size(-1), rows = scores.numel() / columns;
   const at::Tensor flat = scores.contiguous().view({rows, columns});
   const at::Tensor flat_ids = ids.expand(scores.sizes()).reshape({rows, columns});

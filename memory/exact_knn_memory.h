@@ -1,9 +1,11 @@
 // File: memory/exact_knn_memory.h
 //
 // `ExactKnnMemory`: the backends `exact` and `exact_bf16` (memory/knn_memory.h;
-// the name was LocalKnnMemory). Exact search (one matmul + topk on the device the entries live on)
-// over a fixed-capacity ring buffer per stream: once full, each add overwrites the oldest entries
-// (FIFO). Unlike a FAISS index nothing needs rebuilding on eviction (ATTENTION.md §7(d)).
+// the name was LocalKnnMemory). Exact search (one matmul on the device the entries live on, then
+// the k best per query: topk on a GPU, a block-pruned selection on the CPU; ties oldest first;
+// NaN scores are an error) over a fixed-capacity ring buffer per stream: once full, each add
+// overwrites the oldest entries (FIFO). Unlike a FAISS index nothing needs rebuilding on eviction
+// (ATTENTION.md §7(d)).
 //
 //   ExactKnnMemory memory(ExactKnnMemoryOptions(8192));
 //   MEMTRAIN_RETURN_IF_ERROR(memory.add(0, keys, values));
