@@ -1,11 +1,5 @@
 #include "bench/bench_support.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -18,7 +12,6 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -110,87 +103,13 @@ absl::StatusOr<nlohmann::json> ChildResult::LastLineJson() const {
   return parsed;
 }
 
-namespace {
-
-// This process's environment with `extra` in place of the variables it names.
-std::vector<std::string> ChildEnvironment(const std::vector<std::string>& extra) {
-  std::vector<std::string> environment = extra;
-  for (char** variable = environ; *variable != nullptr; ++variable) {
-    const absl::string_view entry(*variable);
-    const absl::string_view name = entry.substr(0, entry.find('='));
-    const bool replaced = std::any_of(extra.begin(), extra.end(), [&](const std::string& added) {
-      return absl::string_view(added).substr(0, added.find('=')) == name;
-    });
-    if (!replaced) environment.emplace_back(entry);
-  }
-  return environment;
-}
-
-std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
-  std::vector<char*> pointers;
-  for (std::string& s : strings) pointers.push_back(s.data());
-  pointers.push_back(nullptr);
-  return pointers;
-}
-
-}  // namespace
-
 absl::StatusOr<ChildResult> RunChild(const ChildCommand& command) {
-  if (command.argv.empty()) return absl::InvalidArgumentError("RunChild: no command");
+  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(command));
   ChildResult result;
-  result.command = absl::StrJoin(command.argv, " ");
-  std::vector<std::string> args = command.argv;
-  std::vector<std::string> environment = ChildEnvironment(command.extra_environment);
-  const std::vector<char*> argv = NullTerminated(args), envp = NullTerminated(environment);
-
-  // Both ends close in the child on exec; dup2 gives it a stdout without that flag.
-  int pipe_fds[2] = {-1, -1};
-  if (command.capture_stdout && pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot run `", result.command, "`: pipe"));
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  if (command.capture_stdout)
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  // What this process printed so far comes before what a child printing to
-  // the same stdout prints.
-  std::fflush(stdout);
-  pid_t pid = 0;
-  const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (command.capture_stdout) close(pipe_fds[1]);
-  if (spawned != 0) {
-    if (command.capture_stdout) close(pipe_fds[0]);
-    return absl::ErrnoToStatus(spawned, absl::StrCat("cannot run `", result.command, "`"));
-  }
-  if (command.capture_stdout) {
-    char buffer[4096];
-    for (;;) {
-      const ssize_t got = read(pipe_fds[0], buffer, sizeof(buffer));
-      if (got > 0) {
-        result.stdout_text.append(buffer, static_cast<size_t>(got));
-      } else if (got == 0 || errno != EINTR) {
-        break;
-      }
-    }
-    close(pipe_fds[0]);
-  }
-  int status = 0;
-  struct rusage usage {};
-  while (wait4(pid, &status, 0, &usage) < 0) {
-    if (errno != EINTR)
-      return absl::ErrnoToStatus(errno, absl::StrCat("cannot wait for `", result.command, "`"));
-  }
-  result.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB
-  if (WIFSIGNALED(status)) {
-    return absl::InternalError(absl::StrCat("`", result.command, "` died of signal ",
-                                            WTERMSIG(status), " (", strsignal(WTERMSIG(status)),
-                                            ")"));
-  }
-  if (WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("`", result.command, "` exited with status ",
-                                            WEXITSTATUS(status), " (its error is above)"));
-  }
+  result.command = child->command();
+  MEMTRAIN_ASSIGN_OR_RETURN(result.stdout_text, child->ReadRest());
+  MEMTRAIN_RETURN_IF_ERROR(child->Wait());
+  result.peak_rss_mb = child->peak_rss_mb();
   return result;
 }
 

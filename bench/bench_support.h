@@ -11,7 +11,7 @@
 // --warmup and --repeats default to each benchmark's own numbers (its usage
 // line states them): main() calls SetRepetitionDefaults after InitBinary.
 //
-// Children (a measurement in a process of its own, or a tool):
+// Children (a measurement in a process of its own, or a tool; common/child_process.h):
 //   ChildCommand command;
 //   command.argv = {self, "--measure=single"};
 //   MEMTRAIN_ASSIGN_OR_RETURN(ChildResult child, RunChild(command));
@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/child_process.h"
 #include "nlohmann/json.hpp"
 
 ABSL_DECLARE_FLAG(std::string, json);
@@ -74,11 +75,7 @@ class WorkDir {
 
 // ---- child processes -----------------------------------------------------------
 
-struct ChildCommand {
-  std::vector<std::string> argv;               // argv[0]: a path, or a name looked up on PATH
-  std::vector<std::string> extra_environment;  // "NAME=value", replacing this process's NAME
-  bool capture_stdout = true;                  // false: the child writes to this process's stdout
-};
+using memtrain::ChildCommand;
 
 struct ChildResult {
   std::string command;      // argv joined by spaces, for messages

@@ -2,16 +2,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/child_process.h"
 #include "common/status_macros.h"
 #include "data/code_corpus.h"
 #include "data/demo_corpus.h"
@@ -105,31 +109,69 @@ absl::Status CheckInputFile(const std::string& path) {
   return absl::OkStatus();
 }
 
-// The lines of several files read one after the other, without "\n" or "\r\n".
+// How a parquet input becomes lines (data/parquet_rows.py streams it, with
+// pyarrow): the columns every record needs, those read when present, and
+// whether the one column's values are the lines themselves (WikiText) rather
+// than one JSON object per row.
+struct ParquetColumns {
+  std::string required;  ///< comma-separated
+  std::string optional;  ///< comma-separated
+  bool text = false;
+};
+
+bool IsParquet(absl::string_view path) { return absl::EndsWith(path, ".parquet"); }
+
+// The Python that runs data/parquet_rows.py: $MEMTRAIN_PYTHON, else the one
+// the build was configured with (the project's .venv).
+std::string ParquetPython() {
+  const char* chosen = std::getenv("MEMTRAIN_PYTHON");
+  return chosen != nullptr && *chosen != '\0' ? chosen : MEMTRAIN_DEFAULT_PYTHON;
+}
+
+// The lines of several files read one after the other, without "\n" or
+// "\r\n"; a parquet file's lines are its rows (ParquetColumns).
 class LineSource {
  public:
   struct Line {
     std::string text;
     size_t file_index = 0;
-    int64_t number = 0;  ///< 1-based within its file
+    int64_t number = 0;  ///< 1-based within its file (a parquet file: its row)
   };
 
-  /// Adds the bytes it consumes to *bytes_read.
-  LineSource(std::vector<std::string> paths, int64_t* bytes_read)
-      : paths_(std::move(paths)), bytes_read_(bytes_read) {}
+  /// Adds the bytes it consumes to *bytes_read (of a parquet file: its size
+  /// times the fraction of its rows read, so that progress stays in bytes).
+  LineSource(std::vector<std::string> paths, int64_t* bytes_read,
+             ParquetColumns parquet = ParquetColumns{})
+      : paths_(std::move(paths)), bytes_read_(bytes_read), parquet_(std::move(parquet)) {}
 
   /// The next line, or nullopt after the last line of the last file.
   absl::StatusOr<std::optional<Line>> Next() {
     while (true) {
-      if (!file_.is_open()) {
+      if (!file_.is_open() && rows_ == nullptr) {
         if (next_file_ == paths_.size()) return std::nullopt;
         MEMTRAIN_RETURN_IF_ERROR(Open(next_file_++));
       }
       Line line;
+      line.file_index = next_file_ - 1;
+      if (rows_ != nullptr) {
+        MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> row, rows_->ReadLine());
+        if (row.has_value()) {
+          line.text = std::move(*row);
+          line.number = ++line_number_;
+          const int64_t counted =
+              parquet_bytes_ * line_number_ / std::max<int64_t>(parquet_rows_, 1);
+          *bytes_read_ += counted - parquet_counted_;
+          parquet_counted_ = counted;
+          return line;
+        }
+        const absl::Status finished = rows_->Wait();
+        rows_.reset();
+        MEMTRAIN_RETURN_IF_ERROR(finished);
+        continue;
+      }
       if (std::getline(file_, line.text)) {
         *bytes_read_ += static_cast<int64_t>(line.text.size()) + (file_.eof() ? 0 : 1);
         if (!line.text.empty() && line.text.back() == '\r') line.text.pop_back();
-        line.file_index = next_file_ - 1;
         line.number = ++line_number_;
         return line;
       }
@@ -143,25 +185,61 @@ class LineSource {
   }
 
   std::string Where(const Line& line) const {
-    return absl::StrCat(paths_[line.file_index], ":", line.number);
+    const std::string& path = paths_[line.file_index];
+    return absl::StrCat(path, IsParquet(path) ? ":row " : ":", line.number);
   }
 
  private:
   absl::Status Open(size_t index) {
-    MEMTRAIN_RETURN_IF_ERROR(CheckInputFile(paths_[index]));
+    const std::string& path = paths_[index];
+    MEMTRAIN_RETURN_IF_ERROR(CheckInputFile(path));
+    line_number_ = 0;
+    if (IsParquet(path)) return OpenParquet(path);
     file_.clear();
-    file_.open(paths_[index], std::ios::binary);
+    file_.open(path, std::ios::binary);
     if (!file_.is_open()) {
       return absl::PermissionDeniedError(
-          absl::StrCat("cannot open '", paths_[index], "': ", std::strerror(errno)));
+          absl::StrCat("cannot open '", path, "': ", std::strerror(errno)));
     }
-    line_number_ = 0;
+    return absl::OkStatus();
+  }
+
+  absl::Status OpenParquet(const std::string& path) {
+    ChildCommand command;
+    command.argv = {ParquetPython(),
+                    MEMTRAIN_PARQUET_ROWS_SCRIPT,
+                    path,
+                    "--columns",
+                    parquet_.required,
+                    "--optional",
+                    parquet_.optional};
+    if (parquet_.text) command.argv.push_back("--text");
+    command.capture_stderr = true;
+    MEMTRAIN_ASSIGN_OR_RETURN(rows_, ChildProcess::Start(command));
+    // The first line is {"rows": N}; without it the child failed and says why.
+    MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> header, rows_->ReadLine());
+    const nlohmann::json parsed = nlohmann::json::parse(header.value_or(""), nullptr, false);
+    if (!header.has_value() || !parsed.is_object() || !parsed.contains("rows") ||
+        !parsed["rows"].is_number_integer()) {
+      const absl::Status failed = rows_->Wait();
+      rows_.reset();
+      return absl::InvalidArgumentError(
+          absl::StrCat("reading parquet '", path,
+                       "' failed: ", failed.ok() ? "no row count" : failed.message()));
+    }
+    std::error_code error;
+    parquet_bytes_ = static_cast<int64_t>(std::filesystem::file_size(path, error));
+    parquet_rows_ = parsed["rows"].get<int64_t>();
+    parquet_counted_ = 0;
     return absl::OkStatus();
   }
 
   std::vector<std::string> paths_;
   int64_t* bytes_read_;
+  ParquetColumns parquet_;
   std::ifstream file_;
+  std::unique_ptr<ChildProcess> rows_;  // the open parquet file's rows
+  int64_t parquet_bytes_ = 0, parquet_rows_ = 0, parquet_counted_ = 0;
   size_t next_file_ = 0;
   int64_t line_number_ = 0;
 };
@@ -241,7 +319,8 @@ bool IsArticleHeading(absl::string_view line) {
 class WikiTextReader : public FileReader {
  public:
   explicit WikiTextReader(const ReaderOptions& options)
-      : FileReader(options.on_bad_record), lines_(options.inputs, &stats_.bytes_read) {}
+      : FileReader(options.on_bad_record),
+        lines_(options.inputs, &stats_.bytes_read, ParquetColumns{"text", "", /*text=*/true}) {}
 
  protected:
   absl::StatusOr<std::optional<Parsed>> Parse() override {
@@ -280,6 +359,134 @@ class WikiTextReader : public FileReader {
  private:
   LineSource lines_;
   std::optional<LineSource::Line> pending_;  // read, but belongs to the next article
+};
+
+// ---- JSON lines (XSUM, OpenOrca, the hub's WMT16)
+// ------------------------------------------------
+
+// The string member `name`; nullopt when absent and optional.
+absl::StatusOr<std::optional<std::string>> StringMember(const nlohmann::json& object,
+                                                        const char* name, bool required) {
+  const auto it = object.find(name);
+  if (it == object.end()) {
+    if (!required) return std::nullopt;
+    return absl::InvalidArgumentError(absl::StrCat("missing field '", name, "'"));
+  }
+  if (!it->is_string()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field '", name, "' must be a string, got ", it->type_name()));
+  }
+  return it->get<std::string>();
+}
+
+// Ids are strings in some XSUM dumps and integers in others.
+absl::StatusOr<std::string> IdMember(const nlohmann::json& object) {
+  const auto it = object.find("id");
+  if (it == object.end() || it->is_null()) return std::string();
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_integer()) return it->dump();
+  return absl::InvalidArgumentError(
+      absl::StrCat("field 'id' must be a string or an integer, got ", it->type_name()));
+}
+
+// Fills parsed->record from one JSON object of the corpus; an error is a
+// malformed record.
+using JsonToRecord = absl::Status (*)(const nlohmann::json& object, const ReaderOptions& options,
+                                      Parsed* parsed);
+
+absl::Status XsumToRecord(const nlohmann::json& object, const ReaderOptions&, Parsed* parsed) {
+  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> document,
+                            StringMember(object, "document", /*required=*/true));
+  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> summary,
+                            StringMember(object, "summary", /*required=*/true));
+  MEMTRAIN_ASSIGN_OR_RETURN(parsed->record.id, IdMember(object));
+  parsed->empty = IsBlank(*document) || IsBlank(*summary);
+  parsed->record.source = OneSegment(std::move(*document));
+  parsed->record.target = OneSegment(std::move(*summary));
+  return absl::OkStatus();
+}
+
+absl::Status OpenOrcaToRecord(const nlohmann::json& object, const ReaderOptions&, Parsed* parsed) {
+  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> system_prompt,
+                            StringMember(object, "system_prompt", /*required=*/false));
+  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> question,
+                            StringMember(object, "question", /*required=*/true));
+  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> response,
+                            StringMember(object, "response", /*required=*/true));
+  MEMTRAIN_ASSIGN_OR_RETURN(parsed->record.id, IdMember(object));
+  parsed->empty = IsBlank(*question) || IsBlank(*response);
+  if (system_prompt.has_value() && !IsBlank(*system_prompt)) {
+    parsed->record.source = OneSegment(std::move(*system_prompt));
+  }
+  TextSegment question_segment;
+  question_segment.text = std::move(*question);
+  question_segment.separator_before = true;
+  parsed->record.source.push_back(std::move(question_segment));
+  parsed->record.target = OneSegment(std::move(*response));
+  return absl::OkStatus();
+}
+
+// The Hugging Face hub's WMT16 rows: {"translation": {"de": ..., "en": ...}},
+// the source and target languages chosen by ReaderOptions::wmt_direction.
+absl::Status TranslationToRecord(const nlohmann::json& object, const ReaderOptions& options,
+                                 Parsed* parsed) {
+  const auto translation = object.find("translation");
+  if (translation == object.end() || !translation->is_object()) {
+    return absl::InvalidArgumentError(
+        "expected a field 'translation' holding one string per language");
+  }
+  std::string text[2];
+  const std::string* languages[2] = {&options.wmt_direction.source, &options.wmt_direction.target};
+  for (int side = 0; side < 2; ++side) {
+    MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> found,
+                              StringMember(*translation, languages[side]->c_str(), true));
+    text[side] = std::move(*found);
+  }
+  parsed->empty = IsBlank(text[0]) || IsBlank(text[1]);
+  parsed->record.source = OneSegment(std::move(text[0]));
+  parsed->record.target = OneSegment(std::move(text[1]));
+  return absl::OkStatus();
+}
+
+class JsonLinesReader : public FileReader {
+ public:
+  /// `parquet`: the columns to_record reads, for parquet inputs.
+  JsonLinesReader(const ReaderOptions& options, JsonToRecord to_record, ParquetColumns parquet)
+      : FileReader(options.on_bad_record),
+        options_(options),
+        lines_(options.inputs, &stats_.bytes_read, std::move(parquet)),
+        to_record_(to_record) {}
+
+ protected:
+  absl::StatusOr<std::optional<Parsed>> Parse() override {
+    std::optional<LineSource::Line> line;
+    do {  // blank lines separate nothing in JSON lines; they are not records
+      MEMTRAIN_ASSIGN_OR_RETURN(line, lines_.Next());
+      if (!line.has_value()) return std::nullopt;
+    } while (IsBlank(line->text));
+    Parsed parsed;
+    parsed.record.where = lines_.Where(*line);
+    nlohmann::json object;
+    try {
+      object = nlohmann::json::parse(line->text);
+    } catch (const nlohmann::json::exception& error) {
+      parsed.problem = absl::StrCat("invalid JSON: ", error.what());
+      return parsed;
+    }
+    if (!object.is_object()) {
+      parsed.problem = absl::StrCat("expected a JSON object, got ", object.type_name());
+      return parsed;
+    }
+    if (absl::Status status = to_record_(object, options_, &parsed); !status.ok()) {
+      parsed.problem = std::string(status.message());
+    }
+    return parsed;
+  }
+
+ private:
+  const ReaderOptions options_;
+  LineSource lines_;
+  JsonToRecord to_record_;
 };
 
 // ---- WMT16 ------------------------------------------------------------------------
@@ -408,6 +615,21 @@ class WmtTsvReader : public FileReader {
 };
 
 absl::StatusOr<std::unique_ptr<CorpusReader>> OpenWmtReader(const ReaderOptions& options) {
+  const auto is_hub_file = [](const std::string& p) {
+    return IsParquet(p) || absl::EndsWith(p, ".jsonl") || absl::EndsWith(p, ".json");
+  };
+  const int64_t hub_files =
+      std::count_if(options.inputs.begin(), options.inputs.end(), is_hub_file);
+  if (hub_files == static_cast<int64_t>(options.inputs.size())) {
+    return std::make_unique<JsonLinesReader>(options, &TranslationToRecord,
+                                             ParquetColumns{"translation", ""});
+  }
+  if (hub_files > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "wmt16 inputs are either all the hub's parquet/JSON-lines files ({\"translation\": "
+        "{...}}) or text files; got a mix: ",
+        absl::StrJoin(options.inputs, ", ")));
+  }
   const bool all_tsv = std::all_of(options.inputs.begin(), options.inputs.end(),
                                    [](const std::string& p) { return absl::EndsWith(p, ".tsv"); });
   if (all_tsv) {
@@ -437,108 +659,22 @@ absl::StatusOr<std::unique_ptr<CorpusReader>> OpenWmtReader(const ReaderOptions&
                                          ShouldUnescape(options.wmt_escaping, target));
 }
 
-// ---- JSON lines (XSUM, OpenOrca) ------------------------------------------------
-
-// The string member `name`; nullopt when absent and optional.
-absl::StatusOr<std::optional<std::string>> StringMember(const nlohmann::json& object,
-                                                        const char* name, bool required) {
-  const auto it = object.find(name);
-  if (it == object.end()) {
-    if (!required) return std::nullopt;
-    return absl::InvalidArgumentError(absl::StrCat("missing field '", name, "'"));
-  }
-  if (!it->is_string()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("field '", name, "' must be a string, got ", it->type_name()));
-  }
-  return it->get<std::string>();
-}
-
-// Ids are strings in some XSUM dumps and integers in others.
-absl::StatusOr<std::string> IdMember(const nlohmann::json& object) {
-  const auto it = object.find("id");
-  if (it == object.end() || it->is_null()) return std::string();
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return it->dump();
-  return absl::InvalidArgumentError(
-      absl::StrCat("field 'id' must be a string or an integer, got ", it->type_name()));
-}
-
-// Fills parsed->record from one JSON object of the corpus; an error is a
-// malformed record.
-using JsonToRecord = absl::Status (*)(const nlohmann::json& object, Parsed* parsed);
-
-absl::Status XsumToRecord(const nlohmann::json& object, Parsed* parsed) {
-  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> document,
-                            StringMember(object, "document", /*required=*/true));
-  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> summary,
-                            StringMember(object, "summary", /*required=*/true));
-  MEMTRAIN_ASSIGN_OR_RETURN(parsed->record.id, IdMember(object));
-  parsed->empty = IsBlank(*document) || IsBlank(*summary);
-  parsed->record.source = OneSegment(std::move(*document));
-  parsed->record.target = OneSegment(std::move(*summary));
-  return absl::OkStatus();
-}
-
-absl::Status OpenOrcaToRecord(const nlohmann::json& object, Parsed* parsed) {
-  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> system_prompt,
-                            StringMember(object, "system_prompt", /*required=*/false));
-  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> question,
-                            StringMember(object, "question", /*required=*/true));
-  MEMTRAIN_ASSIGN_OR_RETURN(std::optional<std::string> response,
-                            StringMember(object, "response", /*required=*/true));
-  MEMTRAIN_ASSIGN_OR_RETURN(parsed->record.id, IdMember(object));
-  parsed->empty = IsBlank(*question) || IsBlank(*response);
-  if (system_prompt.has_value() && !IsBlank(*system_prompt)) {
-    parsed->record.source = OneSegment(std::move(*system_prompt));
-  }
-  TextSegment question_segment;
-  question_segment.text = std::move(*question);
-  question_segment.separator_before = true;
-  parsed->record.source.push_back(std::move(question_segment));
-  parsed->record.target = OneSegment(std::move(*response));
-  return absl::OkStatus();
-}
-
-class JsonLinesReader : public FileReader {
- public:
-  JsonLinesReader(const ReaderOptions& options, JsonToRecord to_record)
-      : FileReader(options.on_bad_record),
-        lines_(options.inputs, &stats_.bytes_read),
-        to_record_(to_record) {}
-
- protected:
-  absl::StatusOr<std::optional<Parsed>> Parse() override {
-    std::optional<LineSource::Line> line;
-    do {  // blank lines separate nothing in JSON lines; they are not records
-      MEMTRAIN_ASSIGN_OR_RETURN(line, lines_.Next());
-      if (!line.has_value()) return std::nullopt;
-    } while (IsBlank(line->text));
-    Parsed parsed;
-    parsed.record.where = lines_.Where(*line);
-    nlohmann::json object;
-    try {
-      object = nlohmann::json::parse(line->text);
-    } catch (const nlohmann::json::exception& error) {
-      parsed.problem = absl::StrCat("invalid JSON: ", error.what());
-      return parsed;
-    }
-    if (!object.is_object()) {
-      parsed.problem = absl::StrCat("expected a JSON object, got ", object.type_name());
-      return parsed;
-    }
-    if (absl::Status status = to_record_(object, &parsed); !status.ok()) {
-      parsed.problem = std::string(status.message());
-    }
-    return parsed;
-  }
-
- private:
-  LineSource lines_;
-  JsonToRecord to_record_;
-};
-
 }  // namespace
+
+bool AbslParseFlag(absl::string_view text, WmtDirection* value, std::string* error) {
+  const std::vector<std::string> parts = absl::StrSplit(text, '-');
+  if (parts.size() != 2 || parts[0].empty() || parts[1].empty() || parts[0] == parts[1]) {
+    *error = absl::StrCat("expected SOURCE-TARGET language codes such as en-de, got '", text, "'");
+    return false;
+  }
+  value->source = parts[0];
+  value->target = parts[1];
+  return true;
+}
+
+std::string AbslUnparseFlag(const WmtDirection& value) {
+  return absl::StrCat(value.source, "-", value.target);
+}
 
 absl::StatusOr<Corpus> ParseCorpus(absl::string_view name) {
   std::vector<std::string> names;
@@ -561,22 +697,18 @@ absl::StatusOr<std::unique_ptr<CorpusReader>> OpenCorpusReader(const ReaderOptio
     return absl::InvalidArgumentError(
         absl::StrCat("corpus ", CorpusName(options.corpus), " needs input files; none given"));
   }
-  for (const std::string& path : options.inputs) {
-    MEMTRAIN_RETURN_IF_ERROR(CheckInputFile(path));
-    if (absl::EndsWith(path, ".parquet")) {
-      return absl::UnimplementedError(absl::StrCat(
-          "'", path, "': parquet is not read; convert it to JSON lines, one object per row"));
-    }
-  }
+  for (const std::string& path : options.inputs) MEMTRAIN_RETURN_IF_ERROR(CheckInputFile(path));
   switch (options.corpus) {
     case Corpus::kWikiText:
       return std::make_unique<WikiTextReader>(options);
     case Corpus::kWmt16:
       return OpenWmtReader(options);
     case Corpus::kXsum:
-      return std::make_unique<JsonLinesReader>(options, &XsumToRecord);
+      return std::make_unique<JsonLinesReader>(options, &XsumToRecord,
+                                               ParquetColumns{"document,summary", "id"});
     case Corpus::kOpenOrca:
-      return std::make_unique<JsonLinesReader>(options, &OpenOrcaToRecord);
+      return std::make_unique<JsonLinesReader>(
+          options, &OpenOrcaToRecord, ParquetColumns{"question,response", "id,system_prompt"});
     case Corpus::kDemo:
     case Corpus::kCode:
       break;

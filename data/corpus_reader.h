@@ -100,16 +100,28 @@ enum class CodeDocument {
 bool AbslParseFlag(absl::string_view text, CodeDocument* value, std::string* error);
 std::string AbslUnparseFlag(CodeDocument value);
 
+/// Which language of a WMT16 row of the Hugging Face hub ({"translation":
+/// {"de": ..., "en": ...}}) is the source; --wmt_direction=en-de.
+struct WmtDirection {
+  std::string source = "en";
+  std::string target = "de";
+};
+bool AbslParseFlag(absl::string_view text, WmtDirection* value, std::string* error);
+std::string AbslUnparseFlag(const WmtDirection& value);
+
 struct ReaderOptions {
   Corpus corpus = Corpus::kDemo;
   /// wikitext: one or more .tokens/.raw files, read in order. wmt16: a source
   /// file and its line-aligned target file, or one or more .tsv files
   /// (source<TAB>target). xsum, openorca: one or more JSON-lines files.
+  /// Besides, for all four, the Hugging Face hub's .parquet files (wmt16 also
+  /// its JSON lines), read through data/parquet_rows.py (pyarrow).
   /// code: one or more directories. demo: none.
   std::vector<std::string> inputs;
   BadRecordPolicy on_bad_record = BadRecordPolicy::kFail;
   /// wmt16 only.
   MosesEscaping wmt_escaping = MosesEscaping::kAuto;
+  WmtDirection wmt_direction;  ///< wmt16 parquet/JSON lines only
 
   // Demo only (data/demo_corpus.h says what the generator writes).
   uint64_t seed = 1;                   ///< same seed, same knobs: byte-identical records

@@ -23,8 +23,9 @@
 ABSL_FLAG(std::string, corpus, "", "wikitext | wmt16 | xsum | openorca | demo | code");
 ABSL_FLAG(std::vector<std::string>, inputs, {},
           "Comma-separated input files. wikitext: .tokens/.raw files; wmt16: SOURCE,TARGET "
-          "line-aligned files or .tsv files; xsum, openorca: JSON-lines files; code: "
-          "directories; demo: none.");
+          "line-aligned files or .tsv files; xsum, openorca: JSON-lines files; the first four "
+          "also take the Hugging Face hub's .parquet files (wmt16 also its .jsonl), read with "
+          "pyarrow; code: directories; demo: none.");
 ABSL_FLAG(std::string, output, "", "The HDF5 corpus to write (atomically).");
 ABSL_FLAG(std::string, split, "train", "Split name stored in the file (train, valid, test, ...).");
 ABSL_FLAG(std::string, tokenizer_model, "", "Reuse this SentencePiece .model file.");
@@ -37,6 +38,8 @@ ABSL_FLAG(int, threads, 0, "Encoding threads (0 = one per core).");
 ABSL_FLAG(std::string, on_bad_record, "fail",
           "fail: stop at the first malformed record (file:line reported); skip: count and go on.");
 ABSL_FLAG(std::string, wmt_escaping, "auto", "wmt16: auto | escaped | plain (Moses escapes).");
+ABSL_FLAG(memtrain::data::WmtDirection, wmt_direction, {},
+          "wmt16 hub files ({\"translation\": {...}}): SOURCE-TARGET languages.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the demo generator and the tokenizer's sampling.");
 ABSL_FLAG(int64_t, demo_documents, 2000, "demo: documents to generate.");
 ABSL_FLAG(int, demo_facts, 4, "demo: facts stated and asked for per document.");
@@ -89,6 +92,7 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--wmt_escaping must be auto, escaped or plain, got '", escaping, "'"));
   }
+  options.reader.wmt_direction = absl::GetFlag(FLAGS_wmt_direction);
   options.reader.seed = absl::GetFlag(FLAGS_seed);
   options.reader.demo_documents = absl::GetFlag(FLAGS_demo_documents);
   options.reader.demo_facts_per_document = absl::GetFlag(FLAGS_demo_facts);
@@ -128,6 +132,7 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
                      {"vocab_size", options.train.vocab_size},
                      {"on_bad_record", bad},
                      {"wmt_escaping", escaping},
+                     {"wmt_direction", AbslUnparseFlag(options.reader.wmt_direction)},
                      {"seed", options.reader.seed},
                      {"demo_documents", options.reader.demo_documents},
                      {"demo_facts", options.reader.demo_facts_per_document},

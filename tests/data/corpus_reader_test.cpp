@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/child_process.h"
+#include "common/status_macros.h"
 
 namespace memtrain::data {
 namespace {
@@ -510,15 +512,149 @@ TEST_F(CorpusReaderTest, InputsThatCannotBeReadAreRefused) {
   absl::StatusOr<std::unique_ptr<CorpusReader>> none = OpenCorpusReader(Options(Corpus::kXsum, {}));
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
 
+  // Not parquet inside: the first read says so, naming the file.
   const std::string parquet = WriteFile("rows.parquet", "PAR1");
-  absl::StatusOr<std::unique_ptr<CorpusReader>> columnar =
-      OpenCorpusReader(Options(Corpus::kOpenOrca, {parquet}));
-  EXPECT_EQ(columnar.status().code(), absl::StatusCode::kUnimplemented);
+  absl::StatusOr<std::vector<Record>> columnar = ReadAll(Options(Corpus::kOpenOrca, {parquet}));
+  EXPECT_EQ(columnar.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(columnar.status().message(), HasSubstr(parquet));
+  EXPECT_THAT(columnar.status().message(), HasSubstr("not a readable parquet file"));
 
   const std::string directory = std::filesystem::path(parquet).parent_path().string();
   absl::StatusOr<std::unique_ptr<CorpusReader>> folder =
       OpenCorpusReader(Options(Corpus::kWikiText, {directory}));
   EXPECT_EQ(folder.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- The Hugging Face hub's layouts (parquet, WMT16 JSON lines) ----------------
+
+// Writes parquet files with pyarrow (the project's Python) from the samples.
+class HubLayoutTest : public CorpusReaderTest {
+ protected:
+  // Runs `code` with MEMTRAIN_PYTHON; `dir` is its first argument.
+  static absl::Status RunPython(const std::string& code, const std::string& dir) {
+    ChildCommand command;
+    command.argv = {MEMTRAIN_PYTHON, "-c", code, dir, kSharedData};
+    command.capture_stdout = false;
+    MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Start(command));
+    return child->Wait();
+  }
+
+  std::string Dir() { return std::filesystem::path(WriteFile("unused", "")).parent_path(); }
+
+  // Records equal field by field, `where` aside (a line vs a row).
+  static void ExpectSameRecords(const std::vector<Record>& got, const std::vector<Record>& want) {
+    ASSERT_EQ(got.size(), want.size());
+    const auto texts = [](const std::vector<TextSegment>& segments) {
+      std::vector<std::string> out;
+      for (const TextSegment& s : segments)
+        out.push_back(absl::StrCat(s.separator_before ? "<sep>" : "", s.text));
+      return out;
+    };
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(texts(got[i].source), texts(want[i].source)) << "record " << i;
+      ASSERT_EQ(texts(got[i].target), texts(want[i].target)) << "record " << i;
+      ASSERT_EQ(got[i].id, want[i].id) << "record " << i;
+    }
+  }
+};
+
+TEST_F(HubLayoutTest, OpenOrcaParquetReadsAsItsJsonLinesDump) {
+  const std::string parquet = SharedFile("openorca/openorca_sample_50.parquet");
+  const std::string jsonl = SharedFile("openorca/openorca_sample_50.jsonl");
+  if (std::string missing = MissingSample({parquet, jsonl}); !missing.empty())
+    GTEST_SKIP() << missing;
+  ReaderStats stats;
+  absl::StatusOr<std::vector<Record>> from_parquet =
+      ReadAll(Options(Corpus::kOpenOrca, {parquet}), &stats);
+  ASSERT_TRUE(from_parquet.ok()) << from_parquet.status();
+  absl::StatusOr<std::vector<Record>> from_jsonl = ReadAll(Options(Corpus::kOpenOrca, {jsonl}));
+  ASSERT_TRUE(from_jsonl.ok()) << from_jsonl.status();
+  EXPECT_EQ(from_parquet->size(), 50u);
+  ExpectSameRecords(*from_parquet, *from_jsonl);
+  // Progress counts the parquet file's own bytes, all of them at the end.
+  EXPECT_EQ(stats.bytes_read, static_cast<int64_t>(std::filesystem::file_size(parquet)));
+  EXPECT_THAT(from_parquet->front().where, HasSubstr("openorca_sample_50.parquet:row 1"));
+}
+
+// WikiText's rows are its lines, WMT16's rows {"translation": {"de", "en"}}
+// (parquet and JSON lines), XSUM's rows its JSON objects: the same records as
+// the text formats they were made from.
+TEST_F(HubLayoutTest, WikiTextWmtAndXsumHubFilesEqualTheirTextFormats) {
+  const std::string wikitext = SharedFile("wikitext/wikitext-2/valid.txt");
+  const std::string en = SharedFile("wmt16_en_de/test/newstest2016.en");
+  const std::string de = SharedFile("wmt16_en_de/test/newstest2016.de");
+  const std::string xsum = SharedFile("xsum/validation/validation_subset.jsonl");
+  if (std::string missing = MissingSample({wikitext, en, de, xsum}); !missing.empty())
+    GTEST_SKIP() << missing;
+  const std::string dir = Dir();
+  ASSERT_TRUE(RunPython(R"(
+import json, sys, pyarrow as pa, pyarrow.parquet as pq
+out, data = sys.argv[1], sys.argv[2]
+lines = open(f"{data}/wikitext/wikitext-2/valid.txt", encoding="utf-8", newline="").read().splitlines(True)
+pq.write_table(pa.table({"text": lines}), f"{out}/wikitext.parquet", row_group_size=1000)
+en = open(f"{data}/wmt16_en_de/test/newstest2016.en", encoding="utf-8").read().splitlines()
+de = open(f"{data}/wmt16_en_de/test/newstest2016.de", encoding="utf-8").read().splitlines()
+rows = [{"de": d, "en": e} for d, e in zip(de, en)]
+pq.write_table(pa.table({"translation": rows}), f"{out}/wmt.parquet", row_group_size=1000)
+with open(f"{out}/wmt.jsonl", "w", encoding="utf-8") as f:
+    for r in rows: f.write(json.dumps({"translation": r}, ensure_ascii=False) + chr(10))
+x = [json.loads(l) for l in open(f"{data}/xsum/validation/validation_subset.jsonl", encoding="utf-8")]
+pq.write_table(pa.table({k: [r[k] for r in x] for k in ("document", "summary", "id")}), f"{out}/xsum.parquet")
+)",
+                        dir)
+                  .ok());
+  const auto expect_same = [&](Corpus corpus, std::vector<std::string> hub,
+                               std::vector<std::string> text) {
+    absl::StatusOr<std::vector<Record>> from_hub = ReadAll(Options(corpus, std::move(hub)));
+    ASSERT_TRUE(from_hub.ok()) << from_hub.status();
+    absl::StatusOr<std::vector<Record>> from_text = ReadAll(Options(corpus, std::move(text)));
+    ASSERT_TRUE(from_text.ok()) << from_text.status();
+    EXPECT_GT(from_hub->size(), 5u);
+    ExpectSameRecords(*from_hub, *from_text);
+  };
+  expect_same(Corpus::kWikiText, {dir + "/wikitext.parquet"}, {wikitext});
+  expect_same(Corpus::kWmt16, {dir + "/wmt.parquet"}, {en, de});
+  expect_same(Corpus::kWmt16, {dir + "/wmt.jsonl"}, {en, de});
+  expect_same(Corpus::kXsum, {dir + "/xsum.parquet"}, {xsum});
+
+  // The other direction swaps the sides.
+  ReaderOptions de_en = Options(Corpus::kWmt16, {dir + "/wmt.parquet"});
+  de_en.wmt_direction = WmtDirection{"de", "en"};
+  absl::StatusOr<std::vector<Record>> swapped = ReadAll(de_en);
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  absl::StatusOr<std::vector<Record>> pair = ReadAll(Options(Corpus::kWmt16, {de, en}));
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  ExpectSameRecords(*swapped, *pair);
+}
+
+TEST_F(HubLayoutTest, AWrongSchemaNamesTheMissingColumnAndABadRowItsNumber) {
+  const std::string dir = Dir();
+  ASSERT_TRUE(RunPython(R"(
+import sys, pyarrow as pa, pyarrow.parquet as pq
+out = sys.argv[1]
+pq.write_table(pa.table({"id": ["a"], "question": ["q?"], "answer": ["a."]}), f"{out}/orca.parquet")
+pq.write_table(pa.table({"document": ["d1", "d2", "d3"], "summary": ["s1", "s2", None]}),
+               f"{out}/xsum.parquet")
+pq.write_table(pa.table({"translation": [{"de": "Hallo", "fr": "Salut"}]}), f"{out}/wmt.parquet")
+)",
+                        dir)
+                  .ok());
+  absl::StatusOr<std::vector<Record>> orca =
+      ReadAll(Options(Corpus::kOpenOrca, {dir + "/orca.parquet"}));
+  EXPECT_EQ(orca.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(orca.status().message(), HasSubstr("orca.parquet: no column 'response'"));
+  EXPECT_THAT(orca.status().message(), HasSubstr("its columns: id, question, answer"));
+
+  absl::StatusOr<std::vector<Record>> xsum =
+      ReadAll(Options(Corpus::kXsum, {dir + "/xsum.parquet"}));
+  EXPECT_EQ(xsum.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(xsum.status().message(),
+              HasSubstr("xsum.parquet:row 3: field 'summary' must be a string"));
+
+  absl::StatusOr<std::vector<Record>> wmt =
+      ReadAll(Options(Corpus::kWmt16, {dir + "/wmt.parquet"}));
+  EXPECT_EQ(wmt.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wmt.status().message(), HasSubstr("wmt.parquet:row 1: missing field 'en'"));
 }
 
 }  // namespace
