@@ -1,10 +1,13 @@
 #include "launch/signals.h"
 
+#include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "parallel/collective_watchdog.h"
 
@@ -15,6 +18,16 @@ int g_rank = 0;
 // Lock-free, so reading and writing it in a handler is async-signal-safe.
 std::atomic<int> g_preemption_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free);
+// Whether PreemptionSignal() ran (a step boundary) since the signal arrived.
+std::atomic<bool> g_step_boundary_reached{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+// Posted by the handler (sem_post is async-signal-safe), awaited by the
+// thread that reports a rank which does not reach a step boundary.
+sem_t g_preemption_arrived;
+
+// Open MPI's orted sends SIGKILL 1 s (odls_base_sigkill_timeout) after the
+// SIGTERM with which it tears a job down, so the report must come before.
+constexpr std::chrono::milliseconds kStepBoundaryGrace{250};
 
 void WriteAll(const char* text) {
   size_t left = strlen(text);
@@ -62,12 +75,40 @@ void OnPreemption(int signal_number) {
     OnTermination(signal_number);  // the second SIGTERM: being killed
     return;
   }
-  g_preemption_signal.store(signal_number);
+  const bool first = g_preemption_signal.exchange(signal_number) == 0;
+  g_step_boundary_reached.store(false);
   WriteAll("[launch] rank ");
   WriteInt(g_rank);
   WriteAll(" got signal ");
   WriteInt(signal_number);
-  WriteAll(": checkpoint and stop at the next step boundary\n");
+  WriteAll(": checkpoint and stop at the next step boundary; collectives pending: ");
+  WriteAll(parallel::PendingCollectivesForSignalHandler());
+  WriteAll("\n");
+  if (first) sem_post(&g_preemption_arrived);
+}
+
+// A SIGTERM that is mpirun tearing the job down after a peer died looks like
+// a preemption request, but the rank, waiting in a collective with the dead
+// peer, never reaches the step boundary: SIGKILL follows within a second. This
+// thread says where the rank is stuck before that happens; a real preemption
+// goes on (a healthy step may take longer than the grace).
+void ReportIfNoStepBoundary() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals go to the other threads
+  while (sem_wait(&g_preemption_arrived) != 0) {
+  }
+  std::this_thread::sleep_for(kStepBoundaryGrace);
+  if (g_step_boundary_reached.load()) return;
+  WriteAll("[launch] rank ");
+  WriteInt(g_rank);
+  WriteAll(" did not reach a step boundary within ");
+  WriteInt(static_cast<int>(kStepBoundaryGrace.count()));
+  WriteAll(" ms of signal ");
+  WriteInt(g_preemption_signal.load());
+  WriteAll(" (a peer may have died); collectives pending: ");
+  WriteAll(parallel::PendingCollectivesForSignalHandler());
+  WriteAll("\n");
 }
 
 }  // namespace
@@ -82,6 +123,8 @@ void InstallTerminationReport(int rank) {
 }
 
 void InstallPreemptionRequest() {
+  sem_init(&g_preemption_arrived, /*pshared=*/0, /*value=*/0);
+  std::thread(&ReportIfNoStepBoundary).detach();
   struct sigaction action;
   memset(&action, 0, sizeof(action));
   action.sa_handler = &OnPreemption;
@@ -92,6 +135,10 @@ void InstallPreemptionRequest() {
   for (int signal_number : {SIGUSR1, SIGUSR2, SIGTERM}) sigaction(signal_number, &action, nullptr);
 }
 
-int PreemptionSignal() { return g_preemption_signal.load(); }
+int PreemptionSignal() {
+  const int signal_number = g_preemption_signal.load();
+  if (signal_number != 0) g_step_boundary_reached.store(true);
+  return signal_number;
+}
 
 }  // namespace memtrain::launch

@@ -15,6 +15,14 @@
 // with kRequeueExitCode. SIGTERM takes part because srun and SLURM send it
 // at preemption; a second SIGTERM means "being killed now" and falls back to
 // the report above. SIGINT and SIGHUP always report and die.
+//
+// mpirun's tear-down after a peer died is a SIGTERM too, followed by SIGKILL
+// a second later, and the rank, stuck in a collective with the dead peer,
+// never reaches a step boundary. So the preemption line also lists the
+// collectives pending, and if PreemptionSignal() has not been called 250 ms
+// after the signal, a second line lists them again (the rank may have entered
+// the stuck collective in between). A real preemption is unaffected: the
+// lines are information, the rank still saves at its next step boundary.
 #ifndef MEMTRAIN_LAUNCH_SIGNALS_H_
 #define MEMTRAIN_LAUNCH_SIGNALS_H_
 
@@ -31,7 +39,8 @@ inline constexpr int kRequeueExitCode = 75;
 /// Call after InstallTerminationReport: SIGUSR1, SIGUSR2 and (the first)
 /// SIGTERM now set the preemption flag instead.
 void InstallPreemptionRequest();
-/// The signal that requested preemption, or 0.
+/// The signal that requested preemption, or 0. Call it at step boundaries:
+/// a call after the signal is how the rank says it reached one.
 int PreemptionSignal();
 
 }  // namespace memtrain::launch

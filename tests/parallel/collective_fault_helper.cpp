@@ -5,6 +5,8 @@
 // there. The surviving ranks must end the job, naming the collective. With
 // --fault=hang_in_abort every rank registers a collective that never ends and
 // whose backend abort hangs forever: the watchdog's last resort must end it.
+// --preemption_request: SIGTERM only asks for a checkpoint, as in
+// memtrain-train with --checkpoint_dir (launch/signals.h).
 #include <ATen/ATen.h>
 #include <signal.h>
 #include <unistd.h>
@@ -27,6 +29,8 @@ ABSL_FLAG(int, faulty_rank, 1, "Rank that misbehaves.");
 ABSL_FLAG(int, fault_at, 3, "The faulty rank misbehaves before this (1-based) all-reduce.");
 ABSL_FLAG(double, collective_timeout, 2.0, "Seconds.");
 ABSL_FLAG(int, steps, 5, "All-reduces to run.");
+ABSL_FLAG(bool, preemption_request, false,
+          "SIGTERM, SIGUSR1 and SIGUSR2 request preemption (launch::InstallPreemptionRequest).");
 
 int main(int argc, char** argv) {
   memtrain::InitBinary(argc, argv, "Fault-injection job for the collective timeout tests.");
@@ -35,6 +39,7 @@ int main(int argc, char** argv) {
   auto runtime = memtrain::parallel::MpiRuntime::Initialize(&argc, &argv, runtime_options);
   CHECK(runtime.ok()) << runtime.status();
   memtrain::launch::InstallTerminationReport((*runtime)->world_rank());
+  if (absl::GetFlag(FLAGS_preemption_request)) memtrain::launch::InstallPreemptionRequest();
   memtrain::parallel::WorldOptions options;
   options.communicator.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
   options.collectives = absl::GetFlag(FLAGS_collectives);

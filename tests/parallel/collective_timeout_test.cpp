@@ -91,6 +91,18 @@ TEST_P(CollectiveFaultTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
   EXPECT_THAT(job.output, HasSubstr(Call())) << job.output;
 }
 
+// memtrain-train with --checkpoint_dir takes SIGTERM as a preemption request;
+// mpirun's tear-down after the peer died is one too, and SIGKILL follows a
+// second later. The report of where the survivor waits must still appear.
+TEST(CollectiveTimeoutTest, KilledRankStillNamesPendingCollectiveWhenSigtermRequestsPreemption) {
+  const JobResult job =
+      RunJob("--fault=kill --collective_timeout=20 --fault_at=3 --preemption_request");
+  EXPECT_NE(job.exit_code, 0) << job.output;
+  EXPECT_LT(job.seconds, 30) << job.output;
+  EXPECT_THAT(job.output, HasSubstr("collectives pending: allreduce(sum) #4 on group 'world'"))
+      << job.output;
+}
+
 INSTANTIATE_TEST_SUITE_P(Channels, CollectiveFaultTest,
                          ::testing::Values(Channel{"mpi", "world"}, Channel{"gloo", "world/gloo"}),
                          [](const ::testing::TestParamInfo<Channel>& info) {
