@@ -29,13 +29,22 @@ if [[ $(id -u) -ne 0 ]] || ! ip netns list >/dev/null 2>&1; then
   exit 77
 fi
 work="$(mktemp -d)"
+fail() { echo "FAIL: $*"; exit 1; }
+show() { tail -n 20 "${work}/$1.log" "${work}/$1".rank*.log; }  # mpirun's and the ranks' logs
 hosts="${work}/hosts"
 cleanup() {
   [[ ! -f "${hosts}/namespaces" ]] || "${cluster_local}/hosts-down" "${hosts}"
   rm -rf "${work}"
 }
 trap cleanup EXIT
-"${cluster_local}/hosts-up" 2 "${hosts}"
+trap "exit 143" TERM INT HUP  # so that cleanup runs when ctest stops the test
+if ! "${cluster_local}/hosts-up" 2 "${hosts}" >"${work}/hosts-up.log" 2>&1; then
+  if grep -q "Operation not permitted" "${work}/hosts-up.log"; then
+    echo "SKIP: network namespaces cannot be made here: $(head -1 "${work}/hosts-up.log")"
+    exit 77
+  fi
+  cat "${work}/hosts-up.log"; fail "hosts-up failed"
+fi
 
 "${bin}/memtrain-prepare" --corpus=demo --demo_documents=200 --vocab_size=500 --output="${work}/demo.h5" \
   --progress=false 2>"${work}/prepare.log" || { cat "${work}/prepare.log"; exit 1; }
@@ -62,8 +71,6 @@ train() {
     --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics="${work}/${name}.jsonl" "$@" \
     >"${work}/${name}.log" 2>&1
 }
-fail() { echo "FAIL: $*"; exit 1; }
-show() { tail -n 20 "${work}/$1.log" "${work}/$1".rank*.log; }  # mpirun's and the ranks' logs
 
 # Every step of run $2 must have the loss of the same step of run $1, as
 # written (17 significant digits: bitwise).
