@@ -13,6 +13,11 @@
 #              naming the lost host and the collective rank 0 was stuck in;
 #              with the link back up --resume=auto finishes with the
 #              uninterrupted run's losses.
+#   preempt    SIGTERM to every rank (what SLURM sends at preemption) while
+#              they train: each saves at the next step boundary, the job
+#              exits 75, and --resume=auto finishes with the uninterrupted
+#              run's losses (the report of launch/signals.h does not get in
+#              the way of a real preemption).
 #   rollback   --resume=<older checkpoint> with a new --lr, saving as it goes:
 #              the old timeline's later checkpoint is set aside, the new ones
 #              are kept, `latest` is the new timeline's, and --resume=auto
@@ -172,6 +177,21 @@ case "${scenario}" in
     steps=$(( 10#${stopped_at#step-} + 4 ))
     train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
     train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto \
+      || { show "resumed"; fail "the resumed run failed"; }
+    grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
+    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+  preempt)
+    steps=400
+    start_long_run preempted --checkpoint_dir="${ckpt}" --save_knn_memory
+    kill -TERM "$(cat "${work}/preempted.rank0.pid")" "$(cat "${work}/preempted.rank1.pid")"
+    since=$(date +%s.%N)
+    wait_job 60 "${since}" preempted
+    [[ ${status} -eq 75 ]] || { show preempted; fail "exit ${status}, want 75"; }
+    stopped_at=$(readlink "${ckpt}/latest")
+    echo "stopped with exit 75 at ${stopped_at}, ${took} s after the signal"
+    steps=$(( 10#${stopped_at#step-} + 4 ))
+    train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
+    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
       || { show "resumed"; fail "the resumed run failed"; }
     grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
