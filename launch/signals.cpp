@@ -75,8 +75,10 @@ void OnPreemption(int signal_number) {
     OnTermination(signal_number);  // the second SIGTERM: being killed
     return;
   }
-  const bool first = g_preemption_signal.exchange(signal_number) == 0;
+  // Cleared before the flag is set: a step boundary that sees the flag must
+  // leave it true.
   g_step_boundary_reached.store(false);
+  const bool first = g_preemption_signal.exchange(signal_number) == 0;
   WriteAll("[launch] rank ");
   WriteInt(g_rank);
   WriteAll(" got signal ");
