@@ -120,6 +120,7 @@ wait_job() {
   fi
   status=0; wait "${pid}" || status=$?
   took=$(python3 -c "import time; print(f'{time.time() - ${since}:.2f}')")
+  python3 -c "import sys; sys.exit(${took} >= ${bound})" || fail "${name}: the job ended ${took} s after the fault (bound ${bound} s)"
 }
 
 ckpt="${work}/ckpt"
