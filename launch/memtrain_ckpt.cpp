@@ -1,14 +1,19 @@
-// memtrain-ckpt: looks into checkpoints and moves weights in and out.
+// memtrain-ckpt: looks into checkpoints, moves weights in and out, and shows
+// what a model computes.
 //
 //   memtrain-ckpt inspect runs/lm/ckpt                 # every checkpoint, verified
 //   memtrain-ckpt inspect runs/lm/ckpt/latest          # one: step, files, config, ranks
 //   memtrain-ckpt export --format=safetensors --output=w.safetensors runs/lm/ckpt/latest
 //   memtrain-ckpt import --output=runs/lm/imported w.safetensors
+//   memtrain-ckpt logits --tokens=in.safetensors --output=logits.safetensors runs/lm/model
 //
 // export writes every parameter and buffer under its LibTorch name, with the
 // model config, tokenizer sha256, task and step as safetensors metadata, so
 // `safetensors.torch.load_file` reads it and import rebuilds a model
 // directory (model.pt + model.json) that memtrain-eval and --init_from take.
+// logits writes the logits the model gives for given tokens (float32, eval
+// mode, on the CPU): what a port of the weights must reproduce
+// (python/memtrain_torch checks itself against it).
 #include <filesystem>
 #include <iostream>
 
@@ -25,7 +30,11 @@
 
 ABSL_FLAG(std::string, format, "safetensors", "export: the weights format (safetensors only).");
 ABSL_FLAG(std::string, output, "",
-          "export: the file to write; import: the model directory to write.");
+          "export, logits: the file to write; import: the model directory to write.");
+ABSL_FLAG(std::string, tokens, "",
+          "logits: a safetensors file with `tokens` (integer [B, n]: a decoder-only model's input, "
+          "or an encoder-decoder model's decoder input) and, for an encoder-decoder model, "
+          "`source` (integer [B, s]); pad_id tokens are padding.");
 
 namespace memtrain {
 namespace {
@@ -130,28 +139,82 @@ absl::Status Import(const std::string& path, const std::string& output) {
   return absl::OkStatus();
 }
 
+// tensors[name] as int64 [B, t], or kInvalidArgument naming the file.
+absl::StatusOr<at::Tensor> TokenTensor(const checkpoints::Safetensors& file,
+                                       const std::string& name, const std::string& path) {
+  auto found = file.tensors.find(name);
+  if (found == file.tensors.end())
+    return absl::InvalidArgumentError(absl::StrCat(path, " has no tensor '", name, "'"));
+  const at::Tensor& tensor = found->second;
+  if (tensor.dim() != 2 || !at::isIntegralType(tensor.scalar_type(), /*includeBool=*/false)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": '", name, "' must be an integer [batch, length] tensor"));
+  }
+  return tensor.to(at::kLong);
+}
+
+absl::Status Logits(const std::string& path, const std::string& output) {
+  const std::string tokens_path = absl::GetFlag(FLAGS_tokens);
+  if (tokens_path.empty() || output.empty()) {
+    return absl::InvalidArgumentError(
+        "logits needs --tokens=IN.safetensors and --output=OUT.safetensors");
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::LoadedModel loaded,
+                            checkpoints::LoadModel(path, at::kCPU));
+  MEMTRAIN_ASSIGN_OR_RETURN(const checkpoints::Safetensors input,
+                            checkpoints::ReadSafetensors(tokens_path));
+  MEMTRAIN_ASSIGN_OR_RETURN(const at::Tensor tokens, TokenTensor(input, "tokens", tokens_path));
+  const bool encoder_decoder = loaded.info.options.encoder_layers > 0;
+  at::Tensor source;
+  if (encoder_decoder) {
+    MEMTRAIN_ASSIGN_OR_RETURN(source, TokenTensor(input, "source", tokens_path));
+  } else if (input.tensors.count("source") > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tokens_path, ": a decoder-only model takes no 'source'"));
+  }
+  model::TransformerImpl& model = *loaded.model;
+  model.eval();
+  at::NoGradGuard no_grad;
+  at::Tensor logits;
+  try {
+    logits = encoder_decoder ? model.Decode(tokens, model.Encode(source), source)
+                             : model.ForwardLm(tokens);
+  } catch (const c10::Error& error) {  // e.g. a token id outside the vocabulary
+    return absl::InvalidArgumentError(
+        absl::StrCat(tokens_path, ": ", error.what_without_backtrace()));
+  }
+  MEMTRAIN_RETURN_IF_ERROR(
+      checkpoints::WriteSafetensors(output, {{"logits", logits.to(at::kFloat)}}, {}));
+  std::cout << "logits " << logits.sizes() << " of " << path << " to " << output << "\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 }  // namespace memtrain
 
 int main(int argc, char** argv) {
   std::vector<char*> args = memtrain::InitBinary(
       argc, argv,
-      "Inspects, verifies, exports and imports memtrain checkpoints (docs/CHECKPOINTS.md).\n"
+      "Inspects, verifies, exports and imports memtrain checkpoints, and writes a model's logits "
+      "for given tokens (docs/CHECKPOINTS.md).\n"
       "  memtrain-ckpt inspect CHECKPOINT_DIR|CHECKPOINT|FILE.safetensors   (exit 1 if damaged)\n"
       "  memtrain-ckpt export --format=safetensors --output=W.safetensors CHECKPOINT|MODEL_DIR\n"
-      "  memtrain-ckpt import --output=MODEL_DIR W.safetensors");
+      "  memtrain-ckpt import --output=MODEL_DIR W.safetensors\n"
+      "  memtrain-ckpt logits --tokens=IN.safetensors --output=OUT.safetensors "
+      "CHECKPOINT|MODEL_DIR");
   if (args.size() != 3) {
-    std::cerr << "usage: memtrain-ckpt inspect|export|import PATH (see --help)\n";
+    std::cerr << "usage: memtrain-ckpt inspect|export|import|logits PATH (see --help)\n";
     return 2;
   }
   const std::string command = args[1], path = args[2], output = absl::GetFlag(FLAGS_output);
-  if (command != "inspect" && command != "export" && command != "import") {
-    std::cerr << "unknown command '" << command << "': inspect, export or import\n";
+  if (command != "inspect" && command != "export" && command != "import" && command != "logits") {
+    std::cerr << "unknown command '" << command << "': inspect, export, import or logits\n";
     return 2;
   }
   return memtrain::RunBinary("[ckpt]", [&] {
     if (command == "inspect") return memtrain::Inspect(path);
     if (command == "export") return memtrain::Export(path, output);
+    if (command == "logits") return memtrain::Logits(path, output);
     return memtrain::Import(path, output);
   });
 }
