@@ -107,11 +107,12 @@ class SoftmaxAttention(nn.Module):
 
 class LinformerAttention(nn.Module):
     """`linformer` (model/linformer_attention.cpp): keys and values projected
-    along the sequence to a fixed length; no causal form. `shared` returns the
-    model's layerwise projection (sharing "layerwise"), which the Transformer
-    owns as `linformer_projection`."""
+    along the sequence to a fixed length; no causal form. With sharing
+    "layerwise" every layer uses the projection `linformer_projection` of the
+    model in the one-element list `owner` (a list, so that the model is not
+    registered as the layer's child)."""
 
-    def __init__(self, dim, heads, dropout, options, shared=None):
+    def __init__(self, dim, heads, dropout, options, owner=None):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.max_length = options["max_length"]
@@ -119,7 +120,7 @@ class LinformerAttention(nn.Module):
         self.query, self.key, self.value, self.output = (nn.Linear(dim, dim) for _ in range(4))
         learn = not options["freeze_projection"]
         shape = (options["projected_length"], options["max_length"])
-        self._shared = shared
+        self._owner = owner
         if self.sharing in ("none", "headwise"):
             copies = heads if self.sharing == "none" else 1
             self.project_key = nn.Parameter(torch.zeros(copies, *shape), requires_grad=learn)
@@ -131,7 +132,7 @@ class LinformerAttention(nn.Module):
 
     def _projections(self):
         if self.sharing == "layerwise":
-            shared = self._shared()
+            shared = self._owner[0].linformer_projection
             return shared, shared
         if self.sharing == "key_value":
             return self.project_key, self.project_key
@@ -386,16 +387,16 @@ class MemSizerAttention(nn.Module):
         return out.to(x.dtype)
 
 
-def make_attention(kind, layer, config, rotary, shared_linformer):
+def make_attention(kind, layer, config, rotary, owner):
     """The attention module of `kind` for the layer named `layer` (e.g.
-    "decoder.0.self"); UnsupportedAttention naming both for a kind this
-    package does not build."""
+    "decoder.0.self") of the model in the one-element list `owner`;
+    UnsupportedAttention naming both for a kind this package does not build."""
     dim, heads, dropout = config["model_dim"], config["heads"], config["attention_dropout"]
     variants = config["attention_options"]
     if kind == "softmax":
         return SoftmaxAttention(dim, heads, dropout, rotary)
     if kind == "linformer":
-        return LinformerAttention(dim, heads, dropout, variants["linformer"], shared_linformer)
+        return LinformerAttention(dim, heads, dropout, variants["linformer"], owner)
     if kind == "performer":
         return PerformerAttention(dim, heads, variants["performer"], layer)
     if kind == "memsizer":

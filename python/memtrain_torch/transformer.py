@@ -95,11 +95,8 @@ class Transformer(nn.Module):
                 torch.zeros(1, linformer["projected_length"], linformer["max_length"]),
                 requires_grad=not linformer["freeze_projection"])
 
-        def shared_linformer():
-            return self.linformer_projection
-
         def attention(kind, name, cross):
-            return make_attention(kind, name, config, self.rotary and not cross, shared_linformer)
+            return make_attention(kind, name, config, self.rotary and not cross, [self])
 
         self.encoder = nn.ModuleList(
             TransformerBlock(config, attention(config["attention"], f"encoder.{i}.self", False), None)
