@@ -139,9 +139,10 @@ absl::Status Import(const std::string& path, const std::string& output) {
   return absl::OkStatus();
 }
 
-// tensors[name] as int64 [B, t], or kInvalidArgument naming the file.
+// tensors[name] as int64 [B, t] of ids below `vocab_size`, or kInvalidArgument naming the file.
 absl::StatusOr<at::Tensor> TokenTensor(const checkpoints::Safetensors& file,
-                                       const std::string& name, const std::string& path) {
+                                       const std::string& name, const std::string& path,
+                                       int64_t vocab_size) {
   auto found = file.tensors.find(name);
   if (found == file.tensors.end())
     return absl::InvalidArgumentError(absl::StrCat(path, " has no tensor '", name, "'"));
@@ -150,7 +151,14 @@ absl::StatusOr<at::Tensor> TokenTensor(const checkpoints::Safetensors& file,
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": '", name, "' must be an integer [batch, length] tensor"));
   }
-  return tensor.to(at::kLong);
+  const at::Tensor ids = tensor.to(at::kLong);
+  if (ids.numel() > 0 &&
+      (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= vocab_size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": '", name, "' holds ids from ", ids.min().item<int64_t>(), " to ",
+        ids.max().item<int64_t>(), "; the model's vocabulary is 0 to ", vocab_size - 1));
+  }
+  return ids;
 }
 
 absl::Status Logits(const std::string& path, const std::string& output) {
@@ -163,11 +171,13 @@ absl::Status Logits(const std::string& path, const std::string& output) {
                             checkpoints::LoadModel(path, at::kCPU));
   MEMTRAIN_ASSIGN_OR_RETURN(const checkpoints::Safetensors input,
                             checkpoints::ReadSafetensors(tokens_path));
-  MEMTRAIN_ASSIGN_OR_RETURN(const at::Tensor tokens, TokenTensor(input, "tokens", tokens_path));
+  const int64_t vocab_size = loaded.info.options.vocab_size;
+  MEMTRAIN_ASSIGN_OR_RETURN(const at::Tensor tokens,
+                            TokenTensor(input, "tokens", tokens_path, vocab_size));
   const bool encoder_decoder = loaded.info.options.encoder_layers > 0;
   at::Tensor source;
   if (encoder_decoder) {
-    MEMTRAIN_ASSIGN_OR_RETURN(source, TokenTensor(input, "source", tokens_path));
+    MEMTRAIN_ASSIGN_OR_RETURN(source, TokenTensor(input, "source", tokens_path, vocab_size));
   } else if (input.tensors.count("source") > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(tokens_path, ": a decoder-only model takes no 'source'"));
@@ -179,7 +189,7 @@ absl::Status Logits(const std::string& path, const std::string& output) {
   try {
     logits = encoder_decoder ? model.Decode(tokens, model.Encode(source), source)
                              : model.ForwardLm(tokens);
-  } catch (const c10::Error& error) {  // e.g. a token id outside the vocabulary
+  } catch (const c10::Error& error) {  // e.g. a source longer than linformer.max_length
     return absl::InvalidArgumentError(
         absl::StrCat(tokens_path, ": ", error.what_without_backtrace()));
   }
