@@ -49,6 +49,10 @@ struct CheckpointOptions {
       "none";  ///< none, auto (newest complete one in dir) or a checkpoint directory
   bool save_knn_memory =
       false;  ///< lm: also save every stream's memory (needed for an exact resume)
+  /// Run-identity fields --resume=auto may find changed on purpose (--resume_changed).
+  std::vector<std::string> resume_changed;
+  /// At another world size with memory states saved: "drop" them, or "" (refuse).
+  std::string knn_memory_on_resize;
 };
 
 inline constexpr char kManifestName[] = "MANIFEST.json";

@@ -46,12 +46,15 @@ nlohmann::json TrainerStateJson(const TrainerState& s) {
           {"tokenizer_sha256", s.tokenizer_sha256},
           {"knn_memory_saved", s.knn_memory_saved},
           {"options", s.options},
-          {"bucket_plan", s.bucket_plan}};
+          {"bucket_plan", s.bucket_plan},
+          {"data_state", s.data_state},
+          {"job", s.job}};
 }
 
 // Throws nlohmann::json::exception on a missing or mistyped field.
-TrainerState TrainerStateFromJson(const nlohmann::json& j) {
+TrainerState TrainerStateFromJson(const nlohmann::json& j, int version) {
   TrainerState s;
+  s.format_version = version;
   s.step = j.at("step").get<int64_t>();
   s.tokens_seen = j.at("tokens_seen").get<double>();
   s.world_size = j.at("world_size").get<int>();
@@ -60,6 +63,10 @@ TrainerState TrainerStateFromJson(const nlohmann::json& j) {
   s.knn_memory_saved = j.at("knn_memory_saved").get<bool>();
   s.options = j.at("options");
   s.bucket_plan = j.at("bucket_plan").get<std::vector<std::vector<std::string>>>();
+  if (version >= 4) {
+    s.data_state = j.at("data_state").get<std::string>();
+    s.job = j.at("job").get<std::map<std::string, std::string>>();
+  }
   return s;
 }
 
@@ -90,21 +97,56 @@ absl::Status WriteRankState(const std::string& path, int rank, const RankState& 
   if (state.task_state_saved) {
     for (const auto& [name, tensor] : state.task_state) tensors[kTaskPrefix + name] = tensor;
   }
-  return WriteSafetensors(path, tensors,
-                          {{"rank", std::to_string(rank)},
-                           {"data_state", state.data_state},
-                           {"task_state_saved", state.task_state_saved ? "1" : "0"}});
+  return WriteSafetensors(
+      path, tensors,
+      {{"rank", std::to_string(rank)}, {"task_state_saved", state.task_state_saved ? "1" : "0"}});
+}
+
+// Why `state`, of another world size than `target`'s, cannot be resumed; OK if it can.
+absl::Status CheckResizable(const std::string& checkpoint, const TrainerState& state,
+                            const ResumeTarget& target) {
+  const std::string sizes = absl::StrCat(checkpoint, " was written by ", state.world_size,
+                                         " ranks; this run has ", target.world_size);
+  if (state.data_state.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(sizes, ", and its format (version ", state.format_version,
+                     ") keeps a data cursor per rank: resume it with ", state.world_size,
+                     " ranks (format 4 on can change the world size)"));
+  }
+  if (state.knn_memory_saved && !target.drop_memory_on_resize) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        sizes,
+        ", and it holds every stream's memory states, which cannot follow the streams to "
+        "another number of ranks: pass --knn_memory_on_resize=drop to resume with empty "
+        "memories (resharding them is not implemented)"));
+  }
+  return absl::OkStatus();
+}
+
+// The run identity (options, safe ones included, and job) of `state` against
+// `target`'s, when --resume=auto found the checkpoint: one line per difference.
+std::vector<std::string> IdentityDifferences(const nlohmann::json& saved_options,
+                                             const TrainerState& state,
+                                             const ResumeTarget& target) {
+  if (!target.automatic || state.format_version < 4) return {};  // older files have none
+  std::set<std::string> ignored = target.accepted_changes;
+  for (const auto& item : target.options.items()) {
+    if (target.safe_to_change.count(item.key()) == 0) ignored.insert(item.key());  // checked before
+  }
+  std::vector<std::string> differences =
+      internal::Differences(saved_options, target.options, ignored);
+  for (const std::string& d :
+       internal::Differences(nlohmann::json(state.job), nlohmann::json(target.job), ignored)) {
+    differences.push_back(d);
+  }
+  return differences;
 }
 
 // Everything about `state` that forbids resuming `target` from it, one line each.
 absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& state,
                              const ModelInfo& saved_model, const ResumeTarget& target) {
   if (state.world_size != target.world_size) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(checkpoint, " was written by ", state.world_size, " ranks; this run has ",
-                     target.world_size,
-                     " (each rank's data cursor and RNG are in the checkpoint: resume with the "
-                     "same number of ranks)"));
+    MEMTRAIN_RETURN_IF_ERROR(CheckResizable(checkpoint, state, target));
   }
   if (state.task != target.task || state.tokenizer_sha256 != target.tokenizer_sha256) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -126,6 +168,18 @@ absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& 
         absl::StrCat("cannot resume from ", checkpoint, " with a different configuration:\n  ",
                      absl::StrJoin(differences, "\n  "), "\n(safe to change: ",
                      absl::StrJoin(target.safe_to_change, ", "), "; see docs/CHECKPOINTS.md)"));
+  }
+  if (const std::vector<std::string> foreign = IdentityDifferences(saved_options, state, target);
+      !foreign.empty()) {
+    std::vector<std::string> names;
+    for (const std::string& d : foreign) names.push_back(d.substr(0, d.find(':')));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--resume=auto: ", checkpoint, " belongs to another run (its run identity differs):\n  ",
+        absl::StrJoin(foreign, "\n  "),
+        "\n(another task of a sweep sharing --checkpoint_dir? Give each run its own directory. "
+        "To continue this checkpoint with these changes on purpose, add --resume_changed=",
+        absl::StrJoin(names, ","), " or name it: --resume=", checkpoint,
+        "; see docs/CHECKPOINTS.md, \"Run identity\")"));
   }
   if (state.bucket_plan != target.bucket_plan) {
     return absl::FailedPreconditionError(
@@ -258,7 +312,7 @@ absl::StatusOr<TrainerState> ReadTrainerState(const std::string& checkpoint) {
   MEMTRAIN_ASSIGN_OR_RETURN(const int version,
                             internal::FormatVersion(json, kTrainerStateVersion, path));
   try {
-    TrainerState state = TrainerStateFromJson(json);
+    TrainerState state = TrainerStateFromJson(json, version);
     if (version < 3) UpgradeOptionsToVersion3(state.options);
     return state;
   } catch (const nlohmann::json::exception& e) {
@@ -307,7 +361,10 @@ absl::StatusOr<ResumedState> LoadTrainingCheckpoint(const std::string& checkpoin
   } catch (const c10::Error& e) {
     return absl::DataLossError(absl::StrCat(optimizer_file, ": ", e.what_without_backtrace()));
   }
+  resumed.resized = resumed.state.world_size != target.world_size;
+  if (resumed.resized) return resumed;  // the rank files belong to the old ranks
   MEMTRAIN_ASSIGN_OR_RETURN(resumed.rank, ReadRankState(checkpoint, target.rank));
+  if (resumed.state.data_state.empty()) resumed.state.data_state = resumed.rank.data_state;
   const absl::Status restored = RestoreRandomState(resumed.rank, target.device);
   if (!restored.ok()) {
     return absl::DataLossError(absl::StrCat(

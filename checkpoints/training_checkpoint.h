@@ -27,7 +27,11 @@
 // 3 names every recorded option after its flag (trainer/trainer_options.h):
 // metrics_path became metrics, bucket_bytes and first_bucket_bytes became
 // bucket_mb and first_bucket_mb, unused_parameters a name instead of 0/1, and
-// lr_total_steps (never a flag) is gone. Older files are read as version 3. Reading never throws:
+// lr_total_steps (never a flag) is gone; 4 added the run identity (`job`) and
+// moved the data cursor, which is global (every rank computes the same plan),
+// from each rank file into `data_state`, so a run of another world size can
+// continue it. Older files are read as version 4 without a run identity and
+// with the cursor taken from the rank file. Reading never throws:
 // every problem is a Status that names the file. tests/checkpoints/fixtures/format1 holds a
 // checkpoint of version 1 that must keep resuming bitwise.
 #ifndef MEMTRAIN_CHECKPOINTS_TRAINING_CHECKPOINT_H_
@@ -55,13 +59,14 @@ namespace memtrain::checkpoints {
 inline constexpr char kTrainerStateName[] = "trainer.json";
 inline constexpr char kOptimizerName[] = "optimizer.pt";
 /// The trainer.json format this build writes ("format_version").
-inline constexpr int kTrainerStateVersion = 3;
+inline constexpr int kTrainerStateVersion = 4;
 
 /// "rank-00003.safetensors": one rank's RankState.
 std::string RankFileName(int rank);
 
 /// trainer.json: what every rank shares.
 struct TrainerState {
+  int format_version = kTrainerStateVersion;  ///< of the file it was read from
   int64_t step = 0;
   double tokens_seen = 0;
   int world_size = 1;
@@ -72,13 +77,19 @@ struct TrainerState {
   nlohmann::json options = nlohmann::json::object();
   /// The gradient buckets, by parameter name: the reduction order.
   std::vector<std::vector<std::string>> bucket_plan;
+  /// data::BatchSource::SaveState, the same on every rank (version 4 on;
+  /// older files: empty, each rank file holds it).
+  std::string data_state;
+  /// With `options`, the run identity (version 4 on): the batch job this run
+  /// is, e.g. {"slurm_array_task_id": "3"}; empty outside a job array.
+  std::map<std::string, std::string> job;
 };
 
 /// rank-<r>.safetensors: what differs per rank.
 struct RankState {
   at::Tensor cpu_rng;      ///< the default CPU generator's state
   at::Tensor cuda_rng;     ///< the device's generator's state; undefined on a CPU run
-  std::string data_state;  ///< data::BatchSource::SaveState
+  std::string data_state;  ///< read from files before version 4 only (TrainerState::data_state)
   bool task_state_saved = false;
   std::map<std::string, at::Tensor> task_state;  ///< trainer::Task::SaveState (memories)
 };
@@ -125,6 +136,15 @@ absl::StatusOr<RankState> ReadRankState(const std::string& checkpoint, int rank)
 struct ResumeTarget {
   int rank = 0;
   int world_size = 1;
+  /// Found by --resume=auto rather than named: the checkpoint must also have
+  /// this run's identity (options, safe ones included, and job), except for
+  /// the names in `accepted_changes` (--resume_changed).
+  bool automatic = false;
+  std::set<std::string> accepted_changes;
+  std::map<std::string, std::string> job;  ///< as TrainerState::job
+  /// At another world size, resume without the saved memory states
+  /// (--knn_memory_on_resize=drop) rather than refuse.
+  bool drop_memory_on_resize = false;
   std::string task;
   std::string tokenizer_sha256;
   nlohmann::json options;  ///< as TrainerState::options
@@ -139,15 +159,22 @@ struct ResumeTarget {
 };
 
 struct ResumedState {
-  TrainerState state;
-  RankState rank;  ///< for the data source and the task (the generators are already restored)
+  TrainerState state;  ///< data_state filled in from the rank file for older versions
+  /// For the task (memory states). Same world size: the generators are
+  /// already restored from it. Another world size (`resized`): empty; the
+  /// caller derives each rank's generators and starts the memories empty.
+  RankState rank;
+  bool resized = false;
 };
 
-/// Checks `checkpoint` against `target` (world size, task, tokenizer, every
-/// option outside safe_to_change, the model's options, the bucket plan; all
-/// differences listed in one kFailedPrecondition), then loads the weights
-/// into target.model, the optimizer's state into target.optimizer and the
-/// generators' states. Never throws.
+/// Checks `checkpoint` against `target` (task, tokenizer, every option
+/// outside safe_to_change, the model's options, the bucket plan; all
+/// differences listed in one kFailedPrecondition; with target.automatic the
+/// run identity too), then loads the weights into target.model, the
+/// optimizer's state into target.optimizer and, at the same world size, the
+/// generators' states. Another world size is accepted from version 4 on,
+/// and when memory states were saved only with drop_memory_on_resize
+/// (docs/CHECKPOINTS.md, "Resuming at another world size"). Never throws.
 absl::StatusOr<ResumedState> LoadTrainingCheckpoint(const std::string& checkpoint,
                                                     const ResumeTarget& target);
 

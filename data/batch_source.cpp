@@ -102,6 +102,7 @@ class LmStreamSource final : public BatchSource {
     batch.long_range = at::zeros({rows, width}, at::kBool);
     batch.new_document = at::zeros({rows}, at::kBool);
     batch.records.assign(static_cast<size_t>(rows), -1);
+    batch.positions.assign(static_cast<size_t>(rows), -1);
     auto inputs = batch.inputs.accessor<int64_t, 2>();
     auto targets = batch.targets.accessor<int64_t, 2>();
     auto loss_mask = batch.loss_mask.accessor<bool, 2>();
@@ -115,6 +116,7 @@ class LmStreamSource final : public BatchSource {
       if (g < first || g >= first + rows || segment.document < 0) continue;
       const int64_t row = g - first;
       batch.records[static_cast<size_t>(row)] = segment.document;
+      batch.positions[static_cast<size_t>(row)] = segment.position;
       new_document[row] = segment.starts_document;
       const int64_t start = file_->offsets(Field::kSource)[segment.document] + segment.position;
       MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,

@@ -63,6 +63,8 @@ struct Batch {
   at::Tensor source, source_mask;
   /// Record index of each row (-1: no record), for evaluation and debugging.
   std::vector<int64_t> records;
+  /// lm only: the token of its record where each row's segment starts (-1: no record).
+  std::vector<int64_t> positions;
   int64_t loss_tokens = 0;
   int64_t step = 0;  ///< within the epoch
 };

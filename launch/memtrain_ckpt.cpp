@@ -73,8 +73,11 @@ absl::Status InspectOne(const std::string& path) {
               << " tokens seen, " << state->world_size << " rank(s), task " << state->task
               << ", tokenizer " << state->tokenizer_sha256 << ", memories "
               << (state->knn_memory_saved ? "saved" : "not saved") << ", "
-              << state->bucket_plan.size()
-              << " gradient buckets\noptions: " << state->options.dump(2) << "\n";
+              << state->bucket_plan.size() << " gradient buckets, format version "
+              << state->format_version << "\njob: " << nlohmann::json(state->job).dump()
+              << "\ndata cursor: "
+              << (state->data_state.empty() ? "per rank (below)" : state->data_state)
+              << "\noptions: " << state->options.dump(2) << "\n";
   } else {
     std::cout << "trainer state: " << state.status().message() << "\n";
   }
@@ -89,8 +92,11 @@ absl::Status InspectOne(const std::string& path) {
       std::cout << "  rank " << rank << ": " << rank_state.status().message() << "\n";
       continue;
     }
-    std::cout << "  rank " << rank << ": data cursor " << rank_state->data_state << ", generators "
-              << (rank_state->cuda_rng.defined() ? "cpu+cuda" : "cpu") << ", task state "
+    std::cout << "  rank " << rank << ": "
+              << (rank_state->data_state.empty() ? ""
+                                                 : "data cursor " + rank_state->data_state + ", ")
+              << "generators " << (rank_state->cuda_rng.defined() ? "cpu+cuda" : "cpu")
+              << ", task state "
               << (rank_state->task_state_saved
                       ? absl::StrCat(rank_state->task_state.size(), " tensors")
                       : std::string("not saved"))

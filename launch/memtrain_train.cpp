@@ -5,6 +5,7 @@
 //   mpirun -np 2 memtrain-train --flagfile=configs/quickstart.flags --train_data=...
 //   srun --mpi=pmix -n 8 memtrain-train --flagfile=configs/wmt16.flags
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <type_traits>
@@ -50,6 +51,10 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
   if (o.train_data.empty()) return absl::InvalidArgumentError("--train_data is required");
   MEMTRAIN_RETURN_IF_ERROR(launch::ApplyBatchShapeFlags(&o.batch));
   MEMTRAIN_ASSIGN_OR_RETURN(o.knn_memory, launch::KnnMemorySetupFromFlags());
+  // A job array's tasks are separate runs, however alike their flags; the job
+  // id is not part of the identity, so that a resubmitted job resumes.
+  if (const char* task = std::getenv("SLURM_ARRAY_TASK_ID"); task != nullptr && *task != '\0')
+    o.job["slurm_array_task_id"] = task;
   o.log_every = std::max<int64_t>(1, o.log_every);
   if (o.checkpoint.keep_last < 1) return absl::InvalidArgumentError("--keep_last must be >= 1");
   if (o.checkpoint.save_every_steps < 0 || o.checkpoint.save_every_minutes < 0) {

@@ -38,6 +38,14 @@ data::BatchSourceOptions SourceOptions(const TrainerOptions& o,
   return s;
 }
 
+// The seed of `rank`'s generators (dropout) from `step` on: the run's seed
+// at step 0; at a resume on another world size, where the saved generators
+// belong to the old ranks, that of the resume step.
+uint64_t RankSeed(uint64_t seed, int rank, int64_t step) {
+  return seed + 1000003ULL * static_cast<uint64_t>(rank + 1) +
+         998244353ULL * static_cast<uint64_t>(step);
+}
+
 std::string Duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "?";
   const int64_t s = static_cast<int64_t>(seconds);
@@ -60,6 +68,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
                                                          const c10::Device& device) {
   if (options.checkpoint.resume == "auto" && options.checkpoint.dir.empty()) {
     return absl::InvalidArgumentError("--resume=auto needs --checkpoint_dir");
+  }
+  const std::string& on_resize = options.checkpoint.knn_memory_on_resize;
+  if (!on_resize.empty() && on_resize != "drop") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--knn_memory_on_resize: '", on_resize, "' is not drop or empty",
+        on_resize == "reshard" ? " (resharding the memories is not implemented)" : ""));
+  }
+  const std::set<std::string> safe = OptionsSafeToChange();
+  for (const std::string& name : options.checkpoint.resume_changed) {
+    if (safe.count(name) == 0 && options.job.count(name) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--resume_changed: '", name, "' is not a safe option (",
+                       absl::StrJoin(safe, ", "), ") nor a job field of this run"));
+    }
   }
   if (options.steps < 0 || options.accumulate < 1) {
     return absl::InvalidArgumentError(absl::StrCat("steps must be >= 0 and accumulate >= 1; got ",
@@ -122,7 +144,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   MEMTRAIN_RETURN_IF_ERROR(t->task_->CheckModel(model_options));
   train_file.reset();
   // Dropout differs per rank from here on, as data does.
-  at::manual_seed(options.seed + 1000003ULL * static_cast<uint64_t>(world.rank() + 1));
+  at::manual_seed(RankSeed(options.seed, world.rank(), 0));
 
   MEMTRAIN_ASSIGN_OR_RETURN(parallel::ModuleFingerprint fingerprint,
                             parallel::BroadcastModule(world, *t->model_));
@@ -147,6 +169,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   if (!options.valid_data.empty()) {
     MEMTRAIN_ASSIGN_OR_RETURN(
         t->valid_, data::OpenBatchSource(options.valid_data, SourceOptions(options, world)));
+  }
+  if (!options.record_batches.empty()) {
+    const std::string path = absl::StrCat(options.record_batches, ".rank", world.rank(), ".jsonl");
+    t->batch_record_ = std::make_unique<std::ofstream>(path, std::ios::app);
+    if (!*t->batch_record_) return absl::InternalError("cannot open " + path + " to append");
   }
   if (world.rank() == 0) {
     if (!options.metrics_path.empty()) {
@@ -196,6 +223,7 @@ absl::StatusOr<StepMetrics> Trainer::Step() {
   const absl::Duration wait =
       absl::Now() - before;  // the prefetch thread reads ahead: this is waiting
   MEMTRAIN_ASSIGN_OR_RETURN(StepMetrics metrics, StepOn(batches));
+  if (batch_record_) MEMTRAIN_RETURN_IF_ERROR(RecordBatches(batches));
   metrics.data_wait_seconds = absl::ToDoubleSeconds(wait);
   metrics.step_seconds += metrics.data_wait_seconds;
   metrics.tokens_per_second = metrics.tokens / metrics.step_seconds;
@@ -276,6 +304,26 @@ absl::StatusOr<StepMetrics> Trainer::StepOn(const std::vector<data::Batch>& micr
   m.tokens_per_second = global.tokens / m.step_seconds;
   m.overlap_fraction = reducer_->stats().overlap_fraction;
   return m;
+}
+
+absl::Status Trainer::RecordBatches(const std::vector<data::Batch>& micro_batches) {
+  for (const data::Batch& batch : micro_batches) {
+    nlohmann::json rows = nlohmann::json::array();
+    const at::Tensor tokens = batch.loss_mask.sum(1);
+    for (size_t row = 0; row < batch.records.size(); ++row) {
+      if (batch.records[row] < 0) continue;
+      rows.push_back({batch.records[row], batch.positions.empty() ? 0 : batch.positions[row],
+                      tokens[static_cast<int64_t>(row)].item<int64_t>()});
+    }
+    *batch_record_ << nlohmann::json{{"step", step_},
+                                     {"epoch", train_->epoch()},
+                                     {"rank", world_.rank()},
+                                     {"rows", rows}}
+                          .dump()
+                   << std::endl;  // flushed: a killed run keeps its lines
+  }
+  if (!*batch_record_) return absl::InternalError("--record_batches: write failed");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<LossTotals> Trainer::Validate() {
@@ -407,8 +455,9 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   state.knn_memory_saved = options_.checkpoint.save_knn_memory && options_.use_memory;
   state.options = TrainerOptionsJson(options_);
   state.bucket_plan = reducer_->bucket_plan();
+  state.data_state = train_->SaveState();
+  state.job = options_.job;
   mine.rank = checkpoints::CaptureRandomState(device_);
-  mine.rank.data_state = train_->SaveState();
   if (state.knn_memory_saved) {
     MEMTRAIN_ASSIGN_OR_RETURN(mine.rank.task_state, task_->SaveState());
     mine.rank.task_state_saved = true;
@@ -438,6 +487,11 @@ absl::Status Trainer::Resume() {
   checkpoints::ResumeTarget target;
   target.rank = world_.rank();
   target.world_size = world_.size();
+  target.automatic = options_.checkpoint.resume == "auto";
+  target.accepted_changes = {options_.checkpoint.resume_changed.begin(),
+                             options_.checkpoint.resume_changed.end()};
+  target.job = options_.job;
+  target.drop_memory_on_resize = options_.checkpoint.knn_memory_on_resize == "drop";
   target.task = task_name_;
   target.tokenizer_sha256 = tokenizer_sha256_;
   target.options = TrainerOptionsJson(options_);
@@ -450,11 +504,25 @@ absl::Status Trainer::Resume() {
   auto load = [&]() -> absl::Status {
     MEMTRAIN_ASSIGN_OR_RETURN(checkpoints::ResumedState resumed,
                               checkpoints::LoadTrainingCheckpoint(path, target));
-    MEMTRAIN_RETURN_IF_ERROR(train_->LoadState(resumed.rank.data_state));
-    MEMTRAIN_RETURN_IF_ERROR(task_->LoadState(*model_, resumed.rank.task_state));
+    MEMTRAIN_RETURN_IF_ERROR(train_->LoadState(resumed.state.data_state));
     step_ = resumed.state.step;
     tokens_seen_ = resumed.state.tokens_seen;
     last_checkpoint_step_ = step_;
+    if (resumed.resized) {
+      // The saved generators and memories belong to the old ranks.
+      at::manual_seed(RankSeed(options_.seed, world_.rank(), step_));
+      LOG_IF(WARNING, world_.rank() == 0)
+          << "[ckpt] resumed from " << path << " at step " << step_ << ", written by "
+          << resumed.state.world_size << " ranks, on " << world_.size()
+          << ": the data continues where it stopped (no example of the epoch repeated or "
+             "skipped), each rank's generators are seeded from (seed, rank, step)"
+          << (resumed.state.knn_memory_saved
+                  ? ", every stream's memory starts empty (--knn_memory_on_resize=drop)"
+                  : "")
+          << "; the run is bitwise equal to an uninterrupted one only at an equal world size";
+      return absl::OkStatus();
+    }
+    MEMTRAIN_RETURN_IF_ERROR(task_->LoadState(*model_, resumed.rank.task_state));
     if (world_.rank() == 0) {
       LOG(INFO) << "[ckpt] resumed from " << path << " at step " << step_;
       LOG_IF(WARNING, options_.use_memory && !resumed.state.knn_memory_saved)

@@ -33,6 +33,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -105,6 +106,8 @@ class Trainer {
   /// (checkpoints/training_checkpoint.h); OK without loading when auto finds none.
   absl::Status Resume();
   void Report(const StepMetrics& metrics);
+  /// --record_batches: this step's rows, as their records and tokens.
+  absl::Status RecordBatches(const std::vector<data::Batch>& micro_batches);
 
   const TrainerOptions options_;
   parallel::Communicator& world_;
@@ -118,7 +121,8 @@ class Trainer {
   std::unique_ptr<parallel::GradientReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   LrSchedule schedule_;
-  std::unique_ptr<MetricsLog> metrics_;  // rank 0 only
+  std::unique_ptr<MetricsLog> metrics_;          // rank 0 only
+  std::unique_ptr<std::ofstream> batch_record_;  // --record_batches
   int64_t step_ = 0;
   double tokens_seen_ = 0;
   int64_t last_checkpoint_step_ = -1;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 
@@ -79,6 +80,13 @@ struct TrainerOptions {
   std::string save_dir;      ///< the final model (checkpoints/model_file.h); empty: not saved
   std::string init_from;     ///< start from this saved model (same tokenizer)
   checkpoints::CheckpointOptions checkpoint;
+  /// The batch job this run is, part of its identity in checkpoints
+  /// (checkpoints::TrainerState::job); memtrain-train sets it from SLURM's
+  /// environment.
+  std::map<std::string, std::string> job;
+  /// Debugging: each rank appends a JSON line per batch it trains on to
+  /// "<record_batches>.rank<r>.jsonl". Empty: none.
+  std::string record_batches;
   /// Polled at every step boundary of Run; true on any rank stops the run
   /// with a checkpoint (launch/signals.h). Empty: never.
   std::function<bool()> stop_requested;
@@ -142,7 +150,16 @@ struct TrainerOptions {
     "checkpoint directory.")                                                                    \
   X(save_knn_memory, checkpoint.save_knn_memory, kMayChange,                                    \
     "lm: checkpoints hold every stream's kNN/infinite memory (needed for an exact resume; "     \
-    "large).")
+    "large).")                                                                                  \
+  X(resume_changed, checkpoint.resume_changed, kNotRecorded,                                    \
+    "Comma-separated safe options (e.g. lr,steps) that --resume=auto may find changed: the "    \
+    "checkpoint's run identity must otherwise equal this run's (docs/CHECKPOINTS.md).")         \
+  X(knn_memory_on_resize, checkpoint.knn_memory_on_resize, kNotRecorded,                        \
+    "Resuming at another world size a checkpoint that holds memory states: drop (start every "  \
+    "stream's memory empty); empty: refuse. Resharding them is not implemented.")               \
+  X(record_batches, record_batches, kNotRecorded,                                               \
+    "Debugging: each rank appends, per batch trained on, a JSON line (step, epoch, rank, rows " \
+    "as [record, first token, tokens]) to PATH.rank<r>.jsonl; empty: none.")
 // clang-format on
 
 /// The recorded options (all but kNotRecorded, the batch shape and the kNN

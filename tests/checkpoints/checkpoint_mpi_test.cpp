@@ -3,7 +3,8 @@
 // run at every later step (lm with the kNN memory checkpointed; translation),
 // dropout on, so the RNG states must come back too. A damaged newest
 // checkpoint is skipped for the previous one; a changed config is refused
-// with a diff unless the change is on the safe list.
+// with a diff unless the change is on the safe list, and --resume=auto also
+// refuses safe changes (another run's checkpoint) unless they are named.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -190,7 +191,7 @@ TEST(CheckpointMpiTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
   EXPECT_EQ((*resumed)->step(), 2);
 }
 
-TEST(CheckpointMpiTest, ConfigChangesAreRefusedWithADiffUnlessSafe) {
+TEST(CheckpointMpiTest, ConfigChangesAreRefusedWithADiffAndAutoRefusesAnotherRun) {
   auto world = memtrain::testing::NewWorld();
   if (world->size() != 2) GTEST_SKIP() << "needs exactly 2 ranks";
   const std::string corpus = SharedPath(*world, "ckpt_config.h5", true);
@@ -213,12 +214,47 @@ TEST(CheckpointMpiTest, ConfigChangesAreRefusedWithADiffUnlessSafe) {
       << refused.status();
   EXPECT_NE(refused.status().message().find("model.ffn_dim"), std::string::npos)
       << refused.status();
-  TrainerOptions safe = options;
-  safe.lr.lr = 5e-3;
-  safe.steps = 20;
-  auto accepted = Trainer::Create(safe, LmModel(), *world, at::kCPU);
+  // Safe changes under --resume=auto: another run (a sweep's task with
+  // another lr sharing the directory) is refused, naming the fields and the path.
+  TrainerOptions other_run = options;
+  other_run.lr.lr = 5e-3;
+  other_run.steps = 20;
+  auto foreign = Trainer::Create(other_run, LmModel(), *world, at::kCPU);
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kFailedPrecondition);
+  for (const char* expected :
+       {"lr: checkpoint 0.01, now 0.005", "steps: checkpoint 14, now 20", "belongs to another run",
+        "step-00000002", "--resume_changed=lr,steps"}) {
+    EXPECT_NE(foreign.status().message().find(expected), std::string::npos)
+        << expected << " not in " << foreign.status();
+  }
+  // Another task of a job array, with the same flags: refused as well.
+  TrainerOptions other_task = options;
+  other_task.job["slurm_array_task_id"] = "4";
+  auto task = Trainer::Create(other_task, LmModel(), *world, at::kCPU);
+  ASSERT_FALSE(task.ok());
+  EXPECT_NE(task.status().message().find("slurm_array_task_id: checkpoint null, now \"4\""),
+            std::string::npos)
+      << task.status();
+  // On purpose: the changed fields named, or the checkpoint named.
+  TrainerOptions accepted_changes = other_run;
+  accepted_changes.checkpoint.resume_changed = {"lr", "steps"};
+  auto accepted = Trainer::Create(accepted_changes, LmModel(), *world, at::kCPU);
   ASSERT_TRUE(accepted.ok()) << accepted.status();
   EXPECT_EQ((*accepted)->step(), 2);
+  TrainerOptions named = other_run;
+  named.checkpoint.resume = checkpoints::CheckpointPath(options.checkpoint.dir, 2);
+  auto by_path = Trainer::Create(named, LmModel(), *world, at::kCPU);
+  ASSERT_TRUE(by_path.ok()) << by_path.status();
+  // The same command (a rerun, a requeue) resumes.
+  auto same = Trainer::Create(options, LmModel(), *world, at::kCPU);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ((*same)->step(), 2);
+  // Only safe options can be named.
+  TrainerOptions bad_name = options;
+  bad_name.checkpoint.resume_changed = {"seed"};
+  EXPECT_EQ(Trainer::Create(bad_name, LmModel(), *world, at::kCPU).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
