@@ -32,8 +32,8 @@
 // from each rank file into `data_state`, so a run of another world size can
 // continue it. Older files are read as version 4 without a run identity and
 // with the cursor taken from the rank file. Reading never throws:
-// every problem is a Status that names the file. tests/checkpoints/fixtures/format1 holds a
-// checkpoint of version 1 that must keep resuming bitwise.
+// every problem is a Status that names the file. tests/checkpoints/fixtures/format1 and
+// format3 hold checkpoints of versions 1 and 3 that must keep resuming bitwise.
 #ifndef MEMTRAIN_CHECKPOINTS_TRAINING_CHECKPOINT_H_
 #define MEMTRAIN_CHECKPOINTS_TRAINING_CHECKPOINT_H_
 

@@ -14,8 +14,10 @@
 #          uninterrupted sharded run; resuming without --knn_sharded is refused.
 #   format1 a checkpoint written by format version 1 (fixtures/format1: no
 #          "format_version" yet) resumes under this build to the losses its
-#          own run logged, bitwise, and its saved model generates; at another
-#          world size it is refused (its data cursor is per rank).
+#          own run logged, bitwise, and its saved model generates.
+#   format3 the same for format version 3 (fixtures/format3: the data cursor
+#          in each rank file, no run identity), resumed by --resume=auto; at
+#          another world size it is refused (its data cursor is per rank).
 #   export memtrain-ckpt export -> import -> export gives the same bytes, and
 #          Python's safetensors (when PYTHON has it) reads tensors equal to the
 #          checkpoint's model.pt as torch.jit.load reads it.
@@ -70,21 +72,13 @@ case "${scenario}" in
     # layers had biases then (the default since model.json format 3 has none);
     # --positions=sinusoidal: the only encoding then (format 4's default for
     # a decoder-only model is rotary).
-    format1_run=("${bin}/memtrain-train" --train_data=demo.h5 --steps=12 \
+    (cd "${work}" && ${mpiexec} ${mpi_flags} -n 2 "${bin}/memtrain-train" --train_data=demo.h5 --steps=12 \
       --encoder_layers=0 --decoder_layers=2 --model_dim=16 --heads=2 --ffn_dim=32 --knn_layers=1 \
       --knn_projection_bias=true --positions=sinusoidal \
       --knn_memory_size=64 --knn_top_k=4 --dropout=0.1 --streams=2 --segment_length=16 --lr_schedule=constant \
       --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics=format1.jsonl \
-      --checkpoint_dir=ckpt1 --save_every_steps=6 --save_knn_memory=true --resume=step-00000006)
-    # Its data cursor is per rank (format 4 made it global): another world size is refused.
-    if (cd "${work}" && "${format1_run[@]}" --knn_memory_on_resize=drop >resized.log 2>&1); then
-      echo "FAIL: a format-1 checkpoint resumed at 1 rank"; exit 1
-    fi
-    grep -q "format (version 1) keeps a data cursor per rank: resume it with 2 ranks" "${work}/resized.log" \
-      || { tail -5 "${work}/resized.log"; echo "FAIL: no reason for refusing the resize"; exit 1; }
-    # shellcheck disable=SC2086
-    (cd "${work}" && ${mpiexec} ${mpi_flags} -n 2 "${format1_run[@]}" >format1.log 2>&1) \
-      || { tail -20 "${work}/format1.log"; exit 1; }
+      --checkpoint_dir=ckpt1 --save_every_steps=6 --save_knn_memory=true --resume=step-00000006 \
+      >format1.log 2>&1) || { tail -20 "${work}/format1.log"; exit 1; }
     grep -q "resumed from step-00000006 at step 6" "${work}/format1.log" || { tail -20 "${work}/format1.log"; exit 1; }
     same_losses "${fixture}/losses.jsonl" "${work}/format1.jsonl"
     # The checkpoint this build wrote says which format it is.
@@ -97,6 +91,24 @@ case "${scenario}" in
       >"${work}/generate.log" 2>&1 || { cat "${work}/generate.log"; exit 1; }
     grep -q "output:" "${work}/generate.log"
     ;;
+  format3)
+    fixture="$(cd "$(dirname "$0")" && pwd)/fixtures/format3"
+    mkdir "${work}/ckpt3" && cp -r "${fixture}/checkpoint" "${work}/ckpt3/step-00000006"
+    format3_run=("${bin}/memtrain-train" --train_data=demo.h5 --steps=12 \
+      --encoder_layers=0 --decoder_layers=2 --model_dim=16 --heads=2 --ffn_dim=32 --knn_layers=1 \
+      --knn_memory_size=64 --knn_top_k=4 --dropout=0.1 --streams=2 --segment_length=16 --lr_schedule=constant \
+      --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics=format3.jsonl \
+      --checkpoint_dir=ckpt3 --save_every_steps=6 --save_knn_memory=true --resume=auto)
+    if (cd "${work}" && "${format3_run[@]}" --knn_memory_on_resize=drop >resized.log 2>&1); then
+      echo "FAIL: a format-3 checkpoint of 2 ranks resumed at 1"; exit 1
+    fi
+    grep -q "format (version 3) keeps a data cursor per rank: resume it with 2 ranks" "${work}/resized.log" \
+      || { tail -5 "${work}/resized.log"; echo "FAIL: no reason for refusing the resize"; exit 1; }
+    # shellcheck disable=SC2086
+    (cd "${work}" && ${mpiexec} ${mpi_flags} -n 2 "${format3_run[@]}" >format3.log 2>&1) \
+      || { tail -20 "${work}/format3.log"; exit 1; }
+    grep -q "resumed from .*step-00000006 at step 6" "${work}/format3.log" || { tail -20 "${work}/format3.log"; exit 1; }
+    same_losses "${fixture}/losses.jsonl" "${work}/format3.jsonl" ;;
   usr1)
     steps=400  # long enough to be signalled mid-run
     as_process=exec train stopped --checkpoint_dir="${ckpt}" --save_knn_memory &
