@@ -130,6 +130,7 @@ std::vector<std::string> IdentityDifferences(const nlohmann::json& saved_options
                                              const ResumeTarget& target) {
   if (!target.automatic || state.format_version < 4) return {};  // older files have none
   std::set<std::string> ignored = target.accepted_changes;
+  ignored.insert(target.outside_identity.begin(), target.outside_identity.end());
   for (const auto& item : target.options.items()) {
     if (target.safe_to_change.count(item.key()) == 0) ignored.insert(item.key());  // checked before
   }

@@ -152,6 +152,8 @@ struct ResumeTarget {
   nlohmann::json default_options;
   /// Options whose change a resume accepts (docs/CHECKPOINTS.md, "Safe changes").
   std::set<std::string> safe_to_change;
+  /// Safe options that are not part of the run identity (reporting, outputs).
+  std::set<std::string> outside_identity;
   std::vector<std::vector<std::string>> bucket_plan;
   model::TransformerImpl* model = nullptr;
   torch::optim::Optimizer* optimizer = nullptr;

@@ -54,7 +54,7 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
   // A job array's tasks are separate runs, however alike their flags; the job
   // id is not part of the identity, so that a resubmitted job resumes.
   if (const char* task = std::getenv("SLURM_ARRAY_TASK_ID"); task != nullptr && *task != '\0')
-    o.job["slurm_array_task_id"] = task;
+    o.job[trainer::kSlurmArrayTaskField] = task;
   o.log_every = std::max<int64_t>(1, o.log_every);
   if (o.checkpoint.keep_last < 1) return absl::InvalidArgumentError("--keep_last must be >= 1");
   if (o.checkpoint.save_every_steps < 0 || o.checkpoint.save_every_minutes < 0) {

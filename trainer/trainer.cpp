@@ -75,12 +75,17 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
         "--knn_memory_on_resize: '", on_resize, "' is not drop or empty",
         on_resize == "reshard" ? " (resharding the memories is not implemented)" : ""));
   }
-  const std::set<std::string> safe = OptionsSafeToChange();
+  // The run-identity fields a resume may find changed: the safe options
+  // inside the identity and the job's.
+  std::set<std::string> nameable = OptionsSafeToChange();
+  for (const std::string& outside : OptionsOutsideRunIdentity()) nameable.erase(outside);
+  nameable.insert(kSlurmArrayTaskField);
   for (const std::string& name : options.checkpoint.resume_changed) {
-    if (safe.count(name) == 0 && options.job.count(name) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--resume_changed: '", name, "' is not a safe option (",
-                       absl::StrJoin(safe, ", "), ") nor a job field of this run"));
+    if (nameable.count(name) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--resume_changed: '", name,
+                                                     "' is not a run-identity field a resume may "
+                                                     "find changed (",
+                                                     absl::StrJoin(nameable, ", "), ")"));
     }
   }
   if (options.steps < 0 || options.accumulate < 1) {
@@ -497,6 +502,7 @@ absl::Status Trainer::Resume() {
   target.options = TrainerOptionsJson(options_);
   target.default_options = TrainerOptionsJson(TrainerOptions{});
   target.safe_to_change = OptionsSafeToChange();
+  target.outside_identity = OptionsOutsideRunIdentity();
   target.bucket_plan = reducer_->bucket_plan();
   target.model = model_.get();
   target.optimizer = optimizer_.get();

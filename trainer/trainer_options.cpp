@@ -37,10 +37,21 @@ nlohmann::json TrainerOptionsJson(const TrainerOptions& o) {
 std::set<std::string> OptionsSafeToChange() {
   std::set<std::string> safe;
 #define MEMTRAIN_SAFE_OPTION(name, member, on_resume, help) \
-  if (OnResume::on_resume == OnResume::kMayChange) safe.insert(#name);
+  if (OnResume::on_resume == OnResume::kMayChange ||        \
+      OnResume::on_resume == OnResume::kMayChangeFreely)    \
+    safe.insert(#name);
   MEMTRAIN_TRAINER_OPTIONS(MEMTRAIN_SAFE_OPTION)
 #undef MEMTRAIN_SAFE_OPTION
   return safe;
+}
+
+std::set<std::string> OptionsOutsideRunIdentity() {
+  std::set<std::string> outside;
+#define MEMTRAIN_OUTSIDE_IDENTITY(name, member, on_resume, help) \
+  if (OnResume::on_resume == OnResume::kMayChangeFreely) outside.insert(#name);
+  MEMTRAIN_TRAINER_OPTIONS(MEMTRAIN_OUTSIDE_IDENTITY)
+#undef MEMTRAIN_OUTSIDE_IDENTITY
+  return outside;
 }
 
 }  // namespace memtrain::trainer

@@ -39,8 +39,12 @@ namespace memtrain::trainer {
 
 /// What a resumed run may do with an option (docs/CHECKPOINTS.md, "Safe changes").
 enum class OnResume {
-  kMustMatch,    ///< shapes the state or the data order: a change is refused
-  kMayChange,    ///< changes the future, not the state (the schedule is a function of the step)
+  kMustMatch,  ///< shapes the state or the data order: a change is refused
+  kMayChange,  ///< changes the future, not the state (the schedule is a function of the step)
+  /// Changes neither the state nor what the run computes (what it reports
+  /// or writes; init_from, used by a fresh start only): not part of the run
+  /// identity either, so --resume=auto accepts a change.
+  kMayChangeFreely,
   kNotRecorded,  ///< how and where the run checkpoints: not part of the run
 };
 
@@ -82,7 +86,7 @@ struct TrainerOptions {
   checkpoints::CheckpointOptions checkpoint;
   /// The batch job this run is, part of its identity in checkpoints
   /// (checkpoints::TrainerState::job); memtrain-train sets it from SLURM's
-  /// environment.
+  /// environment (kSlurmArrayTaskField).
   std::map<std::string, std::string> job;
   /// Debugging: each rank appends a JSON line per batch it trains on to
   /// "<record_batches>.rank<r>.jsonl". Empty: none.
@@ -100,7 +104,7 @@ struct TrainerOptions {
 // clang-format off
 #define MEMTRAIN_TRAINER_OPTIONS(X)                                                              \
   X(train_data, train_data, kMustMatch, "Training corpus (memtrain-prepare output). Required.") \
-  X(valid_data, valid_data, kMayChange, "Validation corpus (same tokenizer); empty: none.")     \
+  X(valid_data, valid_data, kMayChangeFreely, "Validation corpus (same tokenizer); empty: none.")     \
   X(task, task, kMustMatch,                                                                     \
     absl::StrCat(absl::StrJoin(::memtrain::data::TaskNames(), ", "),                         \
                  "; empty: the training corpus's task."))                                       \
@@ -130,12 +134,12 @@ struct TrainerOptions {
     absl::StrCat("Parameters that get no gradient on any rank: ",                               \
                  absl::StrJoin(::memtrain::parallel::UnusedParametersNames(), " or "),          \
                  " (error names them; zero gives them a zero gradient)."))                      \
-  X(log_every, log_every, kMayChange, "Progress line every N steps (rank 0).")                  \
-  X(valid_every, valid_every, kMayChange, "Validate every N steps; 0: only at the end.")        \
-  X(valid_steps, valid_steps, kMayChange, "Batches per validation; 0: the whole set.")          \
-  X(metrics, metrics_path, kMayChange, "Metrics as JSON lines (rank 0); empty: none.")          \
-  X(save_dir, save_dir, kMayChange, "Save the final model here (model.pt + model.json).")       \
-  X(init_from, init_from, kMayChange,                                                           \
+  X(log_every, log_every, kMayChangeFreely, "Progress line every N steps (rank 0).")                  \
+  X(valid_every, valid_every, kMayChangeFreely, "Validate every N steps; 0: only at the end.")        \
+  X(valid_steps, valid_steps, kMayChangeFreely, "Batches per validation; 0: the whole set.")          \
+  X(metrics, metrics_path, kMayChangeFreely, "Metrics as JSON lines (rank 0); empty: none.")          \
+  X(save_dir, save_dir, kMayChangeFreely, "Save the final model here (model.pt + model.json).")       \
+  X(init_from, init_from, kMayChangeFreely,                                                           \
     "Start from this saved model (same tokenizer; e.g. qa fine-tuning).")                       \
   X(checkpoint_dir, checkpoint.dir, kNotRecorded,                                               \
     "Checkpoints go here (docs/CHECKPOINTS.md); empty: none. Must be visible to every rank.")   \
@@ -148,7 +152,7 @@ struct TrainerOptions {
   X(resume, checkpoint.resume, kNotRecorded,                                                    \
     "none; auto (the newest complete checkpoint in --checkpoint_dir, else start fresh); or a "  \
     "checkpoint directory.")                                                                    \
-  X(save_knn_memory, checkpoint.save_knn_memory, kMayChange,                                    \
+  X(save_knn_memory, checkpoint.save_knn_memory, kMayChangeFreely,                                    \
     "lm: checkpoints hold every stream's kNN/infinite memory (needed for an exact resume; "     \
     "large).")                                                                                  \
   X(resume_changed, checkpoint.resume_changed, kNotRecorded,                                    \
@@ -162,11 +166,17 @@ struct TrainerOptions {
     "as [record, first token, tokens]) to PATH.rank<r>.jsonl; empty: none.")
 // clang-format on
 
+/// TrainerOptions::job's field for SLURM_ARRAY_TASK_ID: a job array's tasks
+/// are separate runs, however alike their flags.
+inline constexpr char kSlurmArrayTaskField[] = "slurm_array_task_id";
+
 /// The recorded options (all but kNotRecorded, the batch shape and the kNN
 /// memory's) by name, as a checkpoint's trainer.json holds them.
 nlohmann::json TrainerOptionsJson(const TrainerOptions& options);
-/// The names of the kMayChange options.
+/// The names of the kMayChange and kMayChangeFreely options.
 std::set<std::string> OptionsSafeToChange();
+/// The names of the kMayChangeFreely options: recorded, outside the run identity.
+std::set<std::string> OptionsOutsideRunIdentity();
 
 }  // namespace memtrain::trainer
 

@@ -128,7 +128,7 @@ case "${scenario}" in
     # The uninterrupted run must reach at least as far as the resumed one.
     steps=$(( 10#${stopped_at#step-} + 6 ))
     train whole || { tail -20 "${work}/whole.log"; exit 1; }
-    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto --resume_changed=steps \
       || { tail -20 "${work}/resumed.log"; exit 1; }
     grep -q "resumed from .*${stopped_at}" "${work}/resumed.log" || { echo "FAIL: did not resume from ${stopped_at}"; exit 1; }
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
@@ -150,7 +150,7 @@ case "${scenario}" in
     truncate -s -100 "${ckpt}/step-00000012/optimizer.pt"
     steps=14
     train whole || { tail -20 "${work}/whole.log"; exit 1; }
-    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+    train resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto --resume_changed=steps \
       || { tail -20 "${work}/resumed.log"; exit 1; }
     grep -q "damaged checkpoint skipped.*step-00000012/optimizer.pt.*truncated" "${work}/resumed.log" \
       || { grep ckpt "${work}/resumed.log"; echo "FAIL: no warning naming the truncated file"; exit 1; }
@@ -167,7 +167,7 @@ case "${scenario}" in
     [[ ${status} -ne 0 ]] || { echo "FAIL: resumed a sharded memory as a local one"; exit 1; }
     grep -q "knn_sharded: checkpoint true, now false" "${work}/unsharded.log" \
       || { tail "${work}/unsharded.log"; echo "FAIL: the refusal does not name --knn_sharded"; exit 1; }
-    train resumed --knn_sharded --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+    train resumed --knn_sharded --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto --resume_changed=steps \
       || { tail -20 "${work}/resumed.log"; exit 1; }
     grep -q "resumed from .*step-00000008" "${work}/resumed.log" || { echo "FAIL: did not resume from step 8"; exit 1; }
     same_losses "${work}/whole_sharded.jsonl" "${work}/resumed.jsonl" ;;

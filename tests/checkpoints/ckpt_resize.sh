@@ -101,7 +101,8 @@ case "${scenario}" in
     if SLURM_ARRAY_TASK_ID=2 train lr1-task 1 6 --resume=auto; then fail "${work}/lr1-task.log" "adopted another task"; fi
     grep -q 'slurm_array_task_id: checkpoint null, now "2"' "${work}/lr1-task.log" \
       || fail "${work}/lr1-task.log" "the refusal does not name the array task"
-    train lr1-again 1 6 --resume=auto || fail "${work}/lr1-again.log" "the same command"
+    # The same command, logging elsewhere (reporting is outside the identity).
+    train lr1-again 1 6 --resume=auto --metrics="${work}/again.jsonl" || fail "${work}/lr1-again.log" "the same command"
     grep -q "resumed from .*step-00000003 at step 3" "${work}/lr1-again.log" || fail "${work}/lr1-again.log" "no resume"
     train lr1-changed 1 8 --resume=auto --lr=1e-3 --resume_changed=lr,steps \
       || fail "${work}/lr1-changed.log" "--resume_changed"

@@ -44,7 +44,7 @@ expect_refusal --linformer_sharing=all "'all' is not a Linformer sharing: none, 
 expect_refusal --streams=0 "--streams must be >= 1, got 0"
 expect_refusal --train_data=/nonexistent.h5 "/nonexistent.h5"
 expect_refusal --knn_memory_on_resize=reshard "(resharding the memories is not implemented)"
-expect_refusal --resume_changed=seed "--resume_changed: 'seed' is not a safe option"
+expect_refusal --resume_changed=seed "--resume_changed: 'seed' is not a run-identity field"
 
 binary=memtrain-generate args=("${saved_args[@]}")
 expect_refusal --beam=0 "--beam must be >= 1, got 0"
