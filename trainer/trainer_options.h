@@ -40,7 +40,10 @@ namespace memtrain::trainer {
 /// What a resumed run may do with an option (docs/CHECKPOINTS.md, "Safe changes").
 enum class OnResume {
   kMustMatch,  ///< shapes the state or the data order: a change is refused
-  kMayChange,  ///< changes the future, not the state (the schedule is a function of the step)
+  /// Changes the future, not the state (the schedule is a function of the
+  /// step); part of the run identity, so --resume=auto accepts a change only
+  /// when --resume_changed names it.
+  kMayChange,
   /// Changes neither the state nor what the run computes (what it reports
   /// or writes; init_from, used by a fresh start only): not part of the run
   /// identity either, so --resume=auto accepts a change.
