@@ -43,22 +43,9 @@ train() {  # name, extra flags...; the exit status is the caller's
     --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics="${work}/${name}.jsonl" "$@" >"${work}/${name}.log" 2>&1
 }
 
-# Every step of the resumed run ($2) must have the loss of the same step of the
-# uninterrupted one ($1), as written (17 significant digits: bitwise).
-same_losses() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-def losses(path):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r.get("kind") == "train"}
-whole, resumed = losses(sys.argv[1]), losses(sys.argv[2])
-if not resumed:
-    sys.exit("the resumed run logged no step")
-bad = [s for s in resumed if resumed[s] != whole.get(s)]
-if bad:
-    sys.exit(f"losses differ at steps {bad}: {[(resumed[s], whole.get(s)) for s in bad]}")
-print(f"steps {min(resumed)}..{max(resumed)}: losses equal to the uninterrupted run")
-PY
-}
+# Every step of run $2 must have the loss of the same step of run $1 (bitwise).
+same_losses_py="$(cd "$(dirname "$0")/../common" && pwd)/same_losses.py"
+same_losses() { python3 "${same_losses_py}" "$1" "$2"; }
 
 train whole || { tail -20 "${work}/whole.log"; exit 1; }
 ckpt="${work}/ckpt"

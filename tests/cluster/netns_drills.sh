@@ -77,22 +77,9 @@ train() {
     >"${work}/${name}.log" 2>&1
 }
 
-# Every step of run $2 must have the loss of the same step of run $1, as
-# written (17 significant digits: bitwise).
-same_losses() {
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-def losses(path):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r.get("kind") == "train"}
-whole, resumed = losses(sys.argv[1]), losses(sys.argv[2])
-if not resumed:
-    sys.exit("the second run logged no step")
-bad = [s for s in resumed if resumed[s] != whole.get(s)]
-if bad:
-    sys.exit(f"losses differ at steps {bad}: {[(resumed[s], whole.get(s)) for s in bad]}")
-print(f"steps {min(resumed)}..{max(resumed)}: losses equal")
-PY
-}
+# Every step of run $2 must have the loss of the same step of run $1 (bitwise).
+same_losses_py="$(cd "$(dirname "$0")/../common" && pwd)/same_losses.py"
+same_losses() { python3 "${same_losses_py}" "$1" "$2"; }
 
 # Starts run NAME in the background on the hosts and waits until it logged
 # step 4 (mid-training); sets `pid` to mpirun's.
