@@ -128,7 +128,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   parallel::CommunicatorOptions options;
-  options.collective_timeout = launch::CollectiveTimeoutFromFlags();
+  options.timeouts = launch::PhaseTimeoutsFromFlags();
   auto world = (*runtime)->CreateWorld(options);
   CHECK(world.ok()) << world.status();
   MpiCommunicator& comm = **world;

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
@@ -39,25 +40,32 @@ absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int6
   return partial;
 }
 
-absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last) {
+absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last,
+                                             std::vector<ManifestEntry> files) {
   const std::string partial = PartialCheckpointPath(dir, step);
   const fs::path target = CheckpointPath(dir, step);
+  std::sort(files.begin(), files.end(),
+            [](const ManifestEntry& a, const ManifestEntry& b) { return a.file < b.file; });
+  std::vector<std::string> present, listed;
+  for (const auto& entry : fs::directory_iterator(partial)) {
+    if (entry.is_regular_file() && entry.path().filename() != kManifestName) {
+      present.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(present.begin(), present.end());
+  for (const ManifestEntry& entry : files) listed.push_back(entry.file);
+  if (present != listed) {
+    return absl::InternalError(absl::StrCat("not committing ", partial, ": it holds [",
+                                            absl::StrJoin(present, ", "), "] but the ranks wrote [",
+                                            absl::StrJoin(listed, ", "), "]"));
+  }
   nlohmann::json manifest;
   manifest["format"] = "memtrain-checkpoint-1";
   manifest["step"] = step;
   manifest["files"] = nlohmann::json::array();
-  std::vector<std::string> files;
-  for (const auto& entry : fs::directory_iterator(partial)) {
-    if (entry.is_regular_file() && entry.path().filename() != kManifestName) {
-      files.push_back(entry.path().filename().string());
-    }
-  }
-  std::sort(files.begin(), files.end());
-  for (const std::string& file : files) {
-    MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described,
-                              data::DescribeInputFile((fs::path(partial) / file).string()));
+  for (const ManifestEntry& entry : files) {
     manifest["files"].push_back(
-        {{"file", file}, {"bytes", described.bytes}, {"sha256", described.sha256}});
+        {{"file", entry.file}, {"bytes", entry.bytes}, {"sha256", entry.sha256}});
   }
   MEMTRAIN_RETURN_IF_ERROR(
       WriteFileDurably((fs::path(partial) / kManifestName).string(), manifest.dump(2) + "\n"));
@@ -125,27 +133,39 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& checkpoint) {
   return manifest;
 }
 
+absl::StatusOr<ManifestEntry> DescribeCheckpointFile(const std::string& checkpoint,
+                                                     const std::string& file) {
+  MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described,
+                            data::DescribeInputFile((fs::path(checkpoint) / file).string()));
+  return ManifestEntry{file, described.bytes, described.sha256};
+}
+
+absl::Status VerifyCheckpointFile(const std::string& checkpoint, const ManifestEntry& entry,
+                                  absl::string_view expected_from) {
+  const std::string path = (fs::path(checkpoint) / entry.file).string();
+  std::error_code error;
+  const auto bytes = fs::file_size(path, error);
+  if (error)
+    return absl::DataLossError(absl::StrCat(path, " is missing (listed in ", expected_from, ")"));
+  if (static_cast<int64_t>(bytes) != entry.bytes) {
+    return absl::DataLossError(
+        absl::StrCat(path, " has ", bytes, " bytes, ", expected_from, " says ", entry.bytes,
+                     bytes < static_cast<uintmax_t>(entry.bytes) ? " (truncated)" : ""));
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described, data::DescribeInputFile(path));
+  if (described.sha256 != entry.sha256) {
+    return absl::DataLossError(absl::StrCat(path, " has sha256 ", described.sha256, ", ",
+                                            expected_from, " says ", entry.sha256, " (corrupted)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status VerifyCheckpoint(const std::string& checkpoint,
                               const std::function<bool(const std::string& file)>& wanted) {
   MEMTRAIN_ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(checkpoint));
   for (const ManifestEntry& entry : manifest.files) {
     if (wanted && !wanted(entry.file)) continue;
-    const std::string path = (fs::path(checkpoint) / entry.file).string();
-    std::error_code error;
-    const auto bytes = fs::file_size(path, error);
-    if (error)
-      return absl::DataLossError(absl::StrCat(path, " is missing (listed in the manifest)"));
-    if (static_cast<int64_t>(bytes) != entry.bytes) {
-      return absl::DataLossError(
-          absl::StrCat(path, " has ", bytes, " bytes, the manifest says ", entry.bytes,
-                       bytes < static_cast<uintmax_t>(entry.bytes) ? " (truncated)" : ""));
-    }
-    MEMTRAIN_ASSIGN_OR_RETURN(data::InputFile described, data::DescribeInputFile(path));
-    if (described.sha256 != entry.sha256) {
-      return absl::DataLossError(absl::StrCat(path, " has sha256 ", described.sha256,
-                                              ", the manifest says ", entry.sha256,
-                                              " (corrupted)"));
-    }
+    MEMTRAIN_RETURN_IF_ERROR(VerifyCheckpointFile(checkpoint, entry, "the manifest"));
   }
   return absl::OkStatus();
 }

@@ -8,20 +8,24 @@
 //
 //   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string partial, CreatePartialCheckpoint(dir, step));
 //   barrier     (every rank now sees the empty `<dir>/step-<N>.partial`)
-//   every rank: writes its files into `partial`
-//   all-reduce  of "my files are written" (any failure: nobody commits)
-//   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string path, CommitCheckpoint(dir, step,
-//   keep_last));
+//   every rank: writes its files into `partial`, and DescribeCheckpointFile()s
+//               each (size and sha256, read back)
+//   all-gather  of those entries; each rank VerifyCheckpointFile()s its share
+//               of the others' files; all-reduce of the results (any failure:
+//               nobody commits)
+//   rank 0:     MEMTRAIN_ASSIGN_OR_RETURN(std::string path,
+//                                         CommitCheckpoint(dir, step, keep_last, entries));
 //
-// CommitCheckpoint writes MANIFEST.json (every file's size and sha256),
-// publishes `step-<N>.partial` as `step-<N>` (common/atomic_file.h; the commit: a directory
-// named `step-<N>` is complete by construction), fsyncs `dir`, then moves the
-// `latest` symlink (a temporary link renamed over it), sets aside as
-// `step-<M>.abandoned` the complete checkpoints of later steps (an abandoned
-// timeline: the run resumed from an older one), and deletes the oldest
-// complete checkpoints beyond `keep_last`. A crash at any point leaves either
-// a `.partial` directory, which nothing reads and the next save of that step
-// replaces, or a complete checkpoint.
+// CommitCheckpoint writes MANIFEST.json from the entries the ranks verified
+// (it hashes nothing itself), publishes `step-<N>.partial` as `step-<N>`
+// (common/atomic_file.h; the commit: a directory named `step-<N>` is
+// complete by construction), fsyncs `dir`, then moves the `latest` symlink
+// (a temporary link renamed over it), sets aside as `step-<M>.abandoned` the
+// complete checkpoints of later steps (an abandoned timeline: the run resumed
+// from an older one), and deletes the oldest complete checkpoints beyond
+// `keep_last`. A crash at any point leaves either a `.partial` directory,
+// which nothing reads and the next save of that step replaces, or a complete
+// checkpoint.
 //
 // `dir` must be on a filesystem every rank sees (the ranks write into one
 // directory); the checkpoint's files are plain model.pt/model.json (so
@@ -36,6 +40,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace memtrain::checkpoints {
 
@@ -68,15 +73,28 @@ std::string PartialCheckpointPath(const std::string& dir, int64_t step);
 /// Rank 0, before any rank writes: an empty `<dir>/step-<N>.partial`
 /// (a leftover of a crashed save is removed). Returns its path.
 absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step);
-/// Rank 0, after every rank wrote and fsynced its files: the manifest, the
-/// rename, `latest`, retention. Returns the checkpoint's path.
-absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last);
-
 struct ManifestEntry {
   std::string file;  ///< relative to the checkpoint directory
   int64_t bytes = 0;
   std::string sha256;
 };
+
+/// Rank 0, after every rank wrote, fsynced and verified its files: the
+/// manifest listing `files` (which must be exactly the regular files in the
+/// staging directory, else kInternal: an unverified file is never committed),
+/// the rename, `latest`, retention. Returns the checkpoint's path.
+absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t step, int keep_last,
+                                             std::vector<ManifestEntry> files);
+
+/// `file` of the checkpoint (or staging) directory `checkpoint`, read back
+/// from disk: its size and sha256.
+absl::StatusOr<ManifestEntry> DescribeCheckpointFile(const std::string& checkpoint,
+                                                     const std::string& file);
+/// Reads `entry.file` back and checks it has the size and sha256 of `entry`,
+/// which came from `expected_from` ("the manifest", "its writer (rank 0)").
+/// kDataLoss naming the file and the damage (missing, truncated, corrupted).
+absl::Status VerifyCheckpointFile(const std::string& checkpoint, const ManifestEntry& entry,
+                                  absl::string_view expected_from);
 struct Manifest {
   int64_t step = 0;
   std::vector<ManifestEntry> files;

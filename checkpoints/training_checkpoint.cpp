@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/serialize.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -20,6 +21,7 @@
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "parallel/collective_phase.h"
 
 namespace memtrain::checkpoints {
 namespace {
@@ -192,6 +194,61 @@ absl::Status CheckCompatible(const std::string& checkpoint, const TrainerState& 
   return absl::OkStatus();
 }
 
+// A file of a checkpoint being saved: its entry as its writer read it back,
+// and the rank that reads it back again before the commit (the writer itself
+// when nobody else does).
+struct WrittenFile {
+  ManifestEntry entry;
+  int writer = 0;
+  int verifier = 0;
+};
+
+// Collective: every rank's `mine`, in rank order, each with its verifier.
+// Rank files are verified by their writers; the shared files, which rank 0
+// wrote, are spread over the other ranks, largest first to the one with the
+// fewest bytes so far, so that no rank re-reads everything.
+absl::StatusOr<std::vector<WrittenFile>> GatherWrittenFiles(
+    parallel::Communicator& world, const std::vector<ManifestEntry>& mine) {
+  nlohmann::json json = nlohmann::json::array();
+  for (const ManifestEntry& entry : mine) {
+    json.push_back({{"file", entry.file}, {"bytes", entry.bytes}, {"sha256", entry.sha256}});
+  }
+  const std::string text = json.dump();
+  at::Tensor bytes = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
+  std::memcpy(bytes.data_ptr<uint8_t>(), text.data(), text.size());
+  MEMTRAIN_ASSIGN_OR_RETURN(std::vector<at::Tensor> all, world.allgatherv(bytes));
+  std::vector<WrittenFile> written;
+  for (int rank = 0; rank < static_cast<int>(all.size()); ++rank) {
+    const at::Tensor piece = all[rank].contiguous();
+    const nlohmann::json entries =
+        nlohmann::json::parse(std::string(reinterpret_cast<const char*>(piece.data_ptr<uint8_t>()),
+                                          static_cast<size_t>(piece.numel())));
+    for (const auto& entry : entries) {
+      written.push_back({{entry.at("file").get<std::string>(), entry.at("bytes").get<int64_t>(),
+                          entry.at("sha256").get<std::string>()},
+                         rank,
+                         rank});
+    }
+  }
+  std::vector<WrittenFile*> shared;
+  for (WrittenFile& file : written) {
+    if (!IsRankFile(file.entry.file) && world.size() > 1) shared.push_back(&file);
+  }
+  std::stable_sort(shared.begin(), shared.end(), [](const WrittenFile* a, const WrittenFile* b) {
+    return a->entry.bytes > b->entry.bytes;
+  });
+  std::vector<int64_t> load(static_cast<size_t>(world.size()), 0);
+  for (WrittenFile* file : shared) {
+    int least = 1;
+    for (int rank = 2; rank < world.size(); ++rank) {
+      if (load[rank] < load[least]) least = rank;
+    }
+    file->verifier = least;
+    load[least] += file->entry.bytes;
+  }
+  return written;
+}
+
 }  // namespace
 
 std::string RankFileName(int rank) { return absl::StrFormat("rank-%05d.safetensors", rank); }
@@ -233,6 +290,7 @@ absl::StatusOr<std::string> SaveTrainingCheckpoint(parallel::Communicator& world
                                                    const TrainingCheckpoint& checkpoint) {
   if (options.dir.empty())
     return absl::FailedPreconditionError("no checkpoint directory (--checkpoint_dir)");
+  const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kCheckpoint);
   const int64_t step = checkpoint.state.step;
   const absl::Time start = absl::Now();
   // 1. Rank 0 makes the empty staging directory; the others wait for it.
@@ -240,32 +298,63 @@ absl::StatusOr<std::string> SaveTrainingCheckpoint(parallel::Communicator& world
   if (world.rank() == 0) partial = CreatePartialCheckpoint(options.dir, step);
   MEMTRAIN_RETURN_IF_ERROR(
       parallel::AllRanksOk(world, partial.status(), "creating the checkpoint directory"));
-  // 2. Every rank writes its file; rank 0 also the replicated state.
-  auto write = [&]() -> absl::Status {
+  // 2. Every rank writes its file; rank 0 also the replicated state. Each
+  // writer reads its files back: their sizes and hashes.
+  auto write = [&]() -> absl::StatusOr<std::vector<ManifestEntry>> {
     const fs::path dir(*partial);
-    const std::string rank_file = (dir / RankFileName(world.rank())).string();
-    MEMTRAIN_RETURN_IF_ERROR(WriteRankState(rank_file, world.rank(), checkpoint.rank));
-    if (checkpoint.after_rank_file) checkpoint.after_rank_file(rank_file);
-    if (world.rank() != 0) return absl::OkStatus();
+    std::vector<std::string> files{RankFileName(world.rank())};
     MEMTRAIN_RETURN_IF_ERROR(
-        WriteModelFiles(dir.string(), *checkpoint.model, checkpoint.model_info));
-    const std::string optimizer_file = (dir / kOptimizerName).string();
-    try {
-      torch::serialize::OutputArchive archive;
-      checkpoint.optimizer->save(archive);
-      archive.save_to(optimizer_file);
-    } catch (const c10::Error& e) {
-      return absl::InternalError(
-          absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
+        WriteRankState((dir / files[0]).string(), world.rank(), checkpoint.rank));
+    if (checkpoint.after_rank_file) checkpoint.after_rank_file((dir / files[0]).string());
+    if (world.rank() == 0) {
+      MEMTRAIN_RETURN_IF_ERROR(
+          WriteModelFiles(dir.string(), *checkpoint.model, checkpoint.model_info));
+      const std::string optimizer_file = (dir / kOptimizerName).string();
+      try {
+        torch::serialize::OutputArchive archive;
+        checkpoint.optimizer->save(archive);
+        archive.save_to(optimizer_file);
+      } catch (const c10::Error& e) {
+        return absl::InternalError(
+            absl::StrCat("writing ", optimizer_file, ": ", e.what_without_backtrace()));
+      }
+      MEMTRAIN_RETURN_IF_ERROR(WriteFileDurably((dir / kTrainerStateName).string(),
+                                                TrainerStateJson(checkpoint.state).dump(2) + "\n"));
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (entry.is_regular_file() && !IsRankFile(name)) files.push_back(name);
+      }
     }
-    return WriteFileDurably((dir / kTrainerStateName).string(),
-                            TrainerStateJson(checkpoint.state).dump(2) + "\n");
+    std::vector<ManifestEntry> written;
+    for (const std::string& file : files) {
+      MEMTRAIN_ASSIGN_OR_RETURN(ManifestEntry entry, DescribeCheckpointFile(dir.string(), file));
+      written.push_back(std::move(entry));
+    }
+    return written;
   };
+  absl::StatusOr<std::vector<ManifestEntry>> mine = write();
   MEMTRAIN_RETURN_IF_ERROR(
-      parallel::AllRanksOk(world, write(), absl::StrCat("writing checkpoint ", *partial)));
-  // 3. Every rank's files are on disk: rank 0 commits.
+      parallel::AllRanksOk(world, mine.status(), absl::StrCat("writing checkpoint ", *partial)));
+  // 3. Every rank learns every file's entry and re-reads its share of rank
+  // 0's files: what a resume on another host will read.
+  if (checkpoint.before_verification) checkpoint.before_verification(*partial);
+  MEMTRAIN_ASSIGN_OR_RETURN(std::vector<WrittenFile> written, GatherWrittenFiles(world, *mine));
+  absl::Status verified = absl::OkStatus();
+  for (const WrittenFile& file : written) {
+    if (file.verifier != world.rank() || file.verifier == file.writer) continue;
+    verified = VerifyCheckpointFile(*partial, file.entry,
+                                    absl::StrCat("its writer (rank ", file.writer, ")"));
+    if (!verified.ok()) break;
+  }
+  MEMTRAIN_RETURN_IF_ERROR(
+      parallel::AllRanksOk(world, verified, absl::StrCat("verifying checkpoint ", *partial)));
+  // 4. Every file is on disk as its writer described it: rank 0 commits.
   absl::StatusOr<std::string> committed = PartialCheckpointPath(options.dir, step);
-  if (world.rank() == 0) committed = CommitCheckpoint(options.dir, step, options.keep_last);
+  if (world.rank() == 0) {
+    std::vector<ManifestEntry> entries;
+    for (const WrittenFile& file : written) entries.push_back(file.entry);
+    committed = CommitCheckpoint(options.dir, step, options.keep_last, std::move(entries));
+  }
   MEMTRAIN_RETURN_IF_ERROR(
       parallel::AllRanksOk(world, committed.status(), "committing the checkpoint"));
   LOG_IF(INFO, world.rank() == 0) << absl::StrFormat("[ckpt] step %d saved to %s in %.2f s", step,
@@ -276,6 +365,7 @@ absl::StatusOr<std::string> SaveTrainingCheckpoint(parallel::Communicator& world
 
 absl::StatusOr<std::string> ChooseResumeCheckpoint(parallel::Communicator& world,
                                                    const CheckpointOptions& options) {
+  const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kCheckpoint);
   const auto wanted = FilesOfRank(world.rank());
   if (options.resume != "auto") {
     MEMTRAIN_RETURN_IF_ERROR(parallel::AllRanksOk(world, VerifyCheckpoint(options.resume, wanted),

@@ -110,12 +110,23 @@ struct TrainingCheckpoint {
   /// Test seam of the crash tests: called with this rank's file right after
   /// it is written, before any rank commits. Empty: nothing.
   std::function<void(const std::string& rank_file)> after_rank_file;
+  /// Test seam of the verification tests: called with the staging directory
+  /// after every writer described its files, before the ranks exchange those
+  /// descriptions (so before any rank verifies another's files).
+  std::function<void(const std::string& partial)> before_verification;
 };
 
-/// Collective: writes the checkpoint of `checkpoint.state.step` into
-/// `options.dir` (every rank its own file, then rank 0 commits once all
-/// reported success; keep-last-N). Any rank's failure fails it on every rank
-/// and leaves at most a staging directory. Returns the checkpoint's path.
+/// Collective, in the checkpoint phase (parallel/collective_phase.h): writes
+/// the checkpoint of `checkpoint.state.step` into `options.dir`. Every rank
+/// writes its file and reads it back for its size and sha256 (a rank file is
+/// verified by its writer); rank 0 does the same for the shared files. The
+/// ranks all-gather these entries, and each shared file is read back again
+/// by another rank (ranks 1..N-1 share them, largest file first to the least
+/// loaded; with one rank nobody else can) and checked against rank 0's
+/// reading. Rank 0 commits the manifest of the gathered entries only when
+/// every rank reported success (keep-last-N). Any rank's failure fails it on
+/// every rank and leaves at most a staging directory. Returns the
+/// checkpoint's path.
 absl::StatusOr<std::string> SaveTrainingCheckpoint(parallel::Communicator& world,
                                                    const CheckpointOptions& options,
                                                    const TrainingCheckpoint& checkpoint);

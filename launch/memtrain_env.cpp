@@ -46,7 +46,7 @@ absl::Status Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(auto runtime, parallel::MpiRuntime::Initialize(&argc, &argv, {}));
   launch::InstallTerminationReport(runtime->world_rank());
   parallel::CommunicatorOptions options;
-  options.collective_timeout = launch::CollectiveTimeoutFromFlags();
+  options.timeouts = launch::PhaseTimeoutsFromFlags();
   MEMTRAIN_ASSIGN_OR_RETURN(auto world, runtime->CreateWorld(options));
   for (const std::string& warning : env.warnings) LOG(WARNING) << "[launch] " << warning;
   if (env.rank != world->rank() || env.world_size != world->size()) {

@@ -38,6 +38,12 @@ MEMTRAIN_TRAINER_OPTIONS(MEMTRAIN_TRAINER_FLAG)
 ABSL_FLAG(std::string, testing_kill_during_save, "",
           "Tests only: RANK:STEP makes that rank truncate its file of the checkpoint of STEP and "
           "SIGKILL itself.");
+ABSL_FLAG(double, testing_slow_save, 0,
+          "Tests only: rank 0 sleeps this many seconds in every checkpoint save after writing its "
+          "rank file.");
+ABSL_FLAG(std::string, testing_corrupt_during_save, "",
+          "Tests only: rank 0 flips the first byte of this file (e.g. optimizer.pt) of every "
+          "checkpoint after writing it, before the other ranks verify it.");
 
 namespace memtrain {
 namespace {
@@ -73,6 +79,8 @@ absl::StatusOr<trainer::TrainerOptions> TrainerOptionsFromFlags() {
                                         kill + "'");
     }
   }
+  o.slow_save_seconds = absl::GetFlag(FLAGS_testing_slow_save);
+  o.corrupt_during_save = absl::GetFlag(FLAGS_testing_corrupt_during_save);
   return o;
 }
 

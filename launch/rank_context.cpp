@@ -12,14 +12,37 @@ ABSL_FLAG(std::string, collectives, "auto",
           "(PyTorch's Gloo, CPU), nccl (PyTorch's ProcessGroupNCCL, GPU). Host-side tensors always "
           "go over MPI.");
 
-ABSL_FLAG(int, collective_timeout,
-          absl::ToInt64Seconds(memtrain::parallel::CommunicatorOptions{}.collective_timeout),
-          "Seconds a collective may take before the job aborts with a report naming it.");
+namespace {
+const memtrain::parallel::PhaseTimeouts kDefaultTimeouts;
+int64_t Seconds(absl::Duration d) { return absl::ToInt64Seconds(d); }
+}  // namespace
+
+// One per phase (parallel/collective_phase.h): a checkpoint save or an
+// evaluation may take far longer than a step, and must not share its timeout.
+ABSL_FLAG(int64_t, startup_timeout, Seconds(kDefaultTimeouts.startup),
+          "Seconds a collective may take during start-up (rendezvous, the first collectives, "
+          "opening the corpus, choosing and loading the checkpoint to resume) before the job "
+          "aborts with a report naming it.");
+ABSL_FLAG(int64_t, step_timeout, Seconds(kDefaultTimeouts.step),
+          "Seconds a collective may take within a training step (gradient buckets, the loss "
+          "all-reduce, the stop and save flags) before the job aborts with a report naming it.");
+ABSL_FLAG(int64_t, checkpoint_timeout, Seconds(kDefaultTimeouts.checkpoint),
+          "Seconds a collective may take while a checkpoint or the final model is written, "
+          "verified and committed (the other ranks wait while rank 0 writes the model) before "
+          "the job aborts with a report naming it.");
+ABSL_FLAG(int64_t, eval_timeout, Seconds(kDefaultTimeouts.evaluation),
+          "Seconds a collective may take during evaluation (validation, memtrain-eval, "
+          "memtrain-build-memory) before the job aborts with a report naming it.");
 
 namespace memtrain::launch {
 
-absl::Duration CollectiveTimeoutFromFlags() {
-  return absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+parallel::PhaseTimeouts PhaseTimeoutsFromFlags() {
+  parallel::PhaseTimeouts timeouts;
+  timeouts.startup = absl::Seconds(absl::GetFlag(FLAGS_startup_timeout));
+  timeouts.step = absl::Seconds(absl::GetFlag(FLAGS_step_timeout));
+  timeouts.checkpoint = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_timeout));
+  timeouts.evaluation = absl::Seconds(absl::GetFlag(FLAGS_eval_timeout));
+  return timeouts;
 }
 
 absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, const std::string& log_tag) {
@@ -34,7 +57,7 @@ absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, const std::string
                                                                     rank.environment.local_size));
   ApplyDeviceChoice(rank.device);
   parallel::WorldOptions options;
-  options.communicator.collective_timeout = CollectiveTimeoutFromFlags();
+  options.communicator.timeouts = PhaseTimeoutsFromFlags();
   options.device = rank.device.device;
   options.collectives = absl::GetFlag(FLAGS_collectives);
   MEMTRAIN_ASSIGN_OR_RETURN(rank.world, parallel::CreateWorld(*rank.runtime, options));

@@ -7,7 +7,9 @@
 //
 // Flags: --device (launch/device.h), and, declared here once for every
 // binary that makes a communicator, --collectives=auto|mpi|gloo|nccl (how
-// tensors on that device cross ranks) and --collective_timeout (seconds).
+// tensors on that device cross ranks) and the collective timeouts of each
+// phase (parallel/collective_phase.h), in seconds: --startup_timeout,
+// --step_timeout, --checkpoint_timeout, --eval_timeout.
 //
 //   MEMTRAIN_ASSIGN_OR_RETURN(RankContext rank, StartRank(&argc, &argv, "[train]"));
 //   ... rank.world->allreduce(...); model->to(rank.device.device);
@@ -38,8 +40,8 @@ struct RankContext {
 /// logs it on rank 0, prefixed by `log_tag`.
 absl::StatusOr<RankContext> StartRank(int* argc, char*** argv, const std::string& log_tag);
 
-/// --collective_timeout, for binaries that make their communicators themselves.
-absl::Duration CollectiveTimeoutFromFlags();
+/// The four phase timeouts, for binaries that make their communicators themselves.
+parallel::PhaseTimeouts PhaseTimeoutsFromFlags();
 
 }  // namespace memtrain::launch
 

@@ -153,8 +153,9 @@ absl::StatusOr<std::unique_ptr<C10dCommunicator>> C10dCommunicator::Create(
         "the c10d backend '", backend, "' needs ", c10::DeviceTypeName(kind->device_type, true),
         " tensors with a device index; got device ", device.str()));
   }
-  MEMTRAIN_ASSIGN_OR_RETURN(c10::intrusive_ptr<c10d::Store> store,
-                            ConnectStore(*group, group->options().collective_timeout));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      c10::intrusive_ptr<c10d::Store> store,
+      ConnectStore(*group, group->options().timeouts.For(CurrentCollectivePhase())));
   if (name.empty()) name = group->name();
   std::unique_ptr<C10dCommunicator> communicator(
       new C10dCommunicator(std::move(group), backend, device,
@@ -168,17 +169,20 @@ absl::Status C10dCommunicator::StartBackend() {
   spec.store = store_;
   spec.rank = rank();
   spec.size = size();
-  spec.timeout = ToMilliseconds(group_->options().collective_timeout + kBackendTimeoutMargin);
+  // Fixed for the backend's life: the longest phase's, so that the watchdog
+  // judges each collective by its own phase's timeout.
+  spec.timeout = ToMilliseconds(group_->options().timeouts.Longest() + kBackendTimeoutMargin);
   spec.device = device_;
   spec.group_name = name_;
   const BackendKind* kind = *Backends().Find(backend_name_);
   // Rendezvous with every peer under the watchdog: a rank that never comes
   // ends the job with a report instead of a hang.
   CollectiveWatchdog& watchdog = *group_->watchdog();
+  const CollectivePhase phase = CurrentCollectivePhase();
   const CollectiveWatchdog::Ticket ticket =
       watchdog.Start(CollectiveCall{name_, group_->world_ranks(), ++sequence_,
-                                    absl::StrCat("connect(", backend_name_, ")"), "-"},
-                     group_->options().collective_timeout);
+                                    absl::StrCat("connect(", backend_name_, ")"), "-", phase},
+                     group_->options().timeouts.For(phase));
   absl::Status started = absl::OkStatus();
   try {
     c10::DeviceGuard on_device(device_);
@@ -216,9 +220,10 @@ absl::Status C10dCommunicator::Run(const std::string& collective, const std::str
     // on this group's device (never creating a context on GPU 0).
     const c10::Device device = device_;
     c10::intrusive_ptr<c10d::Backend> backend = backend_;
+    const CollectivePhase phase = CurrentCollectivePhase();
     group_->watchdog()->Start(
-        CollectiveCall{name_, group_->world_ranks(), sequence, collective, tensors},
-        group_->options().collective_timeout,
+        CollectiveCall{name_, group_->world_ranks(), sequence, collective, tensors, phase},
+        group_->options().timeouts.For(phase),
         [work, device] {
           c10::DeviceGuard on_device(device);
           return work->isCompleted();

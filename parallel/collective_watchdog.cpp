@@ -217,8 +217,10 @@ void CollectiveWatchdog::CheckDeadlines() {
   }
   LOG(ERROR) << "[parallel] rank " << world_rank_ << ": collective " << DescribeCall(expired.call)
              << " did not complete within "
-             << absl::FormatDuration(expired.deadline - expired.started)
-             << " (--collective_timeout); asking the other ranks what they are doing";
+             << absl::FormatDuration(expired.deadline - expired.started) << " (the "
+             << CollectivePhaseName(expired.call.phase) << " phase's timeout, "
+             << CollectivePhaseFlag(expired.call.phase)
+             << "); asking the other ranks what they are doing";
   TimeoutReport report = Investigate(expired);
   LOG(ERROR) << "[parallel] rank " << world_rank_ << ": " << DescribeCall(expired.call)
              << ": ranks that had not arrived: [" << absl::StrJoin(report.missing_ranks, ", ")

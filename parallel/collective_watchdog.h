@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "parallel/collective_phase.h"
 
 namespace memtrain::parallel {
 
@@ -55,6 +56,9 @@ struct CollectiveCall {
   uint64_t sequence = 0;         ///< 1-based count of collectives on `group`
   std::string collective;        ///< "allreduce(sum)", "broadcast(root=0)", ...
   std::string tensors;           ///< "float32[1024]"
+  /// What the job was doing when the call started; its timeout is this
+  /// phase's, and the report names it (parallel/collective_phase.h).
+  CollectivePhase phase = CollectivePhase::kStartup;
 };
 
 /// What a timed-out rank found out about its peers.
@@ -93,7 +97,8 @@ class CollectiveWatchdog {
 
   using Ticket = uint64_t;
 
-  /// Registers `call`, due within `timeout`. Without `is_complete` the call is
+  /// Registers `call`, due within `timeout` (the communicators pass their
+  /// options' timeout for `call.phase`). Without `is_complete` the call is
   /// complete when Finish() runs; with it, the watchdog thread polls it and the
   /// caller must not call Finish(). `abort_backend` runs on the watchdog thread
   /// before MPI_Abort.

@@ -24,8 +24,9 @@
 //     entering concurrently is a bug and fails with an internal error.
 //   - Tensors must be contiguous, on the implementation's device, with a
 //     supported dtype (float32, float64, bfloat16, float16, int32, int64, uint8).
-//   - A collective that does not complete within `collective_timeout` aborts
-//     the whole job (exit code kCollectiveTimeoutExitCode) after logging the
+//   - A collective that does not complete within the timeout of the phase it
+//     started in (`CommunicatorOptions::timeouts`, parallel/collective_phase.h)
+//     aborts the whole job (exit code kCollectiveTimeoutExitCode) after logging the
 //     collective, its group, its sequence number, the tensor sizes and the
 //     ranks that had not arrived. There is no silent hang; see
 //     parallel/collective_watchdog.h.
@@ -45,6 +46,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "parallel/collective_phase.h"
 
 namespace memtrain::parallel {
 
@@ -62,9 +64,10 @@ absl::string_view ReduceOpName(ReduceOp op);
 
 /// Options every implementation accepts.
 struct CommunicatorOptions {
-  /// A collective not finished after this long aborts the job. Binaries expose
-  /// it as --collective_timeout (seconds).
-  absl::Duration collective_timeout = absl::Minutes(10);
+  /// A collective not finished after its phase's timeout aborts the job.
+  /// Binaries expose them as --startup_timeout, --step_timeout,
+  /// --checkpoint_timeout and --eval_timeout (seconds; launch/rank_context.h).
+  PhaseTimeouts timeouts;
   /// Before each collective, all-gather (op, dtype, shape) and fail with the
   /// mismatching ranks instead of hanging. Costs one small collective per call;
   /// meant for debugging and tests.

@@ -147,10 +147,13 @@ MpiCommunicator::~MpiCommunicator() {
 absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Adopt(
     MPI_Comm comm, std::string name, CollectiveWatchdog* watchdog, CommunicatorOptions options) {
   TORCH_INTERNAL_ASSERT(watchdog != nullptr, "MpiCommunicator needs a watchdog");
-  if (options.collective_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("collective timeout must be positive, got ",
-                     absl::FormatDuration(options.collective_timeout)));
+  for (CollectivePhase phase : {CollectivePhase::kStartup, CollectivePhase::kStep,
+                                CollectivePhase::kCheckpoint, CollectivePhase::kEvaluation}) {
+    if (options.timeouts.For(phase) <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(CollectivePhaseFlag(phase), " must be positive, got ",
+                       absl::FormatDuration(options.timeouts.For(phase))));
+    }
   }
   std::unique_ptr<MpiCommunicator> communicator(
       new MpiCommunicator(comm, std::move(name), watchdog, options));
@@ -191,9 +194,10 @@ absl::Status MpiCommunicator::RunCollective(const std::string& collective,
                                             const std::function<int()>& mpi_call) {
   if (in_use_.exchange(true)) return ConcurrentUseError(collective, name_);
   ++sequence_;
+  const CollectivePhase phase = CurrentCollectivePhase();
   const CollectiveWatchdog::Ticket ticket =
-      watchdog_->Start(CollectiveCall{name_, world_ranks_, sequence_, collective, tensors},
-                       options_.collective_timeout);
+      watchdog_->Start(CollectiveCall{name_, world_ranks_, sequence_, collective, tensors, phase},
+                       options_.timeouts.For(phase));
   const int rc = mpi_call();
   watchdog_->Finish(ticket);
   in_use_.store(false);

@@ -23,6 +23,13 @@ parallel::MpiRuntime& Runtime() {
   return *g_runtime;
 }
 
+parallel::CommunicatorOptions TestCommunicatorOptions() {
+  parallel::CommunicatorOptions options;
+  options.timeouts = {absl::Seconds(60), absl::Seconds(60), absl::Seconds(60), absl::Seconds(60)};
+  options.verify_collectives = true;
+  return options;
+}
+
 std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOptions options) {
   auto world = Runtime().CreateWorld(options);
   TORCH_INTERNAL_ASSERT(world.ok(), world.status().ToString());
@@ -43,7 +50,7 @@ std::string NoGpuPerRankReason() {
 std::unique_ptr<parallel::Communicator> NewGpuWorld(c10::Device* device) {
   auto mpi = NewWorld();
   parallel::WorldOptions options;
-  options.communicator = {absl::Seconds(60), /*verify_collectives=*/true};
+  options.communicator = TestCommunicatorOptions();
   options.device = c10::Device(
       c10::kCUDA, static_cast<c10::DeviceIndex>(mpi->local_rank() % torch::cuda::device_count()));
   auto world = parallel::CreateWorld(Runtime(), options);

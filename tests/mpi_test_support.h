@@ -13,12 +13,14 @@ namespace memtrain::testing {
 /// The process's MPI runtime, initialized by main().
 parallel::MpiRuntime& Runtime();
 
-/// A fresh world communicator (collective). Tests use a short timeout, so a
-/// rank that fails an assertion and skips a collective ends the job quickly
-/// instead of hanging it.
-std::unique_ptr<parallel::MpiCommunicator> NewWorld(parallel::CommunicatorOptions options = {
-                                                        absl::Seconds(60),
-                                                        /*verify_collectives=*/true});
+/// What tests' communicators use: a minute in every phase, so a rank that
+/// fails an assertion and skips a collective ends the job quickly instead of
+/// hanging it, and the agreement check before each collective.
+parallel::CommunicatorOptions TestCommunicatorOptions();
+
+/// A fresh world communicator (collective).
+std::unique_ptr<parallel::MpiCommunicator> NewWorld(
+    parallel::CommunicatorOptions options = TestCommunicatorOptions());
 
 /// Why this job cannot give each rank of a host its own GPU ("" when it
 /// can): no GPU visible, or fewer GPUs than ranks on the host (NCCL refuses

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "parallel/collective_phase.h"
 
 namespace memtrain::trainer {
 
@@ -33,6 +34,7 @@ absl::StatusOr<LossTotals> Evaluate(model::TransformerImpl& model, Task& task,
                                     data::BatchSource& source, parallel::Communicator& comm,
                                     const c10::Device& device, int64_t max_steps,
                                     ProgressReporter* progress) {
+  const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kEvaluation);
   at::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -23,6 +24,7 @@
 #include "data/corpus_file.h"
 #include "glog/logging.h"
 #include "nlohmann/json.hpp"
+#include "parallel/collective_phase.h"
 #include "trainer/evaluate.h"
 #include "trainer/fused_adam.h"
 
@@ -387,6 +389,8 @@ absl::Status Trainer::Run() {
     }
     return absl::OkStatus();
   };
+  // Validation and checkpoints below enter their own phases.
+  const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kStep);
   const checkpoints::CheckpointOptions& c = options_.checkpoint;
   const bool checkpointing = !c.dir.empty();
   absl::Time last_save = absl::Now();
@@ -427,6 +431,7 @@ absl::Status Trainer::Run() {
   if (!options_.save_dir.empty()) {
     // Rank 0 writes; every rank learns whether it worked, so none is left
     // waiting in a collective when the disk is full.
+    const parallel::ScopedCollectivePhase saving(parallel::CollectivePhase::kCheckpoint);
     absl::Status saved = absl::OkStatus();
     if (world_.rank() == 0) {
       checkpoints::ModelInfo info;
@@ -475,6 +480,24 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       raise(SIGKILL);
     };
   }
+  if (world_.rank() == 0 && options_.slow_save_seconds > 0) {
+    mine.after_rank_file = [seconds = options_.slow_save_seconds](const std::string& rank_file) {
+      LOG(WARNING) << "[ckpt] rank 0: test seam: a slow save, sleeping " << seconds << " s after "
+                   << rank_file;
+      absl::SleepFor(absl::Seconds(seconds));
+    };
+  }
+  if (world_.rank() == 0 && !options_.corrupt_during_save.empty()) {
+    mine.before_verification = [file = options_.corrupt_during_save](const std::string& partial) {
+      const std::string path = (std::filesystem::path(partial) / file).string();
+      LOG(WARNING) << "[ckpt] rank 0: test seam: flipping a byte of " << path;
+      std::fstream bytes(path, std::ios::in | std::ios::out | std::ios::binary);
+      bytes.seekg(0);
+      const char first = static_cast<char>(bytes.get());
+      bytes.seekp(0);
+      bytes.put(static_cast<char>(first ^ 0x01));
+    };
+  }
   MEMTRAIN_ASSIGN_OR_RETURN(std::string path,
                             checkpoints::SaveTrainingCheckpoint(world_, options_.checkpoint, mine));
   last_checkpoint_step_ = step_;
@@ -482,6 +505,8 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
 }
 
 absl::Status Trainer::Resume() {
+  // Every rank verifies and loads the checkpoint: as long as a save.
+  const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kCheckpoint);
   MEMTRAIN_ASSIGN_OR_RETURN(const std::string path,
                             checkpoints::ChooseResumeCheckpoint(world_, options_.checkpoint));
   if (path.empty()) {

@@ -102,6 +102,13 @@ struct TrainerOptions {
   /// itself before the checkpoint commits. -1: never.
   int kill_rank_during_save = -1;
   int64_t kill_during_save_step = -1;
+  /// Test seam of the timeout tests: rank 0 sleeps this long in every save
+  /// after writing its rank file (a slow filesystem). 0: never.
+  double slow_save_seconds = 0;
+  /// Test seam of the verification tests: rank 0 flips the first byte of
+  /// this file of every checkpoint after it was read back by its writer and
+  /// before the other ranks verify it. Empty: never.
+  std::string corrupt_during_save;
 };
 
 // clang-format off

@@ -28,7 +28,9 @@ void Save(const std::string& dir, int64_t step, int keep_last) {
   auto partial = CreatePartialCheckpoint(dir, step);
   ASSERT_TRUE(partial.ok()) << partial.status();
   std::ofstream(fs::path(*partial) / "trainer.json") << "{\"step\": " << step << "}\n";
-  auto committed = CommitCheckpoint(dir, step, keep_last);
+  auto written = DescribeCheckpointFile(*partial, "trainer.json");
+  ASSERT_TRUE(written.ok()) << written.status();
+  auto committed = CommitCheckpoint(dir, step, keep_last, {*written});
   ASSERT_TRUE(committed.ok()) << committed.status();
 }
 

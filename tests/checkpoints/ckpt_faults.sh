@@ -21,6 +21,16 @@
 #   export memtrain-ckpt export -> import -> export gives the same bytes, and
 #          Python's safetensors (when PYTHON has it) reads tensors equal to the
 #          checkpoint's model.pt as torch.jit.load reads it.
+#   slow_save  a save 4 s slower (test flag --testing_slow_save) than the 2 s
+#          --step_timeout, within --checkpoint_timeout, completes: rank 1
+#          waits for rank 0 in the checkpoint phase.
+#   stuck_save the same save stuck beyond a 3 s --checkpoint_timeout aborts
+#          the job (the watchdog's exit code 124) within seconds, the report naming the
+#          checkpoint phase and its flag.
+#   verify rank 0 flips a byte of optimizer.pt after reading it back
+#          (--testing_corrupt_during_save): rank 1, which verifies rank 0's
+#          files, names the file; nothing is committed (no step-00000002,
+#          no latest).
 #
 #   ckpt_faults.sh BIN_DIR MPIEXEC "MPIEXEC_FLAGS" SCENARIO [PYTHON]
 set -euo pipefail
@@ -47,8 +57,11 @@ train() {  # name, extra flags...; the exit status is the caller's
 same_losses_py="$(cd "$(dirname "$0")/../common" && pwd)/same_losses.py"
 same_losses() { python3 "${same_losses_py}" "$1" "$2"; }
 
-train whole || { tail -20 "${work}/whole.log"; exit 1; }
 ckpt="${work}/ckpt"
+case "${scenario}" in
+  slow_save|stuck_save|verify) steps=4 ;;  # nothing to compare with an uninterrupted run
+  *) train whole || { tail -20 "${work}/whole.log"; exit 1; } ;;
+esac
 
 case "${scenario}" in
   format1)
@@ -180,6 +193,32 @@ for name, tensor in expected.items():
 print(f"python: {len(exported)} tensors equal to model.pt")
 PY
     ;;
+  slow_save)
+    train slow --checkpoint_dir="${ckpt}" --save_every_steps=2 --step_timeout=2 --checkpoint_timeout=60 \
+      --testing_slow_save=4 || { tail -20 "${work}/slow.log"; echo "FAIL: the slow save aborted the job"; exit 1; }
+    grep -q "test seam: a slow save" "${work}/slow.log" || { echo "FAIL: the save was not slowed"; exit 1; }
+    [[ $(readlink "${ckpt}/latest") == step-00000004 ]] || { ls -l "${ckpt}"; echo "FAIL: latest is not step 4"; exit 1; }
+    "${bin}/memtrain-ckpt" inspect "${ckpt}/latest" | grep -q "verified: ok" || { echo "FAIL: step 4 does not verify"; exit 1; } ;;
+  stuck_save)
+    status=0 start=${SECONDS}
+    train stuck --checkpoint_dir="${ckpt}" --save_every_steps=2 --step_timeout=600 --checkpoint_timeout=3 \
+      --testing_slow_save=300 || status=$?
+    elapsed=$(( SECONDS - start ))
+    # mpirun's own status after MPI_Abort varies; the watchdog's line does not.
+    [[ ${status} -ne 0 ]] && grep -q "aborting the job (exit code 124)" "${work}/stuck.log" \
+      || { tail -20 "${work}/stuck.log"; echo "FAIL: exit ${status}, no abort by the watchdog"; exit 1; }
+    # 3 s timeout + 3 s for the peers' answers + start-up; far below the 300 s stall.
+    (( elapsed < 60 )) || { echo "FAIL: took ${elapsed} s"; exit 1; }
+    grep -q "did not complete within 3s (the checkpoint phase's timeout, --checkpoint_timeout)" "${work}/stuck.log" \
+      || { grep parallel "${work}/stuck.log"; echo "FAIL: the report does not name the checkpoint phase"; exit 1; }
+    [[ ! -e "${ckpt}/latest" ]] || { echo "FAIL: a stuck save committed"; exit 1; } ;;
+  verify)
+    status=0
+    train corrupt --checkpoint_dir="${ckpt}" --save_every_steps=2 --testing_corrupt_during_save=optimizer.pt || status=$?
+    [[ ${status} -ne 0 ]] || { echo "FAIL: a corrupted checkpoint was saved without an error"; exit 1; }
+    grep -q "rank 1: verifying checkpoint .*step-00000002.partial: .*optimizer.pt has sha256 .*its writer (rank 0) says .* (corrupted)" \
+      "${work}/corrupt.log" || { grep ckpt "${work}/corrupt.log"; echo "FAIL: rank 1 did not name the corrupted file"; exit 1; }
+    [[ ! -e "${ckpt}/step-00000002" && ! -e "${ckpt}/latest" ]] || { ls -l "${ckpt}"; echo "FAIL: the corrupted checkpoint was committed"; exit 1; } ;;
   *) echo "unknown scenario ${scenario}"; exit 2 ;;
 esac
 echo "PASS ${scenario}"

@@ -124,7 +124,7 @@ TEST(C10dCommunicatorTest, BadArgumentsAreRefusedAndTheGroupStaysUsable) {
 
 TEST(WorldTest, GlooWorldRoutesCpuTensorsThroughGlooAndAgreesWithMpi) {
   WorldOptions options;
-  options.communicator = {absl::Seconds(60), /*verify_collectives=*/true};
+  options.communicator = testing::TestCommunicatorOptions();
   options.collectives = "gloo";
   auto world = CreateWorld(testing::Runtime(), options);
   ASSERT_TRUE(world.ok()) << world.status();

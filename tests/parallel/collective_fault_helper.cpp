@@ -7,6 +7,9 @@
 // whose backend abort hangs forever: the watchdog's last resort must end it.
 // --preemption_request: SIGTERM only asks for a checkpoint, as in
 // memtrain-train with --checkpoint_dir (launch/signals.h).
+// The all-reduces run in the step phase, judged by --step_timeout; every
+// other phase's timeout is a minute, so a report within seconds shows the
+// step phase's applied (parallel/collective_phase.h).
 #include <ATen/ATen.h>
 #include <signal.h>
 #include <unistd.h>
@@ -19,6 +22,7 @@
 #include "common/binary.h"
 #include "glog/logging.h"
 #include "launch/signals.h"
+#include "parallel/collective_phase.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/world.h"
 
@@ -27,7 +31,7 @@ ABSL_FLAG(std::string, collectives, "mpi",
           "mpi | gloo: the world's device channel (parallel/world.h).");
 ABSL_FLAG(int, faulty_rank, 1, "Rank that misbehaves.");
 ABSL_FLAG(int, fault_at, 3, "The faulty rank misbehaves before this (1-based) all-reduce.");
-ABSL_FLAG(double, collective_timeout, 2.0, "Seconds.");
+ABSL_FLAG(double, step_timeout, 2.0, "Seconds.");
 ABSL_FLAG(int, steps, 5, "All-reduces to run.");
 ABSL_FLAG(bool, preemption_request, false,
           "SIGTERM, SIGUSR1 and SIGUSR2 request preemption (launch::InstallPreemptionRequest).");
@@ -41,7 +45,10 @@ int main(int argc, char** argv) {
   memtrain::launch::InstallTerminationReport((*runtime)->world_rank());
   if (absl::GetFlag(FLAGS_preemption_request)) memtrain::launch::InstallPreemptionRequest();
   memtrain::parallel::WorldOptions options;
-  options.communicator.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout));
+  options.communicator.timeouts.startup = absl::Minutes(1);
+  options.communicator.timeouts.step = absl::Seconds(absl::GetFlag(FLAGS_step_timeout));
+  options.communicator.timeouts.checkpoint = absl::Minutes(1);
+  options.communicator.timeouts.evaluation = absl::Minutes(1);
   options.collectives = absl::GetFlag(FLAGS_collectives);
   auto world = memtrain::parallel::CreateWorld(**runtime, options);
   CHECK(world.ok()) << world.status();
@@ -49,7 +56,7 @@ int main(int argc, char** argv) {
   if (fault == "hang_in_abort") {
     (*runtime)->watchdog().Start(
         memtrain::parallel::CollectiveCall{"test", {0, 1}, 1, "never_ends", "-"},
-        options.communicator.collective_timeout, [] { return false; },
+        options.communicator.timeouts.step, [] { return false; },
         [] {
           LOG(INFO) << "[test] the backend's abort hangs";
           std::this_thread::sleep_for(std::chrono::hours(1));
@@ -57,6 +64,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(120));
     return 0;
   }
+  const memtrain::parallel::ScopedCollectivePhase phase(memtrain::parallel::CollectivePhase::kStep);
   const bool faulty = (*world)->rank() == absl::GetFlag(FLAGS_faulty_rank);
   for (int step = 1; step <= absl::GetFlag(FLAGS_steps); ++step) {
     if (faulty && step == absl::GetFlag(FLAGS_fault_at)) {

@@ -66,13 +66,17 @@ class CollectiveFaultTest : public ::testing::TestWithParam<Channel> {
   }
 };
 
-TEST_P(CollectiveFaultTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAndRank) {
-  // Rank 1 sleeps 120 s before all-reduce #3; the timeout is 2 s.
-  const JobResult job = Run("--fault=stall --collective_timeout=2 --fault_at=3");
+TEST_P(CollectiveFaultTest, StalledRankAbortsJobWithinStepTimeoutNamingCollectiveAndRank) {
+  // Rank 1 sleeps 120 s before all-reduce #3; the step timeout is 2 s, every
+  // other phase's a minute.
+  const JobResult job = Run("--fault=stall --step_timeout=2 --fault_at=3");
   EXPECT_NE(job.exit_code, 0) << job.output;
-  // 2 s timeout + 3 s answer grace + start-up; far below the 120 s stall.
+  // 2 s timeout + 3 s answer grace + start-up; far below the 120 s stall and
+  // the other phases' minute.
   EXPECT_LT(job.seconds, 30) << job.output;
-  EXPECT_THAT(job.output, HasSubstr(Call() + " (float32[1024]) did not complete within 2s"));
+  EXPECT_THAT(job.output,
+              HasSubstr(Call() + " (float32[1024]) did not complete within 2s (the step "
+                                 "phase's timeout, --step_timeout)"));
   EXPECT_THAT(job.output, HasSubstr("ranks that had not arrived: [1]"));
   EXPECT_THAT(job.output, HasSubstr("rank 1 (world 1): NOT arrived; outside any collective; last "
                                     "finished on this group: #3"));
@@ -82,7 +86,7 @@ TEST_P(CollectiveFaultTest, StalledRankAbortsJobWithinTimeoutNamingCollectiveAnd
 }
 
 TEST_P(CollectiveFaultTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
-  const JobResult job = Run("--fault=kill --collective_timeout=20 --fault_at=3");
+  const JobResult job = Run("--fault=kill --step_timeout=20 --fault_at=3");
   EXPECT_NE(job.exit_code, 0) << job.output;
   EXPECT_LT(job.seconds, 30) << job.output;
   // MPI: mpirun tore rank 0 down (its termination report names the
@@ -112,7 +116,7 @@ INSTANTIATE_TEST_SUITE_P(Channels, CollectiveFaultTest,
 TEST(CollectiveTimeoutTest, HangingBackendAbortStillEndsTheJob) {
   // Timeout 2 s, answer grace 3 s, abort grace 3 s: the job must be gone long
   // before the helper's 120 s sleep or the abort's hour-long hang.
-  const JobResult job = RunJob("--fault=hang_in_abort --collective_timeout=2");
+  const JobResult job = RunJob("--fault=hang_in_abort --step_timeout=2");
   EXPECT_NE(job.exit_code, 0) << job.output;
   EXPECT_LT(job.seconds, 40) << job.output;
   EXPECT_THAT(job.output, HasSubstr("the backend's abort hangs"));

@@ -40,16 +40,24 @@ TEST(CollectiveWatchdogTest, LateRankIsReportedAsNotArrivedWithItsState) {
   CollectiveWatchdog watchdog(MPI_COMM_WORLD, options);
   MPI_Comm dup;
   MPI_Comm_dup(MPI_COMM_WORLD, &dup);
-  auto group = MpiCommunicator::Adopt(dup, "watched", &watchdog,
-                                      {absl::Milliseconds(300), /*verify_collectives=*/false});
+  // Only the checkpoint phase's timeout is short: the report below shows
+  // the barrier was judged by the phase it started in.
+  CommunicatorOptions short_checkpoints;
+  short_checkpoints.timeouts = {absl::Seconds(60), absl::Seconds(60), absl::Milliseconds(300),
+                                absl::Seconds(60)};
+  auto group = MpiCommunicator::Adopt(dup, "watched", &watchdog, short_checkpoints);
   ASSERT_TRUE(group.ok()) << group.status();
   MpiCommunicator& comm = **group;
   const uint64_t sequence = comm.sequence_number() + 1;
 
   // Rank 1 computes (sleeps) for 2 s before joining; everyone else waits in
   // the barrier past its 300 ms deadline.
-  if (comm.rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
-  ASSERT_TRUE(comm.barrier().ok());
+  {
+    const ScopedCollectivePhase phase(CollectivePhase::kCheckpoint);
+    if (comm.rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
+    ASSERT_TRUE(comm.barrier().ok());
+  }
+  EXPECT_EQ(CurrentCollectivePhase(), CollectivePhase::kStartup) << "the guard restores the phase";
 
   std::lock_guard<std::mutex> lock(reports.mutex);
   if (comm.rank() == 1) {
@@ -60,6 +68,10 @@ TEST(CollectiveWatchdogTest, LateRankIsReportedAsNotArrivedWithItsState) {
     EXPECT_EQ(report.call.collective, "barrier");
     EXPECT_EQ(report.call.group, "watched");
     EXPECT_EQ(report.call.sequence, sequence);
+    EXPECT_EQ(report.call.phase, CollectivePhase::kCheckpoint);
+    // Any report at all shows the checkpoint phase's 300 ms applied: every
+    // other phase's timeout is a minute, and rank 1 is late by 2 s.
+    EXPECT_GE(report.waited, absl::Milliseconds(300));
     EXPECT_THAT(report.missing_ranks, ElementsAre(1));
     ASSERT_EQ(static_cast<int>(report.peer_states.size()), comm.size() - 1);
     for (const std::string& line : report.peer_states) {

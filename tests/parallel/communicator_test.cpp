@@ -255,7 +255,9 @@ TEST(CommunicatorTest, VerificationNamesRanksThatDisagree) {
 }
 
 TEST(CommunicatorTest, SequenceNumberCountsCollectives) {
-  auto world = testing::NewWorld({absl::Seconds(60), /*verify_collectives=*/false});
+  CommunicatorOptions options = testing::TestCommunicatorOptions();
+  options.verify_collectives = false;
+  auto world = testing::NewWorld(options);
   const uint64_t before = world->sequence_number();
   at::Tensor tensor = at::ones({3});
   ASSERT_TRUE(world->allreduce(tensor, ReduceOp::kSum).ok());

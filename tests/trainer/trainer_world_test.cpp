@@ -63,7 +63,7 @@ TEST(TrainerWorldTest, GlooWorldTrainsLikeTheMpiWorld) {
   const TrainingRun over_mpi = TrainOn(*mpi_world, corpus, dir + "/mpi");
 
   parallel::WorldOptions options;
-  options.communicator = {absl::Seconds(60), /*verify_collectives=*/true};
+  options.communicator = memtrain::testing::TestCommunicatorOptions();
   options.collectives = "gloo";
   auto gloo_world = parallel::CreateWorld(memtrain::testing::Runtime(), options);
   ASSERT_TRUE(gloo_world.ok()) << gloo_world.status();
