@@ -21,15 +21,16 @@ int64_t Seconds(absl::Duration d) { return absl::ToInt64Seconds(d); }
 // evaluation may take far longer than a step, and must not share its timeout.
 ABSL_FLAG(int64_t, startup_timeout, Seconds(kDefaultTimeouts.startup),
           "Seconds a collective may take during start-up (rendezvous, the first collectives, "
-          "opening the corpus, choosing and loading the checkpoint to resume) before the job "
-          "aborts with a report naming it.");
+          "opening the corpus, the parameter broadcast) before the job aborts with a report "
+          "naming it.");
 ABSL_FLAG(int64_t, step_timeout, Seconds(kDefaultTimeouts.step),
           "Seconds a collective may take within a training step (gradient buckets, the loss "
           "all-reduce, the stop and save flags) before the job aborts with a report naming it.");
 ABSL_FLAG(int64_t, checkpoint_timeout, Seconds(kDefaultTimeouts.checkpoint),
           "Seconds a collective may take while a checkpoint or the final model is written, "
-          "verified and committed (the other ranks wait while rank 0 writes the model) before "
-          "the job aborts with a report naming it.");
+          "verified and committed (the other ranks wait while rank 0 writes the model), or the "
+          "checkpoint to resume is chosen and loaded, before the job aborts with a report naming "
+          "it.");
 ABSL_FLAG(int64_t, eval_timeout, Seconds(kDefaultTimeouts.evaluation),
           "Seconds a collective may take during evaluation (validation, memtrain-eval, "
           "memtrain-build-memory) before the job aborts with a report naming it.");
