@@ -5,11 +5,11 @@
 #   two_hosts  a 2-host job gives the single-host 2-rank job's losses at every
 #              step and the same final weights (exported safetensors), bitwise.
 #   kill       rank 1 SIGKILLed mid-training -> the job ends well within
-#              --collective_timeout, rank 0's log names the collective it was
+#              the collective timeout (--step_timeout, --checkpoint_timeout), rank 0's log names the collective it was
 #              left waiting in, and --resume=auto finishes with the
 #              uninterrupted run's losses.
 #   cut_link   host 1's link set down mid-training -> the job ends within
-#              --collective_timeout (mpirun's keep-alive notices the host),
+#              the collective timeout (mpirun's keep-alive notices the host),
 #              naming the lost host and the collective rank 0 was stuck in;
 #              with the link back up --resume=auto finishes with the
 #              uninterrupted run's losses.
@@ -128,12 +128,12 @@ case "${scenario}" in
     train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
     timeout=20
     steps=400  # long enough to be killed mid-run
-    start_long_run killed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --collective_timeout="${timeout}"
+    start_long_run killed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --step_timeout="${timeout}" --checkpoint_timeout="${timeout}"
     since=$(date +%s.%N)
     kill -KILL "$(cat "${work}/killed.rank1.pid")"
     wait_job "${timeout}" "${since}" killed
     [[ ${status} -ne 0 ]] || fail "the job survived the kill"
-    echo "job ended ${took} s after rank 1 was killed (exit ${status}; --collective_timeout=${timeout})"
+    echo "job ended ${took} s after rank 1 was killed (exit ${status}; step and checkpoint timeouts ${timeout} s)"
     # mpirun's SIGTERM is a preemption request with --checkpoint_dir; the
     # report of where rank 0 waits must come anyway (launch/signals.h).
     grep -E "rank 0 .*collectives pending: [a-z_]+\(" "${work}/killed.rank0.log" \
@@ -148,14 +148,14 @@ case "${scenario}" in
   cut_link)
     timeout=20
     steps=400
-    start_long_run cut --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --collective_timeout="${timeout}"
+    start_long_run cut --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --step_timeout="${timeout}" --checkpoint_timeout="${timeout}"
     since=$(date +%s.%N)
     ip -n "$(cat "${hosts}/ns.1")" link set eth0 down
     # mpirun's keep-alive (hosts-up) finds the silent host in about 5 s and
     # tears the job down, before memtrain's watchdog would.
     wait_job "${timeout}" "${since}" cut
     [[ ${status} -ne 0 ]] || fail "the job survived the cut"
-    echo "job ended ${took} s after the link was cut (exit ${status}; --collective_timeout=${timeout})"
+    echo "job ended ${took} s after the link was cut (exit ${status}; step and checkpoint timeouts ${timeout} s)"
     grep -E "rank 0 .*collectives pending: [a-z_]+\(" "${work}/cut.rank0.log" \
       || { show "cut"; fail "no line names the collective rank 0 was stuck in"; }
     grep -E "Remote daemon.* on node 10\.77\.0\.2" "${work}/cut.log" \

@@ -100,7 +100,7 @@ TEST_P(CollectiveFaultTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
 // second later. The report of where the survivor waits must still appear.
 TEST(CollectiveTimeoutTest, KilledRankStillNamesPendingCollectiveWhenSigtermRequestsPreemption) {
   const JobResult job =
-      RunJob("--fault=kill --collective_timeout=20 --fault_at=3 --preemption_request");
+      RunJob("--fault=kill --step_timeout=20 --fault_at=3 --preemption_request");
   EXPECT_NE(job.exit_code, 0) << job.output;
   EXPECT_LT(job.seconds, 30) << job.output;
   EXPECT_THAT(job.output, HasSubstr("collectives pending: allreduce(sum) #4 on group 'world'"))
