@@ -222,12 +222,16 @@ absl::StatusOr<std::vector<WrittenFile>> GatherWrittenFiles(
     const at::Tensor piece = all[rank].contiguous();
     const nlohmann::json entries =
         nlohmann::json::parse(std::string(reinterpret_cast<const char*>(piece.data_ptr<uint8_t>()),
-                                          static_cast<size_t>(piece.numel())));
+                                          static_cast<size_t>(piece.numel())),
+                              nullptr, /*allow_exceptions=*/false);
+    if (!entries.is_array())
+      return absl::InternalError(
+          absl::StrCat("rank ", rank, "'s list of written files is garbled"));
     for (const auto& entry : entries) {
-      written.push_back({{entry.at("file").get<std::string>(), entry.at("bytes").get<int64_t>(),
-                          entry.at("sha256").get<std::string>()},
-                         rank,
-                         rank});
+      written.push_back(
+          {{entry.value("file", ""), entry.value("bytes", int64_t{-1}), entry.value("sha256", "")},
+           rank,
+           rank});
     }
   }
   std::vector<WrittenFile*> shared;
