@@ -99,8 +99,7 @@ TEST_P(CollectiveFaultTest, KilledRankEndsJobNonZeroNamingPendingCollective) {
 // mpirun's tear-down after the peer died is one too, and SIGKILL follows a
 // second later. The report of where the survivor waits must still appear.
 TEST(CollectiveTimeoutTest, KilledRankStillNamesPendingCollectiveWhenSigtermRequestsPreemption) {
-  const JobResult job =
-      RunJob("--fault=kill --step_timeout=20 --fault_at=3 --preemption_request");
+  const JobResult job = RunJob("--fault=kill --step_timeout=20 --fault_at=3 --preemption_request");
   EXPECT_NE(job.exit_code, 0) << job.output;
   EXPECT_LT(job.seconds, 30) << job.output;
   EXPECT_THAT(job.output, HasSubstr("collectives pending: allreduce(sum) #4 on group 'world'"))
