@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 
 #include "parallel/collective_watchdog.h"
@@ -18,16 +19,16 @@ int g_rank = 0;
 // Lock-free, so reading and writing it in a handler is async-signal-safe.
 std::atomic<int> g_preemption_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free);
-// Whether PreemptionSignal() ran (a step boundary) since the signal arrived.
-std::atomic<bool> g_step_boundary_reached{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
 // Posted by the handler (sem_post is async-signal-safe), awaited by the
-// thread that reports a rank which does not reach a step boundary.
+// thread that reports a rank left waiting in a collective.
 sem_t g_preemption_arrived;
 
 // Open MPI's orted sends SIGKILL 1 s (odls_base_sigkill_timeout) after the
-// SIGTERM with which it tears a job down, so the report must come before.
-constexpr std::chrono::milliseconds kStepBoundaryGrace{250};
+// SIGTERM with which it tears a job down, so the report must come before:
+// the pending collectives are looked at every kPendingPoll, and the same ones
+// seen twice in a row are reported.
+constexpr std::chrono::milliseconds kPendingPoll{100};
+constexpr int kPendingPolls = 50;
 
 void WriteAll(const char* text) {
   size_t left = strlen(text);
@@ -75,9 +76,6 @@ void OnPreemption(int signal_number) {
     OnTermination(signal_number);  // the second SIGTERM: being killed
     return;
   }
-  // Cleared before the flag is set: a step boundary that sees the flag must
-  // leave it true.
-  g_step_boundary_reached.store(false);
   const bool first = g_preemption_signal.exchange(signal_number) == 0;
   WriteAll("[launch] rank ");
   WriteInt(g_rank);
@@ -91,26 +89,35 @@ void OnPreemption(int signal_number) {
 
 // A SIGTERM that is mpirun tearing the job down after a peer died looks like
 // a preemption request, but the rank, waiting in a collective with the dead
-// peer, never reaches the step boundary: SIGKILL follows within a second. This
-// thread says where the rank is stuck before that happens; a real preemption
-// goes on (a healthy step may take longer than the grace).
-void ReportIfNoStepBoundary() {
+// peer, never reaches the step boundary: SIGKILL follows within a second.
+// This thread says where the rank waits before that happens: the first time
+// the same collectives are pending at two polls in a row. Whether a step
+// boundary was reached says nothing (the ranks' agreement to checkpoint is a
+// collective too), and in a real preemption the line is only information:
+// the rank goes on to save.
+void ReportWhereItWaits() {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals go to the other threads
   while (sem_wait(&g_preemption_arrived) != 0) {
   }
-  std::this_thread::sleep_for(kStepBoundaryGrace);
-  if (g_step_boundary_reached.load()) return;
-  WriteAll("[launch] rank ");
-  WriteInt(g_rank);
-  WriteAll(" did not reach a step boundary within ");
-  WriteInt(static_cast<int>(kStepBoundaryGrace.count()));
-  WriteAll(" ms of signal ");
-  WriteInt(g_preemption_signal.load());
-  WriteAll(" (a peer may have died); collectives pending: ");
-  WriteAll(parallel::PendingCollectivesForSignalHandler());
-  WriteAll("\n");
+  const std::string none = "no collective pending";
+  std::string previous = none;
+  for (int poll = 0; poll < kPendingPolls; ++poll) {
+    std::this_thread::sleep_for(kPendingPoll);
+    const std::string pending = parallel::PendingCollectivesForSignalHandler();
+    if (pending != none && pending == previous) {
+      WriteAll("[launch] rank ");
+      WriteInt(g_rank);
+      WriteAll(" has waited in the same collectives since signal ");
+      WriteInt(g_preemption_signal.load());
+      WriteAll(" (where it stays if a peer died); collectives pending: ");
+      WriteAll(pending.c_str());
+      WriteAll("\n");
+      return;
+    }
+    previous = pending;
+  }
 }
 
 }  // namespace
@@ -126,7 +133,7 @@ void InstallTerminationReport(int rank) {
 
 void InstallPreemptionRequest() {
   sem_init(&g_preemption_arrived, /*pshared=*/0, /*value=*/0);
-  std::thread(&ReportIfNoStepBoundary).detach();
+  std::thread(&ReportWhereItWaits).detach();
   struct sigaction action;
   memset(&action, 0, sizeof(action));
   action.sa_handler = &OnPreemption;
@@ -137,10 +144,6 @@ void InstallPreemptionRequest() {
   for (int signal_number : {SIGUSR1, SIGUSR2, SIGTERM}) sigaction(signal_number, &action, nullptr);
 }
 
-int PreemptionSignal() {
-  const int signal_number = g_preemption_signal.load();
-  if (signal_number != 0) g_step_boundary_reached.store(true);
-  return signal_number;
-}
+int PreemptionSignal() { return g_preemption_signal.load(); }
 
 }  // namespace memtrain::launch

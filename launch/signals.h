@@ -19,10 +19,11 @@
 // mpirun's tear-down after a peer died is a SIGTERM too, followed by SIGKILL
 // a second later, and the rank, stuck in a collective with the dead peer,
 // never reaches a step boundary. So the preemption line also lists the
-// collectives pending, and if PreemptionSignal() has not been called 250 ms
-// after the signal, a second line lists them again (the rank may have entered
-// the stuck collective in between). A real preemption is unaffected: the
-// lines are information, the rank still saves at its next step boundary.
+// collectives pending, and a second line lists them again once the same ones
+// have stayed pending across two polls 100 ms apart (the rank may have
+// entered the stuck collective after the signal). A real preemption is
+// unaffected: the lines are information, the rank still saves at its next
+// step boundary.
 #ifndef MEMTRAIN_LAUNCH_SIGNALS_H_
 #define MEMTRAIN_LAUNCH_SIGNALS_H_
 

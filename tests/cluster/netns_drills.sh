@@ -141,7 +141,7 @@ case "${scenario}" in
     stopped_at=$(readlink "${ckpt}/latest")
     steps=$(( 10#${stopped_at#step-} + 4 ))
     train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
-    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto \
+    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto --resume_changed=steps \
       || { show "resumed"; fail "the resumed run failed"; }
     grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
@@ -164,7 +164,7 @@ case "${scenario}" in
     stopped_at=$(readlink "${ckpt}/latest")
     steps=$(( 10#${stopped_at#step-} + 4 ))
     train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
-    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto \
+    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto --resume_changed=steps \
       || { show "resumed"; fail "the resumed run failed"; }
     grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
@@ -179,7 +179,7 @@ case "${scenario}" in
     echo "stopped with exit 75 at ${stopped_at}, ${took} s after the signal"
     steps=$(( 10#${stopped_at#step-} + 4 ))
     train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
-    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto \
+    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto --resume_changed=steps \
       || { show "resumed"; fail "the resumed run failed"; }
     grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
     same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
@@ -201,7 +201,7 @@ case "${scenario}" in
     steps=15
     train hosts straight --checkpoint_dir="${work}/straight" --save_knn_memory --lr=1e-3 --resume="${ckpt}/step-00000006" \
       || { show "straight"; fail "the straight run failed"; }
-    train hosts continued --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=3 --keep_last=10 --lr=1e-3 --resume=auto \
+    train hosts continued --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=3 --keep_last=10 --lr=1e-3 --resume=auto --resume_changed=steps \
       || { show "continued"; fail "the continued run failed"; }
     grep -q "resumed from .*step-00000012\b" "${work}/continued.rank0.log" || fail "did not resume from the new step 12"
     same_losses "${work}/straight.jsonl" "${work}/continued.jsonl" ;;
