@@ -3,9 +3,11 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/progress.h"
 #include "common/status_macros.h"
 #include "trainer/bleu.h"
 #include "trainer/rouge.h"
@@ -32,6 +34,62 @@ at::Tensor PadRows(const std::vector<std::vector<int32_t>>& rows, int32_t pad) {
 
 }  // namespace
 
+absl::StatusOr<std::vector<Hypothesis>> Generate(model::TransformerImpl& model,
+                                                 const std::vector<GenerationInput>& inputs,
+                                                 int32_t pad_id, const GenerationOptions& options,
+                                                 const c10::Device& device) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].prompt.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("input ", i + 1, " has an empty prompt"));
+    }
+  }
+  // Longest first (an out-of-memory shows at once), ties in input order.
+  const auto length = [&](size_t i) {
+    return inputs[i].source.empty() ? inputs[i].prompt.size() : inputs[i].source.size();
+  };
+  std::vector<size_t> order(inputs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return length(a) > length(b); });
+  std::vector<Hypothesis> outputs(inputs.size());
+  ProgressReporter progress("[generate]", static_cast<int64_t>(inputs.size()),
+                            ProgressReporter::Unit::kItems);
+  const int64_t max_rows = std::max<int64_t>(options.batch_rows, 1);
+  try {
+    for (size_t start = 0; start < order.size();) {
+      // A batch: neighbours in length order within the row and token limits
+      // (the first input of the batch is its longest).
+      size_t end = start + 1;
+      const bool seq2seq = !inputs[order[start]].source.empty();
+      while (end < order.size() && static_cast<int64_t>(end - start) < max_rows &&
+             (seq2seq ? static_cast<int64_t>((end - start + 1) * length(order[start])) <=
+                            options.batch_tokens
+                      : length(order[end]) == length(order[start]))) {
+        ++end;
+      }
+      std::vector<std::vector<int32_t>> sources, prompts;
+      std::vector<uint64_t> seeds;
+      for (size_t b = start; b < end; ++b) {
+        if (seq2seq) sources.push_back(inputs[order[b]].source);
+        prompts.push_back(inputs[order[b]].prompt);
+        seeds.push_back(options.seed + order[b]);
+      }
+      const at::Tensor source = seq2seq ? PadRows(sources, pad_id).to(device) : at::Tensor();
+      const at::Tensor prompt = PadRows(prompts, pad_id).to(device);
+      std::vector<Hypothesis> found = options.sample
+                                          ? Sample(model, source, prompt, options.search, seeds)
+                                          : BeamSearch(model, source, prompt, options.search);
+      for (size_t b = start; b < end; ++b) outputs[order[b]] = std::move(found[b - start]);
+      start = end;
+      if (options.show_progress) progress.Update(static_cast<int64_t>(start));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("generation failed: ", e.what_without_backtrace()));
+  }
+  if (options.show_progress) progress.Finish();
+  return outputs;
+}
+
 absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::TransformerImpl& model,
                                                               data::CorpusFile& file, int64_t first,
                                                               int64_t count,
@@ -41,42 +99,36 @@ absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::Transformer
   const data::PieceDecoder decoder(tokenizer);
   const int64_t end = std::min(file.num_records(), first + std::max<int64_t>(count, 0));
   std::vector<GeneratedExample> examples;
-  const int64_t rows = file.is_seq2seq() ? std::max<int64_t>(options.batch_rows, 1) : 1;
-  for (int64_t start = first; start < end; start += rows) {
-    std::vector<std::vector<int32_t>> sources, prompts;
-    std::vector<GeneratedExample> batch;
-    for (int64_t record = start; record < std::min(end, start + rows); ++record) {
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> source,
-                                file.ReadRecord(data::Field::kSource, record));
-      GeneratedExample example;
-      example.record = record;
-      if (file.is_seq2seq()) {
-        MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> target,
-                                  file.ReadRecord(data::Field::kTarget, record));
-        example.source = decoder.Decode(source);
-        example.reference = decoder.Decode(target);
-        sources.push_back(std::move(source));
-        prompts.push_back({tokenizer.bos_id});
-      } else {
-        const size_t prompt = std::min<size_t>(
-            source.size(), static_cast<size_t>(std::max<int64_t>(options.prompt_tokens, 1)));
-        const size_t reference_end =
-            std::min(source.size(), prompt + static_cast<size_t>(options.search.max_length));
-        prompts.emplace_back(source.begin(), source.begin() + prompt);
-        example.source = decoder.Decode(prompts.back());
-        example.reference =
-            decoder.Decode({source.begin() + prompt, source.begin() + reference_end});
-      }
-      batch.push_back(std::move(example));
+  std::vector<GenerationInput> inputs;
+  for (int64_t record = first; record < end; ++record) {
+    MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> source,
+                              file.ReadRecord(data::Field::kSource, record));
+    GeneratedExample example;
+    example.record = record;
+    GenerationInput input;
+    if (file.is_seq2seq()) {
+      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> target,
+                                file.ReadRecord(data::Field::kTarget, record));
+      example.source = decoder.Decode(source);
+      example.reference = decoder.Decode(target);
+      input.source = std::move(source);
+      input.prompt = {tokenizer.bos_id};
+    } else {
+      const size_t prompt = std::min<size_t>(
+          source.size(), static_cast<size_t>(std::max<int64_t>(options.prompt_tokens, 1)));
+      const size_t reference_end =
+          std::min(source.size(), prompt + static_cast<size_t>(options.search.max_length));
+      input.prompt.assign(source.begin(), source.begin() + prompt);
+      example.source = decoder.Decode(input.prompt);
+      example.reference = decoder.Decode({source.begin() + prompt, source.begin() + reference_end});
     }
-    const at::Tensor source =
-        file.is_seq2seq() ? PadRows(sources, tokenizer.pad_id).to(device) : at::Tensor();
-    const std::vector<Hypothesis> found =
-        BeamSearch(model, source, PadRows(prompts, tokenizer.pad_id).to(device), options.search);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i].hypothesis = decoder.Decode(ToIds(found[i].tokens));
-      examples.push_back(std::move(batch[i]));
-    }
+    inputs.push_back(std::move(input));
+    examples.push_back(std::move(example));
+  }
+  MEMTRAIN_ASSIGN_OR_RETURN(std::vector<Hypothesis> found,
+                            Generate(model, inputs, tokenizer.pad_id, options, device));
+  for (size_t i = 0; i < examples.size(); ++i) {
+    examples[i].hypothesis = decoder.Decode(ToIds(found[i].tokens));
   }
   return examples;
 }

@@ -1,7 +1,9 @@
 // File: trainer/generation.h
 //
-// Generation over the records of a corpus file, decoded back to text with
-// the pieces stored in the file (no SentencePiece in training processes):
+// Generation for token-id inputs (Generate: batched by length, order kept;
+// memtrain-generate's text inputs are encoded by data/text_inputs.h), and
+// over the records of a corpus file, decoded back to text with the pieces
+// stored in the file (GenerateRecords):
 //   seq2seq: the source through the encoder, bos as the prompt; the
 //            reference is the record's target.
 //   lm:      the first `prompt_tokens` of the document as the prompt; the
@@ -38,12 +40,37 @@ struct GeneratedExample {
 
 struct GenerationOptions {
   SearchOptions search;
-  int64_t prompt_tokens = 32;  ///< lm only
-  int64_t batch_rows = 16;     ///< records decoded together (seq2seq)
+  /// Draw each output (Sample) instead of searching for the best (BeamSearch).
+  bool sample = false;
+  /// Sampling: input i draws from a generator seeded with seed + i.
+  uint64_t seed = 1;
+  int64_t prompt_tokens = 32;   ///< records of an lm corpus
+  int64_t batch_rows = 16;      ///< inputs decoded together, at most
+  int64_t batch_tokens = 4096;  ///< seq2seq: rows x longest source of a batch, at most
+  bool show_progress = false;   ///< progress (rate, ETA) on stderr
 };
 
-/// Records [first, first + count) of `file` (clamped to the file). The
-/// model must use the file's tokenizer (the caller checks the sha256).
+/// One input of Generate: a seq2seq source (ending with eos; the decoder
+/// starts from bos), or an lm prompt (source empty).
+struct GenerationInput {
+  std::vector<int32_t> source;
+  std::vector<int32_t> prompt;
+};
+
+/// The output for each input, in the inputs' order. Inputs are decoded in
+/// batches of neighbours in length order (little padding; an lm batch holds
+/// prompts of one length, since the decoder takes no padding), so the result
+/// for an input does not depend on the order the inputs came in.
+/// kInvalidArgument for an input with an empty prompt; LibTorch errors as
+/// kInternal.
+absl::StatusOr<std::vector<Hypothesis>> Generate(model::TransformerImpl& model,
+                                                 const std::vector<GenerationInput>& inputs,
+                                                 int32_t pad_id, const GenerationOptions& options,
+                                                 const c10::Device& device);
+
+/// Records [first, first + count) of `file` (clamped to the file), through
+/// Generate. The model must use the file's tokenizer (the caller checks the
+/// sha256).
 absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::TransformerImpl& model,
                                                               data::CorpusFile& file, int64_t first,
                                                               int64_t count,

@@ -1,6 +1,7 @@
 #include "trainer/search.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -123,6 +124,76 @@ std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tens
   }
   if (was_training) model.train();
   return best;
+}
+
+at::Tensor SamplingDistribution(const at::Tensor& logits, const SearchOptions& options) {
+  TORCH_CHECK(
+      options.temperature > 0 && options.top_k >= 0 && options.top_p > 0 && options.top_p <= 1,
+      "Sample: temperature > 0, top_k >= 0 and 0 < top_p <= 1 are required");
+  at::Tensor scaled = logits.to(at::kDouble) / options.temperature;
+  const int64_t vocab = scaled.size(-1);
+  if (options.top_k > 0 && options.top_k < vocab) {
+    const at::Tensor kth =
+        std::get<0>(scaled.topk(options.top_k, -1)).narrow(-1, options.top_k - 1, 1);
+    scaled = scaled.masked_fill(scaled < kth, -std::numeric_limits<double>::infinity());
+  }
+  at::Tensor probs = scaled.softmax(-1);
+  if (options.top_p < 1) {
+    auto [sorted, order] = probs.sort(-1, /*descending=*/true);
+    // A token stays when the tokens more likely than it hold less than top_p.
+    const at::Tensor before = sorted.cumsum(-1) - sorted;
+    sorted = sorted.masked_fill(before >= options.top_p, 0);
+    probs = at::zeros_like(probs).scatter(-1, order, sorted);
+    probs = probs / probs.sum(-1, /*keepdim=*/true);
+  }
+  return probs;
+}
+
+std::vector<Hypothesis> Sample(model::TransformerImpl& model, const at::Tensor& source,
+                               const at::Tensor& prompt, const SearchOptions& options,
+                               const std::vector<uint64_t>& row_seeds) {
+  TORCH_CHECK(options.max_length >= 1, "Sample: max_length must be >= 1");
+  TORCH_CHECK(prompt.dim() == 2 && prompt.size(1) >= 1, "Sample: prompt must be [B, P], P >= 1");
+  const int64_t rows = prompt.size(0);
+  TORCH_CHECK(static_cast<int64_t>(row_seeds.size()) == rows, "Sample: one seed per row");
+  at::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  at::Tensor memory;
+  if (source.defined()) memory = model.Encode(source);
+  model::TransformerDecodeStates states =
+      model.NewDecodeStates(rows, source.defined() ? 0 : options.segment_length);
+  at::Tensor logits = model.DecodeStep(prompt, memory, source, states);
+  std::vector<at::Generator> generators;
+  for (uint64_t seed : row_seeds)
+    generators.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
+  std::vector<Hypothesis> drawn(rows);
+  for (int64_t step = 0; step < options.max_length; ++step) {
+    const at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kDouble).cpu();
+    const at::Tensor probs = SamplingDistribution(last, options);
+    const at::Tensor log_probs = last.log_softmax(-1);
+    std::vector<int64_t> next(rows, options.eos);
+    for (int64_t r = 0; r < rows; ++r) {
+      Hypothesis& h = drawn[r];
+      if (h.finished) continue;
+      const int64_t token =
+          at::multinomial(probs[r], 1, /*replacement=*/false, generators[r]).item<int64_t>();
+      h.score += log_probs[r][token].item<double>();
+      if (token == options.eos) {
+        h.finished = true;
+      } else {
+        h.tokens.push_back(token);
+        next[r] = token;
+      }
+    }
+    if (step + 1 == options.max_length ||
+        std::all_of(drawn.begin(), drawn.end(), [](const Hypothesis& h) { return h.finished; }))
+      break;
+    logits = model.DecodeStep(at::tensor(next, at::kLong).to(prompt.device()).view({rows, 1}),
+                              memory, source, states);
+  }
+  if (was_training) model.train();
+  return drawn;
 }
 
 }  // namespace memtrain::trainer

@@ -4,10 +4,14 @@
 // attention kind's DecodeState; TransformerDecodeStates::Reorder after every
 // step). Greedy is beam 1. Scores are sums of log-probabilities; finished
 // hypotheses are ranked by score / length^length_penalty (fairseq's
-// --lenpen), length counting the eos.
+// --lenpen), length counting the eos. And sampling (language models):
+// each token drawn from softmax(logits / temperature), cut to the top_k most
+// likely and then to the nucleus of probability top_p (Holtzman et al.).
 //
 //   SearchOptions options;  options.beam = 4;  options.eos = tokenizer.eos_id;
 //   std::vector<Hypothesis> best = BeamSearch(*model, source, bos_column, options);
+//   options.temperature = 0.8;  options.top_p = 0.9;
+//   std::vector<Hypothesis> drawn = Sample(*model, {}, prompts, options, {seed_of_row0, ...});
 #ifndef MEMTRAIN_TRAINER_SEARCH_H_
 #define MEMTRAIN_TRAINER_SEARCH_H_
 
@@ -29,6 +33,10 @@ struct SearchOptions {
   /// included, as in training over document streams (memories written, XL
   /// caches kept; TransformerImpl::DecodeStep). 0: one segment.
   int64_t segment_length = 0;
+  // Sample only (BeamSearch ignores them).
+  double temperature = 1.0;  ///< > 0; below 1 sharpens the distribution
+  int64_t top_k = 0;         ///< keep the k most likely tokens; 0: all
+  double top_p = 1.0;        ///< then the fewest whose probability reaches top_p; 1: all
 };
 
 struct Hypothesis {
@@ -43,6 +51,18 @@ struct Hypothesis {
 /// Runs in eval mode without gradients.
 std::vector<Hypothesis> BeamSearch(model::TransformerImpl& model, const at::Tensor& source,
                                    const at::Tensor& prompt, const SearchOptions& options);
+
+/// One sampled continuation per row (same `source`/`prompt` contract as
+/// BeamSearch). Row r draws from its own CPU generator seeded with
+/// `row_seeds[r]`, so what a row gets depends on its seed alone, not on the
+/// rows batched with it. The score is the model's Σ log p of the drawn tokens.
+std::vector<Hypothesis> Sample(model::TransformerImpl& model, const at::Tensor& source,
+                               const at::Tensor& prompt, const SearchOptions& options,
+                               const std::vector<uint64_t>& row_seeds);
+
+/// The distribution Sample draws from, for logits [B, V] (float64, summing
+/// to 1 per row).
+at::Tensor SamplingDistribution(const at::Tensor& logits, const SearchOptions& options);
 
 }  // namespace memtrain::trainer
 
