@@ -83,7 +83,8 @@ enum class TruncationPolicy {
   X(segment_length,                                                                        \
     "lm: tokens per stream and step (generation: a segment ends every this many tokens).") \
   X(max_tokens, "seq2seq: padded tokens per batch and rank, the larger side.")             \
-  X(max_source_length, "seq2seq: longer sources are truncated.")                           \
+  X(max_source_length,                                                                     \
+    "seq2seq: longer sources are truncated (memtrain-generate --input: refused).")         \
   X(max_target_length, "seq2seq: longer targets are truncated.")
 
 struct BatchSourceOptions {

@@ -11,6 +11,7 @@
 #include "common/progress.h"
 #include "common/status_macros.h"
 #include "data/code_corpus.h"
+#include "data/text_inputs.h"
 #include "glog/logging.h"
 
 namespace memtrain::data {
@@ -29,18 +30,9 @@ struct EncodedRecord {
 
 void EncodeSegments(const Tokenizer& tokenizer, const std::vector<TextSegment>& segments,
                     std::vector<int32_t>* ids, std::vector<uint8_t>* long_range) {
-  for (const TextSegment& segment : segments) {
-    if (segment.separator_before) {
-      ids->push_back(tokenizer.sep_id());
-      if (long_range) long_range->push_back(0);
-    }
-    const std::vector<int32_t> piece_ids = tokenizer.Encode(segment.text);
-    ids->insert(ids->end(), piece_ids.begin(), piece_ids.end());
-    if (long_range)
-      long_range->insert(long_range->end(), piece_ids.size(), segment.long_range ? 1 : 0);
-  }
-  ids->push_back(tokenizer.eos_id());
-  if (long_range) long_range->push_back(0);
+  std::vector<std::vector<int32_t>> segment_ids;
+  for (const TextSegment& segment : segments) segment_ids.push_back(tokenizer.Encode(segment.text));
+  AppendSegmentIds(segments, segment_ids, tokenizer.sep_id(), tokenizer.eos_id(), ids, long_range);
 }
 
 EncodedRecord Encode(const Tokenizer& tokenizer, const Record& record, bool seq2seq) {
@@ -76,6 +68,21 @@ absl::StatusOr<std::string> ReadFileBytes(const std::string& path) {
   std::ostringstream bytes;
   bytes << in.rdbuf();
   return bytes.str();
+}
+
+// The tokenizer --tokenizer_from or --tokenizer_model names (one of them is set).
+absl::StatusOr<std::string> ReusedTokenizerBytes(const PrepareOptions& options,
+                                                 std::string* model_type) {
+  if (!options.tokenizer_from_corpus.empty()) {
+    MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> other,
+                              CorpusFile::Open(options.tokenizer_from_corpus, {}));
+    *model_type = other->tokenizer().model_type;
+    LOG(INFO) << "[prepare] tokenizer from " << options.tokenizer_from_corpus << " (sha256 "
+              << other->tokenizer().sha256.substr(0, 16) << ")";
+    return other->tokenizer().model_bytes;
+  }
+  *model_type = "external";
+  return ReadFileBytes(options.tokenizer_model_path);
 }
 
 // A code input is a directory: one InputFile for it, whose checksum covers
@@ -192,16 +199,8 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
   PrepareResult result;
   std::string model_bytes;
   std::string model_type = options.train.model_type;
-  if (!options.tokenizer_from_corpus.empty()) {
-    MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusFile> other,
-                              CorpusFile::Open(options.tokenizer_from_corpus, {}));
-    model_bytes = other->tokenizer().model_bytes;
-    model_type = other->tokenizer().model_type;
-    LOG(INFO) << "[prepare] tokenizer from " << options.tokenizer_from_corpus << " (sha256 "
-              << other->tokenizer().sha256.substr(0, 16) << ")";
-  } else if (!options.tokenizer_model_path.empty()) {
-    MEMTRAIN_ASSIGN_OR_RETURN(model_bytes, ReadFileBytes(options.tokenizer_model_path));
-    model_type = "external";
+  if (!options.tokenizer_from_corpus.empty() || !options.tokenizer_model_path.empty()) {
+    MEMTRAIN_ASSIGN_OR_RETURN(model_bytes, ReusedTokenizerBytes(options, &model_type));
   } else {
     const absl::Time train_start = absl::Now();
     LOG(INFO) << "[prepare] training a " << options.train.model_type << " tokenizer, vocabulary "
@@ -261,6 +260,21 @@ absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options) {
   result.reader = reader->stats();
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return result;
+}
+
+absl::Status ServeEncoding(const PrepareOptions& options, int in_fd, int out_fd) {
+  if (options.tokenizer_from_corpus.empty() == options.tokenizer_model_path.empty()) {
+    return absl::InvalidArgumentError(
+        "--encode_stdin needs the tokenizer: --tokenizer_from or --tokenizer_model");
+  }
+  std::string model_type;
+  MEMTRAIN_ASSIGN_OR_RETURN(const std::string model_bytes,
+                            ReusedTokenizerBytes(options, &model_type));
+  std::string error;
+  const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::Load(model_bytes, &error);
+  if (tokenizer == nullptr) return absl::InvalidArgumentError(error);
+  return ServeEncodeRequests(in_fd, out_fd,
+                             [&](const std::string& text) { return tokenizer->Encode(text); });
 }
 
 }  // namespace memtrain::data

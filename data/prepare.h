@@ -56,6 +56,11 @@ struct PrepareResult {
 
 absl::StatusOr<PrepareResult> Prepare(const PrepareOptions& options);
 
+/// memtrain-prepare --encode_stdin: the tokenizer of --tokenizer_from or
+/// --tokenizer_model encodes the texts read from `in_fd` for a parent that
+/// links no SentencePiece (data/text_inputs.h, EncodeInChild).
+absl::Status ServeEncoding(const PrepareOptions& options, int in_fd, int out_fd);
+
 /// What a tokenizer needs stored with the corpus: bytes, checksum, pieces.
 TokenizerInfo DescribeTokenizer(const Tokenizer& tokenizer, const std::string& model_bytes,
                                 const std::string& model_type);

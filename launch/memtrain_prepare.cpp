@@ -9,6 +9,8 @@
 //       --output=code.train.h5   (scripts/code-corpus builds a train/valid pair)
 //
 // This binary deliberately links no LibTorch (data/tokenizer.h says why).
+#include <unistd.h>
+
 #include <fstream>
 #include <thread>
 
@@ -59,6 +61,10 @@ ABSL_FLAG(int64_t, code_max_file_bytes, int64_t{1} << 20,
           "code: larger files are left out (counted).");
 ABSL_FLAG(int64_t, code_min_document_bytes, 0, "code: shorter documents are left out (counted).");
 ABSL_FLAG(bool, progress, true, "Show progress (a bar on a terminal, lines otherwise).");
+ABSL_FLAG(bool, encode_stdin, false,
+          "For memtrain-generate, which links no SentencePiece: read length-prefixed texts from "
+          "standard input and write their token ids to standard output, with the tokenizer of "
+          "--tokenizer_from or --tokenizer_model (data/text_inputs.h). No corpus is written.");
 ABSL_FLAG(std::string, stats_json, "",
           "Also write what was done (records, tokens, input bytes, seconds) to this JSON file.");
 
@@ -147,6 +153,14 @@ absl::StatusOr<PrepareOptions> OptionsFromFlags() {
 }
 
 int Main() {
+  if (absl::GetFlag(FLAGS_encode_stdin)) {
+    PrepareOptions options;
+    options.tokenizer_model_path = absl::GetFlag(FLAGS_tokenizer_model);
+    options.tokenizer_from_corpus = absl::GetFlag(FLAGS_tokenizer_from);
+    const absl::Status served = ServeEncoding(options, STDIN_FILENO, STDOUT_FILENO);
+    LOG_IF(ERROR, !served.ok()) << "[prepare] --encode_stdin: " << served;
+    return served.ok() ? 0 : 1;
+  }
   absl::StatusOr<PrepareOptions> options = OptionsFromFlags();
   if (!options.ok()) {
     LOG(ERROR) << "[prepare] " << options.status().message();

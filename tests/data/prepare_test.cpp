@@ -1,7 +1,8 @@
 // memtrain-prepare end to end: real samples of the four corpora round-trip
 // through SentencePiece and HDF5 (skipped, saying so, without ../shared/data),
 // bad input is reported with its place and leaves no file, and damaged or
-// foreign files are refused with the reason.
+// foreign files are refused with the reason. Text given to memtrain-generate
+// is encoded by a memtrain-prepare child into exactly the ids prepare stores.
 #include "data/prepare.h"
 
 #include <gmock/gmock.h>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "data/corpus_file.h"
+#include "data/text_inputs.h"
 #include "data/tokenizer.h"
 
 namespace memtrain::data {
@@ -125,6 +127,77 @@ TEST(PrepareTest, XsumRoundTrip) {
 TEST(PrepareTest, OpenOrcaRoundTrip) {
   RoundTrip(Corpus::kOpenOrca, {std::string(kSharedData) + "/openorca/openorca_sample_50.jsonl"},
             600);
+}
+
+// memtrain-generate's path for text (data/text_inputs.h): the OpenOrca
+// sample's JSON lines, encoded by a memtrain-prepare child and laid out as a
+// QA source, are the ids prepare stored for the same records.
+TEST(PrepareTest, TextInputsEncodeInAChildAsPrepareStoresThem) {
+  if (!HaveSharedData()) GTEST_SKIP() << kSharedData << " is absent";
+  const std::string sample = std::string(kSharedData) + "/openorca/openorca_sample_50.jsonl";
+  PrepareOptions options;
+  options.reader.corpus = Corpus::kOpenOrca;
+  options.reader.inputs = {sample};
+  options.output = Temp("text_inputs.h5");
+  options.train.vocab_size = 600;
+  options.show_progress = false;
+  absl::StatusOr<PrepareResult> result = Prepare(options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->header.empty_skipped, 0) << "records and lines must pair up";
+  auto file = CorpusFile::Open(options.output, {});
+  ASSERT_TRUE(file.ok()) << file.status();
+
+  absl::StatusOr<std::vector<std::string>> lines = ReadInputLines(sample);
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  ASSERT_EQ(static_cast<int64_t>(lines->size()), (*file)->num_records());
+  auto inputs = ParseInputLines(Task::kQuestionAnswering, *lines);
+  ASSERT_TRUE(inputs.ok()) << inputs.status();
+  const TokenizerInfo& tokenizer = (*file)->tokenizer();
+  auto ids = EncodeInputs({MEMTRAIN_PREPARE_BINARY, options.output}, Task::kQuestionAnswering,
+                          *inputs, tokenizer.sep_id, tokenizer.eos_id);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  for (size_t i = 0; i < ids->size(); ++i) {
+    auto stored = (*file)->ReadRecord(Field::kSource, static_cast<int64_t>(i));
+    ASSERT_TRUE(stored.ok());
+    ASSERT_EQ((*ids)[i], *stored) << "line " << i + 1;
+  }
+  // An lm prompt is its text's ids without the eos that ends a document.
+  std::string error;
+  const std::unique_ptr<Tokenizer> in_process = Tokenizer::Load(tokenizer.model_bytes, &error);
+  ASSERT_NE(in_process, nullptr) << error;
+  auto prompt = EncodeInputs({MEMTRAIN_PREPARE_BINARY, options.output}, Task::kLanguageModel,
+                             {{{"Once upon a time"}}, {{""}}}, tokenizer.sep_id, tokenizer.eos_id);
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ((*prompt)[0], in_process->Encode("Once upon a time"));
+  EXPECT_EQ((*prompt)[1], std::vector<int32_t>{tokenizer.eos_id})
+      << "an empty prompt starts a document";
+  // A child that cannot start is an error naming it.
+  auto missing = EncodeInChild({"/nonexistent/memtrain-prepare", options.output}, {"x"});
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/nonexistent/memtrain-prepare"));
+}
+
+TEST(PrepareTest, TextInputLinesAreCheckedNamingTheLine) {
+  auto bad_utf8 = ParseInputLines(Task::kTranslation, {"fine", "also fine", "caf\xe9 au lait"});
+  ASSERT_FALSE(bad_utf8.ok());
+  EXPECT_THAT(std::string(bad_utf8.status().message()),
+              HasSubstr("input line 3 is not valid UTF-8"));
+  auto bad_json =
+      ParseInputLines(Task::kQuestionAnswering, {R"({"question": "Why?"})", R"({"question": )"});
+  ASSERT_FALSE(bad_json.ok());
+  EXPECT_THAT(std::string(bad_json.status().message()), HasSubstr("input line 2"));
+  auto no_question =
+      ParseInputLines(Task::kQuestionAnswering, {R"({"system_prompt": "Be brief."})"});
+  ASSERT_FALSE(no_question.ok());
+  EXPECT_THAT(std::string(no_question.status().message()),
+              HasSubstr("input line 1: missing field 'question'"));
+  // A plain qa line is the question, after <sep>; a blank system prompt is left out.
+  auto qa = ParseInputLines(Task::kQuestionAnswering,
+                            {"Why?", R"({"system_prompt": " ", "question": "How?"})"});
+  ASSERT_TRUE(qa.ok()) << qa.status();
+  for (const auto& segments : *qa) {
+    ASSERT_EQ(segments.size(), 1u);
+    EXPECT_TRUE(segments[0].separator_before);
+  }
 }
 
 TEST(PrepareTest, DemoLongRangeTokensAreTheAnswers) {
