@@ -18,6 +18,7 @@
 
 ABSL_DECLARE_FLAG(int, streams);
 ABSL_DECLARE_FLAG(int, segment_length);
+ABSL_DECLARE_FLAG(int64_t, max_source_length);
 
 namespace memtrain::launch {
 

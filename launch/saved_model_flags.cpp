@@ -22,9 +22,7 @@ absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device
   if (model_dir.empty() || opened.data_path.empty()) {
     return absl::InvalidArgumentError("--model and --data are required");
   }
-  // The search flags, before anything is loaded.
-  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("beam", absl::GetFlag(FLAGS_beam), 1));
-  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("max_length", absl::GetFlag(FLAGS_max_length), 1));
+  MEMTRAIN_RETURN_IF_ERROR(CheckSearchFlags());  // before anything is loaded
   MEMTRAIN_ASSIGN_OR_RETURN(opened.model, checkpoints::LoadModel(model_dir, device));
   MEMTRAIN_ASSIGN_OR_RETURN(opened.data, data::CorpusFile::Open(opened.data_path, {}));
   if (opened.data->tokenizer().sha256 != opened.model.info.tokenizer_sha256) {
@@ -33,6 +31,11 @@ absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device
         model_dir, " was trained with ", opened.model.info.tokenizer_sha256));
   }
   return opened;
+}
+
+absl::Status CheckSearchFlags() {
+  MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("beam", absl::GetFlag(FLAGS_beam), 1));
+  return RequireFlagAtLeast("max_length", absl::GetFlag(FLAGS_max_length), 1);
 }
 
 trainer::SearchOptions SearchOptionsFromFlags(int64_t eos) {

@@ -33,6 +33,9 @@ struct ModelAndData {
 /// flag is missing, kFailedPrecondition when their tokenizers differ.
 absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device);
 
+/// kInvalidArgument naming --beam or --max_length when below 1.
+absl::Status CheckSearchFlags();
+
 /// --beam, --lenpen, --max_length, with the corpus's `eos` id.
 trainer::SearchOptions SearchOptionsFromFlags(int64_t eos);
 
