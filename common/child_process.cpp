@@ -67,17 +67,27 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const ChildCom
   const std::vector<char*> argv = NullTerminated(args), envp = NullTerminated(environment);
 
   // Both pipe ends close in the child on exec; dup2 gives it a stdout without that flag.
-  int pipe_fds[2] = {-1, -1};
-  if (command.capture_stdout && pipe2(pipe_fds, O_CLOEXEC) != 0) return failed(errno, "pipe");
+  int pipe_fds[2] = {-1, -1}, stdin_fds[2] = {-1, -1};
+  const auto close_pipes = [&] {
+    for (int fd : {pipe_fds[0], pipe_fds[1], stdin_fds[0], stdin_fds[1]})
+      if (fd >= 0) close(fd);
+  };
+  if ((command.capture_stdout && pipe2(pipe_fds, O_CLOEXEC) != 0) ||
+      (command.pipe_stdin && pipe2(stdin_fds, O_CLOEXEC) != 0)) {
+    const int error = errno;
+    close_pipes();
+    return failed(error, "pipe");
+  }
   if (command.capture_stderr && (child->stderr_ = std::tmpfile()) == nullptr) {
     const int error = errno;
-    if (command.capture_stdout) close(pipe_fds[0]), close(pipe_fds[1]);
+    close_pipes();
     return failed(error, "a temporary file for its stderr");
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   if (command.capture_stdout)
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  if (command.pipe_stdin) posix_spawn_file_actions_adddup2(&actions, stdin_fds[0], STDIN_FILENO);
   if (command.capture_stderr)
     posix_spawn_file_actions_adddup2(&actions, fileno(child->stderr_), STDERR_FILENO);
   // What this process printed so far comes before what a child printing to
@@ -86,17 +96,19 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const ChildCom
   const int spawned =
       posix_spawnp(&child->pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
-  if (command.capture_stdout) close(pipe_fds[1]);
   if (spawned != 0) {
     child->pid_ = -1;
-    if (command.capture_stdout) close(pipe_fds[0]);
+    close_pipes();
     return failed(spawned, "spawn");
   }
-  if (command.capture_stdout) child->stdout_ = fdopen(pipe_fds[0], "r");
+  // The child's ends are its own now.
+  if (command.capture_stdout) close(pipe_fds[1]), child->stdout_ = fdopen(pipe_fds[0], "r");
+  if (command.pipe_stdin) close(stdin_fds[0]), child->stdin_ = stdin_fds[1];
   return child;
 }
 
 ChildProcess::~ChildProcess() {
+  CloseStdin();
   if (stdout_ != nullptr) std::fclose(stdout_);
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
@@ -104,6 +116,44 @@ ChildProcess::~ChildProcess() {
     }
   }
   if (stderr_ != nullptr) std::fclose(stderr_);
+}
+
+absl::Status ChildProcess::WriteToStdin(absl::string_view data) {
+  if (stdin_ < 0)
+    return absl::FailedPreconditionError(absl::StrCat("`", command_, "` has no stdin pipe"));
+  // MSG_NOSIGNAL is for sockets only: a pipe's reader gone raises SIGPIPE,
+  // ignored while writing so that write() returns EPIPE instead.
+  struct sigaction ignore = {}, previous = {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &previous);
+  absl::Status status = absl::OkStatus();
+  while (!data.empty()) {
+    const ssize_t written = write(stdin_, data.data(), data.size());
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      status = absl::ErrnoToStatus(errno, absl::StrCat("writing to `", command_, "`"));
+      break;
+    }
+    data.remove_prefix(static_cast<size_t>(written));
+  }
+  sigaction(SIGPIPE, &previous, nullptr);
+  return status;
+}
+
+void ChildProcess::CloseStdin() {
+  if (stdin_ >= 0) close(stdin_);
+  stdin_ = -1;
+}
+
+absl::StatusOr<bool> ChildProcess::ReadExactly(void* data, size_t size) {
+  if (size == 0) return true;
+  const size_t got = stdout_ == nullptr ? 0 : std::fread(data, 1, size, stdout_);
+  if (got == size) return true;
+  if (stdout_ != nullptr && std::ferror(stdout_)) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("reading the output of `", command_, "`"));
+  }
+  if (got == 0) return false;
+  return absl::DataLossError(absl::StrCat("the output of `", command_, "` ended inside a message"));
 }
 
 absl::StatusOr<std::optional<std::string>> ChildProcess::ReadLine() {
@@ -141,7 +191,9 @@ absl::StatusOr<std::string> ChildProcess::ReadRest() {
 absl::Status ChildProcess::Wait() {
   if (pid_ <= 0)
     return absl::FailedPreconditionError(absl::StrCat("`", command_, "` was waited for"));
-  // A child blocked writing to a pipe nobody reads would never end.
+  // A child blocked reading input or writing to a pipe nobody reads would
+  // never end.
+  CloseStdin();
   if (stdout_ != nullptr) {
     std::fclose(stdout_);
     stdout_ = nullptr;

@@ -3,7 +3,8 @@
 // Running another program and reading what it prints, line by line or whole:
 // the benchmarks' measurements in processes of their own (bench/), and
 // memtrain-prepare's parquet inputs, which a Python child streams as lines
-// (data/parquet_rows.py).
+// (data/parquet_rows.py), and memtrain-generate's text, which a memtrain-prepare
+// child encodes (data/text_inputs.h).
 //
 //   ChildCommand command;
 //   command.argv = {"python3", "rows.py", "train.parquet"};
@@ -35,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace memtrain {
 
@@ -43,6 +45,7 @@ struct ChildCommand {
   std::vector<std::string> extra_environment;  ///< "NAME=value", replacing this process's NAME
   bool capture_stdout = true;                  ///< false: the child writes to this process's stdout
   bool capture_stderr = false;  ///< true: Wait()'s error quotes it instead of it being printed
+  bool pipe_stdin = false;  ///< true: WriteToStdin feeds it; else it inherits this process's stdin
 };
 
 class ChildProcess {
@@ -52,8 +55,18 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
+  /// Writes to the child's stdin (pipe_stdin). A child that ended early is
+  /// an error here, not a SIGPIPE. Write everything before reading when the
+  /// child reads all its input before it writes (else both pipes can fill).
+  absl::Status WriteToStdin(absl::string_view data);
+  /// Ends the child's input (its next read returns end of file).
+  void CloseStdin();
+
   /// The next line of the captured stdout without its "\n", or nullopt at its end.
   absl::StatusOr<std::optional<std::string>> ReadLine();
+  /// Exactly `size` bytes of the captured stdout: false at its end before the
+  /// first, an error if it ends inside them.
+  absl::StatusOr<bool> ReadExactly(void* data, size_t size);
   /// Everything left of the captured stdout.
   absl::StatusOr<std::string> ReadRest();
   /// Waits for the child to end. OK only for exit status 0.
@@ -69,6 +82,7 @@ class ChildProcess {
 
   std::string command_;
   pid_t pid_ = -1;
+  int stdin_ = -1;          // the write end of the child's stdin, when piped
   FILE* stdout_ = nullptr;  // the read end of the child's stdout, when captured
   FILE* stderr_ = nullptr;  // the unlinked file holding its stderr, when captured
   double peak_rss_mb_ = 0;

@@ -1,22 +1,18 @@
 #include "data/text_inputs.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "common/child_process.h"
 #include "common/status_macros.h"
 #include "data/internal/text.h"
 #include "nlohmann/json.hpp"
-
-extern char** environ;
 
 namespace memtrain::data {
 namespace {
@@ -29,7 +25,7 @@ absl::Status WriteAll(int fd, const char* data, size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd, data, size);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return ErrnoError("writing to the tokenizer pipe");
+    if (n <= 0) return ErrnoError("writing the replies");
     data += n;
     size -= static_cast<size_t>(n);
   }
@@ -42,10 +38,10 @@ absl::StatusOr<bool> ReadExactly(int fd, char* data, size_t size) {
   while (done < size) {
     const ssize_t n = ::read(fd, data + done, size - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("reading the tokenizer pipe");
+    if (n < 0) return ErrnoError("reading the requests");
     if (n == 0) {
       if (done == 0) return false;
-      return absl::DataLossError("the tokenizer pipe ended inside a message");
+      return absl::DataLossError("the requests ended inside a message");
     }
     done += static_cast<size_t>(n);
   }
@@ -152,72 +148,37 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> EncodeInChild(
     const EncoderProcess& encoder, const std::vector<std::string>& texts) {
   std::string requests;
   for (const std::string& text : texts) AppendFrame(&requests, text.data(), text.size(), 1);
-
-  int to_child[2], from_child[2];
-  if (::pipe2(to_child, O_CLOEXEC) != 0) return ErrnoError("pipe");
-  if (::pipe2(from_child, O_CLOEXEC) != 0) {
-    ::close(to_child[0]);
-    ::close(to_child[1]);
-    return ErrnoError("pipe");
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
-  const std::string tokenizer_flag = absl::StrCat("--tokenizer_from=", encoder.tokenizer_corpus);
-  std::vector<char*> argv = {const_cast<char*>(encoder.prepare_binary.c_str()),
-                             const_cast<char*>("--encode_stdin"),
-                             const_cast<char*>(tokenizer_flag.c_str()), nullptr};
-  pid_t pid = 0;
-  const int spawned =
-      ::posix_spawn(&pid, encoder.prepare_binary.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(to_child[0]);
-  ::close(from_child[1]);
-  if (spawned != 0) {
-    ::close(to_child[1]);
-    ::close(from_child[0]);
+  ChildCommand command;
+  command.argv = {encoder.prepare_binary, "--encode_stdin",
+                  absl::StrCat("--tokenizer_from=", encoder.tokenizer_corpus)};
+  command.pipe_stdin = true;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(command);
+  if (!started.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot run ", encoder.prepare_binary, " (the tokenizer): ", std::strerror(spawned)));
+        "cannot run ", encoder.prepare_binary, " (the tokenizer): ", started.status().message()));
   }
-  // A child that dies early must become an error here, not a SIGPIPE.
-  struct sigaction ignore = {}, previous = {};
-  ignore.sa_handler = SIG_IGN;
-  ::sigaction(SIGPIPE, &ignore, &previous);
-  absl::Status written = WriteAll(to_child[1], requests.data(), requests.size());
-  ::close(to_child[1]);
-  ::sigaction(SIGPIPE, &previous, nullptr);
-
+  ChildProcess& child = **started;
+  // The child reads every request before it answers.
+  absl::Status exchanged = child.WriteToStdin(requests);
+  child.CloseStdin();
   std::vector<std::vector<int32_t>> encoded;
-  absl::Status read = absl::OkStatus();
-  while (written.ok() && read.ok() && encoded.size() < texts.size()) {
+  while (exchanged.ok() && encoded.size() < texts.size()) {
     uint32_t count = 0;
-    absl::StatusOr<bool> got = ReadExactly(from_child[0], reinterpret_cast<char*>(&count), 4);
-    if (!got.ok() || !*got) {
-      read = got.ok() ? absl::DataLossError("the tokenizer ended early") : got.status();
-      break;
-    }
-    std::vector<int32_t> ids(count);
-    got = ReadExactly(from_child[0], reinterpret_cast<char*>(ids.data()), count * sizeof(int32_t));
-    if (!got.ok() || (count > 0 && !*got)) {
-      read = got.ok() ? absl::DataLossError("the tokenizer ended inside a message") : got.status();
+    absl::StatusOr<bool> got = child.ReadExactly(&count, sizeof(count));
+    if (got.ok() && !*got) got = absl::DataLossError("the tokenizer ended early");
+    std::vector<int32_t> ids(got.ok() ? count : 0);
+    if (got.ok()) got = child.ReadExactly(ids.data(), ids.size() * sizeof(int32_t));
+    if (got.ok() && !*got && count > 0) got = absl::DataLossError("the tokenizer ended early");
+    if (!got.ok()) {
+      exchanged = got.status();
       break;
     }
     encoded.push_back(std::move(ids));
   }
-  ::close(from_child[0]);
-  int wait_status = 0;
-  while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
-    return absl::InternalError(
-        absl::StrCat(encoder.prepare_binary, " --encode_stdin failed (its log is above; ",
-                     WIFEXITED(wait_status) ? absl::StrCat("exit status ", WEXITSTATUS(wait_status))
-                                            : absl::StrCat("signal ", WTERMSIG(wait_status)),
-                     ")"));
-  }
-  MEMTRAIN_RETURN_IF_ERROR(written);
-  MEMTRAIN_RETURN_IF_ERROR(read);
+  // Its exit status first: a tokenizer that failed explains a broken exchange
+  // (its log is above).
+  MEMTRAIN_RETURN_IF_ERROR(child.Wait());
+  MEMTRAIN_RETURN_IF_ERROR(exchanged);
   return encoded;
 }
 
