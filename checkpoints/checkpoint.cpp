@@ -1,5 +1,7 @@
 #include "checkpoints/checkpoint.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "data/corpus_file.h"
@@ -110,6 +114,30 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& dir, int64_t ste
     fs::remove_all(timeline[i].path, error);
   }
   return target.string();
+}
+
+absl::Status WritePreemptedMarker(const std::string& dir, const PreemptedMarker& marker) {
+  const char* abbreviation = sigabbrev_np(marker.signal);
+  const nlohmann::json line = {
+      {"step", marker.step},
+      {"checkpoint", CheckpointName(marker.step)},
+      {"signal", marker.signal},
+      {"signal_name", abbreviation ? absl::StrCat("SIG", abbreviation) : ""},
+      {"save_seconds", marker.save_seconds},
+      {"step_seconds", marker.step_seconds},
+      {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone())}};
+  const std::string target = (fs::path(dir) / kPreemptedMarkerName).string();
+  const std::string staging = StagingPath(target);
+  MEMTRAIN_RETURN_IF_ERROR(WriteFileDurably(staging, line.dump() + "\n"));
+  return Publish(staging, target);
+}
+
+absl::Status RemovePreemptedMarker(const std::string& dir) {
+  const fs::path marker = fs::path(dir) / kPreemptedMarkerName;
+  std::error_code error;
+  if (fs::remove(marker, error) || !error) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("cannot remove ", marker.string(), ": ", error.message()));
 }
 
 absl::StatusOr<Manifest> ReadManifest(const std::string& checkpoint) {

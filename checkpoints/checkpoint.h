@@ -27,6 +27,13 @@
 // which nothing reads and the next save of that step replaces, or a complete
 // checkpoint.
 //
+// After a checkpoint taken because the run was asked to stop (a preemption
+// signal) is committed, rank 0 writes PREEMPTED.json next to the
+// checkpoints: the run wants to be continued from that step. Batch scripts
+// requeue on its presence (docs/CLUSTER.md), not on exit statuses, which race
+// when a launcher kills the slower ranks; a run that starts training removes
+// it, so it always describes the newest run of `dir`.
+//
 // `dir` must be on a filesystem every rank sees (the ranks write into one
 // directory); the checkpoint's files are plain model.pt/model.json (so
 // memtrain-eval --model=<dir>/latest works), optimizer.pt, trainer.json and
@@ -73,6 +80,23 @@ std::string PartialCheckpointPath(const std::string& dir, int64_t step);
 /// Rank 0, before any rank writes: an empty `<dir>/step-<N>.partial`
 /// (a leftover of a crashed save is removed). Returns its path.
 absl::StatusOr<std::string> CreatePartialCheckpoint(const std::string& dir, int64_t step);
+/// `<dir>/PREEMPTED.json`, one JSON line (so that a shell can read a field
+/// with sed): {"step", "checkpoint", "signal", "signal_name", "save_seconds",
+/// "step_seconds", "time"}.
+inline constexpr char kPreemptedMarkerName[] = "PREEMPTED.json";
+struct PreemptedMarker {
+  int64_t step = 0;         ///< of the checkpoint committed before stopping
+  int signal = 0;           ///< that asked the run to stop
+  double save_seconds = 0;  ///< the save took (a preemption lead time must cover it)
+  double step_seconds = 0;  ///< the last training step took (the wait for the step boundary)
+};
+/// Rank 0, after CommitCheckpoint of `marker.step`: writes the marker
+/// atomically (common/atomic_file.h).
+absl::Status WritePreemptedMarker(const std::string& dir, const PreemptedMarker& marker);
+/// Rank 0, when a run starts training: removes a marker left by an earlier
+/// run (OK when there is none).
+absl::Status RemovePreemptedMarker(const std::string& dir);
+
 struct ManifestEntry {
   std::string file;  ///< relative to the checkpoint directory
   int64_t bytes = 0;

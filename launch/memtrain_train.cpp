@@ -92,7 +92,7 @@ absl::StatusOr<int> Run(int argc, char** argv) {
   MEMTRAIN_ASSIGN_OR_RETURN(launch::RankContext rank, launch::StartRank(&argc, &argv, "[train]"));
   if (!options.checkpoint.dir.empty()) {
     launch::InstallPreemptionRequest();
-    options.stop_requested = [] { return launch::PreemptionSignal() != 0; };
+    options.stop_requested = &launch::PreemptionSignal;
   }
   MEMTRAIN_ASSIGN_OR_RETURN(
       auto trainer,
@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
       "  mpirun -np 2 memtrain-train --train_data=demo.train.h5 --valid_data=demo.valid.h5 "
       "--encoder_layers=0 --knn_layers=2 --steps=200\n"
       "With --checkpoint_dir, SIGUSR1, SIGUSR2 or SIGTERM make every rank checkpoint at the next "
-      "step boundary and exit with status 75 (EX_TEMPFAIL: requeue me); --resume=auto continues. "
+      "step boundary, write PREEMPTED.json into it and exit with status 75 (EX_TEMPFAIL: requeue "
+      "me); --resume=auto continues. "
       "Exit status: 0 done, 1 error, 75 stopped by a signal after a checkpoint "
       "(docs/CHECKPOINTS.md).");
   return memtrain::RunBinaryWithExitCode("[train]", [&] { return memtrain::Run(argc, argv); });

@@ -19,6 +19,8 @@ int g_rank = 0;
 // Lock-free, so reading and writing it in a handler is async-signal-safe.
 std::atomic<int> g_preemption_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free);
+std::atomic<bool> g_sigterm_seen{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 // Posted by the handler (sem_post is async-signal-safe), awaited by the
 // thread that reports a rank left waiting in a collective.
 sem_t g_preemption_arrived;
@@ -72,11 +74,15 @@ void OnTermination(int signal_number) {
 }
 
 void OnPreemption(int signal_number) {
-  if (signal_number == SIGTERM && g_preemption_signal.load() != 0) {
-    OnTermination(signal_number);  // the second SIGTERM: being killed
+  // The second SIGTERM means being killed. Only SIGTERMs count: SLURM's
+  // SIGTERM and a batch script's forwarded SIGUSR1 arrive in either order.
+  if (signal_number == SIGTERM && g_sigterm_seen.exchange(true)) {
+    OnTermination(signal_number);
     return;
   }
-  const bool first = g_preemption_signal.exchange(signal_number) == 0;
+  // The first request is the one reported.
+  int none = 0;
+  const bool first = g_preemption_signal.compare_exchange_strong(none, signal_number);
   WriteAll("[launch] rank ");
   WriteInt(g_rank);
   WriteAll(" got signal ");

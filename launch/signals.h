@@ -33,14 +33,16 @@ namespace memtrain::launch {
 void InstallTerminationReport(int rank);
 
 /// memtrain-train's exit status after a preemption checkpoint: 75, EX_TEMPFAIL
-/// of sysexits.h ("temporary failure; the user is invited to retry"). The
-/// batch scripts in cluster/slurm/ requeue the job on it.
+/// of sysexits.h ("temporary failure; the user is invited to retry"). Scripts
+/// decide on the marker the checkpoint directory then holds
+/// (checkpoints::kPreemptedMarkerName), not on this status: when a launcher
+/// tears a job down, which rank's status it reports is a race (cluster/).
 inline constexpr int kRequeueExitCode = 75;
 
 /// Call after InstallTerminationReport: SIGUSR1, SIGUSR2 and (the first)
 /// SIGTERM now set the preemption flag instead.
 void InstallPreemptionRequest();
-/// The signal that requested preemption, or 0. Call it at step boundaries:
+/// The first signal that requested preemption, or 0. Call it at step boundaries:
 /// a call after the signal is how the rank says it reached one.
 int PreemptionSignal();
 

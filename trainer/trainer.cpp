@@ -393,6 +393,9 @@ absl::Status Trainer::Run() {
   const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kStep);
   const checkpoints::CheckpointOptions& c = options_.checkpoint;
   const bool checkpointing = !c.dir.empty();
+  // A marker of an earlier run that stopped early is stale once this one trains.
+  if (checkpointing && world_.rank() == 0)
+    MEMTRAIN_RETURN_IF_ERROR(checkpoints::RemovePreemptedMarker(c.dir));
   absl::Time last_save = absl::Now();
   while (step_ < options_.steps) {
     MEMTRAIN_ASSIGN_OR_RETURN(StepMetrics metrics, Step());
@@ -404,23 +407,32 @@ absl::Status Trainer::Run() {
     // Signals and clocks are per process: the ranks agree (MAX) before
     // anyone acts, so all save the same step or none does. Rank 0's clock
     // decides the time-based saves.
-    const bool stop_here = options_.stop_requested && options_.stop_requested();
+    const int stop_signal = options_.stop_requested ? options_.stop_requested() : 0;
     const bool time_due = world_.rank() == 0 && c.save_every_minutes > 0 &&
                           absl::Now() - last_save >= absl::Seconds(60 * c.save_every_minutes);
-    at::Tensor flags = at::tensor({stop_here ? 1 : 0, time_due ? 1 : 0}, at::kInt);
+    at::Tensor flags = at::tensor({stop_signal, time_due ? 1 : 0}, at::kInt);
     MEMTRAIN_RETURN_IF_ERROR(world_.allreduce(flags, parallel::ReduceOp::kMax));
-    const bool stop = flags[0].item<int>() == 1;
+    const int stop = flags[0].item<int>();  // the highest signal number when ranks differ
     const bool steps_due = c.save_every_steps > 0 && step_ % c.save_every_steps == 0;
-    if (checkpointing && (stop || flags[1].item<int>() == 1 || steps_due) &&
+    absl::Duration save_time;
+    if (checkpointing && (stop != 0 || flags[1].item<int>() == 1 || steps_due) &&
         step_ < options_.steps) {
+      const absl::Time save_start = absl::Now();
       MEMTRAIN_RETURN_IF_ERROR(SaveCheckpoint().status());
       last_save = absl::Now();
+      save_time = last_save - save_start;
     }
-    if (stop && step_ < options_.steps) {
-      LOG_IF(WARNING, world_.rank() == 0)
-          << "[ckpt] stop requested (signal): stopped at step " << step_
-          << (checkpointing ? " after saving a checkpoint"
-                            : " without a checkpoint (no --checkpoint_dir)");
+    if (stop != 0 && step_ < options_.steps) {
+      if (world_.rank() == 0) {
+        LOG(WARNING) << "[ckpt] stop requested (signal " << stop << "): stopped at step " << step_
+                     << (checkpointing ? absl::StrFormat(" after saving a checkpoint in %.2f s",
+                                                         absl::ToDoubleSeconds(save_time))
+                                       : " without a checkpoint (no --checkpoint_dir)");
+        if (checkpointing) {
+          MEMTRAIN_RETURN_IF_ERROR(checkpoints::WritePreemptedMarker(
+              c.dir, {step_, stop, absl::ToDoubleSeconds(save_time), metrics.step_seconds}));
+        }
+      }
       preempted_ = true;
       return absl::OkStatus();
     }

@@ -20,8 +20,10 @@
 // progress line; validation runs every `valid_every` steps and at the end.
 //
 // Checkpoints (options.checkpoint, docs/CHECKPOINTS.md): every N steps
-// and/or minutes, at the end, and when `stop_requested` reports true on any
-// rank (a preemption signal): then every rank saves at the step boundary and
+// and/or minutes, at the end, and when `stop_requested` reports a signal on
+// any rank (a preemption): then every rank saves at the step boundary, rank 0
+// writes the marker that asks for a requeue (checkpoints/checkpoint.h,
+// kPreemptedMarkerName; Run removes an earlier run's when it starts), and
 // Run returns OK with preempted() true. With checkpoint.resume set, Create
 // loads the chosen checkpoint after building everything, and the run goes on
 // exactly as if it had never stopped (bitwise on CPU with the same world

@@ -94,9 +94,10 @@ struct TrainerOptions {
   /// Debugging: each rank appends a JSON line per batch it trains on to
   /// "<record_batches>.rank<r>.jsonl". Empty: none.
   std::string record_batches;
-  /// Polled at every step boundary of Run; true on any rank stops the run
-  /// with a checkpoint (launch/signals.h). Empty: never.
-  std::function<bool()> stop_requested;
+  /// Polled at every step boundary of Run: the signal that asks to stop
+  /// (launch/signals.h), or 0. Nonzero on any rank stops the run with a
+  /// checkpoint and checkpoints::kPreemptedMarkerName. Empty: never.
+  std::function<int()> stop_requested;
   /// Test seam of the crash tests: rank `kill_rank_during_save` truncates its
   /// file of the checkpoint of step `kill_during_save_step` and SIGKILLs
   /// itself before the checkpoint commits. -1: never.
