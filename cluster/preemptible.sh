@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # File: cluster/preemptible.sh (sourced, not run)
 #
 # The preemption logic every launcher script of cluster/ shares: the SLURM

@@ -27,6 +27,7 @@ if ! "${root}/cluster/local/slurm-up" "${work}/slurm" >"${work}/slurm.env" 2>"${
   echo "SKIP: the local SLURM cluster (slurmctld, slurmd, munged) could not start; see above"
   exit 77
 fi
+# shellcheck disable=SC1091  # written by slurm-up above
 source "${work}/slurm.env"
 # SLURM checks time limits every 30 s; its debug2 log says when (see timelimit).
 scontrol setdebug debug2
