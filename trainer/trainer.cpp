@@ -393,9 +393,13 @@ absl::Status Trainer::Run() {
   const parallel::ScopedCollectivePhase phase(parallel::CollectivePhase::kStep);
   const checkpoints::CheckpointOptions& c = options_.checkpoint;
   const bool checkpointing = !c.dir.empty();
-  // A marker of an earlier run that stopped early is stale once this one trains.
-  if (checkpointing && world_.rank() == 0)
-    MEMTRAIN_RETURN_IF_ERROR(checkpoints::RemovePreemptedMarker(c.dir));
+  // A marker of an earlier run that stopped early is stale once this one
+  // trains. Only a warning when it stays: failing rank 0 alone would leave
+  // the others waiting in the first collective.
+  if (checkpointing && world_.rank() == 0) {
+    const absl::Status removed = checkpoints::RemovePreemptedMarker(c.dir);
+    LOG_IF(WARNING, !removed.ok()) << "[ckpt] " << removed.message();
+  }
   absl::Time last_save = absl::Now();
   while (step_ < options_.steps) {
     MEMTRAIN_ASSIGN_OR_RETURN(StepMetrics metrics, Step());
