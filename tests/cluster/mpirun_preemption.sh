@@ -33,18 +33,14 @@ run() {
     --checkpoint_dir="${ckpt}" --resume=auto --metrics="${work}/$1.jsonl"
 }
 
-# Every step of the preempted and resumed run has the uninterrupted run's loss.
+# The preempted and resumed run logged every step, the last included, each
+# with the uninterrupted run's loss (tests/common/same_losses.py: bitwise).
 same_losses() {
-  python3 - "${work}/whole.jsonl" "${work}/preempted.jsonl" <<'PY'
-import json, sys
-def losses(path):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r.get("kind") == "train"}
-whole, preempted = losses(sys.argv[1]), losses(sys.argv[2])
-bad = [s for s in whole if preempted.get(s) != whole[s]]
-if bad or set(preempted) != set(whole):
-    sys.exit(f"steps differ from the uninterrupted run: {bad[:5]}")
-print(f"final loss {preempted[max(whole)]!r} = the uninterrupted run's; all {len(whole)} steps equal")
-PY
+  local said
+  said="$(python3 "${root}/tests/common/same_losses.py" "${work}/whole.jsonl" "${work}/preempted.jsonl")" \
+    || { echo "${scenario}: ${said}"; exit 1; }
+  [[ "${said}" == "steps 1..2000:"* ]] || { echo "${scenario}: ${said}, not steps 1..2000"; exit 1; }
+  echo "${scenario}: ${said}"
 }
 
 (run whole) >"${work}/whole.log" 2>&1 || { tail -20 "${work}/whole.log"; exit 1; }

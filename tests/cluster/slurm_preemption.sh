@@ -84,21 +84,14 @@ expect_in_log() {  # name, job, extended regex
   log_of "$1" "$2" | grep -Eq "$3" || { echo "$1: no line matching '$3' in its log:"; log_of "$1" "$2"; exit 1; }
 }
 
-# Every step the preempted job logged last must have the uninterrupted job's loss.
+# The preempted job logged every step, the last included, each with the
+# uninterrupted job's loss (tests/common/same_losses.py: bitwise).
 same_losses() {
-  python3 - "${work}/whole.jsonl" "${work}/$1.jsonl" <<'PY'
-import json, sys
-def losses(path):
-    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r.get("kind") == "train"}
-whole, preempted = losses(sys.argv[1]), losses(sys.argv[2])
-last = max(whole)
-if set(preempted) != set(whole):
-    sys.exit(f"the preempted job logged steps {min(preempted)}..{max(preempted)} ({len(preempted)}), not 1..{last}")
-bad = [s for s in whole if preempted[s] != whole[s]]
-if bad:
-    sys.exit(f"losses differ at {len(bad)} steps, first {bad[0]}: {preempted[bad[0]]} != {whole[bad[0]]}")
-print(f"final loss {preempted[last]!r} at step {last} = the uninterrupted job's; all {last} steps equal")
-PY
+  local said
+  said="$(python3 "${root}/tests/common/same_losses.py" "${work}/whole.jsonl" "${work}/$1.jsonl")" \
+    || { echo "$1: ${said}"; exit 1; }
+  [[ "${said}" == "steps 1..${steps}:"* ]] || { echo "$1: ${said}, not steps 1..${steps}"; exit 1; }
+  echo "$1: ${said}"
 }
 
 # The checks every preempted job must pass: one requeue, a resume from the
