@@ -49,7 +49,7 @@ namespace memtrain::memory {
   X(knn_backend, backend,                                                                       \
     absl::StrCat("knn layers: the memory's backend, how it stores and searches its entries: ",  \
                  absl::StrJoin(::memtrain::memory::KnnBackendNames(), ", "),                     \
-                 " (docs/KNN_MEMORY.md; exact: matmul + topk in fp32; exact_bf16: bf16 "        \
+                 " (docs/KNN_MEMORY.md; exact: matmul + top-k in fp32; exact_bf16: bf16 "        \
                  "storage; faiss_flat: exact, CPU; faiss_hnsw: approximate, CPU, for memories " \
                  "searched more often than they change; FAISS ones only in builds with FAISS)."))\
   X(knn_sharded, sharded,                                                                       \
