@@ -5,7 +5,10 @@
 // what the weights belong to: the tokenizer's sha256, the task, the step).
 // memtrain-train writes one at the end (--save_dir), memtrain-eval,
 // memtrain-generate and --init_from read one. Full training checkpoints
-// (optimizer, data cursors, RNG) build on this format.
+// (optimizer, data cursors, RNG) build on this format. Beside them
+// memtrain-train --save_dir writes kSavedTokenizerFile, a corpus of no records
+// holding the tokenizer (data::WriteTokenizerCorpus), so that memtrain-generate
+// --input needs no --data.
 //
 //   MEMTRAIN_RETURN_IF_ERROR(SaveModel("runs/lm/final", *model, info));
 //   MEMTRAIN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel("runs/lm/final", device));
@@ -36,6 +39,9 @@
 #include "model/transformer.h"
 
 namespace memtrain::checkpoints {
+
+/// The tokenizer memtrain-train --save_dir keeps in the model directory.
+inline constexpr char kSavedTokenizerFile[] = "tokenizer.h5";
 
 /// The model.json format this build writes; it reads 1..kModelFormatVersion.
 inline constexpr int kModelFormatVersion = 4;

@@ -809,4 +809,16 @@ std::string PieceDecoder::Decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
+absl::Status WriteTokenizerCorpus(const CorpusFile& from, const std::string& path) {
+  MEMTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<CorpusWriter> writer,
+                            CorpusWriter::Create(path, from.header().task, from.tokenizer()));
+  CorpusHeader header;
+  header.corpus = from.header().corpus;
+  header.split = "tokenizer";
+  header.task = from.header().task;
+  header.options_json = from.header().options_json;
+  header.created_by = absl::StrCat("the tokenizer of ", from.path());
+  return writer->Finish(std::move(header));
+}
+
 }  // namespace memtrain::data

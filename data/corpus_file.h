@@ -121,6 +121,14 @@ struct CorpusFileOptions {
 /// A corpus file opened read-only (HDF5 file locking off, so any number of
 /// ranks can read it while nothing writes it). Not thread-safe: one thread
 /// makes all calls (BatchSource's prefetch thread).
+class CorpusFile;
+
+/// Writes to `path` a corpus of no records with `from`'s task, corpus name and
+/// tokenizer: what a saved model keeps beside its weights (tokenizer.h5, by
+/// memtrain-train --save_dir) so that text can be encoded and decoded for it
+/// without the training data (memtrain-generate --input).
+absl::Status WriteTokenizerCorpus(const CorpusFile& from, const std::string& path);
+
 class CorpusFile {
  public:
   /// Refuses, with the path and the reason, files that are missing, not

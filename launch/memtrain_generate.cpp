@@ -151,8 +151,10 @@ absl::Status Run() {
   MEMTRAIN_ASSIGN_OR_RETURN(launch::DeviceChoice device,
                             launch::ChooseDeviceForThisMachine(absl::GetFlag(FLAGS_device), 0, 1));
   launch::ApplyDeviceChoice(device);
-  MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,
-                            launch::OpenModelAndDataFromFlags(device.device));
+  MEMTRAIN_ASSIGN_OR_RETURN(
+      launch::ModelAndData opened,
+      launch::OpenModelAndDataFromFlags(
+          device.device, text ? launch::DataNeed::kTokenizerOnly : launch::DataNeed::kRecords));
   options.search.eos = opened.data->tokenizer().eos_id;
   if (text) {
     options.show_progress = absl::GetFlag(FLAGS_progress);

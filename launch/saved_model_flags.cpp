@@ -1,5 +1,7 @@
 #include "launch/saved_model_flags.h"
 
+#include <filesystem>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/binary.h"
@@ -7,20 +9,33 @@
 #include "launch/batch_flags.h"
 
 ABSL_FLAG(std::string, model, "", "Saved model directory (memtrain-train --save_dir). Required.");
-ABSL_FLAG(std::string, data, "", "Corpus to read (the model's tokenizer). Required.");
+ABSL_FLAG(std::string, data, "",
+          "Corpus to read (encoded with the model's tokenizer). Required, except for "
+          "memtrain-generate --input with a model directory holding tokenizer.h5 "
+          "(memtrain-train --save_dir writes it).");
 ABSL_FLAG(int64_t, beam, 4, "Beam size (1: greedy).");
 ABSL_FLAG(double, lenpen, 1.0, "Length penalty: hypotheses ranked by score / length^lenpen.");
 ABSL_FLAG(int64_t, max_length, 200, "Longest output, tokens.");
 
 namespace memtrain::launch {
 
-absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device) {
+absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device, DataNeed need) {
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   ModelAndData opened;
   opened.model_dir = model_dir;
   opened.data_path = absl::GetFlag(FLAGS_data);
-  if (model_dir.empty() || opened.data_path.empty()) {
-    return absl::InvalidArgumentError("--model and --data are required");
+  if (model_dir.empty()) return absl::InvalidArgumentError("--model is required");
+  if (opened.data_path.empty()) {
+    const std::string saved_tokenizer =
+        (std::filesystem::path(model_dir) / checkpoints::kSavedTokenizerFile).string();
+    if (need == DataNeed::kRecords) return absl::InvalidArgumentError("--data is required");
+    if (!std::filesystem::exists(saved_tokenizer)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--data is required: ", model_dir, " has no ", checkpoints::kSavedTokenizerFile,
+          " (saved before memtrain kept the tokenizer with the model); give any corpus "
+          "prepared with the model's tokenizer"));
+    }
+    opened.data_path = saved_tokenizer;
   }
   MEMTRAIN_RETURN_IF_ERROR(CheckSearchFlags());  // before anything is loaded
   MEMTRAIN_ASSIGN_OR_RETURN(opened.model, checkpoints::LoadModel(model_dir, device));

@@ -29,9 +29,16 @@ struct ModelAndData {
   std::unique_ptr<data::CorpusFile> data;
 };
 
-/// Loads --model onto `device` and opens --data; kInvalidArgument when either
-/// flag is missing, kFailedPrecondition when their tokenizers differ.
-absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device);
+/// What --data is for: its records (memtrain-eval, build-memory, generate's
+/// record mode), or only its tokenizer (text in and out), which a model
+/// directory saved with one (checkpoints::kSavedTokenizerFile) provides.
+enum class DataNeed { kRecords, kTokenizerOnly };
+
+/// Loads --model onto `device` and opens --data (or, for kTokenizerOnly
+/// without --data, the model's saved tokenizer); kInvalidArgument when a
+/// needed flag is missing, kFailedPrecondition when the tokenizers differ.
+absl::StatusOr<ModelAndData> OpenModelAndDataFromFlags(const c10::Device& device,
+                                                       DataNeed need = DataNeed::kRecords);
 
 /// kInvalidArgument naming --beam or --max_length when below 1.
 absl::Status CheckSearchFlags();

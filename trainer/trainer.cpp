@@ -456,7 +456,16 @@ absl::Status Trainer::Run() {
       info.task = task_name_;
       info.step = step_;
       saved = checkpoints::SaveModel(options_.save_dir, *model_, info);
-      LOG_IF(INFO, saved.ok()) << "[train] model saved to " << options_.save_dir;
+      // The tokenizer goes with the weights: text in and out without the corpus.
+      if (saved.ok()) {
+        absl::StatusOr<std::unique_ptr<data::CorpusFile>> train_file =
+            data::CorpusFile::Open(options_.train_data, {});
+        saved = train_file.ok()
+                    ? data::WriteTokenizerCorpus(
+                          **train_file, options_.save_dir + "/" + checkpoints::kSavedTokenizerFile)
+                    : train_file.status();
+      }
+      LOG_IF(INFO, saved.ok()) << "[train] model and its tokenizer saved to " << options_.save_dir;
     }
     at::Tensor ok = at::full({1}, saved.ok() ? 1 : 0, at::kInt);
     MEMTRAIN_RETURN_IF_ERROR(world_.broadcast(ok, 0));

@@ -64,6 +64,18 @@ sed -n 's/^  output:    //p' "${work}/records.out" >"${work}/records.de"
 cmp -s "${work}/records.de" "${work}/hyp.de" || { diff "${work}/records.de" "${work}/hyp.de" | head; fail "text and record outputs differ"; }
 run stdin "${bin}/memtrain-generate" "${search[@]}" --input=- --progress=false <"${work}/src.en" >"${work}/stdin.de"
 cmp -s "${work}/stdin.de" "${work}/hyp.de" || fail "standard input gave other outputs than --input=FILE"
+# The model directory keeps its tokenizer: text in and out without --data,
+# and a directory without it asks for --data.
+[[ -f "${work}/mt/tokenizer.h5" ]] || fail "--save_dir wrote no tokenizer.h5"
+run saved_tokenizer "${bin}/memtrain-generate" --model="${work}/mt" --beam=2 --max_length=12 \
+  --input="${work}/src.en" --progress=false >"${work}/saved_tokenizer.de"
+cmp -s "${work}/saved_tokenizer.de" "${work}/hyp.de" || fail "the saved tokenizer gave other outputs than --data"
+cp -r "${work}/mt" "${work}/mt_without" && rm "${work}/mt_without/tokenizer.h5"
+if "${bin}/memtrain-generate" --model="${work}/mt_without" --input="${work}/src.en" 2>"${work}/without.log"; then
+  fail "generated without --data or a saved tokenizer"
+fi
+grep -q -- "--data is required: .*mt_without has no tokenizer.h5" "${work}/without.log" \
+  || { cat "${work}/without.log"; fail "no message asking for --data"; }
 
 # Refusals name the line and leave --output as it was.
 printf 'A fine line.\nA line with \xff in it.\n' >"${work}/bad.en"
