@@ -111,6 +111,20 @@ wait_job() {
 }
 
 ckpt="${work}/ckpt"
+
+# After a stop: --resume=auto from the newest checkpoint for 4 more steps
+# must give every step the loss of a run that never stopped. Extra flags go
+# to the resumed run.
+resume_matches_uninterrupted() {
+  stopped_at=$(readlink "${ckpt}/latest")
+  steps=$(( 10#${stopped_at#step-} + 4 ))
+  train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
+  train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto --resume_changed=steps "$@" \
+    || { show "resumed"; fail "the resumed run failed"; }
+  grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
+  same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl"
+}
+
 case "${scenario}" in
   two_hosts)
     train local single --save_dir="${work}/single_model" || { show "single"; fail "the single-host run failed"; }
@@ -138,13 +152,7 @@ case "${scenario}" in
     # report of where rank 0 waits must come anyway (launch/signals.h).
     grep -E "rank 0 .*collectives pending: [a-z_]+\(" "${work}/killed.rank0.log" \
       || { show "killed"; fail "rank 0's log does not name the collective it waited in"; }
-    stopped_at=$(readlink "${ckpt}/latest")
-    steps=$(( 10#${stopped_at#step-} + 4 ))
-    train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
-    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto --resume_changed=steps \
-      || { show "resumed"; fail "the resumed run failed"; }
-    grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
-    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+    resume_matches_uninterrupted --save_every_steps=2 ;;
   cut_link)
     timeout=20
     steps=400
@@ -164,13 +172,7 @@ case "${scenario}" in
     grep -E "Remote daemon.* on node 10\.77\.0\.2|ORTE was unable to reliably start one or more daemons" \
       "${work}/cut.log" || { show "cut"; fail "mpirun does not say it lost the cut host's daemon"; }
     ip -n "$(cat "${hosts}/ns.1")" link set eth0 up
-    stopped_at=$(readlink "${ckpt}/latest")
-    steps=$(( 10#${stopped_at#step-} + 4 ))
-    train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
-    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=2 --resume=auto --resume_changed=steps \
-      || { show "resumed"; fail "the resumed run failed"; }
-    grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
-    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+    resume_matches_uninterrupted --save_every_steps=2 ;;
   preempt)
     steps=400
     start_long_run preempted --checkpoint_dir="${ckpt}" --save_knn_memory
@@ -180,12 +182,7 @@ case "${scenario}" in
     [[ ${status} -eq 75 ]] || { show preempted; fail "exit ${status}, want 75"; }
     stopped_at=$(readlink "${ckpt}/latest")
     echo "stopped with exit 75 at ${stopped_at}, ${took} s after the signal"
-    steps=$(( 10#${stopped_at#step-} + 4 ))
-    train hosts whole || { show "whole"; fail "the uninterrupted run failed"; }
-    train hosts resumed --checkpoint_dir="${ckpt}" --save_knn_memory --resume=auto --resume_changed=steps \
-      || { show "resumed"; fail "the resumed run failed"; }
-    grep -q "resumed from .*${stopped_at}" "${work}/resumed.rank0.log" || fail "did not resume from ${stopped_at}"
-    same_losses "${work}/whole.jsonl" "${work}/resumed.jsonl" ;;
+    resume_matches_uninterrupted ;;
   rollback)
     train hosts first --checkpoint_dir="${ckpt}" --save_knn_memory --save_every_steps=3 --keep_last=10 \
       || { show "first"; fail "the first run failed"; }
