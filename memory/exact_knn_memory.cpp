@@ -13,7 +13,6 @@
 #include <limits>
 #include <string>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -68,31 +67,26 @@ constexpr int64_t kSelectBlock = 32;
 // directly. Returns false when fewer than `hits` scores qualify, which only a
 // NaN score (unordered) can cause.
 template <typename Score>
-bool SelectRow(const Score* scores, int64_t columns, const float* block_max, int64_t blocks,
-               const int64_t* ids, int64_t id_stride, int64_t hits, std::vector<float>& maxima,
+bool SelectRow(const Score* scores, int64_t columns, const Score* block_max, int64_t blocks,
+               const int64_t* ids, int64_t id_stride, int64_t hits, std::vector<Score>& maxima,
                std::vector<std::pair<Score, int64_t>>& candidates, Score* best_out,
                int64_t* ids_out) {
   const int64_t whole = blocks * kSelectBlock;
   maxima.assign(block_max, block_max + blocks);
-  if (whole < columns)
-    maxima.push_back(static_cast<float>(*std::max_element(scores + whole, scores + columns)));
+  if (whole < columns) maxima.push_back(*std::max_element(scores + whole, scores + columns));
   // The hits-th largest block maximum t is at most the hits-th best score:
   // each of those blocks holds a score >= t. So every score at or above the
   // hits-th best, ties included, lies in a block whose maximum reaches t.
-  float threshold = -std::numeric_limits<float>::infinity();
+  Score threshold = -std::numeric_limits<Score>::infinity();
   if (static_cast<int64_t>(maxima.size()) > hits) {
     std::nth_element(maxima.begin(), maxima.begin() + (hits - 1), maxima.end(),
-                     std::greater<float>());
+                     std::greater<Score>());
     threshold = maxima[hits - 1];
   }
-  // Block maxima of float64 scores were rounded to float32: compare below it.
-  const Score at_least = std::is_same_v<Score, float>
-                             ? static_cast<Score>(threshold)
-                             : std::nextafter(static_cast<Score>(threshold), -INFINITY);
   candidates.clear();
   const auto scan = [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      if (scores[j] >= at_least) candidates.emplace_back(scores[j], ids[j * id_stride]);
+      if (scores[j] >= threshold) candidates.emplace_back(scores[j], ids[j * id_stride]);
     }
   };
   for (int64_t b = 0; b < blocks; ++b) {
@@ -153,7 +147,6 @@ absl::StatusOr<std::pair<at::Tensor, at::Tensor>> BestOldestFirst(const at::Tens
   const at::Tensor block_max = flat.narrow(1, 0, blocks * kSelectBlock)
                                    .view({rows, blocks, kSelectBlock})
                                    .amax(-1)
-                                   .to(at::kFloat)
                                    .contiguous();
   std::vector<int64_t> out_sizes = scores.sizes().vec();
   out_sizes.back() = hits;
@@ -163,11 +156,11 @@ absl::StatusOr<std::pair<at::Tensor, at::Tensor>> BestOldestFirst(const at::Tens
   AT_DISPATCH_FLOATING_TYPES(flat.scalar_type(), "BestOldestFirst", [&] {
     const scalar_t* score_data = flat.data_ptr<scalar_t>();
     const int64_t* id_data = flat_ids.data_ptr<int64_t>();
-    const float* max_data = block_max.data_ptr<float>();
+    const scalar_t* max_data = block_max.data_ptr<scalar_t>();
     scalar_t* best_data = best.data_ptr<scalar_t>();
     int64_t* best_id_data = best_ids.data_ptr<int64_t>();
     at::parallel_for(0, rows, /*grain_size=*/8, [&](int64_t begin, int64_t end) {
-      std::vector<float> maxima;
+      std::vector<scalar_t> maxima;
       std::vector<std::pair<scalar_t, int64_t>> candidates;
       for (int64_t r = begin; r < end; ++r) {
         if (!SelectRow(score_data + r * columns, columns, max_data + r * blocks, blocks,

@@ -188,6 +188,22 @@ TEST(ExactKnnMemoryTest, FullSearchEqualsAnExhaustiveSortWithTies) {
   }
 }
 
+// float64 scores that float32 cannot hold: the k-th best is often the
+// maximum of its own block, and the selection must not lose it to rounding.
+TEST(ExactKnnMemoryTest, FullSearchOfFloat64ScoresEqualsAnExhaustiveSort) {
+  at::manual_seed(8);
+  const int64_t capacity = 4000, k = 4;  // few hits: each the maximum of its block
+  ExactKnnMemory memory{ExactKnnMemoryOptions(capacity)};
+  const at::Tensor keys = at::randn({1, capacity, 8}, at::kDouble);
+  ASSERT_TRUE(memory.add(0, keys, at::zeros({1, capacity, 1}, at::kDouble)).ok());
+  const at::Tensor queries = at::randn({1, 64, 8}, at::kDouble);
+  const absl::StatusOr<KnnResult> found = memory.search(0, queries, k);
+  ASSERT_TRUE(found.ok()) << found.status();
+  const auto [best, index] = at::matmul(queries, keys.transpose(1, 2)).topk(k, -1);
+  EXPECT_TRUE(at::equal(found->scores, best));
+  EXPECT_TRUE(at::equal(found->ids, index));
+}
+
 TEST(ExactKnnMemoryTest, NanScoresAreAnErrorNotAnAnswer) {
   ExactKnnMemory memory{ExactKnnMemoryOptions(100)};
   at::Tensor keys = at::randn({1, 100, 4});
