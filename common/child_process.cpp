@@ -102,8 +102,14 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const ChildCom
     return failed(spawned, "spawn");
   }
   // The child's ends are its own now.
-  if (command.capture_stdout) close(pipe_fds[1]), child->stdout_ = fdopen(pipe_fds[0], "r");
-  if (command.pipe_stdin) close(stdin_fds[0]), child->stdin_ = stdin_fds[1];
+  if (command.capture_stdout) {
+    close(pipe_fds[1]);
+    child->stdout_ = fdopen(pipe_fds[0], "r");
+  }
+  if (command.pipe_stdin) {
+    close(stdin_fds[0]);
+    child->stdin_ = stdin_fds[1];
+  }
   return child;
 }
 

@@ -115,7 +115,7 @@ struct TrainerOptions {
 // clang-format off
 #define MEMTRAIN_TRAINER_OPTIONS(X)                                                              \
   X(train_data, train_data, kMustMatch, "Training corpus (memtrain-prepare output). Required.") \
-  X(valid_data, valid_data, kMayChangeFreely, "Validation corpus (same tokenizer); empty: none.")     \
+  X(valid_data, valid_data, kMayChangeFreely, "Validation corpus (same tokenizer); empty: none.")\
   X(task, task, kMustMatch,                                                                     \
     absl::StrCat(absl::StrJoin(::memtrain::data::TaskNames(), ", "),                         \
                  "; empty: the training corpus's task."))                                       \
@@ -145,12 +145,12 @@ struct TrainerOptions {
     absl::StrCat("Parameters that get no gradient on any rank: ",                               \
                  absl::StrJoin(::memtrain::parallel::UnusedParametersNames(), " or "),          \
                  " (error names them; zero gives them a zero gradient)."))                      \
-  X(log_every, log_every, kMayChangeFreely, "Progress line every N steps (rank 0).")                  \
-  X(valid_every, valid_every, kMayChangeFreely, "Validate every N steps; 0: only at the end.")        \
-  X(valid_steps, valid_steps, kMayChangeFreely, "Batches per validation; 0: the whole set.")          \
-  X(metrics, metrics_path, kMayChangeFreely, "Metrics as JSON lines (rank 0); empty: none.")          \
-  X(save_dir, save_dir, kMayChangeFreely, "Save the final model here (model.pt + model.json).")       \
-  X(init_from, init_from, kMayChangeFreely,                                                           \
+  X(log_every, log_every, kMayChangeFreely, "Progress line every N steps (rank 0).")            \
+  X(valid_every, valid_every, kMayChangeFreely, "Validate every N steps; 0: only at the end.")  \
+  X(valid_steps, valid_steps, kMayChangeFreely, "Batches per validation; 0: the whole set.")    \
+  X(metrics, metrics_path, kMayChangeFreely, "Metrics as JSON lines (rank 0); empty: none.")    \
+  X(save_dir, save_dir, kMayChangeFreely, "Save the final model here (model.pt + model.json).") \
+  X(init_from, init_from, kMayChangeFreely,                                                     \
     "Start from this saved model (same tokenizer; e.g. qa fine-tuning).")                       \
   X(checkpoint_dir, checkpoint.dir, kNotRecorded,                                               \
     "Checkpoints go here (docs/CHECKPOINTS.md); empty: none. Must be visible to every rank.")   \
@@ -163,7 +163,7 @@ struct TrainerOptions {
   X(resume, checkpoint.resume, kNotRecorded,                                                    \
     "none; auto (the newest complete checkpoint in --checkpoint_dir, else start fresh); or a "  \
     "checkpoint directory.")                                                                    \
-  X(save_knn_memory, checkpoint.save_knn_memory, kMayChangeFreely,                                    \
+  X(save_knn_memory, checkpoint.save_knn_memory, kMayChangeFreely,                              \
     "lm: checkpoints hold every stream's kNN/infinite memory (needed for an exact resume; "     \
     "large).")                                                                                  \
   X(resume_changed, checkpoint.resume_changed, kNotRecorded,                                    \
