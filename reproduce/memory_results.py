@@ -1,85 +1,50 @@
 #!/usr/bin/env python3
 """Writes docs/RESULTS.md §Memory and docs/results/memory.png from the runs of
-scripts/reproduce-memory (runs/reproduce-memory/<corpus>/<row>/).
+reproduce/memory.sh (<run_dir>/<corpus>/{base,mem-<size>.xl-<off|on>}/).
 
-    scripts/memory_results --run_dir=runs/reproduce-memory --results=docs/RESULTS.md \
-        --png=docs/results/memory.png
-
-Per row it reads row.json (settings, seconds), eval.jsonl (memtrain-eval: ppl,
-long-range ppl), metrics.jsonl (memtrain-train: tokens/s per step) and
-command.txt; per corpus the valid split's document lengths (h5dump of
-/source/offsets). The markdown goes between <!-- memory:begin --> and
-<!-- memory:end --> (other sections are kept; the markers and a "## Memory"
-heading are added when missing). Every statement about a trend is computed
-here from the numbers, never written by hand. Runs with the venv's Python
-(scripts/setup installs matplotlib there).
+Per row it reads train.done/eval.done (seconds), eval.jsonl (memtrain-eval:
+ppl, long-range ppl), metrics.jsonl (memtrain-train: tokens/s per step) and
+train.cmd; per corpus the base's eval.jsonl and eval_control.jsonl and the
+valid split's document lengths (h5dump of /source/offsets). Every statement
+about a trend is computed here from the numbers, never written by hand.
 """
-import argparse
-import json
-import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 
-import matplotlib
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import results  # noqa: E402
+from results import fmt, same  # noqa: E402
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-
+plt = results.plt
 CORPORA = [("demo", "demo corpus"), ("code", "code (Python stdlib)"), ("wikitext2", "WikiText-2")]
 MEMORIES = ["none", "1536", "8192", "65536"]
 MEMORY_LABELS = {"none": "none", "1536": "1.5K", "8192": "8K", "65536": "65K"}
 XLS = ["off", "on"]
-BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
-# Relative differences below this are "the same" in the trend statements.
-TOLERANCE = 0.005
-# The leading share of a run's steps left out of its throughput (start-up, first batches).
-SKIP_FRACTION = 0.1
 
 
-def read_jsonl(path):
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    sys.exit(f"{path}:{number}: not a JSON line ({error})")
-    return records
-
-
-def finite(x):
-    return isinstance(x, (int, float)) and math.isfinite(x)
+def read_eval(directory, label):
+    """ppl and long-range ppl (None where the corpus marks no long-range token) of a finished eval step."""
+    if not results.step_done(directory, label):
+        return None
+    record = results.last_eval(os.path.join(directory, f"{label}.jsonl"), memory=True)
+    if record is None:
+        sys.exit(f"{directory}/{label}.jsonl: no eval record")
+    with open(os.path.join(directory, f"{label}.log"), encoding="utf-8", errors="replace") as f:
+        has_long_range = "long-range ppl" in f.read()
+    lr = record.get("long_range_ppl")
+    return {"ppl": record["ppl"], "long_range_ppl": lr if has_long_range and results.finite(lr) else None}
 
 
 def read_row(directory):
     """The results of one row, or None when it has not finished."""
-    eval_path = os.path.join(directory, "eval.jsonl")
-    if not os.path.exists(eval_path):
+    row = read_eval(directory, "eval")
+    if row is None or not results.step_done(directory, "train"):
         return None
-    with open(os.path.join(directory, "row.json"), encoding="utf-8") as f:
-        row = json.load(f)
-    evals = [r for r in read_jsonl(eval_path) if r.get("kind") == "eval" and "ppl" in r]
-    if not evals:
-        sys.exit(f"{eval_path}: no eval record")
-    result = evals[-1]
-    row["ppl"] = result["ppl"]
-    row["tokens"] = result.get("tokens")
-    with open(os.path.join(directory, "eval.log"), encoding="utf-8", errors="replace") as f:
-        has_long_range = "long-range ppl" in f.read()
-    lr = result.get("long_range_ppl")
-    row["long_range_ppl"] = lr if has_long_range and finite(lr) else None
-    train = [r for r in read_jsonl(os.path.join(directory, "metrics.jsonl"))
-             if r.get("kind") == "train" and finite(r.get("tokens_per_s"))]
-    kept = train[int(len(train) * SKIP_FRACTION):] or train
-    # The median resists the other jobs of a shared machine better than the mean.
-    row["tokens_per_s"] = statistics.median(r["tokens_per_s"] for r in kept) if kept else None
-    with open(os.path.join(directory, "command.txt"), encoding="utf-8") as f:
-        row["command"] = f.read().strip()
+    row["tokens_per_s"] = results.median_train(os.path.join(directory, "metrics.jsonl"), "tokens_per_s")
+    row["train_s"] = round(results.step_seconds(directory, "train"))
+    row["eval_s"] = round(results.step_seconds(directory, "eval"))
+    row["command"] = results.step_command(directory, "train")
     return row
 
 
@@ -124,14 +89,6 @@ def describe_lengths(lengths, train_longest=None):
         text += (" Every document is shorter than 65K tokens: a 65K memory is an unbounded one here, and"
                  " differs from 8K only on the tokens more than 8K into their document.")
     return text
-
-
-def fmt(x, digits=2):
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
-def same(a, b):
-    return abs(a - b) <= TOLERANCE * max(abs(a), abs(b))
 
 
 def trend(rows, key, label):
@@ -230,26 +187,6 @@ the corpora are small and, but for code packages, shorter than the memories; see
 documents' lengths under each table."""
 
 
-def update_results(path, section):
-    text = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        if not text:
-            text = ("# Results\n\nResults reproduced on this project's machines; each section says which "
-                    "script writes it.\n")
-        text = text.rstrip() + "\n\n## Memory\n\n" + block + "\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def plot(all_rows, png):
     present = [(c, t) for c, t in CORPORA if all_rows.get(c)]
     if not present:
@@ -277,74 +214,89 @@ def plot(all_rows, png):
     fig.savefig(png, dpi=100)
 
 
+def base_line(corpus_dir):
+    """The base model (stage 1) on the rows' short segments and on its own long ones."""
+    base = os.path.join(corpus_dir, "base")
+    short, control = read_eval(base, "eval"), read_eval(base, "eval_control")
+    if short is None or control is None:
+        return None, []
+    lines = [f"Stage 1, the base (no memory, 1024-token segments) before fine-tuning: valid ppl "
+             f"**{fmt(control['ppl'])}** on 1024-token segments (the control: the whole context in view) and "
+             f"{fmt(short['ppl'])} on the rows' 128-token segments"]
+    if control["long_range_ppl"] is not None:
+        lines[0] += (f"; long-range ppl {fmt(control['long_range_ppl'])} and {fmt(short['long_range_ppl'])}: "
+                     "what a memory could at best recover is the gap between the two")
+    lines[0] += f"; trained in {round(results.step_seconds(base, 'train'))} s."
+    return control, lines + [""]
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run_dir", default="runs/reproduce-memory")
-    parser.add_argument("--results", default="docs/RESULTS.md")
-    parser.add_argument("--png", default="docs/results/memory.png")
-    parser.add_argument("--root", default=".", help="paths in the document are relative to this")
+    parser = results.arguments(__doc__)
+    parser.add_argument("--corpora", required=True, help="the prepared corpora (reproduce/corpora.sh)")
     args = parser.parse_args()
 
-    all_rows, sections, settings = {}, [], None
+    all_rows, sections, seconds, n_runs = {}, [], 0.0, 0
+    first_command = None
     for corpus, title in CORPORA:
+        corpus_dir = os.path.join(args.run_dir, corpus)
         rows = {}
         for memory in MEMORIES:
             for xl in XLS:
-                row = read_row(os.path.join(args.run_dir, corpus, f"mem-{memory}.xl-{xl}"))
+                row = read_row(os.path.join(corpus_dir, f"mem-{memory}.xl-{xl}"))
                 if row is not None:
                     rows[(memory, xl)] = row
-                    settings = settings or row
+                    first_command = first_command or row["command"]
+                    seconds += row["train_s"] + row["eval_s"]
+                    n_runs += 1
         if not rows:
             continue
         all_rows[corpus] = rows
-        lengths = document_lengths(os.path.join(args.run_dir, "data", corpus, "valid.h5"))
-        train_lengths = document_lengths(os.path.join(args.run_dir, "data", corpus, "train.h5"))
+        base_dir = os.path.join(corpus_dir, "base")
+        for label in ("train", "eval", "eval_control"):
+            seconds += results.step_seconds(base_dir, label) or 0
+        n_runs += 1
+        _, base_lines = base_line(corpus_dir)
+        lengths = document_lengths(os.path.join(args.corpora, corpus, "valid.h5"))
+        train_lengths = document_lengths(os.path.join(args.corpora, corpus, "train.h5"))
         described = describe_lengths(lengths, max(train_lengths) if train_lengths else None) if lengths else None
-        sections += corpus_section(corpus, title, rows, described)
+        section = corpus_section(corpus, title, rows, described)
+        sections += section[:2] + base_lines + section[2:]
     if not all_rows:
         sys.exit(f"[memory_results] no finished rows under {args.run_dir}")
-    plot(all_rows, args.png)
+    png = results.png_path(args, "memory.png")
+    plot(all_rows, png)
 
-    first = next(iter(next(iter(all_rows.values())).values()))
-    steps, eval_steps = first["steps"], first["eval_steps"]
-    run_s = sum(r.get("train_s", 0) + r.get("eval_s", 0) for rows in all_rows.values() for r in rows.values())
-    n_runs = sum(len(rows) for rows in all_rows.values())
-    png_rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.results)))
     header = [
-        "Written by `scripts/reproduce-memory` (the table and plot by `scripts/memory_results`); do not edit "
-        "by hand. The Memorizing Transformer's memory-size table (Wu et al. 2022, Table 4) at the scale of a "
-        "2-core machine: a 4-layer, D = 128 decoder with rotary positions, segments of 128 tokens, 4 streams "
-        "on each of 2 MPI ranks, decoder layer 2 a kNN-memory layer (k = 32, a memory per document stream, "
-        "cleared at a document start), `configs/memory-lm.flags` plus each row's flags "
-        "(`--knn_layers=2 --knn_memory_size=N`, `--xl_cache`); seed 1; each row's command lines are in "
-        "`runs/reproduce-memory/<corpus>/<row>/command.txt`.",
+        "Written by `scripts/reproduce memory` (reproduce/memory.sh; the table and plot by "
+        "reproduce/memory_results.py); do not edit by hand. The Memorizing Transformer's memory-size table "
+        "(Wu et al. 2022, Table 4) at the scale of a 2-core machine: a 4-layer, D = 128 decoder with rotary "
+        "positions (`configs/memory-lm.flags`), seed 1, 2 MPI ranks. **Two stages**, as scripts/quickstart "
+        "does: a base without memory trained on 1024-token segments (2 streams a rank), then every row "
+        "fine-tuned from it for the same number of steps on 128-token segments (4 streams a rank) with the "
+        "row's flags: decoder layer 2 a kNN-memory layer (`--knn_layers=2 --knn_memory_size=N`, k = 32, a "
+        "memory per document stream, cleared at a document start) and/or `--xl_cache`; the *none* rows are "
+        "the same fine-tuning without memory. Each step's command line is in "
+        "`runs/reproduce/memory/<corpus>/<row>/train.cmd` (and `eval.cmd`).",
         "",
-        f"This run: **{steps} training steps** per row (1024 tokens a step), evaluation on "
-        + ("the whole valid split" if int(eval_steps) == 0 else f"the first {eval_steps} batches per rank of "
-           "the valid split")
-        + f"; {n_runs} runs took {run_s / 60:.1f} minutes (train + eval, {run_s / max(n_runs, 1):.0f} s a run) on "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} when the table was written "
-        f"({time.strftime('%Y-%m-%d %H:%M %Z')}).",
+        f"This run: {results.machine_line(seconds, n_runs)} First row's command: `{first_command}`.",
     ]
-    if int(steps) < 500 or int(eval_steps) != 0:
-        header += ["", "**This is a smoke run**: too few steps (or too little valid data) for its perplexities "
-                   "to say anything about memory; it shows that the pipeline runs end to end. The full run is "
-                   "`nice -n 19 scripts/reproduce-memory all` (500 steps, whole valid splits)."]
+    if args.smoke:
+        header += ["", results.smoke_banner("scripts/reproduce memory")]
     header += [
         "",
-        "Columns: *ppl*, the valid perplexity with the memory on; *long-range ppl*, that of the demo corpus's "
-        "answer tokens (asked ~1000 tokens after their facts; other corpora mark none: —); *train tokens/s*, "
-        "the median over the run's steps (the first 10% left out); *knn step-time overhead*, the step time "
-        "against the row without memory and with the same XL setting (on a machine shared with other jobs "
-        "these throughputs are noisy: a few ten percent either way).",
+        "Columns: *ppl*, the valid perplexity with the memory on (128-token segments, the whole valid split); "
+        "*long-range ppl*, that of the demo corpus's answer tokens (asked ~1000 tokens after their facts; "
+        "other corpora mark none: —); *train tokens/s*, the median over the fine-tuning's steps (the first "
+        "10% left out); *knn step-time overhead*, the step time against the row without memory and with the "
+        "same XL setting.",
         "",
         PAPER,
         "",
-        f"![perplexity against memory size]({png_rel})",
+        results.png_link(args, "memory.png", "perplexity against memory size"),
         "",
     ]
-    update_results(args.results, "\n".join(header + sections))
-    print(f"[memory_results] wrote {args.results} (§Memory) and {args.png}")
+    results.update_section(args.results, "memory", "Memory", "\n".join(header + sections))
+    print(f"[memory_results] wrote {args.results} (§Memory) and {png}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# reproduce/memory.sh (scripts/reproduce memory): the Memorizing Transformer's
+# memory-size table (Wu et al. 2022, Table 4: perplexity for memory none / 1.5K
+# / 8K / 65K, each without and with a Transformer-XL cache) at the scale of a
+# 2-core machine, on three long-document corpora (reproduce/corpora.sh: demo,
+# code, wikitext2), written to docs/RESULTS.md §Memory and
+# docs/results/memory.png.
+#
+#   reproduce/memory.sh [demo|code|wikitext2 ...] [--fresh]
+#
+# Two stages per corpus (docs/KNN_MEMORY.md, "Does the memory help?"): trained
+# from scratch on short segments with its memory, this model does not learn to
+# use the memory in a few hundred steps (the first version of this table: no
+# memory size beat none on any corpus; its gates closed while the memory was
+# still noise). So, as scripts/quickstart does:
+#   1. base   memtrain-train, configs/memory-lm.flags, no memory, each row of
+#             the batch a 1024-token segment (the demo corpus's facts and
+#             questions in one segment): the model learns to use long context
+#   2. rows   from the base (--init_from), 128-token segments, each row's
+#             settings (--knn_layers=2 --knn_memory_size=N; --xl_cache), the same
+#             steps for every row, "none" included (the fair baseline: the same
+#             fine-tuning without memory)
+#   3. eval   memtrain-eval of every row on the whole valid split (128-token
+#             segments, 4 streams a rank, 2 ranks); the base also on 1024-token
+#             segments, the "control": what the model gets with the whole
+#             context in view, no memory needed
+# then reproduce/memory_results.py writes the table, trends and plot.
+#
+# Budget (full run, quiet 2-core machine): see the measured minutes in
+# docs/RESULTS.md §Memory's time line; sized for <= 55 minutes in all: per
+# corpus a base of 600 steps (2 ranks x 2 streams x 1024 tokens) and 8 rows of
+# 300 steps (2 x 4 x 128 tokens) plus their evaluations.
+section=memory
+# shellcheck source=reproduce/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=reproduce/corpora.sh
+source "${root}/reproduce/corpora.sh"
+parse_section_args "$@"
+chosen=("${section_args[@]}")
+(( ${#chosen[@]} > 0 )) || chosen=("${LM_CORPORA[@]}")
+for corpus in "${chosen[@]}"; do
+  [[ " ${LM_CORPORA[*]} " == *" ${corpus} "* ]] || { echo "[reproduce memory] unknown corpus '${corpus}' (${LM_CORPORA[*]})" >&2; exit 2; }
+done
+
+readonly MEMORY_SIZES=(none 1536 8192 65536)
+readonly XL_SETTINGS=(off on)
+readonly KNN_LAYER=2
+readonly SEED=1
+readonly BASE_SEGMENT=1024 BASE_STREAMS=2
+readonly SEGMENT=128 STREAMS=4
+base_steps="$(scaled 600 6)"
+row_steps="$(scaled 300 6)"
+eval_steps="$(scaled 0 2)"  # 0: the whole valid split
+flagfile="${root}/configs/memory-lm.flags"
+need_binaries memtrain-prepare memtrain-train memtrain-eval
+
+train() {  # DIR STEPS FLAGS...
+  local dir="$1" steps="$2"
+  shift 2
+  run_step "${dir}" train mpirun -np 2 --bind-to none "${bin}/memtrain-train" --flagfile="${flagfile}" \
+    --seed="${SEED}" --steps="${steps}" --warmup_steps=$(( steps / 5 < 50 ? steps / 5 : 50 )) \
+    --metrics="${dir}/metrics.jsonl" --save_dir="${dir}/model" "$@"
+}
+evaluate() {  # DIR LABEL DATA STREAMS SEGMENT
+  run_step "$1" "$2" mpirun -np 2 --bind-to none "${bin}/memtrain-eval" --model="$1/model" --data="$3" \
+    --streams="$4" --segment_length="$5" --steps="${eval_steps}" --eval_timeout=7200 --metrics="$1/$2.jsonl"
+}
+
+log "corpora: ${chosen[*]}; base ${base_steps} steps, rows ${row_steps} steps, eval steps ${eval_steps} (0: all); outputs under ${run}"
+for corpus in "${chosen[@]}"; do
+  prepare_corpus "${corpus}"
+  data="$(corpus_dir "${corpus}")"
+  base="${run}/${corpus}/base"
+  train "${base}" "${base_steps}" --train_data="${data}/train.h5" \
+    --streams="${BASE_STREAMS}" --segment_length="${BASE_SEGMENT}"
+  evaluate "${base}" eval "${data}/valid.h5" "${STREAMS}" "${SEGMENT}"
+  evaluate "${base}" eval_control "${data}/valid.h5" "${BASE_STREAMS}" "${BASE_SEGMENT}"
+  for xl in "${XL_SETTINGS[@]}"; do
+    for memory in "${MEMORY_SIZES[@]}"; do
+      dir="${run}/${corpus}/mem-${memory}.xl-${xl}"
+      row_flags=()
+      [[ "${memory}" == none ]] || row_flags+=("--knn_layers=${KNN_LAYER}" "--knn_memory_size=${memory}")
+      [[ "${xl}" == on ]] && row_flags+=(--xl_cache)
+      train "${dir}" "${row_steps}" --train_data="${data}/train.h5" --init_from="${base}/model" \
+        --streams="${STREAMS}" --segment_length="${SEGMENT}" "${row_flags[@]}"
+      evaluate "${dir}" eval "${data}/valid.h5" "${STREAMS}" "${SEGMENT}"
+    done
+  done
+done
+
+write_results --corpora="$(dirname "$(corpus_dir demo)")"
+log "done: ${results} (§Memory), ${png_dir}/memory.png"
