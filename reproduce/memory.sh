@@ -14,21 +14,21 @@
 # memory size beat none on any corpus; its gates closed while the memory was
 # still noise). So, as scripts/quickstart does:
 #   1. base   memtrain-train, configs/memory-lm.flags, no memory, each row of
-#             the batch a 1024-token segment (the demo corpus's facts and
-#             questions in one segment): the model learns to use long context
+#             the batch a 1280-token segment (a whole demo document, facts
+#             and questions in one segment), lr 3e-3 as scripts/quickstart's stage 1: the model learns to use long context
 #   2. rows   from the base (--init_from), 128-token segments, each row's
 #             settings (--knn_layers=2 --knn_memory_size=N; --xl_cache), the same
 #             steps for every row, "none" included (the fair baseline: the same
 #             fine-tuning without memory)
 #   3. eval   memtrain-eval of every row on the whole valid split (128-token
-#             segments, 4 streams a rank, 2 ranks); the base also on 1024-token
+#             segments, 4 streams a rank, 2 ranks); the base also on 1280-token
 #             segments, the "control": what the model gets with the whole
 #             context in view, no memory needed
 # then reproduce/memory_results.py writes the table, trends and plot.
 #
 # Budget (full run, quiet 2-core machine): see the measured minutes in
 # docs/RESULTS.md §Memory's time line; sized for <= 55 minutes in all: per
-# corpus a base of 600 steps (2 ranks x 2 streams x 1024 tokens) and 8 rows of
+# corpus a base of 600 steps (2 ranks x 2 streams x 1280 tokens) and 8 rows of
 # 300 steps (2 x 4 x 128 tokens) plus their evaluations.
 section=memory
 # shellcheck source=reproduce/common.sh
@@ -46,7 +46,9 @@ readonly MEMORY_SIZES=(none 1536 8192 65536)
 readonly XL_SETTINGS=(off on)
 readonly KNN_LAYER=2
 readonly SEED=1
-readonly BASE_SEGMENT=1024 BASE_STREAMS=2
+# A segment never mixes documents and the next one starts at a document's
+# start (data/batch_source.h): 1280 tokens hold a whole demo document (<= 1,200).
+readonly BASE_SEGMENT=1280 BASE_STREAMS=2 BASE_LR=3e-3
 readonly SEGMENT=128 STREAMS=4
 base_steps="$(scaled 600 6)"
 row_steps="$(scaled 300 6)"
@@ -72,7 +74,7 @@ for corpus in "${chosen[@]}"; do
   data="$(corpus_dir "${corpus}")"
   base="${run}/${corpus}/base"
   train "${base}" "${base_steps}" --train_data="${data}/train.h5" \
-    --streams="${BASE_STREAMS}" --segment_length="${BASE_SEGMENT}"
+    --streams="${BASE_STREAMS}" --segment_length="${BASE_SEGMENT}" --lr="${BASE_LR}"
   evaluate "${base}" eval "${data}/valid.h5" "${STREAMS}" "${SEGMENT}"
   evaluate "${base}" eval_control "${data}/valid.h5" "${BASE_STREAMS}" "${BASE_SEGMENT}"
   for xl in "${XL_SETTINGS[@]}"; do
