@@ -14,6 +14,9 @@
 //                   process, so one variant's memory never hides another's)
 //   decode us/token one new token with a DecodeState at positions 1 .. 4096
 //                   (batch 1), averaged over a window ending at each position
+//   state bytes     what that DecodeState holds after the position (its
+//                   tensors' bytes): a KV cache grows with the position, a
+//                   constant state does not
 //   ratio           the kind's number over softmax's at the same point
 // Targets (issue "model/"): each linear kind's train cost per token within
 // 1.3x from n = 512 to the longest length, at least 4x cheaper than softmax at
@@ -110,7 +113,17 @@ void MeasureTrain(const std::string& kind, bool causal, int64_t n) {
   std::printf("%.9g\n", bench::Median(times) / static_cast<double>(batch * n));
 }
 
-// Child: decode one token at a time; prints "position seconds" pairs.
+// The bytes `state` holds: the sum over its tensors (DecodeState::Tensors).
+int64_t StateBytes(const model::DecodeState& state) {
+  int64_t bytes = 0;
+  for (const at::Tensor& tensor : state.Tensors()) {
+    if (tensor.defined()) bytes += static_cast<int64_t>(tensor.nbytes());
+  }
+  return bytes;
+}
+
+// Child: decode one token at a time; prints "position seconds state_bytes"
+// lines.
 void MeasureDecode(const std::string& kind) {
   auto attention = Make(kind, true);
   attention->to(measured_device);
@@ -129,8 +142,10 @@ void MeasureDecode(const std::string& kind) {
     attention->forward(call);
     ++window;
     if ((t & (t - 1)) == 0 && t >= 16) {  // report at powers of two
-      std::printf("%lld %.9g\n", static_cast<long long>(t),
-                  absl::ToDoubleSeconds(Now() - window_start) / static_cast<double>(window));
+      const double seconds =
+          absl::ToDoubleSeconds(Now() - window_start) / static_cast<double>(window);
+      std::printf("%lld %.9g %lld\n", static_cast<long long>(t), seconds,
+                  static_cast<long long>(StateBytes(*state)));
       window_start = Now();
       window = 0;
     }
@@ -223,6 +238,7 @@ absl::Status Parent() {
   }
 
   std::map<std::string, std::map<int64_t, double>> decode;
+  std::map<std::string, std::map<int64_t, int64_t>> state_bytes;
   for (const std::string& kind : absl::GetFlag(FLAGS_decode) ? kinds : std::vector<std::string>{}) {
     const model::AttentionCapabilities caps = Make(kind, false)->capabilities();
     if (!caps.causal || !caps.decode) continue;
@@ -233,16 +249,27 @@ absl::Status Parent() {
     }
     for (absl::string_view line : absl::StrSplit(r->stdout_text, '\n', absl::SkipEmpty())) {
       std::vector<std::string> parts = absl::StrSplit(line, ' ');
-      decode[kind][std::stoll(parts[0])] = std::stod(parts[1]) * 1e6;
+      if (parts.size() != 3) {
+        return absl::InternalError(absl::StrCat("bench-attention: the decode child of ", kind,
+                                                " printed '", line,
+                                                "', not 'position seconds state_bytes'"));
+      }
+      const int64_t position = std::stoll(parts[0]);
+      decode[kind][position] = std::stod(parts[1]) * 1e6;
+      state_bytes[kind][position] = std::stoll(parts[2]);
     }
   }
-  std::printf("\n%-10s %9s %14s %8s\n", "kind", "position", "decode us/tok", "ratio");
+  std::printf("\n%-10s %9s %14s %8s %12s\n", "kind", "position", "decode us/tok", "ratio",
+              "state bytes");
   for (const auto& [kind, points] : decode) {
     for (const auto& [position, micros] : points) {
       const double base = decode["softmax"].count(position) ? decode["softmax"][position] : 0;
-      std::printf("%-10s %9lld %14.2f %8s\n", kind.c_str(), static_cast<long long>(position),
-                  micros, base > 0 ? absl::StrFormat("%.2f", micros / base).c_str() : "-");
+      const int64_t bytes = state_bytes[kind][position];
+      std::printf("%-10s %9lld %14.2f %8s %12lld\n", kind.c_str(), static_cast<long long>(position),
+                  micros, base > 0 ? absl::StrFormat("%.2f", micros / base).c_str() : "-",
+                  static_cast<long long>(bytes));
       results["decode"][kind][std::to_string(position)] = micros;
+      results["decode_state_bytes"][kind][std::to_string(position)] = bytes;
     }
   }
   return bench::WriteJsonIfRequested(results);
