@@ -22,6 +22,9 @@
 #   scaled N                  N, or a small smoke number when smoke=true
 #   write_results ARGS...     runs reproduce/<section>_results.py with --run_dir,
 #                             --results, --png_dir, --root, --smoke and ARGS
+#   replacing PATH... -- CMD...  removes the PATHs, then runs CMD: a run_step
+#                             command whose binary would append to (--metrics)
+#                             or keep what an earlier run of the step left
 #   log MSG / fail MSG [LOG]  progress lines; fail prints LOG's last lines, exits 1
 #
 # Environment (the same for every section):
@@ -118,4 +121,10 @@ write_results() {
   [[ "${smoke}" == true ]] && smoke_flag=(--smoke)
   "${python}" "${root}/reproduce/${section}_results.py" --run_dir="${run}" --results="${results}" \
     --png_dir="${png_dir}" --root="${root}" "${smoke_flag[@]}" "$@"
+}
+
+replacing() {
+  while [[ "$1" != -- ]]; do rm -rf "$1"; shift; done
+  shift
+  "$@"
 }
