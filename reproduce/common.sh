@@ -22,9 +22,10 @@
 #   scaled N                  N, or a small smoke number when smoke=true
 #   write_results ARGS...     runs reproduce/<section>_results.py with --run_dir,
 #                             --results, --png_dir, --root, --smoke and ARGS
-#   replacing PATH... -- CMD...  removes the PATHs, then runs CMD: a run_step
-#                             command whose binary would append to (--metrics)
-#                             or keep what an earlier run of the step left
+#   replacing PATH... -- CMD...  removes the PATHs (one ending in / is made
+#                             again, empty), then runs CMD: a run_step command
+#                             whose binary would append to (--metrics) or keep
+#                             what an earlier run of the step left
 #   log MSG / fail MSG [LOG]  progress lines; fail prints LOG's last lines, exits 1
 #
 # Environment (the same for every section):
@@ -124,7 +125,11 @@ write_results() {
 }
 
 replacing() {
-  while [[ "$1" != -- ]]; do rm -rf "$1"; shift; done
+  while [[ "$1" != -- ]]; do
+    rm -rf "$1"
+    [[ "$1" != */ ]] || mkdir -p "$1"
+    shift
+  done
   shift
   "$@"
 }
