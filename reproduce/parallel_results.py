@@ -6,7 +6,6 @@ trained on) and train.done/train.cmd. Every number and sentence is computed
 from those files.
 """
 import glob
-import json
 import math
 import os
 import statistics

@@ -3,7 +3,7 @@
 # a 2-core machine, written to docs/RESULTS.md §scaling and docs/results/scaling*.png.
 #
 #   reproduce/scaling.sh [--fresh]       # or: scripts/reproduce scaling
-#   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/scaling.sh   # ~1.5 minutes, numbers meaningless
+#   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/scaling.sh   # ~1 minute, numbers meaningless
 #
 # 1. Cost against sequence length, one attention layer (D = 512, 8 heads):
 #    bench-attention --json for softmax, linformer, performer, memsizer and
