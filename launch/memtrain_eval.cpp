@@ -4,6 +4,7 @@
 //
 //   memtrain-eval --model=runs/demo/model --data=demo.valid.h5 --compare_memory
 //   mpirun -np 2 memtrain-eval --model=runs/wmt/model --data=wmt16.valid.h5 --generate=200 --beam=4
+#include <chrono>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -108,9 +109,14 @@ absl::Status Run(int argc, char** argv) {
   if (generate > 0 && lead) {
     trainer::GenerationOptions options;
     options.search = launch::SearchOptionsFromFlags(opened.data->tokenizer().eos_id);
+    // Only the search is timed (not loading the model or the corpus), so that
+    // scripts/reproduce can compare the inference cost of attention kinds.
+    const auto start = std::chrono::steady_clock::now();
     MEMTRAIN_ASSIGN_OR_RETURN(
         auto examples, trainer::GenerateRecords(*loaded.model, *opened.data, 0, generate, options,
                                                 rank.device.device));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     MEMTRAIN_ASSIGN_OR_RETURN(trainer::GenerationScore score,
                               trainer::ScoreGeneration(loaded.info.task, examples));
     if (!score.metric.empty()) {
@@ -120,7 +126,8 @@ absl::Status Run(int argc, char** argv) {
                                                      {"metric", score.metric},
                                                      {"value", score.value},
                                                      {"summary", score.summary},
-                                                     {"examples", examples.size()}}));
+                                                     {"examples", examples.size()},
+                                                     {"seconds", seconds}}));
       }
     }
   }

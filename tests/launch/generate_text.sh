@@ -51,7 +51,10 @@ paste -d '\t' <(head -n 40 "${wmt}/test/newstest2016.de") "${work}/hyp.de" \
 run prepare_test "${bin}/memtrain-prepare" --corpus=wmt16 --progress=false --split=test --wmt_escaping=plain \
   --tokenizer_from="${work}/train.h5" --inputs="${work}/src.en,${work}/ref.de" --output="${work}/test.h5"
 search+=(--data="${work}/test.h5")
-run eval "${bin}/memtrain-eval" "${search[@]}" --steps=1 --generate=40 >"${work}/eval.out"
+run eval "${bin}/memtrain-eval" "${search[@]}" --steps=1 --generate=40 --metrics="${work}/eval.jsonl" >"${work}/eval.out"
+# The generate record times the search alone (scripts/reproduce's inference cost).
+grep '"metric":"BLEU"' "${work}/eval.jsonl" | grep -qE '"seconds":[0-9.e+-]+[,}]' \
+  || fail "the BLEU record has no seconds: $(cat "${work}/eval.jsonl")"
 eval_bleu="$(sed -n 's/.*BLEU \([0-9.]*\) (nrefs.*/\1/p' "${work}/eval.out")"
 [[ -n "${eval_bleu}" ]] || fail "memtrain-eval printed no BLEU: $(cat "${work}/eval.out")"
 sacre_bleu="$("${sacrebleu}" "${work}/ref.de" -i "${work}/hyp.de" -m bleu -b -w 2)"
