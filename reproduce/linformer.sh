@@ -11,7 +11,7 @@
 #   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/linformer.sh   # ~1 minute, numbers meaningless
 #
 # Three models, the same flagfile (configs/reproduce-wmt16.flags: 2+2 layers,
-# width 128, 400 steps of 2048 tokens, seed 1) and the same data order; only
+# width 128, 250 steps of 1536 tokens, seed 1) and the same data order; only
 # the encoder's self-attention differs. Linformer is non-causal, so it is the
 # encoder's alone: --attention=linformer sets every layer, and
 # --layer_attention=0:softmax,1:softmax (decoder layers only) and
@@ -24,14 +24,14 @@
 #             training pairs, one BPE tokenizer of 4000 pieces; dev =
 #             newstest2015, test = newstest2016 (whole); and per source-length
 #             bucket (words of the English side: 1-10, 11-20, 21-40, 41+) the
-#             first 25 test pairs (inference timing and per-bucket BLEU) and
+#             first 20 test pairs (inference timing and per-bucket BLEU) and
 #             the first 2000 train-sample pairs (training timing)
 #   <model>/  (softmax, linformer-k32, linformer-k64)
 #     train          memtrain-train -> model/, metrics.jsonl
 #     eval-dev       memtrain-eval on newstest2015: ppl, BLEU of the first 100
-#                    (beam 4) -> eval.jsonl
+#                    (beam 4) -> eval-dev.jsonl
 #     eval-test      memtrain-eval on newstest2016: ppl
-#     infer-<bucket> memtrain-eval --generate on the bucket's 25 test pairs:
+#     infer-<bucket> memtrain-eval --generate on the bucket's 20 test pairs:
 #                    BLEU and the search's seconds (the record's "seconds":
 #                    the model's work, not process start-up)
 #     train-<bucket> memtrain-train, 12 steps from scratch on the bucket's
@@ -39,15 +39,23 @@
 #   reproduce/linformer_results.py: tables, the sources' length distribution
 #   against k, the paper's claims, computed trend sentences, the PNG.
 #
-# Budget (full run): <= 30 minutes on a quiet 2-core machine, estimated from
-# CPU seconds measured on the shared machine (load 5-10, nice 10; quiet wall
-# ~ CPU / 1.5 with 2 threads): a training step of 2048 tokens ~1.3-2 CPU-s
-# -> 3 x 400 steps ~ 15-18 min; per model ~20 CPU-s per ppl evaluation and
-# <= 0.85 CPU-s per beam-searched sentence (100 dev + 100 test: <= 3 min a
-# model in the worst case of outputs of maximal length, ~1.5 min typical);
-# training timing 12 runs x 12 steps ~ 2.5 min; data ~0.5 min. In all
-# ~23-28 minutes. Smoke run (4 steps of 256 tokens, 2 buckets, 3 sentences
-# per bucket, ppl over 2 batches): ~1 minute.
+# Budget (full run): ~23 minutes on a quiet 2-core machine (limit 30),
+# estimated from CPU seconds measured on the shared machine (2026-12-06, load
+# 7-10, nice 10, so wall clock meant nothing; quiet wall taken as CPU / 1.4
+# for LibTorch's 2 threads, and CPU time under contention overstates it):
+#   data      memtrain-prepare of the 27K training pairs, 6 CPU-s (BPE
+#             training), dev/test/buckets ~1 s each                 ~0.5 min
+#   training  a step of 2048 tokens took 1.9 CPU-s softmax, 2.2 Linformer
+#             k=32 (11-step runs less a 1.4 CPU-s start-up); 1536 tokens:
+#             x0.75, so 250 x (1.4 + 1.65 + 1.65) ~ 1180 CPU-s        ~14 min
+#   eval      per model ppl on dev and test ~40 CPU-s, beam search <= 0.7
+#             CPU-s a sentence (measured on a barely trained model whose
+#             outputs run to --max_length=100, the worst case) x 180
+#             sentences, six start-ups: <= 175 CPU-s, x3               <= 6 min
+#   timing    12 runs x (start-up + 12 steps) ~ 250 CPU-s              ~3 min
+# Smoke run (MEMTRAIN_REPRODUCE_SMOKE=1: 4 steps of 256 tokens, 2 buckets of
+# 3 sentences, outputs of <= 12 tokens, ppl over 2 batches): 66 CPU-s, so
+# ~45-60 s quiet (it took 4.3 minutes at load 10).
 set -euo pipefail
 section=linformer
 # shellcheck source=reproduce/common.sh
@@ -67,12 +75,12 @@ buckets=("1-10:1:10" "11-20:11:20" "21-40:21:40" "41+:41:100000")
 readonly BUCKETS=("${buckets[@]}")
 [[ -d "${WMT}" ]] || fail "no WMT16 sample at ${WMT} (MEMTRAIN_SHARED_DATA)"
 
-steps="$(scaled 400 4)"
+steps="$(scaled 250 4)"
 timing_steps="$(scaled 12 3)"
 dev_sentences="$(scaled 100 3)"
-bucket_sentences="$(scaled 25 3)"
+bucket_sentences="$(scaled 20 3)"
 vocab="$(scaled 4000 600)"
-max_tokens="$(scaled 2048 256)"
+max_tokens="$(scaled 1536 256)"
 ppl_batches="$(scaled 0 2)"
 beam=(--beam=4 --max_length="$(scaled 100 12)")
 

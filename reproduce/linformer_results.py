@@ -64,6 +64,21 @@ def eval_records(path):
     return ppl, gen
 
 
+def last_run(metrics_path):
+    """The train records of the last run in METRICS_PATH: memtrain-train appends, so a
+    re-run step (--fresh, a changed command) follows the old run's records."""
+    records = results.train_records(metrics_path)
+    starts = [i for i, r in enumerate(records) if r.get("step") == 1]
+    return records[starts[-1]:] if starts else records
+
+
+def median_last_run(metrics_path, key):
+    """results.median_train over the last run only."""
+    records = [r for r in last_run(metrics_path) if results.finite(r.get(key))]
+    kept = records[int(len(records) * results.SKIP_FRACTION):] or records
+    return statistics.median(r[key] for r in kept) if kept else None
+
+
 def source_words(tsv):
     with open(tsv, encoding="utf-8") as f:
         return [len(line.split("\t")[0].split()) for line in f if line.strip()]
@@ -110,8 +125,8 @@ def main():
             "dev_ppl": dev_ppl["ppl"], "dev_bleu": dev_bleu["value"], "dev_n": dev_bleu["examples"],
             "test_ppl": test_ppl["ppl"],
             "train_minutes": results.step_seconds(d, "train") / 60,
-            "tokens_per_s": results.median_train(metrics, "tokens_per_s"),
-            "steps": len(results.train_records(metrics)),
+            "tokens_per_s": median_last_run(metrics, "tokens_per_s"),
+            "steps": last_run(metrics)[-1]["step"] if last_run(metrics) else 0,
             "buckets": {},
         }
         test_bleu_num = test_bleu_den = 0.0
@@ -121,13 +136,12 @@ def main():
                 sys.exit(f"linformer_results: {model} bucket {b}: no timed generation record")
             words = sum(source_words(os.path.join(data, "text", f"test-{b}.tsv")))
             train_metrics = os.path.join(d, f"train-{b}.jsonl")
-            tps = results.median_train(train_metrics, "tokens_per_s")
+            tps = median_last_run(train_metrics, "tokens_per_s")
             s["buckets"][b] = {
                 "sentences": gen["examples"], "words": words, "bleu": gen["value"],
                 "infer_s_per_sentence": gen["seconds"] / gen["examples"],
                 "infer_ms_per_word": 1000 * gen["seconds"] / words,
                 "train_ms_per_token": 1000 / tps if tps else None,
-                "train_step_s": results.median_train(train_metrics, "step_s"),
             }
             test_bleu_num += gen["value"] * gen["examples"]
             test_bleu_den += gen["examples"]
