@@ -8,7 +8,7 @@
 # docs/results/linformer.png.
 #
 #   reproduce/linformer.sh [--fresh]
-#   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/linformer.sh   # ~1 minute, numbers meaningless
+#   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/linformer.sh   # under a minute, numbers meaningless
 #
 # Three models, the same flagfile (configs/reproduce-wmt16.flags: 2+2 layers,
 # width 128, 250 steps of 1536 tokens, seed 1) and the same data order; only
@@ -54,8 +54,8 @@
 #             sentences, six start-ups: <= 175 CPU-s, x3               <= 6 min
 #   timing    12 runs x (start-up + 12 steps) ~ 250 CPU-s              ~3 min
 # Smoke run (MEMTRAIN_REPRODUCE_SMOKE=1: 4 steps of 256 tokens, 2 buckets of
-# 3 sentences, outputs of <= 12 tokens, ppl over 2 batches): 66 CPU-s, so
-# ~45-60 s quiet (it took 4.3 minutes at load 10).
+# 3 sentences, outputs of <= 12 tokens, ppl over 2 batches): 38 CPU-s, 88 s
+# wall at load 8-9, so ~30-40 s quiet.
 set -euo pipefail
 section=linformer
 # shellcheck source=reproduce/common.sh
