@@ -71,7 +71,7 @@ readonly MODELS=(softmax linformer-k32 linformer-k64)
 buckets=("1-10:1:10" "11-20:11:20" "21-40:21:40" "41+:41:100000")
 # A smoke run keeps the shortest and the longest bucket, in batches of 256
 # tokens and with perplexity over a few batches: the pipeline, not the numbers.
-[[ "${smoke}" == true ]] && buckets=("${buckets[0]}" "${buckets[3]}")
+if [[ "${smoke}" == true ]]; then buckets=("${buckets[0]}" "${buckets[3]}"); fi
 readonly BUCKETS=("${buckets[@]}")
 [[ -d "${WMT}" ]] || fail "no WMT16 sample at ${WMT} (MEMTRAIN_SHARED_DATA)"
 
@@ -79,6 +79,7 @@ steps="$(scaled 250 4)"
 timing_steps="$(scaled 12 3)"
 dev_sentences="$(scaled 100 3)"
 bucket_sentences="$(scaled 20 3)"
+bucket_train_pairs=2000
 vocab="$(scaled 4000 600)"
 max_tokens="$(scaled 1536 256)"
 ppl_batches="$(scaled 0 2)"
@@ -107,8 +108,8 @@ bucket_pairs() {
 paste -d '\t' "${WMT}/test/newstest2016.en" "${WMT}/test/newstest2016.de" > "${data}/text/test.tsv"
 for bucket in "${BUCKETS[@]}"; do
   IFS=: read -r name low high <<< "${bucket}"
-  bucket_pairs "${data}/text/test.tsv" "${low}" "${high}" "${bucket_sentences}" "${data}/text/test-${name}.tsv"
-  bucket_pairs "${data}/text/sample.tsv" "${low}" "${high}" 2000 "${data}/text/train-${name}.tsv"
+  bucket_pairs "${data}/text/test.tsv" "${low}" "${high}" "${bucket_sentences}" "${data}/text/test-${name}.n${bucket_sentences}.tsv"
+  bucket_pairs "${data}/text/sample.tsv" "${low}" "${high}" "${bucket_train_pairs}" "${data}/text/train-${name}.n${bucket_train_pairs}.tsv"
 done
 
 prepare=("${bin}/memtrain-prepare" --corpus=wmt16 --progress=false)
@@ -123,13 +124,17 @@ run_step "${data}" test "${prepare[@]}" "${tokenizer[@]}" --split=test \
   --stats_json="${data}/test.stats.json"
 for bucket in "${BUCKETS[@]}"; do
   name="${bucket%%:*}"
+  # The pair counts are in the file names, so a changed count prepares again.
   run_step "${data}" "test-${name}" "${prepare[@]}" "${tokenizer[@]}" --split=test \
-    --inputs="${data}/text/test-${name}.tsv" --output="${data}/test-${name}.h5" \
+    --inputs="${data}/text/test-${name}.n${bucket_sentences}.tsv" --output="${data}/test-${name}.h5" \
     --stats_json="${data}/test-${name}.stats.json"
   run_step "${data}" "train-${name}" "${prepare[@]}" "${tokenizer[@]}" --split=train \
-    --inputs="${data}/text/train-${name}.tsv" --output="${data}/train-${name}.h5" \
+    --inputs="${data}/text/train-${name}.n${bucket_train_pairs}.tsv" --output="${data}/train-${name}.h5" \
     --stats_json="${data}/train-${name}.stats.json"
 done
+# New data (a step above ran) makes every model step run again, though its
+# command line is unchanged.
+if [[ -n "${_ran_in_dir[${data}]:-}" ]]; then fresh=true; fi
 
 # ---- models -----------------------------------------------------------------
 model_flags() {

@@ -79,6 +79,14 @@ def median_last_run(metrics_path, key):
     return statistics.median(r[key] for r in kept) if kept else None
 
 
+def bucket_inputs(data, label):
+    """The TSV a data step prepared (its --inputs=), from the step's command line."""
+    found = re.search(r"--inputs=(\S+)", results.step_command(data, label))
+    if not found:
+        sys.exit(f"linformer_results: {data}/{label}.cmd names no --inputs")
+    return found.group(1)
+
+
 def source_words(tsv):
     with open(tsv, encoding="utf-8") as f:
         return [len(line.split("\t")[0].split()) for line in f if line.strip()]
@@ -134,7 +142,7 @@ def main():
             _, gen = eval_records(os.path.join(d, f"infer-{b}.jsonl"))
             if gen is None or not results.finite(gen.get("seconds")):
                 sys.exit(f"linformer_results: {model} bucket {b}: no timed generation record")
-            words = sum(source_words(os.path.join(data, "text", f"test-{b}.tsv")))
+            words = sum(source_words(bucket_inputs(data, f"test-{b}")))
             train_metrics = os.path.join(d, f"train-{b}.jsonl")
             tps = median_last_run(train_metrics, "tokens_per_s")
             s["buckets"][b] = {
