@@ -19,6 +19,8 @@
 #                             (so an interrupted reproduction resumes), unless
 #                             --fresh was given or an earlier step of the same DIR
 #                             ran in this invocation (its outputs are new)
+#   ran_here DIR              true when a step of DIR ran (was not reused) in this
+#                             invocation: what depends on its outputs must run too
 #   scaled N                  N, or a small smoke number when smoke=true
 #   write_results ARGS...     runs reproduce/<section>_results.py with --run_dir,
 #                             --results, --png_dir, --root, --smoke and ARGS
@@ -111,6 +113,8 @@ run_step() {
   seconds="$(awk -v a="${start}" -v b="${EPOCHREALTIME}" 'BEGIN { printf "%.3f", b - a }')"
   printf '{"seconds": %s}\n' "${seconds}" > "${dir}/${label}.done"
 }
+
+ran_here() { [[ -n "${_ran_in_dir[$1]:-}" ]]; }
 
 scaled() {
   if [[ "${smoke}" == true ]]; then echo "${2:-4}"; else echo "$1"; fi

@@ -134,7 +134,7 @@ for bucket in "${BUCKETS[@]}"; do
 done
 # New data (a step above ran) makes every model step run again, though its
 # command line is unchanged.
-if [[ -n "${_ran_in_dir[${data}]:-}" ]]; then fresh=true; fi
+if ran_here "${data}"; then fresh=true; fi
 
 # ---- models -----------------------------------------------------------------
 model_flags() {
