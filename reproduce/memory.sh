@@ -59,12 +59,12 @@ need_binaries memtrain-prepare memtrain-train memtrain-eval
 train() {  # DIR STEPS FLAGS...
   local dir="$1" steps="$2"
   shift 2
-  run_step "${dir}" train mpirun -np 2 --bind-to none "${bin}/memtrain-train" --flagfile="${flagfile}" \
+  run_step "${dir}" train replacing "${dir}/metrics.jsonl" -- mpirun -np 2 --bind-to none "${bin}/memtrain-train" --flagfile="${flagfile}" \
     --seed="${SEED}" --steps="${steps}" --warmup_steps=$(( steps / 5 < 50 ? steps / 5 : 50 )) \
     --metrics="${dir}/metrics.jsonl" --save_dir="${dir}/model" "$@"
 }
 evaluate() {  # DIR LABEL DATA STREAMS SEGMENT
-  run_step "$1" "$2" mpirun -np 2 --bind-to none "${bin}/memtrain-eval" --model="$1/model" --data="$3" \
+  run_step "$1" "$2" replacing "$1/$2.jsonl" -- mpirun -np 2 --bind-to none "${bin}/memtrain-eval" --model="$1/model" --data="$3" \
     --streams="$4" --segment_length="$5" --steps="${eval_steps}" --eval_timeout=7200 --metrics="$1/$2.jsonl"
 }
 

@@ -164,7 +164,7 @@ def corpus_section(corpus, title, rows, lengths_text):
                   if not s.startswith("XL + memory")]
     elif corpus == "demo":
         lines.append("- Long-range perplexity: — (no long-range token was evaluated: the evaluation stopped "
-                     "before the documents' questions; evaluate more batches).")
+                     "before the documents' repeated facts lines; evaluate more batches).")
     else:
         lines.append("- Long-range perplexity: — (this corpus marks no long-range tokens; the ppl of tokens "
                      "far into their document is not measured by memtrain-eval and is not made up here).")
@@ -285,7 +285,7 @@ def main():
     header += [
         "",
         "Columns: *ppl*, the valid perplexity with the memory on (128-token segments, the whole valid split); "
-        "*long-range ppl*, that of the demo corpus's answer tokens (asked ~1000 tokens after their facts; "
+        "*long-range ppl*, that of the demo corpus's long-range tokens (the names of each document's facts line, repeated ~1000 words later; "
         "other corpora mark none: —); *train tokens/s*, the median over the fine-tuning's steps (the first "
         "10% left out); *knn step-time overhead*, the step time against the row without memory and with the "
         "same XL setting.",
