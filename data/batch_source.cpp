@@ -294,10 +294,17 @@ class Seq2SeqBatchSource final : public BatchSource {
     if (options_.max_source_length < 2 || options_.max_target_length < 2) {
       return absl::InvalidArgumentError("max_source_length and max_target_length must be >= 2");
     }
-    if (options_.max_tokens < std::max(options_.max_source_length, options_.max_target_length)) {
+    if (options_.prefix_lm && file_->tokenizer().sep_id < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(file_->path(),
+                       "'s tokenizer has no <sep>, which a decoder-only model needs between "
+                       "source and target; prepare the corpus with a memtrain tokenizer"));
+    }
+    if (options_.max_tokens < Length(options_.max_source_length, options_.max_target_length)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "max_tokens ", options_.max_tokens, " cannot hold one example of the maximum length ",
-          std::max(options_.max_source_length, options_.max_target_length)));
+          Length(options_.max_source_length, options_.max_target_length),
+          options_.prefix_lm ? " (decoder-only: max_source_length + max_target_length)" : ""));
     }
     return StartEpoch(options_.epoch);
   }
@@ -328,7 +335,7 @@ class Seq2SeqBatchSource final : public BatchSource {
     std::vector<int64_t> current;
     int64_t longest = 0;
     for (int64_t record : order) {
-      const int64_t length = std::max(SourceLength(record, true), TargetLength(record, true));
+      const int64_t length = Length(SourceLength(record, true), TargetLength(record, true));
       const int64_t longest_with = std::max(longest, length);
       if (!current.empty() &&
           longest_with * static_cast<int64_t>(current.size() + 1) > options_.max_tokens) {
@@ -403,6 +410,11 @@ class Seq2SeqBatchSource final : public BatchSource {
     const int64_t left = static_cast<int64_t>(batches_.size()) - next_batch_;
     return left <= 0 ? 0 : (left + options_.world_size - 1) / options_.world_size;
   }
+  // The padded width an example needs: the longer side, or for a prefix LM
+  // the whole sequence (the source's eos becomes <sep>).
+  int64_t Length(int64_t source, int64_t target) const {
+    return options_.prefix_lm ? source + target : std::max(source, target);
+  }
   int64_t SourceLength(int64_t record, bool truncated) const {
     const int64_t n = file_->record_length(Field::kSource, record);
     return truncated ? std::min(n, options_.max_source_length) : n;
@@ -415,6 +427,7 @@ class Seq2SeqBatchSource final : public BatchSource {
   // Reads `records` and pads them into `batch`; truncation keeps the first
   // max-1 tokens and the final eos.
   absl::Status Fill(const std::vector<int64_t>& records, Batch* batch) {
+    if (options_.prefix_lm) return FillPrefixLm(records, batch);
     const int64_t rows = static_cast<int64_t>(records.size());
     int64_t source_width = 0, target_width = 0;
     for (int64_t record : records) {
@@ -451,6 +464,46 @@ class Seq2SeqBatchSource final : public BatchSource {
         loss_mask[row][static_cast<int64_t>(i)] = true;
       }
       batch->loss_tokens += static_cast<int64_t>(tgt.size());
+    }
+    return absl::OkStatus();
+  }
+
+  // Fill for a decoder-only model: one sequence per record, the loss on the
+  // target's tokens only (the source is context).
+  absl::Status FillPrefixLm(const std::vector<int64_t>& records, Batch* batch) {
+    const TokenizerInfo& t = file_->tokenizer();
+    std::vector<std::vector<int32_t>> sequences;
+    std::vector<int64_t> prompts;
+    int64_t width = 0;
+    for (int64_t record : records) {
+      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> src,
+                                file_->ReadRecord(Field::kSource, record));
+      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tgt,
+                                file_->ReadRecord(Field::kTarget, record));
+      Truncate(&src, options_.max_source_length, t.eos_id);
+      Truncate(&tgt, options_.max_target_length, t.eos_id);
+      std::vector<int32_t> sequence = PrefixLmPrompt(std::move(src), t.sep_id, t.eos_id);
+      prompts.push_back(static_cast<int64_t>(sequence.size()));
+      sequence.insert(sequence.end(), tgt.begin(), tgt.end());
+      width = std::max(width, static_cast<int64_t>(sequence.size()) - 1);
+      batch->loss_tokens += static_cast<int64_t>(tgt.size());
+      sequences.push_back(std::move(sequence));
+    }
+    const int64_t rows = static_cast<int64_t>(records.size());
+    batch->inputs = at::full({rows, width}, t.pad_id, at::kLong);
+    batch->targets = at::full({rows, width}, t.pad_id, at::kLong);
+    batch->loss_mask = at::zeros({rows, width}, at::kBool);
+    batch->records = records;
+    auto inputs = batch->inputs.accessor<int64_t, 2>();
+    auto targets = batch->targets.accessor<int64_t, 2>();
+    auto loss_mask = batch->loss_mask.accessor<bool, 2>();
+    for (int64_t row = 0; row < rows; ++row) {
+      const std::vector<int32_t>& sequence = sequences[static_cast<size_t>(row)];
+      for (int64_t i = 0; i + 1 < static_cast<int64_t>(sequence.size()); ++i) {
+        inputs[row][i] = sequence[static_cast<size_t>(i)];
+        targets[row][i] = sequence[static_cast<size_t>(i + 1)];
+        loss_mask[row][i] = i + 1 >= prompts[static_cast<size_t>(row)];
+      }
     }
     return absl::OkStatus();
   }
@@ -585,6 +638,12 @@ class PrefetchingSource final : public BatchSource {
 };
 
 }  // namespace
+
+std::vector<int32_t> PrefixLmPrompt(std::vector<int32_t> source, int32_t sep, int32_t eos) {
+  if (!source.empty() && source.back() == eos) source.pop_back();
+  source.push_back(sep);
+  return source;
+}
 
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,
                                                              const BatchSourceOptions& options) {

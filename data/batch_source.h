@@ -21,7 +21,10 @@
 //   - seq2seq: length-bucketed batches whose padded size (rows × longest side)
 //     stays within `max_tokens` (fairseq's --max-tokens), dealt round-robin so
 //     that every rank runs the same number of steps (a rank without a batch at
-//     the last step gets an empty one).
+//     the last step gets an empty one). For a decoder-only model
+//     (`prefix_lm`) each record is one sequence, PrefixLmPrompt(source) then
+//     the target, whose loss counts the target tokens only; a batch's padded
+//     size is rows × longest (source + target).
 //
 // Every rank computes the same global plan from the offsets alone and reads
 // only its own rows' tokens (hyperslab reads); memory does not grow with the
@@ -43,6 +46,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -51,15 +55,17 @@ namespace memtrain::data {
 /// One step's data for this rank. Token tensors are int64, masks bool.
 struct Batch {
   /// lm: [streams, L] inputs / next-token targets. seq2seq: decoder side
-  /// [rows, T]: inputs = bos + target[:-1], targets = target.
+  /// [rows, T]: inputs = bos + target[:-1], targets = target. seq2seq with
+  /// `prefix_lm`: [rows, P + T - 1] next-token inputs / targets of the
+  /// sequence PrefixLmPrompt(source) (P tokens) + target (T tokens).
   at::Tensor inputs, targets;
-  /// Positions whose target counts in the loss.
+  /// Positions whose target counts in the loss (prefix_lm: the target's).
   at::Tensor loss_mask;
   /// lm only: [streams, L] target is a long-range token (demo corpus).
   at::Tensor long_range;
   /// lm only: [streams] this row's document starts at this step.
   at::Tensor new_document;
-  /// seq2seq only: [rows, S] encoder input and its mask (true = token).
+  /// seq2seq without prefix_lm: [rows, S] encoder input and its mask (true = token).
   at::Tensor source, source_mask;
   /// Record index of each row (-1: no record), for evaluation and debugging.
   std::vector<int64_t> records;
@@ -100,6 +106,10 @@ struct BatchSourceOptions {
   int64_t max_source_length = 1024;
   int64_t max_target_length = 1024;
   TruncationPolicy truncation = TruncationPolicy::kTruncate;
+  /// seq2seq for a decoder-only model: each record as one prefix-LM sequence
+  /// (see Batch). Not a flag: the binaries set it from the model
+  /// (encoder_layers = 0); lm corpora ignore it.
+  bool prefix_lm = false;
   /// HDF5 chunk cache per dataset; 0 = automatic: for lm, room for 4 token
   /// chunks (64 KiB each) per stream, at least 4 MiB; for seq2seq, whose
   /// batches read examples all over the file, 32 MiB. Memory use is bounded by
@@ -126,7 +136,14 @@ class BatchSource {
   virtual absl::Status LoadState(const std::string& state) = 0;
 };
 
-/// Opens `path` and picks the kind by the file's task.
+/// A decoder-only model's context for a seq2seq source (ending with eos, as
+/// records and data/text_inputs.h's inputs do): the source without a final
+/// eos, then <sep>; the target follows it. Training (prefix_lm batches) and
+/// generation (trainer/generation.h) share this layout.
+std::vector<int32_t> PrefixLmPrompt(std::vector<int32_t> source, int32_t sep, int32_t eos);
+
+/// Opens `path` and picks the kind by the file's task. kFailedPrecondition for
+/// prefix_lm with a tokenizer that has no <sep>.
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,
                                                              const BatchSourceOptions& options);
 

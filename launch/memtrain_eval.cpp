@@ -51,6 +51,7 @@ absl::Status Run(int argc, char** argv) {
   data::BatchSourceOptions source_options;
   source_options.rank = rank.world->rank();
   source_options.world_size = rank.world->size();
+  source_options.prefix_lm = loaded.info.options.encoder_layers == 0;
   MEMTRAIN_RETURN_IF_ERROR(launch::ApplyBatchShapeFlags(&source_options));
   MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(data_path, source_options));
 

@@ -106,17 +106,18 @@ absl::Status GenerateForText(launch::ModelAndData& opened,
                        " tokens long, over --max_source_length=", max_source));
     }
     if (task->seq2seq) {
-      inputs[i].source = std::move(ids[i]);
-      inputs[i].prompt = {tokenizer.bos_id};
+      inputs[i] = trainer::Seq2SeqInput(*opened.model.model, std::move(ids[i]), tokenizer);
     } else {
       inputs[i].prompt = std::move(ids[i]);
     }
   }
   LOG(INFO) << "[generate] " << inputs.size() << " inputs from " << input_path << " (" << task->name
             << ")";
+  trainer::GenerationOptions run = options;
+  if (task->seq2seq) run.search.segment_length = 0;  // see trainer::Seq2SeqInput
   MEMTRAIN_ASSIGN_OR_RETURN(
       std::vector<trainer::Hypothesis> found,
-      trainer::Generate(*opened.model.model, inputs, tokenizer.pad_id, options, device));
+      trainer::Generate(*opened.model.model, inputs, tokenizer.pad_id, run, device));
   const data::PieceDecoder decoder(tokenizer);
   std::string text;
   for (const trainer::Hypothesis& h : found) {

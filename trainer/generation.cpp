@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
+#include "data/batch_source.h"
 #include "trainer/bleu.h"
 #include "trainer/rouge.h"
 
@@ -33,6 +34,18 @@ at::Tensor PadRows(const std::vector<std::vector<int32_t>>& rows, int32_t pad) {
 }
 
 }  // namespace
+
+GenerationInput Seq2SeqInput(const model::TransformerImpl& model, std::vector<int32_t> source,
+                             const data::TokenizerInfo& tokenizer) {
+  GenerationInput input;
+  if (model.options().encoder_layers == 0) {
+    input.prompt = data::PrefixLmPrompt(std::move(source), tokenizer.sep_id, tokenizer.eos_id);
+  } else {
+    input.source = std::move(source);
+    input.prompt = {tokenizer.bos_id};
+  }
+  return input;
+}
 
 absl::StatusOr<std::vector<Hypothesis>> Generate(model::TransformerImpl& model,
                                                  const std::vector<GenerationInput>& inputs,
@@ -93,8 +106,10 @@ absl::StatusOr<std::vector<Hypothesis>> Generate(model::TransformerImpl& model,
 absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::TransformerImpl& model,
                                                               data::CorpusFile& file, int64_t first,
                                                               int64_t count,
-                                                              const GenerationOptions& options,
+                                                              const GenerationOptions& given,
                                                               const c10::Device& device) {
+  GenerationOptions options = given;
+  if (file.is_seq2seq()) options.search.segment_length = 0;  // see Seq2SeqInput
   const data::TokenizerInfo& tokenizer = file.tokenizer();
   const data::PieceDecoder decoder(tokenizer);
   const int64_t end = std::min(file.num_records(), first + std::max<int64_t>(count, 0));
@@ -111,8 +126,7 @@ absl::StatusOr<std::vector<GeneratedExample>> GenerateRecords(model::Transformer
                                 file.ReadRecord(data::Field::kTarget, record));
       example.source = decoder.Decode(source);
       example.reference = decoder.Decode(target);
-      input.source = std::move(source);
-      input.prompt = {tokenizer.bos_id};
+      input = Seq2SeqInput(model, std::move(source), tokenizer);
     } else {
       const size_t prompt = std::min<size_t>(
           source.size(), static_cast<size_t>(std::max<int64_t>(options.prompt_tokens, 1)));

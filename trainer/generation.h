@@ -4,8 +4,10 @@
 // memtrain-generate's text inputs are encoded by data/text_inputs.h), and
 // over the records of a corpus file, decoded back to text with the pieces
 // stored in the file (GenerateRecords):
-//   seq2seq: the source through the encoder, bos as the prompt; the
-//            reference is the record's target.
+//   seq2seq: the source through the encoder, bos as the prompt; or for a
+//            decoder-only model (a prefix LM, data/batch_source.h) the
+//            prompt PrefixLmPrompt(source) in one segment. The reference is
+//            the record's target.
 //   lm:      the first `prompt_tokens` of the document as the prompt; the
 //            reference is the document's next `max_length` tokens.
 // And the task's score of the result: BLEU (sacreBLEU's default) for
@@ -56,6 +58,12 @@ struct GenerationInput {
   std::vector<int32_t> source;
   std::vector<int32_t> prompt;
 };
+
+/// A seq2seq source (ending with eos) as `model`'s input (see the top).
+/// Decoding it as a prefix LM also needs search.segment_length = 0: training
+/// saw each example whole.
+GenerationInput Seq2SeqInput(const model::TransformerImpl& model, std::vector<int32_t> source,
+                             const data::TokenizerInfo& tokenizer);
 
 /// The output for each input, in the inputs' order. Inputs are decoded in
 /// batches of neighbours in length order (little padding; an lm batch holds

@@ -109,14 +109,11 @@ class LmTask final : public Task {
 
 class Seq2SeqTask final : public Task {
  public:
-  Seq2SeqTask(std::string name, const TaskOptions& options)
-      : name_(std::move(name)), options_(options) {}
+  explicit Seq2SeqTask(const TaskOptions& options) : options_(options) {}
 
-  absl::Status CheckModel(const model::TransformerOptions& options) const override {
-    if (options.encoder_layers == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", name_, " needs an encoder-decoder model: set --encoder_layers > 0"));
-    }
+  // Either shape: encoder-decoder, or decoder-only as a prefix LM (whose
+  // attention kinds the model has already checked for causal use).
+  absl::Status CheckModel(const model::TransformerOptions&) const override {
     return absl::OkStatus();
   }
 
@@ -126,13 +123,23 @@ class Seq2SeqTask final : public Task {
       empty.smoothed = ZeroLossOver(model);
       return empty;
     }
-    const at::Tensor memory = model.Encode(batch.source);
-    const at::Tensor logits = model.Decode(batch.inputs, memory, batch.source);
+    const bool decoder_only = model.options().encoder_layers == 0;
+    TORCH_CHECK(decoder_only != batch.source.defined(),
+                "seq2seq: a decoder-only model takes prefix_lm batches, an encoder-decoder one "
+                "the others (BatchSourceOptions::prefix_lm)");
+    at::Tensor logits;
+    if (decoder_only) {
+      // Prefix-LM batches (data/batch_source.h): the source is context in
+      // the inputs, and the loss mask keeps the target's tokens.
+      logits = model.ForwardLm(batch.inputs);
+    } else {
+      const at::Tensor memory = model.Encode(batch.source);
+      logits = model.Decode(batch.inputs, memory, batch.source);
+    }
     return LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, options_.label_smoothing);
   }
 
  private:
-  const std::string name_;
   const TaskOptions options_;
 };
 
@@ -153,9 +160,9 @@ absl::Status Task::LoadState(model::TransformerImpl&,
 absl::StatusOr<std::unique_ptr<Task>> MakeTask(const std::string& name,
                                                const TaskOptions& options) {
   // The loss follows from the task table (data/task.h): documents train the
-  // decoder-only LM loss, examples the encoder-decoder one.
+  // decoder-only LM loss, examples the encoder-decoder or prefix-LM one.
   MEMTRAIN_ASSIGN_OR_RETURN(const data::TaskInfo* task, data::FindTask(name));
-  if (task->seq2seq) return std::make_unique<Seq2SeqTask>(task->name, options);
+  if (task->seq2seq) return std::make_unique<Seq2SeqTask>(options);
   return std::make_unique<LmTask>(options);
 }
 

@@ -13,7 +13,11 @@
 //                  --infinite_kl_weight; SegmentMemoryState::AuxiliaryLoss).
 //   translation, summarization, qa
 //                  encoder-decoder, teacher forced: source -> encoder,
-//                  bos + target[:-1] -> decoder, predicts target.
+//                  bos + target[:-1] -> decoder, predicts target. Or, with
+//                  a decoder-only model (encoder_layers = 0), a prefix LM:
+//                  source, <sep>, target as one sequence, the loss on the
+//                  target only (data/batch_source.h, prefix_lm batches).
+//                  So an lm model can be fine-tuned on them (--init_from).
 //
 //   MEMTRAIN_ASSIGN_OR_RETURN(auto task, MakeTask("lm", {.label_smoothing = 0.1}));
 //   TokenLoss loss = task->Forward(*model, batch);
@@ -51,8 +55,9 @@ class Task {
   /// rank without data at an epoch's last step) gives a zero loss that still
   /// reaches every parameter, so the ranks' reducers stay in step.
   virtual TokenLoss Forward(model::TransformerImpl& model, const data::Batch& batch) = 0;
-  /// Whether the model shape suits the task (decoder-only for lm, an
-  /// encoder for the others): kFailedPrecondition saying what to change.
+  /// Whether the model shape suits the task (decoder-only for lm; either
+  /// for the others, whose batches must then be prefix_lm ones):
+  /// kFailedPrecondition saying what to change.
   virtual absl::Status CheckModel(const model::TransformerOptions& options) const = 0;
 
   /// Checkpoints: what the task carries from one step to the next, as named

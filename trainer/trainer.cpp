@@ -32,8 +32,10 @@ namespace memtrain::trainer {
 namespace {
 
 data::BatchSourceOptions SourceOptions(const TrainerOptions& o,
+                                       const model::TransformerOptions& model,
                                        const parallel::Communicator& world) {
   data::BatchSourceOptions s = o.batch;
+  s.prefix_lm = model.encoder_layers == 0;
   s.rank = world.rank();
   s.world_size = world.size();
   s.seed = o.seed;
@@ -171,11 +173,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   MEMTRAIN_ASSIGN_OR_RETURN(t->schedule_, MakeLrSchedule(options.lr_schedule, lr));
 
   MEMTRAIN_ASSIGN_OR_RETURN(
-      auto train, data::OpenBatchSource(options.train_data, SourceOptions(options, world)));
+      auto train,
+      data::OpenBatchSource(options.train_data, SourceOptions(options, model_options, world)));
   t->train_ = data::Prefetch(std::move(train));
   if (!options.valid_data.empty()) {
     MEMTRAIN_ASSIGN_OR_RETURN(
-        t->valid_, data::OpenBatchSource(options.valid_data, SourceOptions(options, world)));
+        t->valid_,
+        data::OpenBatchSource(options.valid_data, SourceOptions(options, model_options, world)));
   }
   if (!options.record_batches.empty()) {
     const std::string path = absl::StrCat(options.record_batches, ".rank", world.rank(), ".jsonl");

@@ -300,6 +300,66 @@ TEST_F(Seq2SeqBatchSourceTest, EveryExampleOnceWithinTheTokenBudgetAndSameSteps)
   EXPECT_EQ(seen, expected);
 }
 
+TEST_F(Seq2SeqBatchSourceTest, PrefixLmRowsAreSourceSepTargetWithTheLossOnTheTargetOnly) {
+  BatchSourceOptions options;
+  options.max_tokens = 96;
+  options.max_source_length = 32;
+  options.max_target_length = 32;
+  options.prefix_lm = true;
+  auto source = OpenBatchSource(*path_, options);
+  ASSERT_TRUE(source.ok()) << source.status();
+  // Each record's tokens as the batch should hold them: truncated to 31 and
+  // an eos, which the prefix replaces by <sep> (these synthetic records have
+  // no eos of their own, so <sep> follows an untruncated source).
+  std::vector<int64_t> source_offset = {0}, target_offset = {0};
+  for (size_t r = 0; r < source_lengths_.size(); ++r) {
+    source_offset.push_back(source_offset.back() + source_lengths_[r]);
+    target_offset.push_back(target_offset.back() + target_lengths_[r]);
+  }
+  const auto side = [](int64_t length, int64_t offset, int32_t (*token)(int64_t)) {
+    std::vector<int64_t> tokens;
+    for (int64_t i = 0; i < std::min<int64_t>(length, 32); ++i) tokens.push_back(token(offset + i));
+    if (length > 32) tokens.back() = 3;
+    return tokens;
+  };
+  std::multiset<int64_t> seen;
+  while (true) {
+    auto batch = (*source)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    if (!batch->has_value()) break;
+    const Batch& b = **batch;
+    EXPECT_FALSE(b.source.defined()) << "the source is in the decoder's inputs";
+    EXPECT_LE(b.inputs.numel(), 96) << "padded tokens over max_tokens";
+    int64_t loss_tokens = 0;
+    for (int64_t row = 0; row < b.inputs.size(0); ++row) {
+      const auto r = static_cast<size_t>(b.records[static_cast<size_t>(row)]);
+      seen.insert(static_cast<int64_t>(r));
+      std::vector<int64_t> sequence = side(source_lengths_[r], source_offset[r], SourceToken);
+      if (sequence.back() == 3) sequence.pop_back();
+      sequence.push_back(4);  // <sep>
+      const int64_t prompt = static_cast<int64_t>(sequence.size());
+      const std::vector<int64_t> target = side(target_lengths_[r], target_offset[r], TargetToken);
+      sequence.insert(sequence.end(), target.begin(), target.end());
+      for (int64_t i = 0; i < b.inputs.size(1); ++i) {
+        const bool in = i + 1 < static_cast<int64_t>(sequence.size());
+        ASSERT_EQ(b.inputs[row][i].item<int64_t>(), in ? sequence[static_cast<size_t>(i)] : 0);
+        ASSERT_EQ(b.targets[row][i].item<int64_t>(), in ? sequence[static_cast<size_t>(i + 1)] : 0);
+        ASSERT_EQ(b.loss_mask[row][i].item<bool>(), in && i + 1 >= prompt) << "position " << i;
+      }
+      EXPECT_EQ(b.loss_mask[row].sum().item<int64_t>(), static_cast<int64_t>(target.size()));
+      loss_tokens += static_cast<int64_t>(target.size());
+    }
+    EXPECT_EQ(b.loss_tokens, loss_tokens);
+  }
+  std::multiset<int64_t> expected;
+  for (int64_t r = 0; r < 150; ++r) expected.insert(r);
+  EXPECT_EQ(seen, expected);
+
+  options.max_tokens = 63;
+  auto small = OpenBatchSource(*path_, options);
+  EXPECT_THAT(small.status().message(), HasSubstr("max_source_length + max_target_length"));
+}
+
 TEST_F(Seq2SeqBatchSourceTest, SkipPolicyLeavesLongExamplesOut) {
   auto source = Open(0, 1, TruncationPolicy::kSkip);
   std::set<int64_t> seen;

@@ -1,6 +1,7 @@
 // The lm task's loss with memory: the memory layers' regularisers (the
 // ∞-former's KL term) are added to the token loss only when enabled, and
-// never to the perplexity totals.
+// never to the perplexity totals. And seq2seq tasks on a decoder-only model
+// (a prefix LM): the loss counts the target's tokens, the source is context.
 #include "trainer/task.h"
 
 #include <ATen/ATen.h>
@@ -70,6 +71,51 @@ TEST(LmTaskTest, TheKlTermReachesTheLossOnlyWhenEnabled) {
     EXPECT_NEAR(a.smoothed.item<double>() - b.smoothed.item<double>(), term.item<double>(),
                 1e-9 * term.item<double>());
   }
+}
+
+// A prefix-LM row as data/batch_source.h makes it: source 11 12 13, <sep>,
+// target 21 22 and eos; the loss on the targets 21 22 eos only.
+data::Batch PrefixLmRow(int64_t first_source_token) {
+  const std::vector<int64_t> sequence = {first_source_token, 12, 13, 4, 21, 22, 3};
+  data::Batch batch;
+  batch.inputs =
+      at::tensor(std::vector<int64_t>(sequence.begin(), sequence.end() - 1)).view({1, -1});
+  batch.targets =
+      at::tensor(std::vector<int64_t>(sequence.begin() + 1, sequence.end())).view({1, -1});
+  batch.loss_mask = at::tensor(std::vector<int64_t>{0, 0, 0, 1, 1, 1}).to(at::kBool).view({1, -1});
+  return batch;
+}
+
+TEST(Seq2SeqTaskTest, ADecoderOnlyModelScoresTheTargetWithTheSourceAsContext) {
+  model::TransformerOptions o;
+  o.vocab_size = 50;
+  o.model_dim = 16;
+  o.heads = 4;
+  o.ffn_dim = 32;
+  o.encoder_layers = 0;
+  o.decoder_layers = 2;
+  at::manual_seed(7);
+  auto made = model::MakeTransformer(o);
+  ASSERT_TRUE(made.ok()) << made.status();
+  model::Transformer model = *made;
+  model->to(at::kDouble);
+  model->eval();
+  auto task = MakeTask("qa", {});
+  ASSERT_TRUE(task.ok());
+  ASSERT_TRUE((*task)->CheckModel(model->options()).ok());
+
+  std::vector<double> nll;
+  for (int64_t first : {11, 17}) {
+    const data::Batch batch = PrefixLmRow(first);
+    const TokenLoss loss = (*task)->Forward(*model, batch);
+    EXPECT_EQ(loss.totals.tokens, 3) << "target and eos, not the source or <sep>";
+    // By hand: -log p of 21, 22, eos after the prefix.
+    const at::Tensor log_p = model->ForwardLm(batch.inputs).log_softmax(-1)[0];
+    const double expected = -(log_p[3][21] + log_p[4][22] + log_p[5][3]).item<double>();
+    EXPECT_NEAR(loss.totals.nll_sum, expected, 1e-9);
+    nll.push_back(loss.totals.nll_sum);
+  }
+  EXPECT_NE(nll[0], nll[1]) << "a source token is context of the target";
 }
 
 }  // namespace

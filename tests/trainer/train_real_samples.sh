@@ -3,7 +3,10 @@
 # (../shared/data): memtrain-prepare -> memtrain-train -> the training loss
 # must fall (mean of the last 5 steps below the mean of the first 5 by a
 # margin). qa also fine-tunes from a saved model (--init_from) and must start
-# lower than from scratch. Exit 77 (ctest: skipped) without the samples.
+# lower than from scratch. qa_prefix_lm trains qa on a decoder-only model (a
+# prefix LM) from scratch and from a WikiText LM's model dir, evaluates it
+# (perplexity, ROUGE of greedy search) and generates from records and from
+# text. Exit 77 (ctest: skipped) without the samples.
 #
 #   train_real_samples.sh BIN_DIR SHARED_DATA TASK
 #
@@ -82,5 +85,41 @@ if not first[1] < first[0] - 1.0:
     sys.exit("qa: --init_from did not start from the trained model")
 PY
     ;;
+  qa_prefix_lm)
+    need "${data}/wikitext/wikitext-2/valid.txt"
+    need "${data}/openorca/openorca_sample_50.jsonl"
+    config=wikitext103-tiny.flags
+    prepare wikitext "${data}/wikitext/wikitext-2/valid.txt"
+    "${bin}/memtrain-train" --flagfile="${configs}/${config}" --train_data="${work}/train.h5" --steps=40 \
+      --save_dir="${work}/lm" 2>"${work}/lm.log" || { tail -20 "${work}/lm.log"; exit 1; }
+    "${bin}/memtrain-prepare" --corpus=openorca --inputs="${data}/openorca/openorca_sample_50.jsonl" \
+      --tokenizer_from="${work}/train.h5" --output="${work}/qa.h5" --progress=false 2>"${work}/prepare.log" \
+      || { cat "${work}/prepare.log"; exit 1; }
+    # The LM's model flags, the task and the example shapes of a qa run.
+    qa=(--train_data="${work}/qa.h5" --task=qa --max_tokens=1024 --max_source_length=256 --max_target_length=128)
+    train scratch "${qa[@]}" --save_dir="${work}/model"
+    train finetune "${qa[@]}" --init_from="${work}/lm"
+    python3 - "${work}/scratch.jsonl" "${work}/finetune.jsonl" <<'PY'
+import json, sys
+first = [next(r["loss"] for r in map(json.loads, open(p)) if r.get("kind") == "train") for p in sys.argv[1:]]
+print(f"qa_prefix_lm: first loss from scratch {first[0]:.3f}, from the lm {first[1]:.3f}")
+if not first[1] < first[0] - 0.3:
+    sys.exit("qa_prefix_lm: --init_from did not start from the lm's weights")
+PY
+    "${bin}/memtrain-eval" --model="${work}/model" --data="${work}/qa.h5" --max_tokens=1024 --max_source_length=256 \
+      --max_target_length=128 --generate=4 --beam=1 --max_length=20 >"${work}/eval.out" 2>"${work}/eval.log" \
+      || { cat "${work}/eval.log"; exit 1; }
+    grep -Eq "ppl [0-9.]+ over" "${work}/eval.out" \
+      && grep -Eq "ROUGE-1/2/L F1 [0-9.]+/[0-9.]+/[0-9.]+ .* on 4 examples" "${work}/eval.out" \
+      || { echo "memtrain-eval printed no perplexity or ROUGE:"; cat "${work}/eval.out"; exit 1; }
+    "${bin}/memtrain-generate" --model="${work}/model" --data="${work}/qa.h5" --count=2 --beam=2 --max_length=10 \
+      >"${work}/generate.out" 2>/dev/null
+    [[ "$(grep -c "output:" "${work}/generate.out")" == 2 ]] || { echo "memtrain-generate:"; cat "${work}/generate.out"; exit 1; }
+    echo '{"question": "What is the capital of France?"}' >"${work}/question.jsonl"
+    "${bin}/memtrain-generate" --model="${work}/model" --data="${work}/qa.h5" --input="${work}/question.jsonl" \
+      --beam=1 --max_length=10 --output="${work}/answer.txt" 2>"${work}/generate.log" \
+      || { cat "${work}/generate.log"; exit 1; }
+    [[ "$(wc -l <"${work}/answer.txt")" == 1 ]] || { echo "memtrain-generate --input:"; cat "${work}/answer.txt"; exit 1; }
+    cat "${work}/eval.out" ;;
   *) echo "unknown task ${task}"; exit 2 ;;
 esac
