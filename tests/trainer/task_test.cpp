@@ -7,8 +7,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "data/corpus_file.h"
 #include "model/transformer.h"
+#include "trainer/generation.h"
 #include "trainer/loss.h"
+#include "trainer/search.h"
 
 namespace memtrain::trainer {
 namespace {
@@ -116,6 +119,25 @@ TEST(Seq2SeqTaskTest, ADecoderOnlyModelScoresTheTargetWithTheSourceAsContext) {
     nll.push_back(loss.totals.nll_sum);
   }
   EXPECT_NE(nll[0], nll[1]) << "a source token is context of the target";
+
+  // Generation continues the same prefix: the prompt is the source with <sep>
+  // for its eos, and greedy search picks what ForwardLm ranks first.
+  GenerationInput input = Seq2SeqInput(*model, {11, 12, 13, 3}, data::TokenizerInfo{});
+  EXPECT_TRUE(input.source.empty());
+  ASSERT_EQ(input.prompt, (std::vector<int32_t>{11, 12, 13, 4}));
+  SearchOptions search;
+  search.beam = 1;
+  search.max_length = 3;
+  search.eos = -1;  // never stops early
+  const at::Tensor prompt = at::tensor(std::vector<int64_t>{11, 12, 13, 4}).view({1, -1});
+  const std::vector<Hypothesis> found = BeamSearch(*model, {}, prompt, search);
+  ASSERT_EQ(found[0].tokens.size(), 3u);
+  at::Tensor sequence = prompt;
+  for (int64_t token : found[0].tokens) {
+    at::NoGradGuard no_grad;
+    EXPECT_EQ(model->ForwardLm(sequence)[0][-1].argmax().item<int64_t>(), token);
+    sequence = at::cat({sequence, at::full({1, 1}, token, at::kLong)}, 1);
+  }
 }
 
 }  // namespace
