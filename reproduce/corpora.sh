@@ -6,15 +6,16 @@
 #   corpus_dir NAME       where NAME's train.h5 and valid.h5 are
 #   prepare_corpus NAME   makes them unless present (--fresh: again)
 #
-#   demo       memtrain-prepare --corpus=demo --demo_recall: 2000 train / 100 valid
-#              documents of ~1200 tokens, each a facts line, ~1000 words of filler
-#              and the facts line again (seeds 1 and 2; BPE, 1000 pieces); the only
-#              corpus with long-range tokens (the repeated line's names). Not the
-#              question form (facts asked ~1000 tokens later): with the whole
-#              document in one segment, 600 steps of this model did not learn to
-#              answer (long-range ppl 39.4 against 46.0 without the facts in view,
-#              2026-12-06), so no memory could have helped; copying a line is
-#              learnt (scripts/quickstart)
+#   demo       scripts/quickstart's corpus: memtrain-prepare --corpus=demo
+#              --demo_recall --demo_distance_words=150, 2000 train / 100 valid
+#              documents of ~330 tokens, each a facts line, ~150 words of filler
+#              and the facts line again (seeds 1 and 2; BPE, 1000 pieces); the
+#              only corpus with long-range tokens (the repeated line's names).
+#              Tried first (2026-12-06), with whole documents in one segment for
+#              600 steps: the question form with facts ~1000 words back (long-range
+#              ppl 39.4 with the facts in view against 46.0 without) and the recall
+#              form at 1000 words (43.9 against 48.2) were not learnt, so no memory
+#              could have helped; the quickstart's form is (control 1.02)
 #   code       scripts/code-corpus: this machine's Python standard library, a
 #              document per file; valid = asyncio, email, json, logging; BPE, 4000
 #   wikitext2  ../shared/data/wikitext/wikitext-2: train on the official *test*
@@ -30,10 +31,10 @@ corpus_dir() { echo "${corpora}/$1"; }
 
 _prepare_demo() {
   local dir="$1"
-  "${bin}/memtrain-prepare" --corpus=demo --demo_recall --demo_documents="$(scaled 2000 200)" --demo_distance_words=1000 \
+  "${bin}/memtrain-prepare" --corpus=demo --demo_recall --demo_documents="$(scaled 2000 200)" --demo_distance_words=150 \
     --vocab_size=1000 --seed=1 --split=train --output="${dir}/train.h5" --progress=false \
     --stats_json="${dir}/train.json" || return 1
-  "${bin}/memtrain-prepare" --corpus=demo --demo_recall --demo_documents="$(scaled 100 20)" --demo_distance_words=1000 \
+  "${bin}/memtrain-prepare" --corpus=demo --demo_recall --demo_documents="$(scaled 100 20)" --demo_distance_words=150 \
     --seed=2 --split=valid --tokenizer_from="${dir}/train.h5" --output="${dir}/valid.h5" \
     --progress=false --stats_json="${dir}/valid.json" || return 1
 }

@@ -13,23 +13,25 @@
 # use the memory in a few hundred steps (the first version of this table: no
 # memory size beat none on any corpus; its gates closed while the memory was
 # still noise). So, as scripts/quickstart does:
-#   1. base   memtrain-train, configs/memory-lm.flags, no memory, each row of
-#             the batch a 1280-token segment (a whole demo document, facts
-#             and questions in one segment), lr 3e-3 as scripts/quickstart's stage 1: the model learns to use long context
+#   1. base   memtrain-train, configs/memory-lm.flags, no memory, long segments
+#             (demo: scripts/quickstart's stage 1, 3000 steps of one 384-token
+#             segment a rank, a whole document with its facts line and its
+#             repetition; code, wikitext2: 600 steps of 2 x 1280 tokens a rank),
+#             lr 3e-3 as quickstart's stage 1: the model learns to use long context
 #   2. rows   from the base (--init_from), 128-token segments, each row's
 #             settings (--knn_layers=2 --knn_memory_size=N; --xl_cache), the same
 #             steps for every row, "none" included (the fair baseline: the same
 #             fine-tuning without memory)
 #   3. eval   memtrain-eval of every row on the whole valid split (128-token
-#             segments, 4 streams a rank, 2 ranks); the base also on 1280-token
+#             segments, 4 streams a rank, 2 ranks); the base also on its own long
 #             segments, the "control": what the model gets with the whole
 #             context in view, no memory needed
 # then reproduce/memory_results.py writes the table, trends and plot.
 #
 # Budget (full run, quiet 2-core machine): see the measured minutes in
 # docs/RESULTS.md §Memory's time line; sized for <= 55 minutes in all: per
-# corpus a base of 600 steps (2 ranks x 2 streams x 1280 tokens) and 8 rows of
-# 300 steps (2 x 4 x 128 tokens) plus their evaluations.
+# corpus a base (above) and 8 rows of 500 steps (2 ranks x 4 streams x 128
+# tokens) plus their evaluations.
 section=memory
 # shellcheck source=reproduce/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -46,12 +48,20 @@ readonly MEMORY_SIZES=(none 1536 8192 65536)
 readonly XL_SETTINGS=(off on)
 readonly KNN_LAYER=2
 readonly SEED=1
-# A segment never mixes documents and the next one starts at a document's
-# start (data/batch_source.h): 1280 tokens hold a whole demo document (<= 1,200).
-readonly BASE_SEGMENT=1280 BASE_STREAMS=2 BASE_LR=3e-3
+readonly BASE_LR=3e-3
 readonly SEGMENT=128 STREAMS=4
-base_steps="$(scaled 600 6)"
-row_steps="$(scaled 300 6)"
+# The base's batch shape per corpus: "segment streams steps". A segment never
+# mixes documents and starts at a document's start (data/batch_source.h).
+# demo: scripts/quickstart's stage 1, which learns to copy the facts line
+# (its documents hold ~330 tokens); code and wikitext2: 1280-token segments
+# (their documents are longer than any segment here).
+base_shape() {
+  case "$1" in
+    demo) echo "384 1 $(scaled 3000 6)" ;;
+    *) echo "1280 2 $(scaled 600 6)" ;;
+  esac
+}
+row_steps="$(scaled 500 6)"
 eval_steps="$(scaled 0 2)"  # 0: the whole valid split
 flagfile="${root}/configs/memory-lm.flags"
 need_binaries memtrain-prepare memtrain-train memtrain-eval
@@ -68,15 +78,16 @@ evaluate() {  # DIR LABEL DATA STREAMS SEGMENT
     --streams="$4" --segment_length="$5" --steps="${eval_steps}" --eval_timeout=7200 --metrics="$1/$2.jsonl"
 }
 
-log "corpora: ${chosen[*]}; base ${base_steps} steps, rows ${row_steps} steps, eval steps ${eval_steps} (0: all); outputs under ${run}"
+log "corpora: ${chosen[*]}; rows ${row_steps} steps, eval steps ${eval_steps} (0: all); outputs under ${run}"
 for corpus in "${chosen[@]}"; do
   prepare_corpus "${corpus}"
   data="$(corpus_dir "${corpus}")"
   base="${run}/${corpus}/base"
+  read -r base_segment base_streams base_steps <<< "$(base_shape "${corpus}")"
   train "${base}" "${base_steps}" --train_data="${data}/train.h5" \
-    --streams="${BASE_STREAMS}" --segment_length="${BASE_SEGMENT}" --lr="${BASE_LR}"
+    --streams="${base_streams}" --segment_length="${base_segment}" --lr="${BASE_LR}"
   evaluate "${base}" eval "${data}/valid.h5" "${STREAMS}" "${SEGMENT}"
-  evaluate "${base}" eval_control "${data}/valid.h5" "${BASE_STREAMS}" "${BASE_SEGMENT}"
+  evaluate "${base}" eval_control "${data}/valid.h5" "${base_streams}" "${base_segment}"
   for xl in "${XL_SETTINGS[@]}"; do
     for memory in "${MEMORY_SIZES[@]}"; do
       dir="${run}/${corpus}/mem-${memory}.xl-${xl}"

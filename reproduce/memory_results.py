@@ -220,8 +220,11 @@ def base_line(corpus_dir):
     short, control = read_eval(base, "eval"), read_eval(base, "eval_control")
     if short is None or control is None:
         return None, []
-    lines = [f"Stage 1, the base (no memory, 1280-token segments) before fine-tuning: valid ppl "
-             f"**{fmt(control['ppl'])}** on 1280-token segments (the control: the whole context in view) and "
+    command = results.step_command(base, "train").split()
+    shape = {k: v for k, _, v in (a[2:].partition("=") for a in command if a.startswith("--"))}
+    segment, streams, steps = shape.get("segment_length"), shape.get("streams"), shape.get("steps")
+    lines = [f"Stage 1, the base (no memory; {steps} steps of {streams} {segment}-token segment(s) a rank): "
+             f"valid ppl **{fmt(control['ppl'])}** on {segment}-token segments (the control: the context in view) and "
              f"{fmt(short['ppl'])} on the rows' 128-token segments"]
     if control["long_range_ppl"] is not None:
         lines[0] += (f"; long-range ppl {fmt(control['long_range_ppl'])} and {fmt(short['long_range_ppl'])}: "
@@ -271,7 +274,7 @@ def main():
         "reproduce/memory_results.py); do not edit by hand. The Memorizing Transformer's memory-size table "
         "(Wu et al. 2022, Table 4) at the scale of a 2-core machine: a 4-layer, D = 128 decoder with rotary "
         "positions (`configs/memory-lm.flags`), seed 1, 2 MPI ranks. **Two stages**, as scripts/quickstart "
-        "does: a base without memory trained on 1280-token segments (2 streams a rank), then every row "
+        "does: a base without memory trained on long segments (below, per corpus), then every row "
         "fine-tuned from it for the same number of steps on 128-token segments (4 streams a rank) with the "
         "row's flags: decoder layer 2 a kNN-memory layer (`--knn_layers=2 --knn_memory_size=N`, k = 32, a "
         "memory per document stream, cleared at a document start) and/or `--xl_cache`; the *none* rows are "
@@ -285,7 +288,7 @@ def main():
     header += [
         "",
         "Columns: *ppl*, the valid perplexity with the memory on (128-token segments, the whole valid split); "
-        "*long-range ppl*, that of the demo corpus's long-range tokens (the names of each document's facts line, repeated ~1000 words later; "
+        "*long-range ppl*, that of the demo corpus's long-range tokens (the names of each document's facts line, repeated ~150 words later; "
         "other corpora mark none: —); *train tokens/s*, the median over the fine-tuning's steps (the first "
         "10% left out); *knn step-time overhead*, the step time against the row without memory and with the "
         "same XL setting.",
