@@ -40,15 +40,20 @@ torch::nn::Linear ScaledLinear(int64_t in, int64_t out, double init_scale) {
 
 }  // namespace
 
-MemSizerAttentionImpl::MemSizerAttentionImpl(const AttentionOptions& options) : options_(options) {
+MemSizerAttentionImpl::MemSizerAttentionImpl(const AttentionOptions& options)
+    : options_(options),
+      slots_(options.cross && options.memsizer.cross_slots > 0 ? options.memsizer.cross_slots
+                                                               : options.memsizer.slots) {
   const MemSizerOptions& memsizer = options.memsizer;
   TORCH_CHECK(memsizer.slots > 0 && memsizer.chunk > 0, options.layer,
               ": memsizer.slots and memsizer.chunk must be positive, got ", memsizer.slots, " and ",
               memsizer.chunk);
+  TORCH_CHECK(memsizer.cross_slots >= 0, options.layer,
+              ": memsizer.cross_slots must be positive or 0 (= slots), got ", memsizer.cross_slots);
   TORCH_CHECK(memsizer.key_init_scale > 0 && memsizer.value_init_scale > 0, options.layer,
               ": memsizer init scales must be positive, got ", memsizer.key_init_scale, " and ",
               memsizer.value_init_scale);
-  const int64_t width = options.model_dim, slots = memsizer.slots;
+  const int64_t width = options.model_dim, slots = slots_;
   keys_ =
       register_module("keys", ScaledLinear(width, options.heads * slots, memsizer.key_init_scale));
   left_ = register_module("left", ScaledLinear(width, slots, memsizer.value_init_scale));
@@ -74,7 +79,7 @@ at::Tensor MemSizerAttentionImpl::forward(const AttentionCall& call) {
   TORCH_CHECK(cross || state == nullptr || call.causal, options_.layer,
               ": incremental self-attention must be causal");
   const c10::ScalarType compute = ComputeType(call.query.scalar_type());
-  const int64_t batch = call.query.size(0), n = call.query.size(1), slots = options_.memsizer.slots;
+  const int64_t batch = call.query.size(0), n = call.query.size(1), slots = slots_;
 
   // Addressing: one distribution over the slots per head, averaged over heads
   // before the single value read; dropout acts on the distributions.

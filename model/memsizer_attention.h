@@ -37,6 +37,7 @@ class MemSizerAttentionImpl : public AttentionImpl {
 
  private:
   const AttentionOptions options_;
+  const int64_t slots_;  ///< memsizer.slots, or cross_slots in the cross-attention role
   torch::nn::Linear keys_{nullptr}, left_{nullptr}, right_{nullptr};
   torch::nn::LayerNorm left_norm_{nullptr}, right_norm_{nullptr};
 };

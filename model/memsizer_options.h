@@ -4,7 +4,7 @@
 // apart from model/memsizer_attention.h so that model/attention.h can hold
 // them by value (as LibTorch keeps nn/options/ apart from nn/modules/).
 //
-//   AttentionOptions options;  options.memsizer.slots = 4;
+//   AttentionOptions options;  options.memsizer.slots = 4;  options.memsizer.cross_slots = 32;
 #ifndef MEMTRAIN_MODEL_MEMSIZER_OPTIONS_H_
 #define MEMTRAIN_MODEL_MEMSIZER_OPTIONS_H_
 
@@ -15,6 +15,10 @@ namespace memtrain::model {
 struct MemSizerOptions {
   /// k, memory slots (LM script: 32; MT decoder: 4 causal, 32 cross).
   int64_t slots = 32;
+  /// k of the layers in the cross-attention role (AttentionOptions::cross);
+  /// 0 = `slots`. The reference's MT decoder reads 32 slots of the source
+  /// while its causal self-attention keeps only 4.
+  int64_t cross_slots = 0;
   /// Init scale of the memory keys Phi (`q_init_scale`): xavier_uniform with
   /// gain scale^{-1/2} (LM: 32; MT: 8).
   double key_init_scale = 32.0;
@@ -28,6 +32,8 @@ struct MemSizerOptions {
 // clang-format off
 #define MEMTRAIN_MEMSIZER_OPTIONS(X)                                                              \
   X(memsizer, memsizer_slots, slots, "MemSizer memory slots k.")                                \
+  X(memsizer, memsizer_cross_slots, cross_slots,                                                \
+    "MemSizer memory slots k of cross-attention layers (0: --memsizer_slots).")                 \
   X(memsizer, memsizer_key_init_scale, key_init_scale, "MemSizer: init scale of the memory keys.") \
   X(memsizer, memsizer_value_init_scale, value_init_scale, "MemSizer: init scale of W_l and W_r.") \
   X(memsizer, memsizer_chunk, chunk, "MemSizer: chunk length of the causal kernel.")

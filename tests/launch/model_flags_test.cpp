@@ -10,6 +10,8 @@ ABSL_DECLARE_FLAG(std::string, attention);
 ABSL_DECLARE_FLAG(std::vector<std::string>, knn_layers);
 ABSL_DECLARE_FLAG(std::vector<std::string>, layer_attention);
 ABSL_DECLARE_FLAG(int64_t, performer_features);
+ABSL_DECLARE_FLAG(int64_t, memsizer_slots);
+ABSL_DECLARE_FLAG(int64_t, memsizer_cross_slots);
 ABSL_DECLARE_FLAG(std::vector<std::string>, infinite_widths);
 ABSL_DECLARE_FLAG(memtrain::model::PerformerKernel, performer_kernel);
 
@@ -58,12 +60,22 @@ TEST(ModelFlagsTest, EveryVariantOptionIsAFlagAndReachesTheConfig) {
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->attention_options.infinite.widths, (std::vector<double>{0.25, 0.5, 1}));
   EXPECT_EQ(options->attention_options.performer.kernel, model::PerformerKernel::kRelu);
+  EXPECT_EQ(options->attention_options.memsizer.cross_slots, 0) << "0: the same as slots";
+  absl::SetFlag(&FLAGS_memsizer_slots, 4);
+  absl::SetFlag(&FLAGS_memsizer_cross_slots, 32);
+  options = ModelOptionsFromFlags();
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->attention_options.memsizer.slots, 4);
+  EXPECT_EQ(options->attention_options.memsizer.cross_slots, 32);
   const std::string json = model::TransformerOptionsToJson(*options);
   EXPECT_THAT(json, HasSubstr("\"widths\":[0.25,0.5,1.0]"));
   EXPECT_THAT(json, HasSubstr("\"kernel\":\"relu\""));
   auto back = model::TransformerOptionsFromJson(json);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->attention_options.infinite.widths, options->attention_options.infinite.widths);
+  EXPECT_EQ(back->attention_options.memsizer.cross_slots, 32);
+  absl::SetFlag(&FLAGS_memsizer_slots, model::MemSizerOptions().slots);
+  absl::SetFlag(&FLAGS_memsizer_cross_slots, 0);
 
   absl::SetFlag(&FLAGS_infinite_widths, std::vector<std::string>{"0.1", "wide"});
   EXPECT_THAT(std::string(ModelOptionsFromFlags().status().message()),

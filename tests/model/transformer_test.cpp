@@ -256,6 +256,58 @@ TEST(TransformerTest, ConfigRoundTripsAndRefusesUnknownFields) {
               HasSubstr("'tanh' is not a Performer kernel: softmax, relu"));
 }
 
+// The reference's MT decoder: 4 slots in causal self-attention, 32 in
+// cross-attention; a model.json from before `cross_slots` loads with one k.
+TEST(TransformerTest, MemSizerCrossSlotsSizeOnlyTheCrossAttentionLayers) {
+  TransformerOptions o = Small(1);
+  o.attention = "memsizer";
+  o.cross_attention = "memsizer";
+  o.attention_options.memsizer.slots = 4;
+  o.attention_options.memsizer.cross_slots = 32;
+  Transformer model = Build(o);
+  auto parameters = model->named_parameters();
+  const int64_t heads = o.heads, width = o.model_dim;
+  for (const std::string self :
+       {"encoder.0.self_attention", "decoder.0.self_attention", "decoder.1.self_attention"}) {
+    EXPECT_EQ(parameters[self + ".keys.weight"].sizes(), (std::vector<int64_t>{heads * 4, width}))
+        << self;
+    EXPECT_EQ(parameters[self + ".left.weight"].sizes(), (std::vector<int64_t>{4, width})) << self;
+  }
+  for (const std::string cross : {"decoder.0.cross_attention", "decoder.1.cross_attention"}) {
+    EXPECT_EQ(parameters[cross + ".keys.weight"].sizes(), (std::vector<int64_t>{heads * 32, width}))
+        << cross;
+    EXPECT_EQ(parameters[cross + ".left_norm.weight"].sizes(), (std::vector<int64_t>{32})) << cross;
+  }
+  // Step-by-step decoding reads the 32-slot cross memory as the full forward.
+  const at::Tensor source = at::randint(1, 50, {2, 5}, at::kLong);
+  const at::Tensor target = at::randint(1, 50, {2, 6}, at::kLong);
+  const at::Tensor memory = model->Encode(source);
+  const at::Tensor full = model->Decode(target, memory, source);
+  TransformerDecodeStates states = model->NewDecodeStates(2);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < 6; ++t)
+    steps.push_back(model->DecodeStep(target.slice(1, t, t + 1), memory, source, states));
+  EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-9, 1e-10));
+
+  auto back = TransformerOptionsFromJson(TransformerOptionsToJson(model->options()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->attention_options.memsizer.slots, 4);
+  EXPECT_EQ(back->attention_options.memsizer.cross_slots, 32);
+  Transformer rebuilt = Build(*back);
+  EXPECT_EQ(rebuilt->named_parameters()["decoder.1.cross_attention.keys.weight"].size(0),
+            heads * 32);
+
+  std::string json = TransformerOptionsToJson(model->options());
+  const std::string field = "\"cross_slots\":32,";
+  ASSERT_NE(json.find(field), std::string::npos) << json;
+  json.erase(json.find(field), field.size());
+  auto old = TransformerOptionsFromJson(json);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->attention_options.memsizer.cross_slots, 0);
+  EXPECT_EQ(Build(*old)->named_parameters()["decoder.0.cross_attention.keys.weight"].size(0),
+            heads * 4);
+}
+
 TEST(TransformerTest, BadLayerChoicesAreNamed) {
   TransformerOptions o = Small(0);
   o.layer_attention = {{7, "softmax"}};
