@@ -9,22 +9,26 @@
 #   reproduce/memsizer.sh [--fresh]          # or: scripts/reproduce memsizer
 #   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/memsizer.sh   # ~1.5 minutes, numbers meaningless
 #
-# Budget (full run, quiet 2-core machine): about 46 minutes (limit 50).
-# Measured 2026-12-06 on the shared 2-core machine (load average 4-5, nice 10),
-# 20 real steps of each seq2seq row: the fastest steps (the moments the machine
-# was least busy) took 0.6-0.7 s for a ~2K-token batch of the 3+3-layer D=128
-# model; the busy median was ~7-10 s. Taking 0.8 s a seq2seq step, ~1 s with
-# XSUM's longer sources, 0.5 s an LM step (1K tokens) and 0.3 s a qa step:
-#   corpora (tokenizers)                                           ~1 min
-#   translation  2 rows x 500 steps x 0.8 s                       ~13 min
-#   summarization 2 rows x 300 steps x 1 s                        ~10 min
-#   language model 2 rows x 500 steps x 0.5 s                      ~8 min
-#   qa fine-tuning 2 rows x 150 steps x 0.3 s                     ~1.5 min
-#   evaluations: perplexity on every valid set; beam search (beam 4) of
-#   100 newstest2015 sentences and 50 XSUM documents per row       ~8 min
-#   whole-LM decode, 2 rows x 4 output lengths (up to 1024)        ~1 min
-#   bench-attention decode, softmax and memsizer, 4096 positions   ~1 min
-# The smoke run (4 steps a run, a few records) took ~90 s (see the report).
+# Budget (full run, quiet 2-core machine): about 45 minutes (limit 50).
+# Measured 2026-12-06 on the shared 2-core machine (load average 8-10 from
+# other jobs, nice 10), 12-20 real steps of each model with these flagfiles; the
+# fastest steps (the moments the machine was least busy) bound a quiet
+# machine's: translation 0.62-0.7 s a step (~2K-token batches), summarization
+# 1.25 s (8 documents of 256 tokens), LM 0.82-0.99 s (8 x 128 tokens); busy
+# medians were 2-10 s. Taking 0.8, 1.0, 0.7 and 0.3 (qa) s a step:
+#   corpora (tokenizers; measured 14 s for WMT, a few s the others)   ~1 min
+#   translation     2 rows x 450 steps x 0.8 s                       ~12 min
+#   summarization   2 rows x 300 steps x 1.0 s                       ~10 min
+#   language model  2 rows x 400 steps x 0.7 s                      ~9.5 min
+#   qa fine-tuning  2 rows x 150 steps x 0.3 s                      ~1.5 min
+#   evaluations: perplexity on every valid set, beam search (beam 4)
+#   of 100 newstest2015 sentences, 50 XSUM documents, 10 qa answers   ~8 min
+#   whole-LM decode, 2 rows x 4 output lengths (up to 1024)           ~1 min
+#   bench-attention decode, softmax and memsizer, 4096 positions      ~1 min
+# The uncertainty is the quiet step time; should the run take longer, cut
+# mt_steps/lm_steps below. The smoke run (4 steps a run of 256-token batches,
+# 2 eval batches, a few generated records) took 5.5 minutes wall at load
+# average 8-10 (105 s of CPU), so about 1-1.5 minutes on a quiet machine.
 #
 # Steps (outputs under runs/reproduce/memsizer/):
 #   data/        the inputs (a smoke run cuts them to their first lines) and
@@ -72,7 +76,7 @@ readonly MEMSIZER_LM=(--attention=memsizer)
 # The refusal of a build without decoder-only qa (trainer's binary.cpp).
 readonly QA_REFUSAL="needs an encoder-decoder model"
 
-mt_steps="$(scaled 500)" xsum_steps="$(scaled 300)" lm_steps="$(scaled 500)" qa_steps="$(scaled 150)"
+mt_steps="$(scaled 450)" xsum_steps="$(scaled 300)" lm_steps="$(scaled 400)" qa_steps="$(scaled 150)"
 mt_generate="$(scaled 100 4)" xsum_generate="$(scaled 50 2)" qa_generate="$(scaled 10 2)"
 decode_positions="$(scaled 4096 64)"
 # Warm-up shorter than a smoke run's few steps (the cosine schedule needs it).
@@ -139,9 +143,9 @@ row_flags() {  # ROW lm|seq2seq
   [[ "$1" == memsizer ]] || return 0
   if [[ "$2" == lm ]]; then echo "${MEMSIZER_LM[@]}"; else echo "${MEMSIZER_SEQ2SEQ[@]}"; fi
 }
-seq2seq_row() {  # TASK_DIR TASK STEPS GENERATE ROW [extra train flags]
-  local name="$1" task="$2" steps="$3" generate="$4" row="$5"
-  shift 5
+seq2seq_row() {  # NAME TASK STEPS GENERATE MAX_LENGTH ROW [flags of train and eval]
+  local name="$1" task="$2" steps="$3" generate="$4" max_length="$5" row="$6"
+  shift 6
   local dir="${run}/${name}/${row}"
   # shellcheck disable=SC2046
   run_step "${dir}" train writes "${dir}/metrics.jsonl" "${dir}/model" -- \
@@ -150,12 +154,12 @@ seq2seq_row() {  # TASK_DIR TASK STEPS GENERATE ROW [extra train flags]
     --train_data="${data}/${name}.train.h5" --metrics="${dir}/metrics.jsonl" --save_dir="${dir}/model"
   # Perplexity on the whole valid set, then beam search of its first records.
   run_step "${dir}" eval writes "${dir}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${dir}/model" \
-    --data="${data}/${name}.valid.h5" "$@" "${eval_batches[@]}" --generate="${generate}" --beam=4 --max_length="$(scaled 160 16)" \
+    --data="${data}/${name}.valid.h5" "$@" "${eval_batches[@]}" --generate="${generate}" --beam=4 --max_length="$(scaled "${max_length}" 16)" \
     --metrics="${dir}/eval.jsonl"
 }
 for row in "${ROWS[@]}"; do
-  seq2seq_row mt translation "${mt_steps}" "${mt_generate}" "${row}"
-  seq2seq_row xsum summarization "${xsum_steps}" "${xsum_generate}" "${row}" --max_source_length=256 --max_target_length=64
+  seq2seq_row mt translation "${mt_steps}" "${mt_generate}" 160 "${row}"
+  seq2seq_row xsum summarization "${xsum_steps}" "${xsum_generate}" 64 "${row}" --max_source_length=256 --max_target_length=64
 done
 
 # --- language model, then qa fine-tuning from it ------------------------------------
