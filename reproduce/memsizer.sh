@@ -35,10 +35,11 @@
 #                the corpora: mt (WMT16 en-de train sample, 10K pairs -> joint
 #                BPE 4000; valid = newstest2015), xsum (no train split in
 #                shared/: train on its 2,000 test documents, evaluate on the
-#                first 300 validation documents; BPE 4000), lm (WikiText-2: train
-#                on test.txt, evaluate on valid.txt, as reproduce-memory does;
-#                BPE 4000), qa (OpenOrca's 50 records: first 40 train, last 10
-#                valid, with the LM's tokenizer)
+#                first 300 validation documents; BPE 4000), qa (OpenOrca's 50
+#                records: first 40 train, last 10 valid, with the LM's
+#                tokenizer); the LM's WikiText-2 (train on test.txt, evaluate on
+#                valid.txt; BPE 4000) is reproduce/corpora.sh's wikitext2,
+#                shared with the other sections
 #   mt/ROW, xsum/ROW   memtrain-train --flagfile=configs/reproduce-memsizer-seq2seq.flags
 #                + the row's attention, then memtrain-eval --generate=N
 #                (perplexity on the valid set, then BLEU / ROUGE of beam search,
@@ -61,6 +62,7 @@
 set -euo pipefail
 section=memsizer
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/corpora.sh"
 parse_section_args "$@"
 (( ${#section_args[@]} == 0 )) || { echo "[reproduce memsizer] unknown argument '${section_args[0]}' (--fresh)" >&2; exit 2; }
 need_binaries memtrain-prepare memtrain-train memtrain-eval memtrain-generate bench-attention
@@ -102,8 +104,7 @@ all=100000000
 run_step "${data}" inputs subset "$(scaled "${all}" 200)" "${data}/inputs" \
   "${shared}/wmt16_en_de/train_sample/train.tok.en" "${shared}/wmt16_en_de/train_sample/train.tok.de" \
   "${shared}/wmt16_en_de/validation/newstest2015.en" "${shared}/wmt16_en_de/validation/newstest2015.de" \
-  "${shared}/xsum/test/test_subset_a.jsonl" "${shared}/xsum/test/test_subset_b.jsonl" \
-  "${shared}/wikitext/wikitext-2/test.txt" "${shared}/wikitext/wikitext-2/valid.txt"
+  "${shared}/xsum/test/test_subset_a.jsonl" "${shared}/xsum/test/test_subset_b.jsonl"
 run_step "${data}" inputs-xsum-valid subset "$(scaled 300 10)" "${data}/inputs" \
   "${shared}/xsum/validation/validation_subset.jsonl"
 # OpenOrca: 50 records in all, so the split is the same in a smoke run.
@@ -121,15 +122,14 @@ run_step "${data}" xsum-train "${prepare[@]}" --corpus=xsum --inputs="${in}/test
   --vocab_size=4000 --split=train --output="${data}/xsum.train.h5" --stats_json="${data}/xsum.train.json"
 run_step "${data}" xsum-valid "${prepare[@]}" --corpus=xsum --inputs="${in}/validation_subset.jsonl" \
   --tokenizer_from="${data}/xsum.train.h5" --split=valid --output="${data}/xsum.valid.h5" --stats_json="${data}/xsum.valid.json"
-run_step "${data}" lm-train "${prepare[@]}" --corpus=wikitext --inputs="${in}/test.txt" \
-  --vocab_size=4000 --split=train --output="${data}/lm.train.h5" --stats_json="${data}/lm.train.json"
-run_step "${data}" lm-valid "${prepare[@]}" --corpus=wikitext --inputs="${in}/valid.txt" \
-  --tokenizer_from="${data}/lm.train.h5" --split=valid --output="${data}/lm.valid.h5" --stats_json="${data}/lm.valid.json"
+# WikiText-2 as the other sections have it (reproduce/corpora.sh).
+prepare_corpus wikitext2
+lm_data="$(corpus_dir wikitext2)"
 # The qa corpus shares the LM's tokenizer (--init_from needs the same vocabulary).
 run_step "${data}" qa-train "${prepare[@]}" --corpus=openorca --inputs="${in}/openorca.train.jsonl" \
-  --tokenizer_from="${data}/lm.train.h5" --split=train --output="${data}/qa.train.h5" --stats_json="${data}/qa.train.json"
+  --tokenizer_from="${lm_data}/train.h5" --split=train --output="${data}/qa.train.h5" --stats_json="${data}/qa.train.json"
 run_step "${data}" qa-valid "${prepare[@]}" --corpus=openorca --inputs="${in}/openorca.valid.jsonl" \
-  --tokenizer_from="${data}/lm.train.h5" --split=valid --output="${data}/qa.valid.h5" --stats_json="${data}/qa.valid.json"
+  --tokenizer_from="${lm_data}/train.h5" --split=valid --output="${data}/qa.valid.h5" --stats_json="${data}/qa.valid.json"
 
 # --- seq2seq: translation and summarization ----------------------------------------
 # writes FILE... -- CMD: CMD after removing the FILEs it writes (metrics files
@@ -188,10 +188,10 @@ for row in "${ROWS[@]}"; do
   run_step "${dir}" train writes "${dir}/metrics.jsonl" "${dir}/model" -- \
     "${bin}/memtrain-train" --flagfile="${LM_FLAGS}" --task=lm $(row_flags "${row}" lm) \
     --streams="$(scaled 8 2)" --segment_length="$(scaled 128 64)" --steps="${lm_steps}" \
-    --warmup_steps="$(warmup 50)" --train_data="${data}/lm.train.h5" \
+    --warmup_steps="$(warmup 50)" --train_data="${lm_data}/train.h5" \
     --metrics="${dir}/metrics.jsonl" --save_dir="${dir}/model"
   run_step "${dir}" eval writes "${dir}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${dir}/model" \
-    --data="${data}/lm.valid.h5" "${eval_batches[@]}" --streams="$(scaled 8 2)" --segment_length="$(scaled 128 64)" --metrics="${dir}/eval.jsonl"
+    --data="${lm_data}/valid.h5" "${eval_batches[@]}" --streams="$(scaled 8 2)" --segment_length="$(scaled 128 64)" --metrics="${dir}/eval.jsonl"
 
   qa="${run}/qa/${row}"
   # shellcheck disable=SC2046
@@ -216,7 +216,7 @@ done
 for row in "${ROWS[@]}"; do
   for length in 1 $(scaled "128 512 1024" "8 16"); do
     run_step "${run}/decode/${row}" "length-${length}" "${bin}/memtrain-generate" --model="${run}/lm/${row}/model" \
-      --data="${data}/lm.valid.h5" --count=4 --first=0 --prompt_tokens=16 --beam=1 --max_length="${length}" \
+      --data="${lm_data}/valid.h5" --count=4 --first=0 --prompt_tokens=16 --beam=1 --max_length="${length}" \
       --segment_length=4096
   done
 done
