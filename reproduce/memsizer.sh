@@ -15,20 +15,20 @@
 # fastest steps (the moments the machine was least busy) bound a quiet
 # machine's: translation 0.62-0.7 s a step (~2K-token batches), summarization
 # 1.25 s (8 documents of 256 tokens), LM 0.82-0.99 s (8 x 128 tokens); busy
-# medians were 2-10 s. Taking 0.8, 1.0, 0.7 and 0.3 (qa) s a step:
+# medians were 2-10 s. Taking 0.8, 1.0, 0.7 and 0.8 (qa) s a step:
 #   corpora (tokenizers; measured 14 s for WMT, a few s the others)   ~1 min
 #   translation     2 rows x 450 steps x 0.8 s                       ~12 min
 #   summarization   2 rows x 300 steps x 1.0 s                       ~10 min
 #   language model  2 rows x 400 steps x 0.7 s                      ~9.5 min
-#   qa fine-tuning  2 rows x 150 steps x 0.3 s                      ~1.5 min
+#   qa fine-tuning  2 rows x 60 steps x 0.8 s (4 records of <= 512)  ~1.5 min
 #   evaluations: perplexity on every valid set, beam search (beam 4)
 #   of 100 newstest2015 sentences, 50 XSUM documents, 10 qa answers   ~8 min
 #   whole-LM decode, 2 rows x 4 output lengths (up to 1024)           ~1 min
 #   bench-attention decode, softmax and memsizer, 4096 positions      ~1 min
 # The uncertainty is the quiet step time; should the run take longer, cut
 # mt_steps/lm_steps below. The smoke run (4 steps a run of 256-token batches,
-# 2 eval batches, a few generated records) took 5.5 minutes wall at load
-# average 8-10 (105 s of CPU), so about 1-1.5 minutes on a quiet machine.
+# 2 eval batches, a few generated records) took 69 s wall at load average
+# 6.7 (40 s of CPU).
 #
 # Steps (outputs under runs/reproduce/memsizer/):
 #   data/        the inputs (a smoke run cuts them to their first lines) and
@@ -78,7 +78,7 @@ readonly MEMSIZER_LM=(--attention=memsizer)
 # The refusal of a build without decoder-only qa (trainer's binary.cpp).
 readonly QA_REFUSAL="needs an encoder-decoder model"
 
-mt_steps="$(scaled 450)" xsum_steps="$(scaled 300)" lm_steps="$(scaled 400)" qa_steps="$(scaled 150)"
+mt_steps="$(scaled 450)" xsum_steps="$(scaled 300)" lm_steps="$(scaled 400)" qa_steps="$(scaled 60)"
 mt_generate="$(scaled 100 4)" xsum_generate="$(scaled 50 2)" qa_generate="$(scaled 10 2)"
 decode_positions="$(scaled 4096 64)"
 # Warm-up shorter than a smoke run's few steps (the cosine schedule needs it).
@@ -204,7 +204,8 @@ for row in "${ROWS[@]}"; do
     log "qa/${row}: not run: $(cat "${qa}/not_run.txt")"
   else
     run_step "${qa}" eval writes "${qa}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${qa}/model" \
-      --data="${data}/qa.valid.h5" "${eval_batches[@]}" --generate="${qa_generate}" --beam=4 --max_length="$(scaled 128 16)" \
+      --data="${data}/qa.valid.h5" --max_tokens="$(scaled 2048 1024)" --max_source_length=384 \
+      --max_target_length=128 "${eval_batches[@]}" --generate="${qa_generate}" --beam=4 --max_length="$(scaled 128 16)" \
       --metrics="${qa}/eval.jsonl"
   fi
 done
