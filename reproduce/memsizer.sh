@@ -23,7 +23,7 @@
 #   qa fine-tuning  2 rows x 60 steps x 0.8 s (4 records of <= 512)  ~1.5 min
 #   evaluations: perplexity on every valid set, beam search (beam 4)
 #   of 100 newstest2015 sentences, 50 XSUM documents, 10 qa answers   ~8 min
-#   whole-LM decode, 2 rows x 4 output lengths (up to 1024)           ~1 min
+#   whole-LM decode, 2 rows x 4 output lengths (up to 512)            ~1 min
 #   bench-attention decode, softmax and memsizer, 4096 positions      ~1 min
 # The uncertainty is the quiet step time; should the run take longer, cut
 # mt_steps/lm_steps below. The smoke run (4 steps a run of 256-token batches,
@@ -51,7 +51,11 @@
 #                qa needs an encoder-decoder model") is logged and the row is
 #                written "not run: <reason>".
 #   decode/ROW   memtrain-generate with the LM, greedy, 4 prompts, output lengths
-#                1, 128, 512, 1024: the whole model's decode time per token
+#                1, 128, 256, 512: the whole model's decode time per token (not
+#                beyond 512: there memtrain-generate slowed down super-linearly
+#                for both kinds, with smoke-run models: Transformer 2.8 s at 512
+#                tokens, 54 s at 768, 280 s at 1024; MemSizer 1 s at 512, 43 s
+#                at 1024; not investigated)
 #   bench/       bench-attention --kinds=softmax,memsizer --train=false: one
 #                layer's decode time per token (and, where the build reports
 #                decode_state_bytes, its state's bytes) against the position
@@ -215,7 +219,7 @@ done
 # (no segment end before L; a document's end stops one sooner); the L=1 run
 # is the start-up and prompt, taken off the others (memsizer_results.py).
 for row in "${ROWS[@]}"; do
-  for length in 1 $(scaled "128 512 1024" "8 16"); do
+  for length in 1 $(scaled "128 256 512" "8 16"); do
     run_step "${run}/decode/${row}" "length-${length}" "${bin}/memtrain-generate" --model="${run}/lm/${row}/model" \
       --data="${lm_data}/valid.h5" --count=4 --first=0 --prompt_tokens=16 --beam=1 --max_length="${length}" \
       --segment_length=4096
