@@ -136,13 +136,8 @@ run_step "${data}" qa-valid "${prepare[@]}" --corpus=openorca --inputs="${in}/op
   --tokenizer_from="${lm_data}/train.h5" --split=valid --output="${data}/qa.valid.h5" --stats_json="${data}/qa.valid.json"
 
 # --- seq2seq: translation and summarization ----------------------------------------
-# writes FILE... -- CMD: CMD after removing the FILEs it writes (metrics files
-# are appended to, so a step that runs again must not find its last run's).
-writes() {
-  while [[ "$1" != -- ]]; do rm -rf "$1"; shift; done
-  shift
-  "$@"
-}
+# Steps that run again start from no metrics (appended to) and no model:
+# common.sh's `replacing`.
 row_flags() {  # ROW lm|seq2seq
   [[ "$1" == memsizer ]] || return 0
   if [[ "$2" == lm ]]; then echo "${MEMSIZER_LM[@]}"; else echo "${MEMSIZER_SEQ2SEQ[@]}"; fi
@@ -152,12 +147,12 @@ seq2seq_row() {  # NAME TASK STEPS GENERATE MAX_LENGTH ROW [flags of train and e
   shift 6
   local dir="${run}/${name}/${row}"
   # shellcheck disable=SC2046
-  run_step "${dir}" train writes "${dir}/metrics.jsonl" "${dir}/model" -- \
+  run_step "${dir}" train replacing "${dir}/metrics.jsonl" "${dir}/model" -- \
     "${bin}/memtrain-train" --flagfile="${SEQ2SEQ_FLAGS}" --task="${task}" \
     $(row_flags "${row}" seq2seq) "$@" "${batch[@]}" --steps="${steps}" --warmup_steps="$(warmup 100)" \
     --train_data="${data}/${name}.train.h5" --metrics="${dir}/metrics.jsonl" --save_dir="${dir}/model"
   # Perplexity on the whole valid set, then beam search of its first records.
-  run_step "${dir}" eval writes "${dir}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${dir}/model" \
+  run_step "${dir}" eval replacing "${dir}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${dir}/model" \
     --data="${data}/${name}.valid.h5" "$@" "${eval_batches[@]}" --generate="${generate}" --beam=4 --max_length="$(scaled "${max_length}" 16)" \
     --metrics="${dir}/eval.jsonl"
 }
@@ -189,25 +184,25 @@ train_sha="$(sha256sum "${bin}/memtrain-train" | cut -c1-16)"
 for row in "${ROWS[@]}"; do
   dir="${run}/lm/${row}"
   # shellcheck disable=SC2046
-  run_step "${dir}" train writes "${dir}/metrics.jsonl" "${dir}/model" -- \
+  run_step "${dir}" train replacing "${dir}/metrics.jsonl" "${dir}/model" -- \
     "${bin}/memtrain-train" --flagfile="${LM_FLAGS}" --task=lm $(row_flags "${row}" lm) \
     --streams="$(scaled 8 2)" --segment_length="$(scaled 128 64)" --steps="${lm_steps}" \
     --warmup_steps="$(warmup 50)" --train_data="${lm_data}/train.h5" \
     --metrics="${dir}/metrics.jsonl" --save_dir="${dir}/model"
-  run_step "${dir}" eval writes "${dir}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${dir}/model" \
+  run_step "${dir}" eval replacing "${dir}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${dir}/model" \
     --data="${lm_data}/valid.h5" "${eval_batches[@]}" --streams="$(scaled 8 2)" --segment_length="$(scaled 128 64)" --metrics="${dir}/eval.jsonl"
 
   qa="${run}/qa/${row}"
   # shellcheck disable=SC2046
   run_step "${qa}" train qa_train "${qa}" "memtrain-train-sha256=${train_sha}" \
-    writes "${qa}/metrics.jsonl" "${qa}/model" -- "${bin}/memtrain-train" \
+    replacing "${qa}/metrics.jsonl" "${qa}/model" -- "${bin}/memtrain-train" \
     --flagfile="${LM_FLAGS}" $(row_flags "${row}" lm) --task=qa --encoder_layers=0 --init_from="${dir}/model" \
     --lr=3e-4 --lr_schedule=constant --max_tokens="$(scaled 2048 1024)" --steps="${qa_steps}" --warmup_steps="$(warmup 10)" \
     --train_data="${data}/qa.train.h5" --metrics="${qa}/metrics.jsonl" --save_dir="${qa}/model"
   if [[ -f "${qa}/not_run.txt" ]]; then
     log "qa/${row}: not run: $(cat "${qa}/not_run.txt")"
   else
-    run_step "${qa}" eval writes "${qa}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${qa}/model" \
+    run_step "${qa}" eval replacing "${qa}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${qa}/model" \
       --data="${data}/qa.valid.h5" --max_tokens="$(scaled 2048 1024)" --max_source_length=384 \
       --max_target_length=128 "${eval_batches[@]}" --generate="${qa_generate}" --beam=4 --max_length="$(scaled 128 16)" \
       --metrics="${qa}/eval.jsonl"
