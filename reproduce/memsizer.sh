@@ -9,17 +9,18 @@
 #   reproduce/memsizer.sh [--fresh]          # or: scripts/reproduce memsizer
 #   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/memsizer.sh   # ~1.5 minutes, numbers meaningless
 #
-# Budget (full run, quiet 2-core machine): about 45 minutes (limit 50).
-# Measured 2026-12-06 on the shared 2-core machine (load average 8-10 from
-# other jobs, nice 10), 12-20 real steps of each model with these flagfiles; the
-# fastest steps (the moments the machine was least busy) bound a quiet
-# machine's: translation 0.62-0.7 s a step (~2K-token batches), summarization
-# 1.25 s (8 documents of 256 tokens), LM 0.82-0.99 s (8 x 128 tokens); busy
-# medians were 2-10 s. Taking 0.8, 1.0, 0.7 and 0.8 (qa) s a step:
+# Budget (full run, quiet 2-core machine): about 40 minutes (limit 50).
+# Measured 2026-12-06 on the shared 2-core machine (load average 4-10 from
+# other jobs), 8-20 real steps of each model with these flagfiles. Niced
+# (nice 10) steps mostly measure the scheduler (4.7 s for a 256-token step that
+# takes 0.1-0.3 s un-niced), so the numbers used are un-niced steps at load 4:
+# translation 0.62-0.9 s a step (~2K-token batches; fastest niced step 0.62),
+# summarization 0.48-0.65 s (8 documents of 256 tokens), LM 0.28-0.32 s
+# (8 x 128 tokens). Taking, with margin, 0.8, 0.8, 0.5 and 0.8 (qa) s a step:
 #   corpora (tokenizers; measured 14 s for WMT, a few s the others)   ~1 min
 #   translation     2 rows x 450 steps x 0.8 s                       ~12 min
-#   summarization   2 rows x 300 steps x 1.0 s                       ~10 min
-#   language model  2 rows x 400 steps x 0.7 s                      ~9.5 min
+#   summarization   2 rows x 300 steps x 0.8 s                        ~8 min
+#   language model  2 rows x 400 steps x 0.5 s                      ~6.5 min
 #   qa fine-tuning  2 rows x 60 steps x 0.8 s (4 records of <= 512)  ~1.5 min
 #   evaluations: perplexity on every valid set, beam search (beam 4)
 #   of 100 newstest2015 sentences, 50 XSUM documents, 10 qa answers   ~8 min
@@ -27,8 +28,9 @@
 #   bench-attention decode, softmax and memsizer, 4096 positions      ~1 min
 # The uncertainty is the quiet step time; should the run take longer, cut
 # mt_steps/lm_steps below. The smoke run (4 steps a run of 256-token batches,
-# 2 eval batches, a few generated records) took 69 s wall at load average
-# 6.7 (40 s of CPU).
+# 2 eval batches, a few generated records) took 110-118 s wall niced at load
+# average 4.4 (~100 s of CPU, inflated by the contention); a quiet machine
+# runs it in well under 90 s (its steps are 0.1-0.3 s, start-up ~1 s a binary).
 #
 # Steps (outputs under runs/reproduce/memsizer/):
 #   data/        the inputs (a smoke run cuts them to their first lines) and
@@ -180,6 +182,10 @@ qa_train() {
   fi
   return "${status}"
 }
+# A prefix LM's batch holds whole [question <sep> answer] rows: --max_tokens
+# must cover both lengths (the LM flagfile's 384 + 128; a smoke run's 64 + 32).
+qa_batch=(--max_tokens="$(scaled 2048 256)" --max_source_length="$(scaled 384 64)"
+          --max_target_length="$(scaled 128 32)")
 train_sha="$(sha256sum "${bin}/memtrain-train" | cut -c1-16)"
 for row in "${ROWS[@]}"; do
   dir="${run}/lm/${row}"
@@ -197,14 +203,13 @@ for row in "${ROWS[@]}"; do
   run_step "${qa}" train qa_train "${qa}" "memtrain-train-sha256=${train_sha}" \
     replacing "${qa}/metrics.jsonl" "${qa}/model" -- "${bin}/memtrain-train" \
     --flagfile="${LM_FLAGS}" $(row_flags "${row}" lm) --task=qa --encoder_layers=0 --init_from="${dir}/model" \
-    --lr=3e-4 --lr_schedule=constant --max_tokens="$(scaled 2048 1024)" --steps="${qa_steps}" --warmup_steps="$(warmup 10)" \
+    --lr=3e-4 --lr_schedule=constant "${qa_batch[@]}" --steps="${qa_steps}" --warmup_steps="$(warmup 10)" \
     --train_data="${data}/qa.train.h5" --metrics="${qa}/metrics.jsonl" --save_dir="${qa}/model"
   if [[ -f "${qa}/not_run.txt" ]]; then
     log "qa/${row}: not run: $(cat "${qa}/not_run.txt")"
   else
     run_step "${qa}" eval replacing "${qa}/eval.jsonl" -- "${bin}/memtrain-eval" --model="${qa}/model" \
-      --data="${data}/qa.valid.h5" --max_tokens="$(scaled 2048 1024)" --max_source_length=384 \
-      --max_target_length=128 "${eval_batches[@]}" --generate="${qa_generate}" --beam=4 --max_length="$(scaled 128 16)" \
+      --data="${data}/qa.valid.h5" "${qa_batch[@]}" "${eval_batches[@]}" --generate="${qa_generate}" --beam=4 --max_length="$(scaled 128 16)" \
       --metrics="${qa}/eval.jsonl"
   fi
 done
