@@ -11,7 +11,7 @@
 #   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/linformer.sh   # under a minute, numbers meaningless
 #
 # Three models, the same flagfile (configs/reproduce-wmt16.flags: 2+2 layers,
-# width 128, 250 steps of 1536 tokens, seed 1) and the same data order; only
+# width 128, 2000 steps of 1536 tokens, seed 1) and the same data order; only
 # the encoder's self-attention differs. Linformer is non-causal, so it is the
 # encoder's alone: --attention=linformer sets every layer, and
 # --layer_attention=0:softmax,1:softmax (decoder layers only) and
@@ -39,20 +39,13 @@
 #   reproduce/linformer_results.py: tables, the sources' length distribution
 #   against k, the paper's claims, computed trend sentences, the PNG.
 #
-# Budget (full run): ~23 minutes on a quiet 2-core machine (limit 30),
-# estimated from CPU seconds measured on the shared machine (2026-12-06, load
-# 7-10, nice 10, so wall clock meant nothing; quiet wall taken as CPU / 1.4
-# for LibTorch's 2 threads, and CPU time under contention overstates it):
-#   data      memtrain-prepare of the 27K training pairs, 6 CPU-s (BPE
-#             training), dev/test/buckets ~1 s each                 ~0.5 min
-#   training  a step of 2048 tokens took 1.9 CPU-s softmax, 2.2 Linformer
-#             k=32 (11-step runs less a 1.4 CPU-s start-up); 1536 tokens:
-#             x0.75, so 250 x (1.4 + 1.65 + 1.65) ~ 1180 CPU-s        ~14 min
-#   eval      per model ppl on dev and test ~40 CPU-s, beam search <= 0.7
-#             CPU-s a sentence (measured on a barely trained model whose
-#             outputs run to --max_length=100, the worst case) x 180
-#             sentences, six start-ups: <= 175 CPU-s, x3               <= 6 min
-#   timing    12 runs x (start-up + 12 steps) ~ 250 CPU-s              ~3 min
+# Budget (full run, quiet 2-core machine): measured 2026-12-06 with nothing
+# else running, at the first version's 250 steps: the whole section took
+# 2 min 20 s (training 26 s a model, 0.10 s a step of 1536 tokens); the
+# estimate made beforehand on the loaded machine (23 min) was 10x too high.
+# At 2000 steps: ~3.5 min of training a model, ~15 min in all (the beam
+# search grows with the models' output lengths); the run's own minutes are in
+# docs/RESULTS.md's time line.
 # Smoke run (MEMTRAIN_REPRODUCE_SMOKE=1: 4 steps of 256 tokens, 2 buckets of
 # 3 sentences, outputs of <= 12 tokens, ppl over 2 batches): 38 CPU-s, 88 s
 # wall at load 8-9, so ~30-40 s quiet.
@@ -75,7 +68,7 @@ if [[ "${smoke}" == true ]]; then buckets=("${buckets[0]}" "${buckets[3]}"); fi
 readonly BUCKETS=("${buckets[@]}")
 [[ -d "${WMT}" ]] || fail "no WMT16 sample at ${WMT} (MEMTRAIN_SHARED_DATA)"
 
-steps="$(scaled 250 4)"
+steps="$(scaled 2000 4)"
 timing_steps="$(scaled 12 3)"
 dev_sentences="$(scaled 100 3)"
 bucket_sentences="$(scaled 20 3)"

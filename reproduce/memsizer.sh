@@ -9,23 +9,13 @@
 #   reproduce/memsizer.sh [--fresh]          # or: scripts/reproduce memsizer
 #   MEMTRAIN_REPRODUCE_SMOKE=1 reproduce/memsizer.sh   # ~1.5 minutes, numbers meaningless
 #
-# Budget (full run, quiet 2-core machine): about 40 minutes (limit 50).
-# Measured 2026-12-06 on the shared 2-core machine (load average 4-10 from
-# other jobs), 8-20 real steps of each model with these flagfiles. Niced
-# (nice 10) steps mostly measure the scheduler (4.7 s for a 256-token step that
-# takes 0.1-0.3 s un-niced), so the numbers used are un-niced steps at load 4:
-# translation 0.62-0.9 s a step (~2K-token batches; fastest niced step 0.62),
-# summarization 0.48-0.65 s (8 documents of 256 tokens), LM 0.28-0.32 s
-# (8 x 128 tokens). Taking, with margin, 0.8, 0.8, 0.5 and 0.8 (qa) s a step:
-#   corpora (tokenizers; measured 14 s for WMT, a few s the others)   ~1 min
-#   translation     2 rows x 450 steps x 0.8 s                       ~12 min
-#   summarization   2 rows x 300 steps x 0.8 s                        ~8 min
-#   language model  2 rows x 400 steps x 0.5 s                      ~6.5 min
-#   qa fine-tuning  2 rows x 60 steps x 0.8 s (4 records of <= 512)  ~1.5 min
-#   evaluations: perplexity on every valid set, beam search (beam 4)
-#   of 100 newstest2015 sentences, 50 XSUM documents, 10 qa answers   ~8 min
-#   whole-LM decode, 2 rows x 4 output lengths (up to 512)            ~1 min
-#   bench-attention decode, softmax and memsizer, 4096 positions      ~1 min
+# Budget (full run, quiet 2-core machine): measured 2026-12-06 with nothing
+# else running, at the first version's steps (translation 450, summarization
+# 300, LM 400): the whole section took 6 min 36 s (translation 85-92 s a
+# model, summarization 39-41 s, LM 30-33 s, qa 8-10 s); the estimate made
+# beforehand on the loaded machine (40 min) was 6x too high. At these steps
+# (2000, 1200, 1600, 60): ~13 + 5.4 + 4 + 0.3 min of training, ~30 min in
+# all with the evaluations; the run's own minutes are in docs/RESULTS.md.
 # The uncertainty is the quiet step time; should the run take longer, cut
 # mt_steps/lm_steps below. The smoke run (4 steps a run of 256-token batches,
 # 2 eval batches, a few generated records) took 110-118 s wall niced at load
@@ -84,7 +74,7 @@ readonly MEMSIZER_LM=(--attention=memsizer)
 # The refusal of a build without decoder-only qa (trainer's binary.cpp).
 readonly QA_REFUSAL="needs an encoder-decoder model"
 
-mt_steps="$(scaled 450)" xsum_steps="$(scaled 300)" lm_steps="$(scaled 400)" qa_steps="$(scaled 60)"
+mt_steps="$(scaled 2000)" xsum_steps="$(scaled 1200)" lm_steps="$(scaled 1600)" qa_steps="$(scaled 60)"
 mt_generate="$(scaled 100 4)" xsum_generate="$(scaled 50 2)" qa_generate="$(scaled 10 2)"
 decode_positions="$(scaled 4096 64)"
 # Warm-up shorter than a smoke run's few steps (the cosine schedule needs it).
