@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -447,13 +448,8 @@ class Seq2SeqBatchSource final : public BatchSource {
     auto targets = batch->targets.accessor<int64_t, 2>();
     auto loss_mask = batch->loss_mask.accessor<bool, 2>();
     for (int64_t row = 0; row < rows; ++row) {
-      const int64_t record = records[static_cast<size_t>(row)];
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> src,
-                                file_->ReadRecord(Field::kSource, record));
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tgt,
-                                file_->ReadRecord(Field::kTarget, record));
-      Truncate(&src, options_.max_source_length, t.eos_id);
-      Truncate(&tgt, options_.max_target_length, t.eos_id);
+      MEMTRAIN_ASSIGN_OR_RETURN(auto pair, ReadTruncatedPair(records[static_cast<size_t>(row)]));
+      const auto& [src, tgt] = pair;
       for (size_t i = 0; i < src.size(); ++i) {
         source[row][static_cast<int64_t>(i)] = src[i];
         source_mask[row][static_cast<int64_t>(i)] = true;
@@ -476,12 +472,8 @@ class Seq2SeqBatchSource final : public BatchSource {
     std::vector<int64_t> prompts;
     int64_t width = 0;
     for (int64_t record : records) {
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> src,
-                                file_->ReadRecord(Field::kSource, record));
-      MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tgt,
-                                file_->ReadRecord(Field::kTarget, record));
-      Truncate(&src, options_.max_source_length, t.eos_id);
-      Truncate(&tgt, options_.max_target_length, t.eos_id);
+      MEMTRAIN_ASSIGN_OR_RETURN(auto pair, ReadTruncatedPair(record));
+      auto& [src, tgt] = pair;
       std::vector<int32_t> sequence = PrefixLmPrompt(std::move(src), t.sep_id, t.eos_id);
       prompts.push_back(static_cast<int64_t>(sequence.size()));
       sequence.insert(sequence.end(), tgt.begin(), tgt.end());
@@ -506,6 +498,17 @@ class Seq2SeqBatchSource final : public BatchSource {
       }
     }
     return absl::OkStatus();
+  }
+
+  // A record's source and target, each cut to its --max_*_length (ending in eos).
+  absl::StatusOr<std::pair<std::vector<int32_t>, std::vector<int32_t>>> ReadTruncatedPair(
+      int64_t record) {
+    const int32_t eos = file_->tokenizer().eos_id;
+    MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> src, file_->ReadRecord(Field::kSource, record));
+    MEMTRAIN_ASSIGN_OR_RETURN(std::vector<int32_t> tgt, file_->ReadRecord(Field::kTarget, record));
+    Truncate(&src, options_.max_source_length, eos);
+    Truncate(&tgt, options_.max_target_length, eos);
+    return std::make_pair(std::move(src), std::move(tgt));
   }
 
   static void Truncate(std::vector<int32_t>* tokens, int64_t max_length, int32_t eos) {

@@ -21,6 +21,10 @@
 #                             ran in this invocation (its outputs are new)
 #   ran_here DIR              true when a step of DIR ran (was not reused) in this
 #                             invocation: what depends on its outputs must run too
+#   depends_on DIR UPSTREAM...  DIR's steps run again when a step of an UPSTREAM
+#                             directory ran in this invocation (e.g. a fine-tuning
+#                             whose --init_from model was trained again: its own
+#                             command line is unchanged)
 #   scaled N                  N, or a small smoke number when smoke=true
 #   write_results ARGS...     runs reproduce/<section>_results.py with --run_dir,
 #                             --results, --png_dir, --root, --smoke and ARGS
@@ -66,7 +70,7 @@ fail() {
 }
 
 parse_section_args() {
-  local script="${BASH_SOURCE[1]}"
+  local script="${BASH_SOURCE[1]:-}"
   for arg in "$@"; do
     case "${arg}" in
       --fresh) fresh=true ;;
@@ -115,6 +119,14 @@ run_step() {
 }
 
 ran_here() { [[ -n "${_ran_in_dir[$1]:-}" ]]; }
+
+depends_on() {
+  local dir="$1" upstream
+  shift
+  for upstream in "$@"; do
+    if ran_here "${upstream}"; then _ran_in_dir[${dir}]=1; fi
+  done
+}
 
 scaled() {
   if [[ "${smoke}" == true ]]; then echo "${2:-4}"; else echo "$1"; fi

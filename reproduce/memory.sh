@@ -91,6 +91,7 @@ for corpus in "${chosen[@]}"; do
   for xl in "${XL_SETTINGS[@]}"; do
     for memory in "${MEMORY_SIZES[@]}"; do
       dir="${run}/${corpus}/mem-${memory}.xl-${xl}"
+      depends_on "${dir}" "${base}"  # fine-tuned from the base
       row_flags=()
       [[ "${memory}" == none ]] || row_flags+=("--knn_layers=${KNN_LAYER}" "--knn_memory_size=${memory}")
       [[ "${xl}" == on ]] && row_flags+=(--xl_cache)

@@ -189,6 +189,7 @@ for row in "${ROWS[@]}"; do
     --data="${lm_data}/valid.h5" "${eval_batches[@]}" --streams="$(scaled 8 2)" --segment_length="$(scaled 128 64)" --metrics="${dir}/eval.jsonl"
 
   qa="${run}/qa/${row}"
+  depends_on "${qa}" "${dir}"  # fine-tuned from this LM
   # shellcheck disable=SC2046
   run_step "${qa}" train qa_train "${qa}" "memtrain-train-sha256=${train_sha}" \
     replacing "${qa}/metrics.jsonl" "${qa}/model" -- "${bin}/memtrain-train" \
@@ -209,6 +210,7 @@ done
 # (no segment end before L; a document's end stops one sooner); the L=1 run
 # is the start-up and prompt, taken off the others (memsizer_results.py).
 for row in "${ROWS[@]}"; do
+  depends_on "${run}/decode/${row}" "${run}/lm/${row}"  # decodes this LM
   for length in 1 $(scaled "128 256 512" "8 16"); do
     run_step "${run}/decode/${row}" "length-${length}" "${bin}/memtrain-generate" --model="${run}/lm/${row}/model" \
       --data="${lm_data}/valid.h5" --count=4 --first=0 --prompt_tokens=16 --beam=1 --max_length="${length}" \
