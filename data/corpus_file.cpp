@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
+#include "data/internal/text.h"
 #include "nlohmann/json.hpp"
 
 namespace memtrain::data {
@@ -806,7 +807,7 @@ std::string PieceDecoder::Decode(const std::vector<int32_t>& ids) const {
       }
     }
   }
-  return text;
+  return internal::ReplaceInvalidUtf8(text);
 }
 
 absl::Status WriteTokenizerCorpus(const CorpusFile& from, const std::string& path) {

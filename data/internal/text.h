@@ -6,6 +6,8 @@
 #ifndef MEMTRAIN_DATA_INTERNAL_TEXT_H_
 #define MEMTRAIN_DATA_INTERNAL_TEXT_H_
 
+#include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace memtrain::data::internal {
@@ -18,6 +20,10 @@ bool IsBlank(absl::string_view text);
 /// it in the reader names the place instead of failing, or silently mangling
 /// text, in the tokenizer.
 bool IsValidUtf8(absl::string_view text);
+
+/// TEXT with every byte that starts no valid UTF-8 sequence replaced by U+FFFD
+/// (decoded byte-fallback pieces can leave such bytes: a model may emit any id).
+std::string ReplaceInvalidUtf8(absl::string_view text);
 
 }  // namespace memtrain::data::internal
 
