@@ -40,10 +40,6 @@ def batches(directory):
     return {step: [row for rank in sorted(ranks) for row in ranks[rank]] for step, ranks in by_step.items()}
 
 
-def flag(command, name, default="?"):
-    return next((w.split("=", 1)[1] for w in command.split() if w.startswith(f"--{name}=")), default)
-
-
 def main():
     parser = results.arguments(__doc__)
     parser.add_argument("--flagfile", required=True)
@@ -79,7 +75,7 @@ def main():
         metrics = os.path.join(dirs[name], "metrics.jsonl")
         step_s[name] = results.median_train(metrics, "step_s")
         last = max(curve[name]) if curve[name] else None
-        table_rows.append([name, ranks_of[name], flag(commands[name], "streams"), fmt(tokens[name], 0), str(len(curve[name])),
+        table_rows.append([name, ranks_of[name], results.command_flag(commands[name], "streams"), fmt(tokens[name], 0), str(len(curve[name])),
                            fmt(curve[name][last], 4) if last else "—", fmt(step_s[name], 3),
                            fmt(results.median_train(metrics, "tokens_per_s"), 0),
                            fmt(results.step_seconds(dirs[name], "train"), 0)])
@@ -159,7 +155,7 @@ def main():
         md += ["", results.smoke_banner("reproduce/parallel.sh")]
     md += ["", results.machine_line(seconds, len(RUNS)), "",
            f"One LM training run twice: `{flagfile}` (4 layers, D = 128, segments of 128 tokens) on "
-           f"{args.corpus} with seed 1, {flag(commands['np1'], 'steps')} steps, `--dropout=0`, on 1 MPI rank with "
+           f"{args.corpus} with seed 1, {results.command_flag(commands['np1'], 'steps')} steps, `--dropout=0`, on 1 MPI rank with "
            "`--streams=8` and on 2 ranks with `--streams=4`. The lm BatchSource plans ranks × streams streams "
            "globally (rank-major, docs/DATA.md §2), so both runs train on the same 8 streams of the same "
            "documents; the gradient is summed over the ranks and divided by the global token count. Dropout "

@@ -82,6 +82,11 @@ def step_command(directory, label):
         return f.read().strip()
 
 
+def command_flag(command, name, default="?"):
+    """The value of --NAME=VALUE in a recorded command line (its first occurrence)."""
+    return next((w.split("=", 1)[1] for w in command.split() if w.startswith(f"--{name}=")), default)
+
+
 def train_records(metrics_path, kind="train"):
     """memtrain-train's metrics.jsonl records of one kind (train, valid)."""
     return [r for r in read_jsonl(metrics_path) if r.get("kind") == kind]

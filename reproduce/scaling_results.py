@@ -317,10 +317,6 @@ def shown(command, args):
     return command.replace(os.path.abspath(args.root) + "/", "")
 
 
-def flag(command, name, default="?"):
-    return next((w.split("=", 1)[1] for w in command.split() if w.startswith(f"--{name}=")), default)
-
-
 def main():
     parser = results.arguments(__doc__)
     parser.add_argument("--flagfile", required=True)
@@ -348,11 +344,11 @@ def main():
     some = next(iter(found), None)
     train_cmd = results.step_command(os.path.join(run_dir, *some), "train") if some else ""
     eval_cmd = results.step_command(os.path.join(run_dir, *some), "eval") if some else ""
-    steps = flag(train_cmd, "steps")
-    eval_steps = flag(eval_cmd, "steps", "0")
+    steps = results.command_flag(train_cmd, "steps")
+    eval_steps = results.command_flag(eval_cmd, "steps", "0")
     evaluated = ("each corpus's whole valid split" if eval_steps == "0"
                  else f"the first {eval_steps} batches per rank of each corpus's valid split")
-    tokens = int(flag(bench_cmd, "tokens", "16384"))
+    tokens = int(results.command_flag(bench_cmd, "tokens", "16384"))
 
     md = ["Written by `reproduce/scaling.sh` (table and plots by `reproduce/scaling_results.py`); do not "
           "edit by hand. Every step's command line, log and seconds are under `runs/reproduce/scaling/`."]
