@@ -21,7 +21,9 @@
 #include "trainer/generation.h"
 #include "trainer/metrics_log.h"
 
-ABSL_FLAG(bool, use_memory, true, "lm: memory layers keep each stream's memory across segments.");
+ABSL_FLAG(bool, use_memory, true,
+          "lm: memory layers keep each stream's memory across segments; false: no memory (an XL "
+          "cache is kept).");
 ABSL_FLAG(bool, compare_memory, false, "lm: evaluate with and without the memories and compare.");
 ABSL_FLAG(std::string, knn_memory_dir, "",
           "lm: the knn layers search this prebuilt memory (memtrain-build-memory --out) read-only "

@@ -24,9 +24,7 @@ KnnDecodeState::KnnDecodeState(memory::KnnLayerMemory layer_memory, bool xl_cach
     : memory_(std::move(layer_memory.memory)),
       streams_(std::move(layer_memory.streams)),
       scope_(layer_memory.scope),
-      xl_cache_(xl_cache) {
-  TORCH_CHECK(memory_ != nullptr, "KnnDecodeState: needs a memory");
-}
+      xl_cache_(xl_cache) {}
 
 std::vector<std::pair<int64_t, std::vector<int64_t>>> KnnDecodeState::RowsByStream() const {
   std::vector<std::pair<int64_t, std::vector<int64_t>>> groups;
@@ -51,7 +49,7 @@ void KnnDecodeState::Reorder(const at::Tensor& indices) {
 
 absl::Status KnnDecodeState::EndSegment() {
   const int64_t begin = window.segment_begin, length = window.length() - begin;
-  if (length > 0 && scope_ != memory::KnnScope::kPrebuilt) {
+  if (length > 0 && has_memory() && scope_ != memory::KnnScope::kPrebuilt) {
     const at::Tensor keys = window.keys.narrow(2, begin, length);
     const at::Tensor values = window.values.narrow(2, begin, length);
     const at::Tensor padding = window.padding.narrow(1, begin, length);
@@ -82,7 +80,7 @@ void KnnDecodeState::NewDocument(const at::Tensor& starts) {
   TORCH_CHECK(rows.dim() == 1 && rows.numel() == static_cast<int64_t>(streams_.size()),
               "KnnDecodeState::NewDocument: expects [", streams_.size(), "] flags, got ",
               starts.sizes());
-  if (scope_ == memory::KnnScope::kStream) {
+  if (has_memory() && scope_ == memory::KnnScope::kStream) {
     for (int64_t b = 0; b < rows.numel(); ++b) {
       if (rows.data_ptr<bool>()[b]) memory_->clear(streams_[static_cast<size_t>(b)]);
     }
@@ -91,10 +89,12 @@ void KnnDecodeState::NewDocument(const at::Tensor& starts) {
 }
 
 absl::StatusOr<std::map<std::string, at::Tensor>> KnnDecodeState::SaveState() const {
-  auto memory = memory_->SaveState();
-  if (!memory.ok()) return memory.status();
   std::map<std::string, at::Tensor> state;
-  for (auto& [name, tensor] : *memory) state["memory." + name] = std::move(tensor);
+  if (has_memory()) {
+    auto memory = memory_->SaveState();
+    if (!memory.ok()) return memory.status();
+    for (auto& [name, tensor] : *memory) state["memory." + name] = std::move(tensor);
+  }
   state["position"] = at::tensor({position_}, at::kLong);
   state["streams"] = at::tensor(streams_, at::kLong);
   window.Save(&state);
@@ -105,6 +105,11 @@ absl::Status KnnDecodeState::LoadState(const std::map<std::string, at::Tensor>& 
   std::map<std::string, at::Tensor> memory;
   for (const auto& [name, tensor] : state) {
     if (absl::StartsWith(name, "memory.")) memory[name.substr(7)] = tensor;
+  }
+  if (!has_memory() && !memory.empty()) {
+    return absl::InvalidArgumentError(
+        "KnnDecodeState::LoadState: the state holds a memory, but this layer runs without one "
+        "(--use_memory differs from the run that saved it)");
   }
   const at::Tensor position = StateTensor(state, "position"),
                    streams = StateTensor(state, "streams");
@@ -119,7 +124,7 @@ absl::Status KnnDecodeState::LoadState(const std::map<std::string, at::Tensor>& 
                   saved_streams.data_ptr<int64_t>() + saved_streams.numel());
   position_ = position.cpu()[0].item<int64_t>();
   window.Load(state);
-  return memory_->LoadState(memory);
+  return has_memory() ? memory_->LoadState(memory) : absl::OkStatus();
 }
 
 KnnAttentionImpl::KnnAttentionImpl(const AttentionOptions& options) : options_(options) {
@@ -198,7 +203,7 @@ at::Tensor KnnAttentionImpl::forward(const AttentionCall& call) {
   // Memory branch: per stream, top-k of the memory as it was before this
   // segment (EndSegment writes), the stream's rows in one search. A row that
   // retrieves nothing keeps `local`.
-  if (state != nullptr) {
+  if (state != nullptr && state->has_memory()) {
     const at::Tensor gate = at::sigmoid(gate_bias_).to(compute).view({1, heads, 1, 1});
     std::vector<at::Tensor> rows = local.unbind(0);
     for (const auto& [stream, members] : state->RowsByStream()) {

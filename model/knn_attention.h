@@ -23,8 +23,9 @@
 // makes an ExactKnnMemory; a caller may give a sharded, FAISS or prebuilt
 // one), one stream id per batch row, and the scope, which says whether the
 // rows write the memory and whether a new document clears it. Rows of one
-// stream search it together, in one call. A call without a state sees an
-// empty memory and is exactly local attention.
+// stream search it together, in one call. A call without a state, or with a
+// state without a memory (--use_memory=false), is exactly local attention
+// (with that state: over its window, the XL cache included).
 //
 // When memory is written: only by KnnDecodeState::EndSegment, which flushes
 // the (normalised, detached) keys and values buffered since the last segment
@@ -65,9 +66,11 @@ namespace memtrain::model {
 /// keys/values.
 class KnnDecodeState final : public SegmentMemoryState {
  public:
-  /// Throws (TORCH_CHECK) without a memory. With `xl_cache` the previous
-  /// segment stays in the local window (KnnAttentionImpl::NewState gives it
-  /// the layer's setting).
+  /// `layer_memory.memory` null: the layer has no memory (--use_memory=false;
+  /// TransformerImpl::NewSegmentStates): nothing is searched or written and
+  /// the layer is its local branch. With `xl_cache` the previous segment
+  /// stays in the local window (KnnAttentionImpl::NewState gives it the
+  /// layer's setting), memory or not.
   explicit KnnDecodeState(memory::KnnLayerMemory layer_memory, bool xl_cache = false);
 
   /// Reorders the rows' local windows and stream ids. Rows that come to share
@@ -94,6 +97,8 @@ class KnnDecodeState final : public SegmentMemoryState {
   absl::StatusOr<std::map<std::string, at::Tensor>> SaveState() const override;
   absl::Status LoadState(const std::map<std::string, at::Tensor>& state) override;
 
+  bool has_memory() const { return memory_ != nullptr; }
+  /// Requires has_memory().
   memory::KnnMemory& memory() const { return *memory_; }
   const std::vector<int64_t>& streams() const { return streams_; }
   memory::KnnScope scope() const { return scope_; }
@@ -107,7 +112,7 @@ class KnnDecodeState final : public SegmentMemoryState {
   LocalWindow window;
 
  private:
-  std::shared_ptr<memory::KnnMemory> memory_;  // [not null]
+  std::shared_ptr<memory::KnnMemory> memory_;  // null: no memory
   std::vector<int64_t> streams_;               // stream id of each batch row
   memory::KnnScope scope_;
   bool xl_cache_;

@@ -400,14 +400,25 @@ TransformerDecodeStates TransformerImpl::NewDecodeStates(int64_t batch, int64_t 
 }
 
 TransformerDecodeStates TransformerImpl::NewSegmentStates(
-    int64_t batch, const memory::KnnLayerMemories& knn_memory) {
+    int64_t batch, const memory::KnnLayerMemories& knn_memory, bool use_memory) {
   TORCH_CHECK(options_.encoder_layers == 0,
               "NewSegmentStates: segments are for decoder-only models");
   TransformerDecodeStates states;
   for (size_t i = 0; i < decoder_->size(); ++i) {
     AttentionImpl& layer = decoder_[i]->as<TransformerBlockImpl>()->self_attention();
     auto* knn = dynamic_cast<KnnAttentionImpl*>(&layer);
-    if (knn != nullptr && knn_memory) {
+    if (!use_memory) {
+      if (knn != nullptr) {
+        memory::KnnLayerMemory no_memory;  // memory null: its window only
+        for (int64_t b = 0; b < batch; ++b) no_memory.streams.push_back(b);
+        states.self.push_back(knn->NewState(std::move(no_memory)));
+      } else {
+        // Without memories only an XL cache outlives a segment (a model with
+        // --xl_cache has softmax and knn layers only: the registry refuses
+        // the rest).
+        states.self.push_back(options_.xl_cache ? layer.NewSegmentState(batch) : nullptr);
+      }
+    } else if (knn != nullptr && knn_memory) {
       memory::KnnLayerMemory layer_memory = knn_memory(static_cast<int64_t>(i), batch);
       TORCH_CHECK(layer_memory.streams.size() == static_cast<size_t>(batch), "decoder.", i,
                   ": the knn layer memory has ", layer_memory.streams.size(), " streams for ",

@@ -174,9 +174,14 @@ class TransformerImpl : public torch::nn::Module {
   /// is reachable through the memories and caches only. Without `knn_memory` each
   /// knn layer gets its own ExactKnnMemory (rows = streams 0..batch-1, scope
   /// stream); with it, the layer memory it returns for the layer
-  /// (memory/knn_layer_memory.h).
+  /// (memory/knn_layer_memory.h). With `use_memory` false
+  /// (--use_memory=false) the memory layers carry nothing across segments:
+  /// a knn layer's state has no memory (it attends within its window, so an
+  /// XL cache still works) and an infinite layer gets no state; XL caches
+  /// are kept, so "memory off" compares the same model without its memory.
   TransformerDecodeStates NewSegmentStates(int64_t batch,
-                                           const memory::KnnLayerMemories& knn_memory = nullptr);
+                                           const memory::KnnLayerMemories& knn_memory = nullptr,
+                                           bool use_memory = true);
   /// Rows where `starts` ([B] bool) is true begin a new document: their
   /// memories are cleared.
   void StartDocuments(TransformerDecodeStates& states, const at::Tensor& starts);

@@ -27,7 +27,7 @@ def read_eval(directory, label):
     """ppl and long-range ppl (None where the corpus marks no long-range token) of a finished eval step."""
     if not results.step_done(directory, label):
         return None
-    record = results.last_eval(os.path.join(directory, f"{label}.jsonl"), memory=True)
+    record = results.last_eval(os.path.join(directory, f"{label}.jsonl"))  # one setting per step
     if record is None:
         sys.exit(f"{directory}/{label}.jsonl: no eval record")
     with open(os.path.join(directory, f"{label}.log"), encoding="utf-8", errors="replace") as f:
@@ -220,10 +220,10 @@ def base_line(corpus_dir):
     short, control = read_eval(base, "eval"), read_eval(base, "eval_control")
     if short is None or control is None:
         return None, []
-    command = results.step_command(base, "train").split()
-    shape = {k: v for k, _, v in (a[2:].partition("=") for a in command if a.startswith("--"))}
-    segment, streams, steps = shape.get("segment_length"), shape.get("streams"), shape.get("steps")
-    lines = [f"Stage 1, the base (no memory; {steps} steps of {streams} {segment}-token segment(s) a rank): "
+    command = results.step_command(base, "train")
+    segment, streams, steps = (results.command_flag(command, name)
+                               for name in ("segment_length", "streams", "steps"))
+    lines = [f"Stage 1, the base (memory off; {steps} steps of {streams} {segment}-token segment(s) a rank): "
              f"valid ppl **{fmt(control['ppl'])}** on {segment}-token segments (the control: the context in view) and "
              f"{fmt(short['ppl'])} on the rows' 128-token segments"]
     if control["long_range_ppl"] is not None:
@@ -274,11 +274,12 @@ def main():
         "reproduce/memory_results.py); do not edit by hand. The Memorizing Transformer's memory-size table "
         "(Wu et al. 2022, Table 4) at the scale of a 2-core machine: a 4-layer, D = 128 decoder with rotary "
         "positions (`configs/memory-lm.flags`), seed 1, 2 MPI ranks. **Two stages**, as scripts/quickstart "
-        "does: a base without memory trained on long segments (below, per corpus), then every row "
+        "does: a base trained on long segments with its memory off (below, per corpus), then every row "
         "fine-tuned from it for the same number of steps on 128-token segments (4 streams a rank) with the "
-        "row's flags: decoder layer 2 a kNN-memory layer (`--knn_layers=2 --knn_memory_size=N`, k = 32, a "
-        "memory per document stream, cleared at a document start) and/or `--xl_cache`; the *none* rows are "
-        "the same fine-tuning without memory. Each step's command line is in "
+        "row's flags. Decoder layer 2 is a kNN-memory layer in the base and in every row (`--knn_layers=2`, "
+        "k = 32): with `--knn_memory_size=N` a memory per document stream, cleared at a document start; the "
+        "*none* rows are the same model and fine-tuning with the memory off (`--use_memory=false`, which "
+        "keeps an XL cache); `--xl_cache` where the row says. Each step's command line is in "
         "`runs/reproduce/memory/<corpus>/<row>/train.cmd` (and `eval.cmd`).",
         "",
         f"This run: {results.machine_line(seconds, n_runs)} First row's command: `{first_command}`.",

@@ -36,20 +36,17 @@ class LmTask final : public Task {
   }
 
   TokenLoss Forward(model::TransformerImpl& model, const data::Batch& batch) override {
-    at::Tensor logits, auxiliary;
-    if (options_.use_memory) {
-      const int64_t rows = batch.inputs.size(0);
-      if (!states_ || states_->self.empty() || rows != rows_) {
-        states_ = std::make_unique<model::TransformerDecodeStates>(
-            model.NewSegmentStates(rows, options_.knn_memory));
-        rows_ = rows;
-      }
-      model.StartDocuments(*states_, batch.new_document);
-      logits = model.ForwardSegment(batch.inputs, *states_);
-      auxiliary = states_->AuxiliaryLoss();
-    } else {
-      logits = model.ForwardLm(batch.inputs);
+    // Segment states even without memories (use_memory false): an XL cache
+    // is kept then (TransformerImpl::NewSegmentStates).
+    const int64_t rows = batch.inputs.size(0);
+    if (!states_ || states_->self.empty() || rows != rows_) {
+      states_ = std::make_unique<model::TransformerDecodeStates>(
+          model.NewSegmentStates(rows, options_.knn_memory, options_.use_memory));
+      rows_ = rows;
     }
+    model.StartDocuments(*states_, batch.new_document);
+    const at::Tensor logits = model.ForwardSegment(batch.inputs, *states_);
+    const at::Tensor auxiliary = states_->AuxiliaryLoss();
     TokenLoss loss = LabelSmoothedLoss(logits, batch.targets, batch.loss_mask,
                                        options_.label_smoothing, batch.long_range);
     // The memory layers' regularisers are sums like the token loss; the
@@ -84,7 +81,7 @@ class LmTask final : public Task {
     if (rows == state.end()) return absl::InvalidArgumentError("lm task state without 'rows'");
     rows_ = rows->second.item<int64_t>();
     states_ = std::make_unique<model::TransformerDecodeStates>(
-        model.NewSegmentStates(rows_, options_.knn_memory));
+        model.NewSegmentStates(rows_, options_.knn_memory, options_.use_memory));
     const c10::Device device = model.parameters().front().device();
     for (size_t i = 0; i < states_->self.size(); ++i) {
       if (!states_->self[i]) continue;

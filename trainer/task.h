@@ -40,7 +40,8 @@ namespace memtrain::trainer {
 
 struct TaskOptions {
   double label_smoothing = 0.0;
-  /// lm only: keep the memory layers' states across segments.
+  /// lm only: the memory layers (knn, infinite) keep their memories across
+  /// segments; false: they keep none, an XL cache is kept either way.
   bool use_memory = true;
   /// lm with memory: the knn layers' memories (memory/knn_layer_memory.h,
   /// made by memory/knn_memory_setup.h). Null: an ExactKnnMemory per layer,

@@ -136,7 +136,8 @@ struct TrainerOptions {
   X(label_smoothing, label_smoothing, kMustMatch, "Label smoothing epsilon.")                   \
   X(clip_norm, clip_norm, kMayChange, "Gradient norm clip; 0: none.")                           \
   X(use_memory, use_memory, kMustMatch,                                                         \
-    "lm: memory layers (knn, infinite) keep each stream's memory across steps.")                \
+    "lm: memory layers (knn, infinite) keep each stream's memory across steps; false: no "      \
+    "memory (an --xl_cache is kept).")                                                           \
   X(bf16, bf16_autocast, kMayChange, "GPU only: bf16 autocast in the forward pass (CPU: fp32).") \
   X(bucket_mb, bucket_mb, kMustMatch, "Gradient bucket size, MiB.")                             \
   X(first_bucket_mb, first_bucket_mb, kMustMatch,                                               \

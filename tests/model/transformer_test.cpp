@@ -435,6 +435,51 @@ TEST(TransformerTest, XlCacheAttendsToThePreviousSegmentAndADocumentStartClearsI
   }
 }
 
+// --use_memory=false: the same model without its memories. A knn layer is
+// its local branch and an infinite layer keeps nothing, but an XL cache
+// still reaches the previous segment (two segments through it equal one
+// forward over both), and the state checkpoints without a memory.
+TEST(TransformerTest, WithoutMemoriesOnlyTheXlCacheCrossesASegment) {
+  const at::Tensor first = at::randint(1, 50, {2, 6}, at::kLong);
+  const at::Tensor second = at::randint(1, 50, {2, 6}, at::kLong);
+  for (const char* kind : {"knn", "infinite"}) {
+    TransformerOptions o = Small(0);
+    o.layer_attention = {{1, kind}};
+    o.attention_options.infinite.basis = 8;
+    o.attention_options.infinite.samples = 8;
+    Transformer model = Build(o);
+    TransformerDecodeStates states = model->NewSegmentStates(2, nullptr, /*use_memory=*/false);
+    model->ForwardSegment(first, states);
+    EXPECT_TRUE(
+        at::allclose(model->ForwardSegment(second, states), model->ForwardLm(second), 1e-9, 1e-10))
+        << kind << ": without memory the second segment sees only itself";
+  }
+  TransformerOptions o = Small(0);
+  o.layer_attention = {{1, "knn"}};
+  o.xl_cache = true;
+  Transformer model = Build(o);
+  const at::Tensor whole = model->ForwardLm(at::cat({first, second}, 1)).narrow(1, 6, 6);
+  TransformerDecodeStates states = model->NewSegmentStates(2, nullptr, /*use_memory=*/false);
+  model->ForwardSegment(first, states);
+  auto saved = static_cast<SegmentMemoryState&>(*states.self[1]).SaveState();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  for (const auto& [name, tensor] : *saved) EXPECT_NE(name.rfind("memory.", 0), 0u) << name;
+  const at::Tensor continued = model->ForwardSegment(second, states);
+  EXPECT_TRUE(at::allclose(continued, whole, 1e-9, 1e-10))
+      << "the XL cache is kept: " << (continued - whole).abs().max().item<double>();
+  // With its memory the same model reads the first segment twice (memory and
+  // cache): a different result, so the comparison above is not vacuous.
+  TransformerDecodeStates remembering = model->NewSegmentStates(2);
+  model->ForwardSegment(first, remembering);
+  EXPECT_FALSE(at::allclose(model->ForwardSegment(second, remembering), whole, 1e-6, 1e-6));
+  // A state saved with a memory does not load into one without.
+  auto with_memory = static_cast<SegmentMemoryState&>(*remembering.self[1]).SaveState();
+  ASSERT_TRUE(with_memory.ok());
+  TransformerDecodeStates restored = model->NewSegmentStates(2, nullptr, /*use_memory=*/false);
+  EXPECT_EQ(static_cast<SegmentMemoryState&>(*restored.self[1]).LoadState(*with_memory).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // Generation through memory: decoding token by token (or in chunks that
 // straddle a boundary) with the training segment length gives the logits
 // ForwardSegment gives, memory writes, XL cache and resets included.
