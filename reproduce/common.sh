@@ -10,6 +10,7 @@
 # Provides:
 #   parse_section_args "$@"   --fresh, -h/--help (the caller's header comment);
 #                             the other arguments are left in section_args
+#   no_section_args           a section that takes no other argument refuses one
 #   need_binaries B...        builds the named binaries when missing, checks the
 #                             Python (matplotlib), sources scripts/env.sh
 #   run_step DIR LABEL CMD... runs CMD in the foreground, its output in
@@ -78,6 +79,11 @@ parse_section_args() {
       *) section_args+=("${arg}") ;;
     esac
   done
+}
+
+no_section_args() {
+  (( ${#section_args[@]} == 0 )) ||
+    { echo "[reproduce ${section}] unknown argument '${section_args[0]}' (only --fresh, --help)" >&2; exit 2; }
 }
 
 need_binaries() {

@@ -54,7 +54,7 @@ section=linformer
 # shellcheck source=reproduce/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_section_args "$@"
-(( ${#section_args[@]} == 0 )) || { echo "usage: reproduce/linformer.sh [--fresh]" >&2; exit 2; }
+no_section_args
 need_binaries memtrain-prepare memtrain-train memtrain-eval
 
 readonly FLAGFILE="${root}/configs/reproduce-wmt16.flags"

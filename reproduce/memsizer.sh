@@ -60,7 +60,7 @@ section=memsizer
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/corpora.sh"
 parse_section_args "$@"
-(( ${#section_args[@]} == 0 )) || { echo "[reproduce memsizer] unknown argument '${section_args[0]}' (--fresh)" >&2; exit 2; }
+no_section_args
 need_binaries memtrain-prepare memtrain-train memtrain-eval memtrain-generate bench-attention
 
 readonly ROWS=(transformer memsizer)

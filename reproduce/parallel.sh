@@ -34,7 +34,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=reproduce/corpora.sh
 source "${root}/reproduce/corpora.sh"
 parse_section_args "$@"
-(( ${#section_args[@]} == 0 )) || { echo "[reproduce ${section}] unknown argument '${section_args[0]}'" >&2; exit 2; }
+no_section_args
 need_binaries memtrain-prepare memtrain-train
 
 readonly CORPUS=wikitext2

@@ -51,7 +51,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=reproduce/corpora.sh
 source "${root}/reproduce/corpora.sh"
 parse_section_args "$@"
-(( ${#section_args[@]} == 0 )) || { echo "[reproduce ${section}] unknown argument '${section_args[0]}'" >&2; exit 2; }
+no_section_args
 need_binaries bench-attention memtrain-prepare memtrain-train memtrain-eval
 
 readonly KINDS=softmax,linformer,performer,memsizer,infinite

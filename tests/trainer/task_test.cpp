@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "data/corpus_file.h"
 #include "model/transformer.h"
 #include "trainer/generation.h"
@@ -16,8 +18,10 @@
 namespace memtrain::trainer {
 namespace {
 
-// Two infinite layers; the same parameters whatever `kl_weight` is.
-model::Transformer InfiniteLm(double kl_weight) {
+// A small decoder-only model of two `attention` layers, in double, in eval
+// mode (no dropout: two such models compute the same logits).
+model::Transformer SmallLm(const std::string& attention = "softmax",
+                           const model::AttentionOptions& attention_options = {}) {
   model::TransformerOptions o;
   o.vocab_size = 50;
   o.model_dim = 16;
@@ -25,17 +29,24 @@ model::Transformer InfiniteLm(double kl_weight) {
   o.ffn_dim = 32;
   o.encoder_layers = 0;
   o.decoder_layers = 2;
-  o.attention = "infinite";
-  o.attention_options.infinite.basis = 8;
-  o.attention_options.infinite.samples = 8;
-  o.attention_options.infinite.widths = {0.1, 0.2};
-  o.attention_options.infinite.kl_weight = kl_weight;
+  o.attention = attention;
+  o.attention_options = attention_options;
   at::manual_seed(7);
   auto model = model::MakeTransformer(o);
   EXPECT_TRUE(model.ok()) << model.status();
   (*model)->to(at::kDouble);
-  (*model)->eval();  // no dropout: both models compute the same logits
+  (*model)->eval();
   return *model;
+}
+
+// Two infinite layers; the same parameters whatever `kl_weight` is.
+model::Transformer InfiniteLm(double kl_weight) {
+  model::AttentionOptions options;
+  options.infinite.basis = 8;
+  options.infinite.samples = 8;
+  options.infinite.widths = {0.1, 0.2};
+  options.infinite.kl_weight = kl_weight;
+  return SmallLm("infinite", options);
 }
 
 data::Batch Segment(int64_t step) {
@@ -90,19 +101,7 @@ data::Batch PrefixLmRow(int64_t first_source_token) {
 }
 
 TEST(Seq2SeqTaskTest, ADecoderOnlyModelScoresTheTargetWithTheSourceAsContext) {
-  model::TransformerOptions o;
-  o.vocab_size = 50;
-  o.model_dim = 16;
-  o.heads = 4;
-  o.ffn_dim = 32;
-  o.encoder_layers = 0;
-  o.decoder_layers = 2;
-  at::manual_seed(7);
-  auto made = model::MakeTransformer(o);
-  ASSERT_TRUE(made.ok()) << made.status();
-  model::Transformer model = *made;
-  model->to(at::kDouble);
-  model->eval();
+  model::Transformer model = SmallLm();
   auto task = MakeTask("qa", {});
   ASSERT_TRUE(task.ok());
   ASSERT_TRUE((*task)->CheckModel(model->options()).ok());
