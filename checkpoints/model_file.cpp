@@ -157,7 +157,13 @@ absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& 
   for (int64_t i = 0; i < std::min(expected.decoder_layers, from.decoder_layers); ++i) {
     const std::string& then = model::DecoderSelfAttentionKind(from, i);
     if (model::DecoderSelfAttentionKind(expected, i) == "knn" && then != "knn") {
-      changes.push_back(absl::StrCat("decoder.", i, ".self: ", then, " -> knn (memory added)"));
+      // Not meliad's case, where every layer normalises its keys: here only
+      // knn layers do, so the layer's trained scores are not kept.
+      changes.push_back(absl::StrCat(
+          "decoder.", i, ".self: ", then,
+          " -> knn (memory added; its queries and keys are unit-normalised from now on, so the "
+          "layer relearns its attention: to keep it, train the saved model with --knn_layers and "
+          "--use_memory=false)"));
       expected.layer_attention[i] = then;
     }
   }

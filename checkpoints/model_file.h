@@ -73,11 +73,12 @@ struct LoadedModel {
 /// fine-tunes: the two configurations must agree except that `target` may
 /// have another knn memory size (Table 5: pre-train with 8K, fine-tune with
 /// 65K), more knn layers (Figure 6: a softmax layer of `saved` becomes
-/// knn; when `saved` has no knn layer, the knn options are the new
-/// layers') and the XL cache on or off (it has no weights). Copies every parameter and buffer whose
-/// name and shape agree and returns one line per change for the log: the memory resized, a layer
-/// turned knn, tensors initialised fresh, saved tensors not used.
-/// kFailedPrecondition listing the fields for any other difference.
+/// knn, though unlike meliad's its scores change: a knn layer unit-normalises
+/// queries and keys; when `saved` has no knn layer, the knn options are the
+/// new layers') and the XL cache on or off (it has no weights). Copies every parameter and buffer
+/// whose name and shape agree and returns one line per change for the log: the memory resized, a
+/// layer turned knn, tensors initialised fresh, saved tensors not used. kFailedPrecondition listing
+/// the fields for any other difference.
 absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& target,
                                                         const LoadedModel& saved);
 

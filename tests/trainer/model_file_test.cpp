@@ -184,7 +184,8 @@ TEST(ModelFileTest, InitializeFromAddsMemoryOrResizesItAndRefusesOtherChanges) {
   auto changes = InitializeFrom(**target, saved);
   ASSERT_TRUE(changes.ok()) << changes.status();
   const std::string log = absl::StrJoin(*changes, "\n");
-  EXPECT_THAT(log, HasSubstr("decoder.1.self: softmax -> knn (memory added)"));
+  EXPECT_THAT(log, HasSubstr("decoder.1.self: softmax -> knn (memory added; "));
+  EXPECT_THAT(log, HasSubstr("--use_memory=false"));  // how to keep the layer's attention
   EXPECT_THAT(log, HasSubstr("XL cache: off -> on"));
   EXPECT_THAT(log, HasSubstr("initialised fresh: decoder.1.self_attention.head.gate_bias, "
                              "decoder.1.self_attention.head.logit_scale"));
