@@ -43,11 +43,10 @@
 #                qa needs an encoder-decoder model") is logged and the row is
 #                written "not run: <reason>".
 #   decode/ROW   memtrain-generate with the LM, greedy, 4 prompts, output lengths
-#                1, 128, 256, 512: the whole model's decode time per token (not
-#                beyond 512: there memtrain-generate slowed down super-linearly
-#                for both kinds, with smoke-run models: Transformer 2.8 s at 512
-#                tokens, 54 s at 768, 280 s at 1024; MemSizer 1 s at 512, 43 s
-#                at 1024; not investigated)
+#                1, 128, 256, 512, 1024, 2048: the whole model's decode time per
+#                token (a first version stopped at 512 after a super-linear
+#                slowdown seen at load 9, 280 s for 1024 tokens; on the quiet
+#                machine the same generation takes 2.0 s, 2026-12-06)
 #   bench/       bench-attention --kinds=softmax,memsizer --train=false: one
 #                layer's decode time per token (and, where the build reports
 #                decode_state_bytes, its state's bytes) against the position
@@ -211,7 +210,7 @@ done
 # is the start-up and prompt, taken off the others (memsizer_results.py).
 for row in "${ROWS[@]}"; do
   depends_on "${run}/decode/${row}" "${run}/lm/${row}"  # decodes this LM
-  for length in 1 $(scaled "128 256 512" "8 16"); do
+  for length in 1 $(scaled "128 256 512 1024 2048" "8 16"); do
     run_step "${run}/decode/${row}" "length-${length}" "${bin}/memtrain-generate" --model="${run}/lm/${row}/model" \
       --data="${lm_data}/valid.h5" --count=4 --first=0 --prompt_tokens=16 --beam=1 --max_length="${length}" \
       --segment_length=4096
