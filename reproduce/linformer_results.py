@@ -283,7 +283,7 @@ def main():
     total = sum(results.step_seconds(os.path.join(run, m), lab) or 0 for m in models
                 for lab in ["train", "eval-dev", "eval-test"] + [f"infer-{b}" for b in buckets]
                 + [f"train-{b}" for b in buckets])
-    out.append(results.machine_line(total, len(models)) + "\n")
+    out.append(results.machine_line(total, len(models), args.run_dir) + "\n")
 
     # The plot: inference and training cost per bucket, and dev quality.
     plt = results.plt

@@ -282,7 +282,7 @@ def main():
         "keeps an XL cache); `--xl_cache` where the row says. Each step's command line is in "
         "`runs/reproduce/memory/<corpus>/<row>/train.cmd` (and `eval.cmd`).",
         "",
-        f"This run: {results.machine_line(seconds, n_runs)} First row's command: `{first_command}`.",
+        f"This run: {results.machine_line(seconds, n_runs, args.run_dir)} First row's command: `{first_command}`.",
     ]
     if args.smoke:
         header += ["", results.smoke_banner("scripts/reproduce memory")]

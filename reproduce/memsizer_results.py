@@ -338,7 +338,7 @@ def main():
         with open(done, encoding="utf-8") as f:
             seconds += json.load(f)["seconds"]
         runs += 1
-    lines.append(results.machine_line(seconds, runs).replace(" runs took", " steps took"))
+    lines.append(results.machine_line(seconds, runs, args.run_dir).replace(" runs took", " steps took"))
     results.update_section(args.results, "memsizer", "MemSizer vs Transformer", "\n".join(lines))
 
 

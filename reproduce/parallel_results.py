@@ -153,7 +153,7 @@ def main():
           "hand. Command lines, logs, seconds and the recorded batches are under `runs/reproduce/parallel/`."]
     if args.smoke:
         md += ["", results.smoke_banner("reproduce/parallel.sh")]
-    md += ["", results.machine_line(seconds, len(RUNS)), "",
+    md += ["", results.machine_line(seconds, len(RUNS), args.run_dir), "",
            f"One LM training run twice: `{flagfile}` (4 layers, D = 128, segments of 128 tokens) on "
            f"{args.corpus} with seed 1, {results.command_flag(commands['np1'], 'steps')} steps, `--dropout=0`, on 1 MPI rank with "
            "`--streams=8` and on 2 ranks with `--streams=4`. The lm BatchSource plans ranks × streams streams "

@@ -118,9 +118,16 @@ def table(headers, rows, align=None):
     return "\n".join(lines)
 
 
-def machine_line(seconds, runs):
-    """How long the section's runs took and on what machine state."""
-    return (f"{runs} runs took {seconds / 60:.1f} minutes on {os.cpu_count()} cores, load average "
+def machine_line(seconds, runs, run_dir):
+    """How long the section's runs took, when they finished (RUN_DIR's step
+    records: a reused step keeps its time) and the load when this is written."""
+    finished = [os.path.getmtime(os.path.join(d, f)) for d, _, files in os.walk(run_dir)
+                for f in files if f.endswith(".done")]
+    when = ""
+    if finished:
+        first, last = (time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) for t in (min(finished), max(finished)))
+        when = f", finishing between {first} and {last[-5:] if last[:10] == first[:10] else last} {time.strftime('%Z')}"
+    return (f"{runs} runs took {seconds / 60:.1f} minutes on {os.cpu_count()} cores{when}; load average "
             f"{os.getloadavg()[0]:.1f} when this was written ({time.strftime('%Y-%m-%d %H:%M %Z')}).")
 
 

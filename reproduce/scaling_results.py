@@ -354,7 +354,7 @@ def main():
           "edit by hand. Every step's command line, log and seconds are under `runs/reproduce/scaling/`."]
     if args.smoke:
         md += ["", results.smoke_banner("reproduce/scaling.sh")]
-    md += ["", results.machine_line(seconds, runs), "",
+    md += ["", results.machine_line(seconds, runs, args.run_dir), "",
            "**What the papers report.** *Performer* (Choromanski et al. 2020, arXiv 2009.14794; transcribed "
            "in the project's attention spec, §4): FAVOR+ attention is linear in time and space in the "
            "sequence length; at their default size the backward pass is nearly linear in time and "
