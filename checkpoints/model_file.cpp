@@ -84,6 +84,9 @@ absl::StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
     // Version 4 added --positions (default auto, often rotary); older
     // models were all trained with sinusoidal positions.
     if (version < 4) config.at("model")["positions"] = "sinusoidal";
+    // Version 5 added --dropout_sampler (default philox); older models
+    // trained with at::dropout's masks.
+    if (version < 5) config.at("model")["dropout_sampler"] = "aten";
     absl::StatusOr<model::TransformerOptions> options =
         model::TransformerOptionsFromJson(config.at("model").dump());
     if (!options.ok())
@@ -148,6 +151,11 @@ absl::StatusOr<std::vector<std::string>> InitializeFrom(model::TransformerImpl& 
                                    expected.attention_options.knn.memory_size,
                                    " entries per stream"));
     expected.attention_options.knn.memory_size = from.attention_options.knn.memory_size;
+  }
+  if (expected.dropout_sampler != from.dropout_sampler) {
+    changes.push_back(absl::StrCat("dropout masks: ", model::AbslUnparseFlag(from.dropout_sampler),
+                                   " -> ", model::AbslUnparseFlag(expected.dropout_sampler)));
+    expected.dropout_sampler = from.dropout_sampler;  // no weights: other masks, same model
   }
   if (expected.xl_cache != from.xl_cache) {
     changes.push_back(absl::StrCat("XL cache: ", from.xl_cache ? "on" : "off", " -> ",

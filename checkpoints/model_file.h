@@ -20,7 +20,9 @@
 // version 3 made the knn projections bias-free, so a knn config of version
 // 1 or 2 without "projection_bias" reads as true; version 4 added
 // "positions" (default auto), so a model of version 1 to 3 reads as
-// sinusoidal, the only encoding then. A newer file is refused,
+// sinusoidal, the only encoding then; version 5 added "dropout_sampler"
+// (default philox), so older models read as aten, the masks they trained
+// with (model/dropout.h). A newer file is refused,
 // naming both versions. Reading never throws: every problem is a Status naming the file.
 // tests/checkpoints/fixtures/format1 holds files written by version 1.
 //
@@ -44,7 +46,7 @@ namespace memtrain::checkpoints {
 inline constexpr char kSavedTokenizerFile[] = "tokenizer.h5";
 
 /// The model.json format this build writes; it reads 1..kModelFormatVersion.
-inline constexpr int kModelFormatVersion = 4;
+inline constexpr int kModelFormatVersion = 5;
 
 struct ModelInfo {
   model::TransformerOptions options;

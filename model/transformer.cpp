@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/functional/activation.h>
-#include <torch/nn/functional/dropout.h>
 #include <torch/nn/init.h>
 
 #include <cmath>
@@ -101,6 +100,8 @@ inline void to_json(nlohmann::json& j, const PerformerKernel& e) { EnumToJson(j,
 inline void from_json(const nlohmann::json& j, PerformerKernel& e) { EnumFromJson(j, e); }
 inline void to_json(nlohmann::json& j, const Positions& e) { EnumToJson(j, e); }
 inline void from_json(const nlohmann::json& j, Positions& e) { EnumFromJson(j, e); }
+inline void to_json(nlohmann::json& j, const DropoutSampler& e) { EnumToJson(j, e); }
+inline void from_json(const nlohmann::json& j, DropoutSampler& e) { EnumFromJson(j, e); }
 // Each variant's options from its table (model/attention.h): every field
 // under its member name; a field missing from the file keeps its default.
 #define MEMTRAIN_FIELD_TO_JSON(variant, flag, member, help) j[#member] = o.member;
@@ -187,7 +188,7 @@ absl::StatusOr<TransformerOptions> TransformerOptionsFromJson(const std::string&
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options,
                                            std::shared_ptr<AttentionImpl> self_attention,
                                            std::shared_ptr<AttentionImpl> cross_attention)
-    : dropout_(options.dropout) {
+    : dropout_(options.dropout), dropout_sampler_(options.dropout_sampler) {
   const std::vector<int64_t> width{options.model_dim};
   self_attention_ = register_module("self_attention", std::move(self_attention));
   self_norm_ =
@@ -207,7 +208,7 @@ at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& 
                                          const at::Tensor& memory_padding, DecodeState* self_state,
                                          DecodeState* cross_state) {
   const auto dropout = [&](const at::Tensor& t) {
-    return F::dropout(t, F::DropoutFuncOptions().p(dropout_).training(is_training()));
+    return Dropout(t, dropout_, is_training(), dropout_sampler_);
   };
   AttentionCall self;
   self.query = self_norm_(x);
@@ -307,7 +308,7 @@ at::Tensor TransformerImpl::Embed(const at::Tensor& tokens, int64_t position_off
     x = x + SinusoidalPositions(position_offset, tokens.size(1), options_.model_dim, x.options())
                 .unsqueeze(0);
   }
-  return F::dropout(x, F::DropoutFuncOptions().p(options_.dropout).training(is_training()));
+  return Dropout(x, options_.dropout, is_training(), options_.dropout_sampler);
 }
 
 at::Tensor TransformerImpl::Logits(const at::Tensor& hidden) {

@@ -38,6 +38,7 @@
 #include "absl/strings/str_join.h"
 #include "memory/knn_layer_memory.h"
 #include "model/attention.h"
+#include "model/dropout.h"
 #include "model/knn_attention.h"
 #include "model/positions.h"
 
@@ -56,6 +57,10 @@ namespace memtrain::model {
   X(encoder_layers, "Encoder layers (0: decoder-only LM).")                                      \
   X(decoder_layers, "Decoder layers.")                                                           \
   X(dropout, "Residual and feed-forward dropout.")                                               \
+  X(dropout_sampler, absl::StrCat("How --dropout's masks are drawn on the CPU: ",                 \
+                                  absl::StrJoin(::memtrain::model::DropoutSamplerNames(), ", "), \
+                                  " (model/dropout.h: philox is parallel; aten is at::dropout, "  \
+                                  "what models before model.json format 5 trained with)."))      \
   X(attention_dropout, "Dropout on attention probabilities.")                                    \
   X(tie_embeddings, "Output projection = input embedding.")                                      \
   X(pad_id, "Padding token id (memtrain-train takes the corpus tokenizer's).")                   \
@@ -79,6 +84,7 @@ struct TransformerOptions {
   int64_t encoder_layers = 6;  ///< 0: decoder-only
   int64_t decoder_layers = 6;
   double dropout = 0.1;  ///< residual and feed-forward dropout
+  DropoutSampler dropout_sampler = DropoutSampler::kPhilox;
   double attention_dropout = 0.0;
   bool tie_embeddings = true;  ///< output projection = input embedding (and encoder's)
   int32_t pad_id = 0;
@@ -121,6 +127,7 @@ class TransformerBlockImpl : public torch::nn::Module {
 
  private:
   double dropout_;
+  DropoutSampler dropout_sampler_;
   std::shared_ptr<AttentionImpl> self_attention_, cross_attention_;
   torch::nn::LayerNorm self_norm_{nullptr}, cross_norm_{nullptr}, ffn_norm_{nullptr};
   torch::nn::Linear ffn_in_{nullptr}, ffn_out_{nullptr};

@@ -27,7 +27,7 @@ from .transformer import Transformer
 __all__ = ["load", "save", "Transformer", "UnsupportedAttention", "SUPPORTED_KINDS", "UNSUPPORTED_KINDS"]
 
 # The model.json format this package reads (checkpoints/model_file.h).
-MODEL_FORMAT_VERSION = 4
+MODEL_FORMAT_VERSION = 5  # 5 added dropout_sampler: how training draws dropout masks, unused here
 _MODEL_KEY = "memtrain.model"
 
 

@@ -71,10 +71,11 @@ case "${scenario}" in
     # path is relative, as it was then. --knn_projection_bias=true: the knn
     # layers had biases then (the default since model.json format 3 has none);
     # --positions=sinusoidal: the only encoding then (format 4's default for
-    # a decoder-only model is rotary).
+    # a decoder-only model is rotary); --dropout_sampler=aten: at::dropout's
+    # masks, the only ones then (format 5's default is philox).
     (cd "${work}" && ${mpiexec} ${mpi_flags} -n 2 "${bin}/memtrain-train" --train_data=demo.h5 --steps=12 \
       --encoder_layers=0 --decoder_layers=2 --model_dim=16 --heads=2 --ffn_dim=32 --knn_layers=1 \
-      --knn_projection_bias=true --positions=sinusoidal \
+      --knn_projection_bias=true --positions=sinusoidal --dropout_sampler=aten \
       --knn_memory_size=64 --knn_top_k=4 --dropout=0.1 --streams=2 --segment_length=16 --lr_schedule=constant \
       --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics=format1.jsonl \
       --checkpoint_dir=ckpt1 --save_every_steps=6 --save_knn_memory=true --resume=step-00000006 \
@@ -94,7 +95,7 @@ case "${scenario}" in
   format3)
     fixture="$(cd "$(dirname "$0")" && pwd)/fixtures/format3"
     mkdir "${work}/ckpt3" && cp -r "${fixture}/checkpoint" "${work}/ckpt3/step-00000006"
-    format3_run=("${bin}/memtrain-train" --train_data=demo.h5 --steps=12 \
+    format3_run=("${bin}/memtrain-train" --train_data=demo.h5 --steps=12 --dropout_sampler=aten \
       --encoder_layers=0 --decoder_layers=2 --model_dim=16 --heads=2 --ffn_dim=32 --knn_layers=1 \
       --knn_memory_size=64 --knn_top_k=4 --dropout=0.1 --streams=2 --segment_length=16 --lr_schedule=constant \
       --warmup_steps=0 --lr=3e-3 --unused_parameters=zero --log_every=1 --metrics=format3.jsonl \

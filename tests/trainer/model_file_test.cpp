@@ -106,6 +106,9 @@ TEST(ModelFileTest, OlderFormatsLoadAndNewerOnesAreRefused) {
   // format 1 was trained with biases and keeps them.
   EXPECT_TRUE(old->info.options.attention_options.knn.projection_bias);
   EXPECT_NE(old->model->named_parameters().find("decoder.1.self_attention.query.bias"), nullptr);
+  // Format 5 added the dropout sampler (default philox); it trained with at::dropout's masks.
+  EXPECT_EQ(old->info.options.dropout_sampler, model::DropoutSampler::kAten);
+  EXPECT_EQ(model::TransformerOptions{}.dropout_sampler, model::DropoutSampler::kPhilox);
   model::TransformerOptions fresh = old->info.options;
   fresh.attention_options.knn = model::KnnOptions{};
   auto made = model::MakeTransformer(fresh);
