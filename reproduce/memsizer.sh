@@ -14,10 +14,9 @@
 # 300, LM 400): the whole section took 6 min 36 s (translation 85-92 s a
 # model, summarization 39-41 s, LM 30-33 s, qa 8-10 s); the estimate made
 # beforehand on the loaded machine (40 min) was 6x too high. At these steps
-# (2000, 1200, 1600, 60): ~13 + 5.4 + 4 + 0.3 min of training, ~30 min in
-# all with the evaluations; the run's own minutes are in docs/RESULTS.md.
-# The uncertainty is the quiet step time; should the run take longer, cut
-# mt_steps/lm_steps below. The smoke run (4 steps a run of 256-token batches,
+# (2000, 1200, 1600, 60) the section took 23.8 min with its evaluations
+# (2026-12-06, quiet; estimated beforehand at ~30); docs/RESULTS.md has each
+# run's own minutes. The smoke run (4 steps a run of 256-token batches,
 # 2 eval batches, a few generated records) took 110-118 s wall niced at load
 # average 4.4 (~100 s of CPU, inflated by the contention); a quiet machine
 # runs it in well under 90 s (its steps are 0.1-0.3 s, start-up ~1 s a binary).
