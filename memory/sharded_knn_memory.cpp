@@ -1,6 +1,7 @@
 #include "memory/sharded_knn_memory.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
@@ -23,8 +24,9 @@ struct Merged {
   at::Tensor position;  // [G, q, k'] int64: its index among that shard's candidates
 };
 
-// `candidates[x]`: shard x's [G, q, k'_x, 2] (score, id), each its own top-k'_x.
-Merged Merge(const std::vector<at::Tensor>& candidates, int64_t k) {
+// Merge on a GPU: every shard's candidates concatenated, stably sorted by id
+// and then by score.
+Merged MergeBySorting(const std::vector<at::Tensor>& candidates, int64_t k) {
   std::vector<at::Tensor> shard, position;
   for (size_t x = 0; x < candidates.size(); ++x) {
     const int64_t count = candidates[x].size(2);
@@ -42,6 +44,63 @@ Merged Merge(const std::vector<at::Tensor>& candidates, int64_t k) {
     return at::cat(parts).expand_as(ids).gather(-1, order);
   };
   return Merged{scores.gather(-1, order), ids.gather(-1, order), expand(shard), expand(position)};
+}
+
+// `candidates[x]`: shard x's [G, q, k'_x, 2] (score, id), each its own top-k'_x
+// in the KnnMemory order (best first, equal scores oldest first; a shard's
+// global ids grow with its own). On the CPU the lists are merged row by row,
+// taking the best head each time: the same order as MergeBySorting's two
+// stable sorts, at a fraction of their cost (they were half the sharded
+// search's overhead at 8K entries a shard, docs/BENCHMARKS.md).
+Merged Merge(const std::vector<at::Tensor>& candidates, int64_t k) {
+  if (!candidates.front().is_cpu()) return MergeBySorting(candidates, k);
+  const int64_t shards = static_cast<int64_t>(candidates.size());
+  const int64_t groups = candidates.front().size(0), queries = candidates.front().size(1);
+  const int64_t rows = groups * queries;
+  std::vector<at::Tensor> lists;
+  std::vector<const double*> data;
+  std::vector<int64_t> counts;
+  int64_t total = 0;
+  for (const at::Tensor& list : candidates) {
+    lists.push_back(list.to(at::kDouble).contiguous());
+    data.push_back(lists.back().data_ptr<double>());
+    counts.push_back(list.size(2));
+    total += list.size(2);
+  }
+  const int64_t kept = std::min(k, total);
+  const auto options = at::TensorOptions().dtype(at::kLong);
+  Merged merged{
+      at::empty({groups, queries, kept}, at::kDouble), at::empty({groups, queries, kept}, options),
+      at::empty({groups, queries, kept}, options), at::empty({groups, queries, kept}, options)};
+  double* scores = merged.scores.data_ptr<double>();
+  int64_t* ids = merged.ids.data_ptr<int64_t>();
+  int64_t* shard = merged.shard.data_ptr<int64_t>();
+  int64_t* position = merged.position.data_ptr<int64_t>();
+  at::parallel_for(0, rows, /*grain_size=*/64, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> head(static_cast<size_t>(shards));
+    for (int64_t row = begin; row < end; ++row) {
+      std::fill(head.begin(), head.end(), 0);
+      for (int64_t out = row * kept; out < (row + 1) * kept; ++out) {
+        int64_t best = -1;
+        double best_score = 0, best_id = 0;
+        for (int64_t x = 0; x < shards; ++x) {
+          const int64_t h = head[static_cast<size_t>(x)];
+          if (h == counts[static_cast<size_t>(x)]) continue;
+          const double* entry = data[static_cast<size_t>(x)] + (row * counts[x] + h) * 2;
+          if (best < 0 || entry[0] > best_score || (entry[0] == best_score && entry[1] < best_id)) {
+            best = x;
+            best_score = entry[0];
+            best_id = entry[1];
+          }
+        }
+        scores[out] = best_score;
+        ids[out] = static_cast<int64_t>(best_id);
+        shard[out] = best;
+        position[out] = head[static_cast<size_t>(best)]++;
+      }
+    }
+  });
+  return merged;
 }
 
 }  // namespace
