@@ -130,7 +130,9 @@ class LmStreamSource final : public BatchSource {
         inputs[row][i] = tokens[static_cast<size_t>(i)];
         targets[row][i] = tokens[static_cast<size_t>(i + 1)];
         loss_mask[row][i] = true;
-        long_range[row][i] = !flags.empty() && flags[static_cast<size_t>(i + 1)] != 0;
+        long_range[row][i] =
+            (!flags.empty() && flags[static_cast<size_t>(i + 1)] != 0) ||
+            (options_.long_range_from > 0 && segment.position + i + 1 >= options_.long_range_from);
       }
       batch.loss_tokens += segment.count;
     }

@@ -61,7 +61,8 @@ struct Batch {
   at::Tensor inputs, targets;
   /// Positions whose target counts in the loss (prefix_lm: the target's).
   at::Tensor loss_mask;
-  /// lm only: [streams, L] target is a long-range token (demo corpus).
+  /// lm only: [streams, L] target is a long-range token (demo corpus, or
+  /// far into its document: BatchSourceOptions::long_range_from).
   at::Tensor long_range;
   /// lm only: [streams] this row's document starts at this step.
   at::Tensor new_document;
@@ -101,6 +102,12 @@ struct BatchSourceOptions {
   // lm
   int streams = 8;           ///< rows per rank
   int segment_length = 512;  ///< tokens per row and step
+  /// lm: also mark as long-range every target at least this many tokens into
+  /// its document (0: only the corpus's own marks, the demo corpus's). Not a
+  /// batch-shape flag: memtrain-eval --long_range_from sets it, so that on
+  /// corpora without marks the long-range ppl measures how a model uses the
+  /// far context of long documents.
+  int64_t long_range_from = 0;
   // seq2seq
   int64_t max_tokens = 4096;  ///< padded tokens per batch, the larger side
   int64_t max_source_length = 1024;

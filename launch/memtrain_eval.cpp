@@ -29,6 +29,10 @@ ABSL_FLAG(std::string, knn_memory_dir, "",
           "lm: the knn layers search this prebuilt memory (memtrain-build-memory --out) read-only "
           "instead of "
           "memories that start empty. Run with as many ranks as built it.");
+ABSL_FLAG(int64_t, long_range_from, 0,
+          "lm: report the long-range ppl of the targets at least this many tokens into their "
+          "document as well (0: only the corpus's marked tokens, the demo corpus's): how a model "
+          "uses far context on corpora without marks.");
 ABSL_FLAG(int64_t, steps, 0, "Batches per rank to evaluate; 0: the whole corpus.");
 ABSL_FLAG(int64_t, generate, 0,
           "seq2seq: beam-search the first N records (rank 0) and score them.");
@@ -40,6 +44,8 @@ namespace {
 absl::Status Run(int argc, char** argv) {
   MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("steps", absl::GetFlag(FLAGS_steps), 0));
   MEMTRAIN_RETURN_IF_ERROR(RequireFlagAtLeast("generate", absl::GetFlag(FLAGS_generate), 0));
+  MEMTRAIN_RETURN_IF_ERROR(
+      RequireFlagAtLeast("long_range_from", absl::GetFlag(FLAGS_long_range_from), 0));
   MEMTRAIN_ASSIGN_OR_RETURN(launch::RankContext rank, launch::StartRank(&argc, &argv, "[eval]"));
   const bool lead = rank.world->rank() == 0;
   MEMTRAIN_ASSIGN_OR_RETURN(launch::ModelAndData opened,
@@ -54,6 +60,7 @@ absl::Status Run(int argc, char** argv) {
   source_options.rank = rank.world->rank();
   source_options.world_size = rank.world->size();
   source_options.prefix_lm = loaded.info.options.encoder_layers == 0;
+  source_options.long_range_from = absl::GetFlag(FLAGS_long_range_from);
   MEMTRAIN_RETURN_IF_ERROR(launch::ApplyBatchShapeFlags(&source_options));
   MEMTRAIN_ASSIGN_OR_RETURN(auto source, data::OpenBatchSource(data_path, source_options));
 

@@ -79,6 +79,43 @@ class LmBatchSourceTest : public ::testing::Test {
 };
 std::string* LmBatchSourceTest::path_ = nullptr;
 
+// memtrain-eval --long_range_from: the corpus's marks, and every target at
+// least that many tokens into its document.
+TEST_F(LmBatchSourceTest, LongRangeFromMarksTheTargetsFarIntoTheirDocument) {
+  std::map<int64_t, int64_t> in_document;  // global position -> position in its document
+  int64_t start = 0;
+  for (int64_t length : LmLengths()) {
+    for (int64_t i = 0; i < length; ++i) in_document[start + i] = i;
+    start += length;
+  }
+  BatchSourceOptions options;
+  options.streams = 3;
+  options.segment_length = 16;
+  options.long_range_from = 40;
+  auto source = OpenBatchSource(*path_, options);
+  ASSERT_TRUE(source.ok()) << source.status();
+  int64_t far = 0, near = 0;
+  while (true) {
+    auto batch = (*source)->Next();
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    if (!batch->has_value()) break;
+    auto targets = (*batch)->targets.accessor<int64_t, 2>();
+    auto mask = (*batch)->loss_mask.accessor<bool, 2>();
+    auto long_range = (*batch)->long_range.accessor<bool, 2>();
+    for (int64_t row = 0; row < 3; ++row) {
+      for (int64_t i = 0; i < 16; ++i) {
+        if (!mask[row][i]) continue;
+        const int64_t position = PositionOf(targets[row][i]);
+        const bool is_far = in_document.at(position) >= 40;
+        ASSERT_EQ(long_range[row][i], position % 7 == 0 || is_far) << "position " << position;
+        (is_far ? far : near) += 1;
+      }
+    }
+  }
+  EXPECT_GT(far, 1000);
+  EXPECT_GT(near, 1000);
+}
+
 TEST_F(LmBatchSourceTest, RanksCoverEveryTokenExactlyOnceAndAgreeOnSteps) {
   std::map<int64_t, int> seen;
   const int world = 2;
