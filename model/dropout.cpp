@@ -38,7 +38,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void FillGroup(
     word3[l] = 0;
   }
   // Philox4x32's round constants and Weyl key increments (ATen's names:
-  // kPhiloxSA, kPhiloxSB, kPhilox10A, kPhilox10B); ten rounds.
+  // kPhiloxSA, kPhiloxSB, kPhilox10A, kPhilox10B); ten rounds. Neither loop
+  // is unrolled: fully unrolled, GCC vectorized none of the rounds (measured:
+  // 3.4 instead of 1.3 ns per element).
   uint32_t key0 = static_cast<uint32_t>(key), key1 = static_cast<uint32_t>(key >> 32);
 #pragma GCC unroll 1
   for (int round = 0; round < 10; ++round) {
