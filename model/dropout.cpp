@@ -40,7 +40,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void FillGroup(
   // Philox4x32's round constants and Weyl key increments (ATen's names:
   // kPhiloxSA, kPhiloxSB, kPhilox10A, kPhilox10B); ten rounds. Neither loop
   // is unrolled: fully unrolled, GCC vectorized none of the rounds (measured:
-  // 3.4 instead of 1.3 ns per element).
+  // 3.4 against 2.3 ns per element, the mask written, in a stand-alone test).
   uint32_t key0 = static_cast<uint32_t>(key), key1 = static_cast<uint32_t>(key >> 32);
 #pragma GCC unroll 1
   for (int round = 0; round < 10; ++round) {
