@@ -117,7 +117,7 @@ bool SelectRow(const Score* scores, int64_t columns, const Score* block_max, int
   scan(whole, columns);
   if (found < hits) return false;
   std::partial_sort(out, out + hits, out + found, [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
+    return ComesFirst(a.first, a.second, b.first, b.second);
   });
   for (int64_t h = 0; h < hits; ++h) {
     best_out[h] = out[h].first;

@@ -52,6 +52,15 @@
 
 namespace memtrain::memory {
 
+/// The order of a search's results (the contract above): whether the entry
+/// (score, id) comes before (other_score, other_id), i.e. scores more or,
+/// scoring the same, is older. For the implementations' own selection and
+/// merge loops; `Id` may be a float type holding an integer id.
+template <typename Score, typename Id>
+bool ComesFirst(Score score, Id id, Score other_score, Id other_id) {
+  return score > other_score || (score == other_score && id < other_id);
+}
+
 /// The neighbours of a batch of queries (shapes in the contract above).
 struct KnnResult {
   at::Tensor keys;    ///< [G, q, k', dk]

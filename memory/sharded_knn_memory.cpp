@@ -87,7 +87,7 @@ Merged Merge(const std::vector<at::Tensor>& candidates, int64_t k) {
           const int64_t h = head[static_cast<size_t>(x)];
           if (h == counts[static_cast<size_t>(x)]) continue;
           const double* entry = data[static_cast<size_t>(x)] + (row * counts[x] + h) * 2;
-          if (best < 0 || entry[0] > best_score || (entry[0] == best_score && entry[1] < best_id)) {
+          if (best < 0 || ComesFirst(entry[0], entry[1], best_score, best_id)) {
             best = x;
             best_score = entry[0];
             best_id = entry[1];
