@@ -290,7 +290,7 @@ absl::Status MeasureSingle(int argc, char** argv) {
   };
 
   std::vector<double> trainer_seconds, plain_seconds, trainer_losses;
-  double tokens = 0;
+  double tokens = 0, unpadded = 0;
   for (int step = 0; step < TotalSteps(); ++step) {
     absl::Time start = absl::Now();
     MEMTRAIN_ASSIGN_OR_RETURN(trainer::StepMetrics metrics, trainer_loop->StepOn({batches[step]}));
@@ -303,6 +303,8 @@ absl::Status MeasureSingle(int argc, char** argv) {
     trainer_seconds.push_back(trainer_step);
     plain_seconds.push_back(plain_step_seconds);
     tokens += metrics.tokens;
+    unpadded +=
+        static_cast<double>(batches[step].inputs.ne(ModelOptions().pad_id).sum().item<int64_t>());
   }
   int64_t parameters = 0;
   for (const at::Tensor& p : trainer_loop->model().parameters()) parameters += p.numel();
@@ -310,6 +312,7 @@ absl::Status MeasureSingle(int argc, char** argv) {
       {"parameters", parameters},
       {"threads", at::get_num_threads()},
       {"tokens_per_step", tokens / static_cast<double>(trainer_seconds.size())},
+      {"unpadded_positions_per_step", unpadded / static_cast<double>(trainer_seconds.size())},
       {"trainer_step_seconds", trainer_seconds},
       {"plain_step_seconds", plain_seconds},
       {"trainer_loss", trainer_losses}};
@@ -389,7 +392,7 @@ absl::Status Parent() {
       pytorch_rank_threads, per_rank;
   std::vector<double> ratios, rank_thread_ratios, overheads, rank_thread_overheads, overlap;
   int64_t memtrain_parameters = 0, pytorch_parameters = 0;
-  double target_tokens_per_step = 0;
+  double target_tokens_per_step = 0, unpadded_positions_per_step = 0;
   double memtrain_loss = 0, pytorch_loss = 0;
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
     MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json single,
@@ -397,6 +400,7 @@ absl::Status Parent() {
     MEMTRAIN_ASSIGN_OR_RETURN(nlohmann::json python, RunJsonChild(PythonChild(cores, batches)));
     const double tokens = single["tokens_per_step"].get<double>();
     target_tokens_per_step = tokens;
+    unpadded_positions_per_step = single["unpadded_positions_per_step"].get<double>();
     memtrain.per_round.push_back(TokensPerSecond(tokens, single["trainer_step_seconds"]));
     plain.per_round.push_back(TokensPerSecond(tokens, single["plain_step_seconds"]));
     pytorch.per_round.push_back(
@@ -452,9 +456,11 @@ absl::Status Parent() {
                layers = static_cast<double>(absl::GetFlag(FLAGS_layers));
   const double flops_per_token =
       6.0 * static_cast<double>(memtrain_parameters) + 12.0 * layers * d * n;
-  // The model computes every position, padded or not; tokens/s counts targets.
+  // Per position that is not padding: the padding is no work the model needs
+  // (memtrain skips its feed-forward and output projection, the PyTorch loop
+  // computes them). tokens/s counts targets.
   auto mfu = [&](double tokens_per_second, double peak_flops) {
-    return flops_per_token * tokens_per_second * static_cast<double>(positions_per_step) /
+    return flops_per_token * tokens_per_second * unpadded_positions_per_step /
            target_tokens_per_step / peak_flops;
   };
 
@@ -469,9 +475,11 @@ absl::Status Parent() {
       bench::Repeats(), absl::GetFlag(FLAGS_rounds));
   std::printf(
       "# parameters: memtrain %lld, PyTorch %lld; model FLOPs per position 6N + 12LDn = %.4g; "
-      "%.0f target tokens of %lld positions per step (tokens/s counts targets, MFU positions)\n",
+      "%.0f target tokens and %.0f unpadded positions of %lld per step (tokens/s counts targets, "
+      "MFU unpadded positions)\n",
       static_cast<long long>(memtrain_parameters), static_cast<long long>(pytorch_parameters),
-      flops_per_token, target_tokens_per_step, static_cast<long long>(positions_per_step));
+      flops_per_token, target_tokens_per_step, unpadded_positions_per_step,
+      static_cast<long long>(positions_per_step));
   std::printf(
       "# fp32 matmul peak (2048^3 at::mm, best of 8): %.1f GFLOP/s at %d threads, %.1f GFLOP/s at "
       "%d\n",
@@ -509,8 +517,9 @@ absl::Status Parent() {
         {"parameters_pytorch", pytorch_parameters}}},
       {"flops_per_position", flops_per_token},
       {"flops_formula",
-       "6 * parameters + 12 * layers * dim * segment_length, per position computed"},
+       "6 * parameters + 12 * layers * dim * segment_length, per unpadded position"},
       {"target_tokens_per_step", target_tokens_per_step},
+      {"unpadded_positions_per_step", unpadded_positions_per_step},
       {"positions_per_step", positions_per_step},
       {"matmul_peak_flops",
        {{std::to_string(cores), peak}, {std::to_string(rank_threads), rank_peak}}},

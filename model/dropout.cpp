@@ -81,36 +81,97 @@ bool AbslParseFlag(absl::string_view text, DropoutSampler* value, std::string* e
 }
 std::string AbslUnparseFlag(DropoutSampler value) { return SamplerNames().Name(value); }
 
+namespace {
+
+// The threshold and scale of a keep probability 1 - p (0 < p < 1).
+struct Keep {
+  uint32_t below;  // round((1 - p) 2^32), at most 2^32 - 1
+  float scale;
+};
+Keep KeepFor(double p) {
+  const double keep = std::nearbyint((1.0 - p) * 4294967296.0);
+  return {keep >= 4294967295.0 ? 4294967295u : static_cast<uint32_t>(keep),
+          static_cast<float>(1.0 / (1.0 - p))};
+}
+
+// Whether Dropout draws this input's mask with Philox (else at::dropout).
+bool UsesPhilox(const at::Tensor& input, double p, DropoutSampler sampler) {
+  return sampler == DropoutSampler::kPhilox && input.is_cpu() &&
+         input.scalar_type() == at::kFloat && p < 1.0;
+}
+
+// One key per mask, from the default CPU generator (so checkpoints replay it).
+uint64_t DrawKey() {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get<at::CPUGeneratorImpl>()->random64();
+}
+
+}  // namespace
+
 at::Tensor DropoutScales(int64_t numel, double p, uint64_t key) {
   at::Tensor scales = at::empty({numel}, at::kFloat);
-  // round((1 - p) 2^32), at most 2^32 - 1 (p > 0).
-  const double keep = std::nearbyint((1.0 - p) * 4294967296.0);
-  const uint32_t keep_below = keep >= 4294967295.0 ? 4294967295u : static_cast<uint32_t>(keep);
-  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  const Keep keep = KeepFor(p);
   float* data = scales.data_ptr<float>();
   const int64_t groups = (numel + kGroup - 1) / kGroup;
   at::parallel_for(0, groups, /*grain_size=*/256, [&](int64_t begin, int64_t end) {
     for (int64_t group = begin; group < end; ++group) {
-      FillGroup(key, group, keep_below, scale, data + group * kGroup,
+      FillGroup(key, group, keep.below, keep.scale, data + group * kGroup,
                 std::min(kGroup, numel - group * kGroup));
     }
   });
   return scales;
 }
 
+at::Tensor DropoutScalesOfRows(const at::Tensor& rows, int64_t all_rows, int64_t row_numel,
+                               double p, uint64_t key) {
+  TORCH_CHECK(rows.is_cpu() && rows.scalar_type() == at::kLong && rows.dim() == 1,
+              "DropoutScalesOfRows: rows must be int64 [R] on the CPU");
+  if (row_numel % kGroup != 0) {  // rows share groups: draw them all
+    return DropoutScales(all_rows * row_numel, p, key)
+        .view({all_rows, row_numel})
+        .index_select(0, rows);
+  }
+  const at::Tensor row_index = rows.contiguous();
+  const int64_t* row = row_index.data_ptr<int64_t>();
+  const int64_t groups_per_row = row_numel / kGroup;
+  at::Tensor scales = at::empty({rows.size(0), row_numel}, at::kFloat);
+  const Keep keep = KeepFor(p);
+  float* data = scales.data_ptr<float>();
+  at::parallel_for(0, rows.size(0) * groups_per_row, /*grain_size=*/256,
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t i = begin; i < end; ++i) {
+                       const int64_t r = i / groups_per_row;
+                       TORCH_CHECK(row[r] >= 0 && row[r] < all_rows, "DropoutScalesOfRows: row ",
+                                   row[r], " outside [0, ", all_rows, ")");
+                       FillGroup(key, row[r] * groups_per_row + i % groups_per_row, keep.below,
+                                 keep.scale, data + i * kGroup, kGroup);
+                     }
+                   });
+  return scales;
+}
+
 at::Tensor Dropout(const at::Tensor& input, double p, bool training, DropoutSampler sampler) {
   if (!training || p == 0.0) return input;
-  if (sampler == DropoutSampler::kAten || !input.is_cpu() || input.scalar_type() != at::kFloat ||
-      p >= 1.0) {
-    return at::dropout(input, p, training);
+  if (!UsesPhilox(input, p, sampler)) return at::dropout(input, p, training);
+  return input * DropoutScales(input.numel(), p, DrawKey()).view(input.sizes());
+}
+
+at::Tensor DropoutRows(const at::Tensor& input, const at::Tensor& rows, int64_t all_rows, double p,
+                       bool training, DropoutSampler sampler) {
+  if (!training || p == 0.0) return input;
+  TORCH_CHECK(input.dim() >= 1 && rows.dim() == 1 && rows.size(0) == input.size(0),
+              "DropoutRows: one index per input row; got ", rows.sizes(), " for ", input.sizes());
+  std::vector<int64_t> whole = input.sizes().vec();
+  whole[0] = all_rows;
+  if (!UsesPhilox(input, p, sampler)) {
+    // at::dropout's mask of the whole (ones times its scales), drawn as
+    // at::dropout of the whole would draw it.
+    return input * at::dropout(at::ones(whole, input.options()), p, true).index_select(0, rows);
   }
-  uint64_t key;
-  {
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    key = generator.get<at::CPUGeneratorImpl>()->random64();
-  }
-  return input * DropoutScales(input.numel(), p, key).view(input.sizes());
+  const int64_t row_numel = c10::multiply_integers(input.sizes().slice(1));
+  return input *
+         DropoutScalesOfRows(rows.cpu(), all_rows, row_numel, p, DrawKey()).view(input.sizes());
 }
 
 }  // namespace memtrain::model

@@ -44,9 +44,22 @@ std::string AbslUnparseFlag(DropoutSampler value);
 at::Tensor Dropout(const at::Tensor& input, double p, bool training,
                    DropoutSampler sampler = DropoutSampler::kPhilox);
 
+/// Dropout of some rows of a tensor, given only those rows: `input` [R, ...]
+/// holds rows `rows` (int64 [R], indices into dimension 0) of a tensor of
+/// `all_rows` rows. Each row gets the mask Dropout would give it in the whole
+/// tensor, and the generator advances as Dropout of the whole would advance
+/// it, so computing only some rows (TransformerBlockImpl skips the padding's
+/// feed-forward) changes neither any computed row nor what comes after.
+at::Tensor DropoutRows(const at::Tensor& input, const at::Tensor& rows, int64_t all_rows, double p,
+                       bool training, DropoutSampler sampler = DropoutSampler::kPhilox);
+
 /// The keep mask's scale factors (0 or 1 / (1 - p)) for `numel` elements and
 /// `key`, as Dropout draws them on the CPU: exposed for the tests, which check
 /// it against at::philox_engine.
 at::Tensor DropoutScales(int64_t numel, double p, uint64_t key);
+/// Rows `rows` (int64 [R], on the CPU) of DropoutScales(all_rows * row_numel,
+/// p, key) viewed as [all_rows, row_numel]: [R, row_numel], drawing only those.
+at::Tensor DropoutScalesOfRows(const at::Tensor& rows, int64_t all_rows, int64_t row_numel,
+                               double p, uint64_t key);
 
 }  // namespace memtrain::model

@@ -70,6 +70,14 @@ bool UsesKind(const TransformerOptions& options, const std::string& kind) {
   return false;
 }
 
+// The flattened positions (b * n + t) that are not padding, for the blocks'
+// feed-forward (TransformerBlockImpl::forward); undefined when nothing is
+// padding, so an unpadded batch takes the plain path with no gathering.
+at::Tensor RowsNotPadding(const at::Tensor& padding) {
+  const at::Tensor rows = padding.logical_not().reshape({-1}).nonzero().squeeze(1);
+  return rows.size(0) == padding.numel() ? at::Tensor() : rows;
+}
+
 int64_t Count(torch::nn::Module& module) {
   int64_t total = 0;
   for (const at::Tensor& p : module.parameters()) total += p.numel();
@@ -206,7 +214,8 @@ TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& options,
 at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& padding,
                                          bool causal, const at::Tensor& memory,
                                          const at::Tensor& memory_padding, DecodeState* self_state,
-                                         DecodeState* cross_state) {
+                                         DecodeState* cross_state,
+                                         const at::Tensor& computed_rows) {
   const auto dropout = [&](const at::Tensor& t) {
     return Dropout(t, dropout_, is_training(), dropout_sampler_);
   };
@@ -224,7 +233,17 @@ at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& 
     cross.state = cross_state;
     h = h + dropout(cross_attention_->forward(cross));
   }
-  return h + dropout(ffn_out_(dropout(F::relu(ffn_in_(ffn_norm_(h))))));
+  if (!computed_rows.defined())
+    return h + dropout(ffn_out_(dropout(F::relu(ffn_in_(ffn_norm_(h))))));
+  const at::Tensor flat = h.reshape({-1, h.size(-1)});
+  const auto dropout_rows = [&](const at::Tensor& t) {
+    return DropoutRows(t, computed_rows, flat.size(0), dropout_, is_training(), dropout_sampler_);
+  };
+  const at::Tensor computed = flat.index_select(0, computed_rows);
+  return flat
+      .index_add(0, computed_rows,
+                 dropout_rows(ffn_out_(dropout_rows(F::relu(ffn_in_(ffn_norm_(computed)))))))
+      .view(h.sizes());
 }
 
 // ---- model ----------------------------------------------------------------------------
@@ -320,37 +339,50 @@ at::Tensor TransformerImpl::Encode(const at::Tensor& source) {
   TORCH_CHECK(options_.encoder_layers > 0, "Encode: this is a decoder-only model");
   at::Tensor x = Embed(source, 0);
   const at::Tensor padding = source.eq(options_.pad_id);
+  const at::Tensor computed_rows = RowsNotPadding(padding);
   for (const auto& module : *encoder_) {
-    x = module->as<TransformerBlockImpl>()->forward(x, padding, false, {}, {}, nullptr, nullptr);
+    x = module->as<TransformerBlockImpl>()->forward(x, padding, false, {}, {}, nullptr, nullptr,
+                                                    computed_rows);
   }
   return encoder_norm_(x);
 }
 
 at::Tensor TransformerImpl::RunDecoder(const at::Tensor& tokens, int64_t position_offset,
                                        const at::Tensor& memory, const at::Tensor& source,
-                                       TransformerDecodeStates* states) {
+                                       TransformerDecodeStates* states,
+                                       const at::Tensor& logits_at) {
   const bool encoder_decoder = options_.encoder_layers > 0;
   TORCH_CHECK(!encoder_decoder || (memory.defined() && source.defined()),
               "an encoder-decoder model decodes with the encoder output and the source");
   at::Tensor x = Embed(tokens, position_offset);
   const at::Tensor padding = tokens.eq(options_.pad_id);
+  const at::Tensor computed_rows = RowsNotPadding(padding);
   const at::Tensor memory_padding = encoder_decoder ? source.eq(options_.pad_id) : at::Tensor();
   for (size_t i = 0; i < decoder_->size(); ++i) {
     x = decoder_[i]->as<TransformerBlockImpl>()->forward(
         x, padding, /*causal=*/true, memory, memory_padding,
-        states ? states->self[i].get() : nullptr, states ? states->cross[i].get() : nullptr);
+        states ? states->self[i].get() : nullptr, states ? states->cross[i].get() : nullptr,
+        computed_rows);
   }
-  return Logits(x);
+  if (!logits_at.defined()) return Logits(x);
+  TORCH_CHECK(logits_at.scalar_type() == at::kBool && logits_at.sizes() == tokens.sizes(),
+              "logits_at must be a bool mask shaped like the tokens ", tokens.sizes(), "; got ",
+              logits_at.scalar_type(), " ", logits_at.sizes());
+  // Rows of the flattened positions: index_select's backward scatters the
+  // rows' gradients back and leaves the others zero.
+  const at::Tensor rows = logits_at.reshape({-1}).nonzero().squeeze(1);
+  return Logits(x.reshape({-1, x.size(2)}).index_select(0, rows));
 }
 
-at::Tensor TransformerImpl::ForwardLm(const at::Tensor& tokens, int64_t position_offset) {
+at::Tensor TransformerImpl::ForwardLm(const at::Tensor& tokens, int64_t position_offset,
+                                      const at::Tensor& logits_at) {
   TORCH_CHECK(options_.encoder_layers == 0, "ForwardLm: this is an encoder-decoder model");
-  return RunDecoder(tokens, position_offset, {}, {}, nullptr);
+  return RunDecoder(tokens, position_offset, {}, {}, nullptr, logits_at);
 }
 
 at::Tensor TransformerImpl::Decode(const at::Tensor& target_input, const at::Tensor& memory,
-                                   const at::Tensor& source) {
-  return RunDecoder(target_input, 0, memory, source, nullptr);
+                                   const at::Tensor& source, const at::Tensor& logits_at) {
+  return RunDecoder(target_input, 0, memory, source, nullptr, logits_at);
 }
 
 at::Tensor TransformerImpl::DecodeStep(const at::Tensor& tokens, const at::Tensor& memory,
@@ -440,8 +472,9 @@ void TransformerImpl::StartDocuments(TransformerDecodeStates& states, const at::
 }
 
 at::Tensor TransformerImpl::ForwardSegment(const at::Tensor& tokens,
-                                           TransformerDecodeStates& states) {
-  at::Tensor logits = RunDecoder(tokens, 0, {}, {}, &states);
+                                           TransformerDecodeStates& states,
+                                           const at::Tensor& logits_at) {
+  at::Tensor logits = RunDecoder(tokens, 0, {}, {}, &states, logits_at);
   for (size_t i = 0; i < states.self.size(); ++i) {
     if (!states.self[i]) continue;
     const absl::Status written = static_cast<SegmentMemoryState&>(*states.self[i]).EndSegment();

@@ -9,6 +9,7 @@
 //   options.attention = "softmax";  options.layer_attention = {{5, "knn"}};
 //   Transformer model(options);
 //   at::Tensor logits = model->ForwardLm(tokens);                  // [B, n, vocab]
+//   at::Tensor counted = model->ForwardLm(tokens, 0, loss_mask);   // [T, vocab]
 //   auto states = model->NewDecodeStates(batch);                   // decoding
 //   at::Tensor next = model->DecodeStep(tokens_t, {}, {}, states); // [B, 1, vocab]
 //
@@ -119,9 +120,17 @@ class TransformerBlockImpl : public torch::nn::Module {
   TransformerBlockImpl(const TransformerOptions& options,
                        std::shared_ptr<AttentionImpl> self_attention,
                        std::shared_ptr<AttentionImpl> cross_attention);
+  /// x [B, n, D]; padding [B, n] (true = pad) as the attention's key padding.
+  /// `computed_rows` (int64, flattened positions b * n + t), where given,
+  /// are the positions whose feed-forward is computed; the others keep their
+  /// input there. The model passes the positions that are not padding: every
+  /// attention kind masks padded keys, so no other position reads a padded
+  /// one's state, and skipping them changes only the padding's own outputs
+  /// (its dropout masks are drawn as for every position: DropoutRows).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& padding, bool causal,
                      const at::Tensor& memory, const at::Tensor& memory_padding,
-                     DecodeState* self_state, DecodeState* cross_state);
+                     DecodeState* self_state, DecodeState* cross_state,
+                     const at::Tensor& computed_rows = {});
   AttentionImpl& self_attention() { return *self_attention_; }
   AttentionImpl* cross_attention() { return cross_attention_.get(); }
 
@@ -154,12 +163,21 @@ class TransformerImpl : public torch::nn::Module {
   explicit TransformerImpl(const TransformerOptions& options);
 
   /// Decoder-only: next-token logits [B, n, vocab] for tokens [B, n].
-  at::Tensor ForwardLm(const at::Tensor& tokens, int64_t position_offset = 0);
+  ///
+  /// `logits_at` ([B, n] bool), where given, asks for the logits of those
+  /// positions only: [T, vocab], T = its count, in row-major order (as
+  /// at::masked_select orders them). Training passes the loss mask, so no
+  /// output projection is computed for padding and prefix positions, which
+  /// no loss counts: the output projection against the vocabulary is the
+  /// largest product of a step (a third of the FLOPs of bench-train's model).
+  /// The same `logits_at` argument below.
+  at::Tensor ForwardLm(const at::Tensor& tokens, int64_t position_offset = 0,
+                       const at::Tensor& logits_at = {});
   /// Encoder output [B, s, D] for source [B, s] (padding = pad_id tokens).
   at::Tensor Encode(const at::Tensor& source);
   /// Teacher-forced decoder logits [B, n, vocab].
   at::Tensor Decode(const at::Tensor& target_input, const at::Tensor& memory,
-                    const at::Tensor& source);
+                    const at::Tensor& source, const at::Tensor& logits_at = {});
   /// Logits for the next `tokens` [B, n] (usually n = 1) given the states;
   /// `memory`/`source` are needed by encoder-decoder models. With
   /// states.segment_length, each time the tokens consumed reach a multiple
@@ -194,7 +212,8 @@ class TransformerImpl : public torch::nn::Module {
   void StartDocuments(TransformerDecodeStates& states, const at::Tensor& starts);
   /// Logits [B, L, vocab] of one segment [B, L]. Its queries search the
   /// memories as they were before it; afterwards the memories hold it.
-  at::Tensor ForwardSegment(const at::Tensor& tokens, TransformerDecodeStates& states);
+  at::Tensor ForwardSegment(const at::Tensor& tokens, TransformerDecodeStates& states,
+                            const at::Tensor& logits_at = {});
 
   const TransformerOptions& options() const { return options_; }
   /// One line per layer: its kinds and parameter count, and the total.
@@ -204,7 +223,8 @@ class TransformerImpl : public torch::nn::Module {
   at::Tensor Embed(const at::Tensor& tokens, int64_t position_offset);
   at::Tensor Logits(const at::Tensor& hidden);
   at::Tensor RunDecoder(const at::Tensor& tokens, int64_t position_offset, const at::Tensor& memory,
-                        const at::Tensor& source, TransformerDecodeStates* states);
+                        const at::Tensor& source, TransformerDecodeStates* states,
+                        const at::Tensor& logits_at = {});
   /// DecodeStep's segment boundary for `rows` rows.
   void EndDecodedSegment(TransformerDecodeStates& states, int64_t rows);
 

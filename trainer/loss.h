@@ -9,6 +9,11 @@
 //
 //   TokenLoss loss = LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, 0.1);
 //   loss.smoothed.backward();            // totals.nll_sum for perplexity
+//
+// The logits may be every position's, [B, n, V], or only the counted
+// positions', [T, V] (TransformerImpl's `logits_at` = the mask). Both give
+// the same loss and gradients, bit for bit: the per-position terms are
+// summed in the [B, n] layout either way.
 #ifndef MEMTRAIN_TRAINER_LOSS_H_
 #define MEMTRAIN_TRAINER_LOSS_H_
 
@@ -36,7 +41,8 @@ struct TokenLoss {
   LossTotals totals;
 };
 
-/// logits [B, n, V]; targets [B, n] int64; mask [B, n] bool (true = counts);
+/// logits [B, n, V], or [T, V] for the T positions where mask is true in
+/// row-major order; targets [B, n] int64; mask [B, n] bool (true = counts);
 /// long_range [B, n] bool or undefined. Computed in float32 or wider.
 TokenLoss LabelSmoothedLoss(const at::Tensor& logits, const at::Tensor& targets,
                             const at::Tensor& mask, double smoothing,

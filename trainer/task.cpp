@@ -45,7 +45,8 @@ class LmTask final : public Task {
       rows_ = rows;
     }
     model.StartDocuments(*states_, batch.new_document);
-    const at::Tensor logits = model.ForwardSegment(batch.inputs, *states_);
+    // Logits of the counted positions only (TransformerImpl::ForwardLm).
+    const at::Tensor logits = model.ForwardSegment(batch.inputs, *states_, batch.loss_mask);
     const at::Tensor auxiliary = states_->AuxiliaryLoss();
     TokenLoss loss = LabelSmoothedLoss(logits, batch.targets, batch.loss_mask,
                                        options_.label_smoothing, batch.long_range);
@@ -127,11 +128,12 @@ class Seq2SeqTask final : public Task {
     at::Tensor logits;
     if (decoder_only) {
       // Prefix-LM batches (data/batch_source.h): the source is context in
-      // the inputs, and the loss mask keeps the target's tokens.
-      logits = model.ForwardLm(batch.inputs);
+      // the inputs, and the loss mask keeps the target's tokens (the only
+      // positions whose logits are computed).
+      logits = model.ForwardLm(batch.inputs, 0, batch.loss_mask);
     } else {
       const at::Tensor memory = model.Encode(batch.source);
-      logits = model.Decode(batch.inputs, memory, batch.source);
+      logits = model.Decode(batch.inputs, memory, batch.source, batch.loss_mask);
     }
     return LabelSmoothedLoss(logits, batch.targets, batch.loss_mask, options_.label_smoothing);
   }

@@ -85,6 +85,33 @@ TEST(DropoutTest, TheAtenSamplerIsAtDropout) {
   EXPECT_FALSE(at::equal(Dropout(x, 0.3, true, DropoutSampler::kPhilox), expected));
 }
 
+// Rows 0, 2, 3, 6 of 7, given alone, get the masks Dropout gives them in the
+// whole tensor, and the generator ends where Dropout of the whole leaves it:
+// rows of 128 elements (whole Philox groups), of 37 (groups shared between
+// rows) and through the aten sampler.
+TEST(DropoutTest, RowsGetTheMasksTheyHaveInTheWholeTensor) {
+  const at::Tensor rows = at::tensor({0, 2, 3, 6}, at::kLong);
+  for (const int64_t width : {128, 37}) {
+    for (const DropoutSampler sampler : {DropoutSampler::kPhilox, DropoutSampler::kAten}) {
+      const at::Tensor whole = at::randn({7, 2, width});
+      at::manual_seed(13);
+      const at::Tensor expected = Dropout(whole, 0.3, true, sampler).index_select(0, rows);
+      const at::Tensor after_whole = at::rand({3});
+      at::manual_seed(13);
+      const at::Tensor picked =
+          DropoutRows(whole.index_select(0, rows), rows, 7, 0.3, true, sampler);
+      EXPECT_TRUE(at::equal(picked, expected)) << width << " " << AbslUnparseFlag(sampler);
+      EXPECT_TRUE(at::equal(at::rand({3}), after_whole))
+          << width << " " << AbslUnparseFlag(sampler);
+    }
+  }
+  const at::Tensor x = at::randn({4, 64});
+  EXPECT_TRUE(DropoutRows(x, rows, 7, 0.3, /*training=*/false).is_same(x));
+  EXPECT_THROW(DropoutRows(x, rows.narrow(0, 0, 3), 7, 0.3, true), c10::Error);
+  EXPECT_THROW(DropoutScalesOfRows(at::tensor({7}, at::kLong), 7, 64, 0.3, 1), c10::Error)
+      << "a row outside the tensor";
+}
+
 TEST(DropoutTest, EvaluationAndZeroPAreTheIdentity) {
   const at::Tensor x = at::randn({5, 6});
   EXPECT_TRUE(Dropout(x, 0.5, /*training=*/false).is_same(x));

@@ -48,6 +48,24 @@ TEST(TransformerTest, DecoderOnlyStepByStepEqualsTheFullForward) {
   EXPECT_TRUE(at::allclose(at::cat(steps, 1), full, 1e-9, 1e-10));
 }
 
+TEST(TransformerTest, LogitsAtGivesTheChosenPositionsRowsInRowMajorOrder) {
+  const at::Tensor tokens = at::randint(1, 50, {3, 9}, at::kLong);
+  const at::Tensor chosen = at::rand({3, 9}) > 0.5;
+  Transformer lm = Build(Small(0));
+  const at::Tensor rows = lm->ForwardLm(tokens, 0, chosen);
+  EXPECT_EQ(rows.sizes(), (std::vector<int64_t>{chosen.sum().item<int64_t>(), 50}));
+  EXPECT_TRUE(at::allclose(rows, lm->ForwardLm(tokens).index({chosen}), 1e-12, 1e-12));
+
+  Transformer translation = Build(Small(2));
+  const at::Tensor source = at::randint(1, 50, {3, 6}, at::kLong);
+  const at::Tensor memory = translation->Encode(source);
+  EXPECT_TRUE(at::allclose(translation->Decode(tokens, memory, source, chosen),
+                           translation->Decode(tokens, memory, source).index({chosen}), 1e-12,
+                           1e-12));
+  EXPECT_THROW(lm->ForwardLm(tokens, 0, chosen.narrow(1, 0, 8)), c10::Error)
+      << "a mask of another shape";
+}
+
 TEST(TransformerTest, EveryCausalKindDecodesStepByStepInsideTheModel) {
   for (const std::string& kind : AttentionKinds()) {
     if (kind == "linformer") continue;  // no causal form; covered below as an encoder
@@ -162,6 +180,57 @@ TEST(TransformerTest, SourcePaddingIsInvisible) {
   const at::Tensor a = model->Decode(target, model->Encode(source), source);
   const at::Tensor b = model->Decode(target, model->Encode(padded), padded);
   EXPECT_TRUE(at::allclose(a, b, 1e-9, 1e-10));
+}
+
+// The model computes no feed-forward for padding (TransformerBlockImpl's
+// computed_rows): every causal kind, decoder-only and encoder-decoder, gives
+// the unpadded positions of a right-padded batch the logits each row has
+// alone, without padding (where every position takes the plain path).
+TEST(TransformerTest, DecoderPaddingIsInvisible) {
+  for (const std::string& kind : AttentionKinds()) {
+    if (kind == "linformer") continue;  // no causal form
+    for (const int64_t encoder_layers : {0, 1}) {
+      TransformerOptions o = Small(encoder_layers);
+      o.attention = kind;
+      Transformer model = Build(o);
+      at::Tensor tokens = at::randint(1, 50, {2, 8}, at::kLong);
+      tokens[1].slice(0, 5) = 0;  // padding
+      const at::Tensor source = at::randint(1, 50, {2, 6}, at::kLong);
+      const auto logits = [&](const at::Tensor& target, const at::Tensor& src) {
+        return encoder_layers == 0 ? model->ForwardLm(target)
+                                   : model->Decode(target, model->Encode(src), src);
+      };
+      const at::Tensor padded = logits(tokens, source);
+      for (int64_t row = 0; row < 2; ++row) {
+        const int64_t length = row == 0 ? 8 : 5;
+        const at::Tensor alone =
+            logits(tokens.narrow(0, row, 1).narrow(1, 0, length), source.narrow(0, row, 1));
+        EXPECT_TRUE(at::allclose(padded.narrow(0, row, 1).narrow(1, 0, length), alone, 1e-9, 1e-10))
+            << kind << " encoder_layers " << encoder_layers << " row " << row;
+      }
+    }
+  }
+}
+
+// In training, with dropout: the feed-forward of only the chosen rows gives
+// those rows what the block gives them computing every position.
+TEST(TransformerTest, ABlockComputingSomeRowsGivesThemWhatItGivesThemComputingAll) {
+  TransformerOptions o = Small(0);
+  o.dropout = 0.3;
+  Transformer model = Build(o);
+  model->to(at::kFloat);  // Philox masks (doubles take at::dropout's)
+  model->train();
+  auto& block = *model->named_modules()["decoder.0"]->as<TransformerBlockImpl>();
+  const at::Tensor x = at::randn({2, 6, 16});
+  at::Tensor padding = at::zeros({2, 6}, at::kBool);
+  padding[0].slice(0, 3) = true;  // rows with a gap: each mask must come from its position
+  const at::Tensor rows = at::tensor({0, 1, 2, 6, 7, 8, 9, 10, 11}, at::kLong);
+  at::manual_seed(21);
+  const at::Tensor every = block.forward(x, padding, true, {}, {}, nullptr, nullptr);
+  at::manual_seed(21);
+  const at::Tensor some = block.forward(x, padding, true, {}, {}, nullptr, nullptr, rows);
+  EXPECT_TRUE(at::allclose(some.reshape({12, 16}).index_select(0, rows),
+                           every.reshape({12, 16}).index_select(0, rows), 1e-5, 1e-6));
 }
 
 // Softmax layers: 4 projections (D*D + D), 2 feed-forward linears, and 2 or 3

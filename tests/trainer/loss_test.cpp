@@ -47,6 +47,36 @@ TEST(LossTest, SmoothingFollowsFairseqAndTheNllStaysUnsmoothed) {
   EXPECT_NEAR(loss.totals.nll_sum, nll, 1e-12);
 }
 
+TEST(LossTest, TheCountedRowsAloneGiveTheSameLossAndGradientBitwise) {
+  at::manual_seed(5);
+  const at::Tensor every = at::randn({3, 7, 11}, at::kFloat).requires_grad_();
+  const at::Tensor targets = at::randint(0, 11, {3, 7}, at::kLong);
+  const at::Tensor mask = at::rand({3, 7}) > 0.4;
+  const at::Tensor far = at::rand({3, 7}) > 0.5;
+  const TokenLoss from_every = LabelSmoothedLoss(every, targets, mask, 0.1, far);
+  from_every.smoothed.backward();
+
+  const at::Tensor rows = every.detach().index({mask}).requires_grad_();  // [T, V]
+  const TokenLoss from_rows = LabelSmoothedLoss(rows, targets, mask, 0.1, far);
+  from_rows.smoothed.backward();
+
+  EXPECT_TRUE(at::equal(from_rows.smoothed, from_every.smoothed));
+  EXPECT_EQ(from_rows.totals.nll_sum, from_every.totals.nll_sum);
+  EXPECT_EQ(from_rows.totals.tokens, from_every.totals.tokens);
+  EXPECT_EQ(from_rows.totals.long_range_nll, from_every.totals.long_range_nll);
+  EXPECT_EQ(from_rows.totals.long_range_tokens, from_every.totals.long_range_tokens);
+  EXPECT_TRUE(at::equal(rows.grad(), every.grad().index({mask})));
+  EXPECT_EQ(every.grad().index({mask.logical_not()}).abs().sum().item<float>(), 0.0f)
+      << "positions that do not count get no gradient";
+}
+
+TEST(LossTest, RowsThatDoNotMatchTheMaskAreRefused) {
+  const at::Tensor mask = at::tensor({1, 0, 1}).to(at::kBool).view({1, 3});
+  const at::Tensor targets = at::zeros({1, 3}, at::kLong);
+  EXPECT_THROW(LabelSmoothedLoss(at::zeros({3, 4}), targets, mask, 0.1), c10::Error);
+  EXPECT_NO_THROW(LabelSmoothedLoss(at::zeros({2, 4}), targets, mask, 0.1));
+}
+
 TEST(LossTest, LongRangeTokensAreCountedApart) {
   const at::Tensor logits = at::zeros({1, 4, 8}, at::kFloat);  // uniform: nll = log 8 each
   const at::Tensor targets = at::zeros({1, 4}, at::kLong);
