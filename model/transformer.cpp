@@ -354,6 +354,14 @@ at::Tensor TransformerImpl::RunDecoder(const at::Tensor& tokens, int64_t positio
   const bool encoder_decoder = options_.encoder_layers > 0;
   TORCH_CHECK(!encoder_decoder || (memory.defined() && source.defined()),
               "an encoder-decoder model decodes with the encoder output and the source");
+  TORCH_CHECK(!logits_at.defined() ||
+                  (logits_at.scalar_type() == at::kBool && logits_at.sizes() == tokens.sizes()),
+              "logits_at must be a bool mask shaped like the tokens ", tokens.sizes(), "; got ",
+              logits_at.scalar_type(), " ", logits_at.sizes());
+  // Both row lists before the layers run: on a GPU, nonzero waits for the
+  // device, which costs nothing while its queue is still empty.
+  const at::Tensor logit_rows =
+      logits_at.defined() ? logits_at.reshape({-1}).nonzero().squeeze(1) : at::Tensor();
   at::Tensor x = Embed(tokens, position_offset);
   const at::Tensor padding = tokens.eq(options_.pad_id);
   const at::Tensor computed_rows = RowsNotPadding(padding);
@@ -364,14 +372,9 @@ at::Tensor TransformerImpl::RunDecoder(const at::Tensor& tokens, int64_t positio
         states ? states->self[i].get() : nullptr, states ? states->cross[i].get() : nullptr,
         computed_rows);
   }
-  if (!logits_at.defined()) return Logits(x);
-  TORCH_CHECK(logits_at.scalar_type() == at::kBool && logits_at.sizes() == tokens.sizes(),
-              "logits_at must be a bool mask shaped like the tokens ", tokens.sizes(), "; got ",
-              logits_at.scalar_type(), " ", logits_at.sizes());
-  // Rows of the flattened positions: index_select's backward scatters the
-  // rows' gradients back and leaves the others zero.
-  const at::Tensor rows = logits_at.reshape({-1}).nonzero().squeeze(1);
-  return Logits(x.reshape({-1, x.size(2)}).index_select(0, rows));
+  if (!logit_rows.defined()) return Logits(x);
+  // index_select's backward scatters the rows' gradients back, the others zero.
+  return Logits(x.reshape({-1, x.size(2)}).index_select(0, logit_rows));
 }
 
 at::Tensor TransformerImpl::ForwardLm(const at::Tensor& tokens, int64_t position_offset,
