@@ -172,14 +172,27 @@ TEST(TransformerTest, EncoderDecoderStepsEqualTeacherForcingAndBeamsReorder) {
   EXPECT_TRUE(at::allclose(rest, full.index_select(0, rows).slice(1, 2), 1e-9, 1e-10));
 }
 
+// For every kind the encoder can run (the model skips the padding's
+// feed-forward too: computed_rows).
 TEST(TransformerTest, SourcePaddingIsInvisible) {
-  Transformer model = Build(Small(1));
-  const at::Tensor source = at::randint(1, 50, {1, 5}, at::kLong);
-  const at::Tensor padded = at::cat({source, at::zeros({1, 3}, at::kLong)}, 1);
-  const at::Tensor target = at::randint(1, 50, {1, 4}, at::kLong);
-  const at::Tensor a = model->Decode(target, model->Encode(source), source);
-  const at::Tensor b = model->Decode(target, model->Encode(padded), padded);
-  EXPECT_TRUE(at::allclose(a, b, 1e-9, 1e-10));
+  int64_t kinds = 0;
+  for (const std::string& kind : AttentionKinds()) {
+    TransformerOptions o = Small(1);
+    o.attention = kind;
+    o.attention_options.linformer.max_length = 16;
+    o.attention_options.linformer.projected_length = 4;
+    o.layer_attention = {{0, "softmax"}, {1, "softmax"}};  // the decoder's
+    if (!MakeTransformer(o).ok()) continue;                // not an encoder kind
+    ++kinds;
+    Transformer model = Build(o);
+    const at::Tensor source = at::randint(1, 50, {1, 5}, at::kLong);
+    const at::Tensor padded = at::cat({source, at::zeros({1, 3}, at::kLong)}, 1);
+    const at::Tensor target = at::randint(1, 50, {1, 4}, at::kLong);
+    const at::Tensor a = model->Decode(target, model->Encode(source), source);
+    const at::Tensor b = model->Decode(target, model->Encode(padded), padded);
+    EXPECT_TRUE(at::allclose(a, b, 1e-9, 1e-10)) << kind;
+  }
+  EXPECT_GE(kinds, 4) << "softmax, linformer, performer and memsizer encode";
 }
 
 // The model computes no feed-forward for padding (TransformerBlockImpl's
