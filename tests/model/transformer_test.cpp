@@ -225,6 +225,23 @@ TEST(TransformerTest, DecoderPaddingIsInvisible) {
   }
 }
 
+// Nothing to compute: every position padding, no logits asked for (the end of
+// a stream's data). Forward and backward still run, and give zero gradients.
+TEST(TransformerTest, AnAllPaddingBatchTrainsNothing) {
+  TransformerOptions o = Small(0);
+  Transformer model = Build(o);
+  model->to(at::kFloat);
+  model->train();
+  const at::Tensor tokens = at::zeros({2, 5}, at::kLong);  // pad_id 0
+  const at::Tensor logits = model->ForwardLm(tokens, 0, at::zeros({2, 5}, at::kBool));
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{0, 50}));
+  logits.sum().backward();
+  for (const auto& p : model->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_EQ(p.value().grad().abs().sum().item<float>(), 0.0f) << p.key();
+  }
+}
+
 // In training, with dropout: the feed-forward of only the chosen rows gives
 // those rows what the block gives them computing every position.
 TEST(TransformerTest, ABlockComputingSomeRowsGivesThemWhatItGivesThemComputingAll) {
