@@ -58,6 +58,10 @@ ABSL_FLAG(int64_t, ffn_dim, 1024, "Feed-forward width.");
 ABSL_FLAG(int32_t, vocab, 8000, "Vocabulary of the synthetic corpus (ids 5 .. vocab-1 are words).");
 ABSL_FLAG(int, streams, 8, "Rows per step and rank.");
 ABSL_FLAG(int, segment_length, 256, "Tokens per row and step (n).");
+ABSL_FLAG(bool, padding, true,
+          "Documents of 1000..3000 tokens, so a row pads from a document's end to the segment's "
+          "(8 % of the positions at the defaults); false: documents of whole segments (4..12 "
+          "segment lengths), so no row pads and skipping the padding buys memtrain nothing.");
 ABSL_FLAG(int, rounds, 3, "Repetitions of every measurement, alternating (median of the rounds).");
 ABSL_FLAG(int, ranks, 2, "Ranks of the data-parallel measurement (0: skip it).");
 ABSL_FLAG(std::string, mpirun, "mpirun", "mpirun of the MPI memtrain is built with.");
@@ -109,8 +113,10 @@ trainer::TrainerOptions TrainerOptionsFor(const std::string& corpus) {
 // ---- inputs -------------------------------------------------------------------------
 
 // Documents of 1000..3000 tokens (a row pads from its document's end to the
-// segment's, so short documents would waste positions), each word followed by
-// a fixed successor with probability 0.9 (so the loss falls); `tokens` in all.
+// segment's, so short documents would waste positions), or with --padding=false
+// of whole segments (a document of w words and its eos gives w input/target
+// pairs); each word followed by a fixed successor with probability 0.9 (so the
+// loss falls); `tokens` in all.
 absl::Status WriteCorpus(const std::string& path, int64_t tokens) {
   const int32_t vocab = absl::GetFlag(FLAGS_vocab);
   data::TokenizerInfo tokenizer;
@@ -125,7 +131,9 @@ absl::Status WriteCorpus(const std::string& path, int64_t tokens) {
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   const int32_t words = vocab - kFirstWord;
   for (int64_t written = 0; written < tokens;) {
-    std::vector<int32_t> document(1000 + random() % 2001);
+    const int64_t segment = absl::GetFlag(FLAGS_segment_length);
+    std::vector<int32_t> document(absl::GetFlag(FLAGS_padding) ? 1000 + random() % 2001
+                                                               : segment * (4 + random() % 9));
     document[0] = word(random);
     for (size_t i = 1; i < document.size(); ++i) {
       const int32_t successor = kFirstWord + ((document[i - 1] - kFirstWord) * 7 + 3) % words;
@@ -513,6 +521,7 @@ absl::Status Parent() {
         {"vocab", absl::GetFlag(FLAGS_vocab)},
         {"streams", absl::GetFlag(FLAGS_streams)},
         {"segment_length", n},
+        {"padding", absl::GetFlag(FLAGS_padding)},
         {"parameters_memtrain", memtrain_parameters},
         {"parameters_pytorch", pytorch_parameters}}},
       {"flops_per_position", flops_per_token},

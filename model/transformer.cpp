@@ -70,12 +70,12 @@ bool UsesKind(const TransformerOptions& options, const std::string& kind) {
   return false;
 }
 
-// The flattened positions (b * n + t) that are not padding, for the blocks'
-// feed-forward (TransformerBlockImpl::forward); undefined when nothing is
-// padding, so an unpadded batch takes the plain path with no gathering.
-at::Tensor RowsNotPadding(const at::Tensor& padding) {
-  const at::Tensor rows = padding.logical_not().reshape({-1}).nonzero().squeeze(1);
-  return rows.size(0) == padding.numel() ? at::Tensor() : rows;
+// The flattened positions (b * n + t) where `chosen` is true; undefined when
+// it is true everywhere, so that a batch without padding (or a loss counting
+// every position) takes the plain path, with no gathering.
+at::Tensor ChosenRows(const at::Tensor& chosen) {
+  const at::Tensor rows = chosen.reshape({-1}).nonzero().squeeze(1);
+  return rows.size(0) == chosen.numel() ? at::Tensor() : rows;
 }
 
 int64_t Count(torch::nn::Module& module) {
@@ -339,7 +339,7 @@ at::Tensor TransformerImpl::Encode(const at::Tensor& source) {
   TORCH_CHECK(options_.encoder_layers > 0, "Encode: this is a decoder-only model");
   at::Tensor x = Embed(source, 0);
   const at::Tensor padding = source.eq(options_.pad_id);
-  const at::Tensor computed_rows = RowsNotPadding(padding);
+  const at::Tensor computed_rows = ChosenRows(padding.logical_not());
   for (const auto& module : *encoder_) {
     x = module->as<TransformerBlockImpl>()->forward(x, padding, false, {}, {}, nullptr, nullptr,
                                                     computed_rows);
@@ -360,11 +360,10 @@ at::Tensor TransformerImpl::RunDecoder(const at::Tensor& tokens, int64_t positio
               logits_at.scalar_type(), " ", logits_at.sizes());
   // Both row lists before the layers run: on a GPU, nonzero waits for the
   // device, which costs nothing while its queue is still empty.
-  const at::Tensor logit_rows =
-      logits_at.defined() ? logits_at.reshape({-1}).nonzero().squeeze(1) : at::Tensor();
+  const at::Tensor logit_rows = logits_at.defined() ? ChosenRows(logits_at) : at::Tensor();
   at::Tensor x = Embed(tokens, position_offset);
   const at::Tensor padding = tokens.eq(options_.pad_id);
-  const at::Tensor computed_rows = RowsNotPadding(padding);
+  const at::Tensor computed_rows = ChosenRows(padding.logical_not());
   const at::Tensor memory_padding = encoder_decoder ? source.eq(options_.pad_id) : at::Tensor();
   for (size_t i = 0; i < decoder_->size(); ++i) {
     x = decoder_[i]->as<TransformerBlockImpl>()->forward(
@@ -372,9 +371,12 @@ at::Tensor TransformerImpl::RunDecoder(const at::Tensor& tokens, int64_t positio
         states ? states->self[i].get() : nullptr, states ? states->cross[i].get() : nullptr,
         computed_rows);
   }
-  if (!logit_rows.defined()) return Logits(x);
-  // index_select's backward scatters the rows' gradients back, the others zero.
-  return Logits(x.reshape({-1, x.size(2)}).index_select(0, logit_rows));
+  if (!logits_at.defined()) return Logits(x);
+  // index_select's backward scatters the rows' gradients back, the others
+  // zero. Every row chosen: all of them, [B * n, vocab], without a copy.
+  const at::Tensor logits =
+      Logits(logit_rows.defined() ? x.reshape({-1, x.size(2)}).index_select(0, logit_rows) : x);
+  return logits.reshape({-1, logits.size(-1)});
 }
 
 at::Tensor TransformerImpl::ForwardLm(const at::Tensor& tokens, int64_t position_offset,

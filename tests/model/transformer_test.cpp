@@ -64,6 +64,9 @@ TEST(TransformerTest, LogitsAtGivesTheChosenPositionsRowsInRowMajorOrder) {
                            1e-12));
   EXPECT_THROW(lm->ForwardLm(tokens, 0, chosen.narrow(1, 0, 8)), c10::Error)
       << "a mask of another shape";
+  EXPECT_TRUE(at::allclose(lm->ForwardLm(tokens, 0, at::ones({3, 9}, at::kBool)),
+                           lm->ForwardLm(tokens).view({27, 50}), 1e-12, 1e-12))
+      << "every position chosen: still [T, vocab]";
 }
 
 TEST(TransformerTest, EveryCausalKindDecodesStepByStepInsideTheModel) {
