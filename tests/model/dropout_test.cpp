@@ -112,6 +112,18 @@ TEST(DropoutTest, RowsGetTheMasksTheyHaveInTheWholeTensor) {
       << "a row outside the tensor";
 }
 
+// On a GPU rows take at::dropout's mask of the whole tensor (both samplers
+// use at::dropout there). Skips without a GPU (scripts/gpu-check runs it).
+TEST(DropoutTest, RowsOnTheGpuGetTheMasksOfTheWholeTensor_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  const at::Tensor whole = at::randn({7, 3, 64}, at::kCUDA);
+  const at::Tensor rows = at::tensor({0, 2, 3, 6}, at::kLong).cuda();
+  at::manual_seed(13);
+  const at::Tensor expected = Dropout(whole, 0.3, true).index_select(0, rows);
+  at::manual_seed(13);
+  EXPECT_TRUE(at::equal(DropoutRows(whole.index_select(0, rows), rows, 7, 0.3, true), expected));
+}
+
 TEST(DropoutTest, EvaluationAndZeroPAreTheIdentity) {
   const at::Tensor x = at::randn({5, 6});
   EXPECT_TRUE(Dropout(x, 0.5, /*training=*/false).is_same(x));

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include "absl/strings/str_cat.h"
 #include "memory/exact_knn_memory.h"
@@ -243,6 +244,27 @@ TEST(TransformerTest, AnAllPaddingBatchTrainsNothing) {
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
     EXPECT_EQ(p.value().grad().abs().sum().item<float>(), 0.0f) << p.key();
   }
+}
+
+// On a GPU (eval mode): the padding skipping and logits_at give the CPU's
+// logits, encoder and decoder padded. Skips without a GPU (scripts/gpu-check
+// runs it).
+TEST(TransformerTest, SkippingPaddingOnTheGpuGivesTheCpusLogits_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  Transformer model = Build(Small(1));
+  model->to(at::kFloat);
+  at::Tensor target = at::randint(1, 50, {2, 8}, at::kLong);
+  target[1].slice(0, 5) = 0;  // padding
+  at::Tensor source = at::randint(1, 50, {2, 6}, at::kLong);
+  source[0].slice(0, 4) = 0;
+  const at::Tensor counted = target.ne(0);
+  const at::Tensor on_cpu = model->Decode(target, model->Encode(source), source, counted);
+  model->to(at::kCUDA);
+  const at::Tensor gpu_target = target.cuda(), gpu_source = source.cuda();
+  const at::Tensor on_gpu =
+      model->Decode(gpu_target, model->Encode(gpu_source), gpu_source, counted.cuda());
+  ASSERT_EQ(on_gpu.sizes(), on_cpu.sizes());
+  EXPECT_TRUE(at::allclose(on_gpu.cpu(), on_cpu, 1e-4, 1e-5));
 }
 
 // In training, with dropout: the feed-forward of only the chosen rows gives
