@@ -14,8 +14,11 @@
 # 2. LM perplexity of the ∞-former against the Transformer at an equal context
 #    budget, on demo, code and WikiText-2 (reproduce/corpora.sh, shared with §Memory):
 #    configs/memory-lm.flags (4 layers, D = 128, 2 ranks x 4 streams, segments
-#    of L = 128 tokens), seed 1, the same steps, three rows:
+#    of L = 128 tokens), seed 1, the same steps, four rows:
 #      transformer     softmax, rotary; attends within its segment (<= L tokens)
+#      transformer-sinusoidal  the same with the ∞-former's positions
+#                      (--positions=sinusoidal, restarting every segment): how
+#                      much of the ∞-former's gap is its positions, not its memory
 #      transformer-xl  + --xl_cache: each layer also keeps the previous segment's
 #                      keys and values, L vectors each, exact (<= 2L tokens back)
 #      infinite        --attention=infinite --infinite_basis=L: each layer's
@@ -28,7 +31,7 @@
 #    compress the whole document so far. memtrain-eval on the whole valid
 #    split (the ∞-former also without its memory, --compare_memory).
 #
-# Budget (full run, quiet 2-core machine): ~20 minutes (limit 25). Measured
+# Budget (full run, quiet 2-core machine): ~22 minutes (limit 25). Measured
 # 2026-12-06 on the shared 2-core machine (load average 9, nice 10); quiet
 # wall taken as the processes' CPU seconds / 2 (two ranks, or two threads):
 #   bench-attention  the per-token costs of docs/BENCHMARKS.md's quiet run x
@@ -36,7 +39,8 @@
 #                    points, ~1.5 s start-up per point: ~7.5 minutes
 #   training         500 steps of 1,024 tokens; 30 steps took 6.0 / 7.2 / 10.4
 #                    CPU s (transformer / -xl / infinite): ~45 / 50 / 85 s a
-#                    run, ~9 minutes for 3 corpora
+#                    run, ~11 minutes for 3 corpora (the sinusoidal row as the
+#                    transformer's)
 #   evaluation       valid splits of 117K (demo), 325K (code), 349K (WikiText-2)
 #                    tokens; 48 (softmax) and 103 (infinite) CPU us a token:
 #                    ~2 minutes in all (the ∞-former twice)
@@ -57,7 +61,7 @@ need_binaries bench-attention memtrain-prepare memtrain-train memtrain-eval
 readonly KINDS=softmax,linformer,performer,memsizer,infinite
 lm_corpora=("${LM_CORPORA[@]}")
 [[ "${smoke}" == true ]] && lm_corpora=(demo)
-readonly ROWS=(transformer transformer-xl infinite)
+readonly ROWS=(transformer transformer-sinusoidal transformer-xl infinite)
 readonly TRAIN_SEED=1
 flagfile="${root}/configs/memory-lm.flags"
 flag_value() { sed -n "s/^--$1=//p" "${flagfile}" | tail -n 1; }
@@ -84,6 +88,7 @@ run_step "${run}/bench" bench replacing "${run}/bench/bench.json" -- \
 row_flags() {
   case "$1" in
     transformer) ;;
+    transformer-sinusoidal) echo --positions=sinusoidal ;;
     transformer-xl) echo --xl_cache ;;
     infinite) echo --attention=infinite --infinite_basis="${segment_length}" ;;
   esac

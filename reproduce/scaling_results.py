@@ -23,7 +23,8 @@ KEY, HEADING = "scaling", "Cost against sequence length; ∞-former vs Transform
 KINDS = ["softmax", "linformer", "performer", "memsizer", "infinite"]
 LINEAR = ["linformer", "performer", "memsizer"]
 MODES = [("non_causal", "non-causal"), ("causal", "causal")]
-ROW_LABELS = {"transformer": "Transformer", "transformer-xl": "Transformer-XL", "infinite": "∞-former"}
+ROW_LABELS = {"transformer": "Transformer", "transformer-sinusoidal": "Transformer, sinusoidal positions",
+              "transformer-xl": "Transformer-XL", "infinite": "∞-former"}
 CORPUS_LABELS = {"demo": "demo", "code": "code", "wikitext2": "WikiText-2"}
 # The project's own targets for a linear kind (bench/attention_bench.cpp's header).
 FLAT_WITHIN = 1.3
@@ -199,6 +200,7 @@ def lm_section(found, corpora, rows, segment, corpora_dir):
         headers.append("long-range ppl")
     headers += ["∞-former without memory", "train tokens/s", "train s"]
     context = {"transformer": (f"its segment (≤ {segment})", "nothing"),
+               "transformer-sinusoidal": (f"its segment (≤ {segment})", "nothing"),
                "transformer-xl": (f"segment + previous segment (≤ {2 * segment})",
                                   f"{segment} keys + {segment} values (exact, last {segment} tokens)"),
                "infinite": (f"segment + continuous memory of the whole document so far",
@@ -238,6 +240,15 @@ def lm_section(found, corpora, rows, segment, corpora_dir):
             change = (inf["ppl"] - inf["without"]) / inf["without"]
             text += (f" Its own memory {'lowers' if change < 0 else 'does not lower'} its perplexity "
                      f"({inf['without']:.2f} without → {inf['ppl']:.2f} with, {100 * change:+.1f}%).")
+        sinusoidal = found.get((corpus, "transformer-sinusoidal"))
+        if sinusoidal and sinusoidal["ppl"] and inf["ppl"] != tr["ppl"]:
+            share = (sinusoidal["ppl"] - tr["ppl"]) / (inf["ppl"] - tr["ppl"])
+            equal = (inf["ppl"] - sinusoidal["ppl"]) / sinusoidal["ppl"]
+            text += (f" Positions: the Transformer with the ∞-former's sinusoidal positions (restarting "
+                     f"every segment) reaches {sinusoidal['ppl']:.2f} against rotary's {tr['ppl']:.2f}, "
+                     f"{100 * share:.0f}% of the ∞-former's gap to the Transformer; at equal positions the "
+                     f"∞-former is {100 * abs(equal):.1f}% {'lower' if equal < 0 else 'higher'} "
+                     f"({inf['ppl']:.2f} against {sinusoidal['ppl']:.2f}).")
         if inf["long_range"] is not None and xl["long_range"] is not None:
             text += (f" Long-range tokens: ∞-former {inf['long_range']:.2f}, XL {xl['long_range']:.2f}, "
                      f"Transformer {fmt(tr['long_range'])}.")
