@@ -73,16 +73,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void FillGroup(
   }
 }
 
-}  // namespace
-
-std::vector<std::string> DropoutSamplerNames() { return SamplerNames().names(); }
-bool AbslParseFlag(absl::string_view text, DropoutSampler* value, std::string* error) {
-  return SamplerNames().Parse(text, value, error);
-}
-std::string AbslUnparseFlag(DropoutSampler value) { return SamplerNames().Name(value); }
-
-namespace {
-
 // The threshold and scale of a keep probability 1 - p (0 < p < 1).
 struct Keep {
   uint32_t below;  // round((1 - p) 2^32), at most 2^32 - 1
@@ -107,26 +97,44 @@ uint64_t DrawKey() {
   return generator.get<at::CPUGeneratorImpl>()->random64();
 }
 
-}  // namespace
-
-at::Tensor DropoutScales(int64_t numel, double p, uint64_t key) {
+// `numel` scale factors, element e drawn from Philox group group_of(e /
+// kGroup) at offset e mod kGroup (the last group cut short).
+template <typename GroupOf>
+at::Tensor DrawScales(int64_t numel, double p, uint64_t key, const GroupOf& group_of) {
   at::Tensor scales = at::empty({numel}, at::kFloat);
   const Keep keep = KeepFor(p);
   float* data = scales.data_ptr<float>();
   const int64_t groups = (numel + kGroup - 1) / kGroup;
   at::parallel_for(0, groups, /*grain_size=*/256, [&](int64_t begin, int64_t end) {
-    for (int64_t group = begin; group < end; ++group) {
-      FillGroup(key, group, keep.below, keep.scale, data + group * kGroup,
-                std::min(kGroup, numel - group * kGroup));
+    for (int64_t i = begin; i < end; ++i) {
+      FillGroup(key, group_of(i), keep.below, keep.scale, data + i * kGroup,
+                std::min(kGroup, numel - i * kGroup));
     }
   });
   return scales;
+}
+
+}  // namespace
+
+std::vector<std::string> DropoutSamplerNames() { return SamplerNames().names(); }
+bool AbslParseFlag(absl::string_view text, DropoutSampler* value, std::string* error) {
+  return SamplerNames().Parse(text, value, error);
+}
+std::string AbslUnparseFlag(DropoutSampler value) { return SamplerNames().Name(value); }
+
+at::Tensor DropoutScales(int64_t numel, double p, uint64_t key) {
+  return DrawScales(numel, p, key, [](int64_t group) { return group; });
 }
 
 at::Tensor DropoutScalesOfRows(const at::Tensor& rows, int64_t all_rows, int64_t row_numel,
                                double p, uint64_t key) {
   TORCH_CHECK(rows.is_cpu() && rows.scalar_type() == at::kLong && rows.dim() == 1,
               "DropoutScalesOfRows: rows must be int64 [R] on the CPU");
+  if (rows.numel() > 0) {
+    const int64_t lowest = rows.min().item<int64_t>(), highest = rows.max().item<int64_t>();
+    TORCH_CHECK(lowest >= 0 && highest < all_rows, "DropoutScalesOfRows: rows ", lowest, " to ",
+                highest, " reach outside [0, ", all_rows, ")");
+  }
   if (row_numel % kGroup != 0) {  // rows share groups: draw them all
     return DropoutScales(all_rows * row_numel, p, key)
         .view({all_rows, row_numel})
@@ -135,20 +143,11 @@ at::Tensor DropoutScalesOfRows(const at::Tensor& rows, int64_t all_rows, int64_t
   const at::Tensor row_index = rows.contiguous();
   const int64_t* row = row_index.data_ptr<int64_t>();
   const int64_t groups_per_row = row_numel / kGroup;
-  at::Tensor scales = at::empty({rows.size(0), row_numel}, at::kFloat);
-  const Keep keep = KeepFor(p);
-  float* data = scales.data_ptr<float>();
-  at::parallel_for(0, rows.size(0) * groups_per_row, /*grain_size=*/256,
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t i = begin; i < end; ++i) {
-                       const int64_t r = i / groups_per_row;
-                       TORCH_CHECK(row[r] >= 0 && row[r] < all_rows, "DropoutScalesOfRows: row ",
-                                   row[r], " outside [0, ", all_rows, ")");
-                       FillGroup(key, row[r] * groups_per_row + i % groups_per_row, keep.below,
-                                 keep.scale, data + i * kGroup, kGroup);
-                     }
-                   });
-  return scales;
+  return DrawScales(rows.size(0) * row_numel, p, key,
+                    [&](int64_t i) {
+                      return row[i / groups_per_row] * groups_per_row + i % groups_per_row;
+                    })
+      .view({rows.size(0), row_numel});
 }
 
 at::Tensor Dropout(const at::Tensor& input, double p, bool training, DropoutSampler sampler) {
