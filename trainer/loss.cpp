@@ -34,14 +34,15 @@ TokenLoss LabelSmoothedLoss(const at::Tensor& logits, const at::Tensor& targets,
       "LabelSmoothedLoss: targets [B, n] and a bool mask [B, n]; got ", targets.sizes(), ", ",
       mask.scalar_type(), " ", mask.sizes());
   const bool every_position = logits.dim() == 3;
+  const int64_t counted = mask.sum().item<int64_t>();
   if (every_position) {
     TORCH_CHECK(logits.sizes().slice(0, 2) == targets.sizes(),
                 "LabelSmoothedLoss: logits [B, n, V] for targets [B, n]; got ", logits.sizes(),
                 ", ", targets.sizes());
   } else {
-    TORCH_CHECK(logits.dim() == 2 && logits.size(0) == mask.sum().item<int64_t>(),
+    TORCH_CHECK(logits.dim() == 2 && logits.size(0) == counted,
                 "LabelSmoothedLoss: logits [T, V] for the T counted positions of the mask; got ",
-                logits.sizes(), " for ", mask.sum().item<int64_t>(), " counted positions");
+                logits.sizes(), " for ", counted, " counted positions");
   }
   TORCH_CHECK(smoothing >= 0 && smoothing < 1,
               "LabelSmoothedLoss: smoothing must be in [0, 1), got ", smoothing);
@@ -68,7 +69,7 @@ TokenLoss LabelSmoothedLoss(const at::Tensor& logits, const at::Tensor& targets,
   loss.smoothed = smoothed;
   const at::Tensor detached = nll.detach();
   loss.totals.nll_sum = detached.sum().item<double>();
-  loss.totals.tokens = weight.sum().item<double>();
+  loss.totals.tokens = static_cast<double>(counted);
   if (long_range.defined()) {
     const at::Tensor far = long_range.logical_and(mask).to(compute);
     loss.totals.long_range_nll = (detached * far).sum().item<double>();
